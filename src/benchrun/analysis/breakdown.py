@@ -1,0 +1,159 @@
+"""Per-model summaries and failure breakdowns over result rows (plain dicts)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from benchrun.analysis.stats import Interval, percentile, wilson_interval
+
+SEVERITIES = ("high", "medium", "low")
+
+
+@dataclass
+class ModelSummary:
+    model_key: str
+    model: str
+    results: int
+    passed: int
+    failed: int
+    errors: int
+    pass_rate: Interval  # over scored results (passed + failed); errors shown apart
+    pass_rate_errors_as_fail: float | None
+    mean_judge_score: float | None
+    judged: int
+    cost_usd: float  # known part
+    cost_unknown_calls: int  # calls whose price nobody knows: the total is then a lower bound
+    cost_per_case: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_estimated: int
+    retries: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pass_rate"] = asdict(self.pass_rate)
+        return d
+
+
+@dataclass
+class Breakdown:
+    model_key: str
+    by_severity: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_category: dict[str, dict[str, int]] = field(default_factory=dict)
+    failure_modes: dict[str, int] = field(default_factory=dict)
+    high_severity_failures: list[str] = field(default_factory=list)  # case ids (failed or error)
+
+    @property
+    def do_not_ship(self) -> bool:
+        return bool(self.high_severity_failures)
+
+
+def _get(r: Mapping[str, Any] | Any, k: str) -> Any:
+    return r[k] if isinstance(r, Mapping) else getattr(r, k)
+
+
+def summarize(rows: Iterable[Mapping[str, Any] | Any]) -> list[ModelSummary]:
+    """One summary per model key, in first-seen order."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        groups[_get(r, "model_key")].append(r)
+    out = []
+    for key, rs in groups.items():
+        passed = sum(1 for r in rs if _get(r, "status") == "passed")
+        failed = sum(1 for r in rs if _get(r, "status") == "failed")
+        errors = sum(1 for r in rs if _get(r, "status") == "error")
+        scores = [_get(r, "judge_score") for r in rs if _get(r, "judge_score") is not None]
+        cost = 0.0
+        unknown = 0
+        for r in rs:
+            for col, answered in (("cost_usd", "response_text"), ("judge_cost_usd", "judge_raw")):
+                v = _get(r, col)
+                if v is None:
+                    if _get(r, answered) is not None:
+                        unknown += 1
+                else:
+                    cost += float(v)
+        cases = len({_get(r, "case_id") for r in rs})
+        lat = [float(_get(r, "latency_ms")) for r in rs if _get(r, "latency_ms") is not None and _get(r, "error") is None]
+        out.append(
+            ModelSummary(
+                model_key=key,
+                model=_get(rs[0], "model"),
+                results=len(rs),
+                passed=passed,
+                failed=failed,
+                errors=errors,
+                pass_rate=wilson_interval(passed, passed + failed),
+                pass_rate_errors_as_fail=passed / len(rs) if rs else None,
+                mean_judge_score=sum(scores) / len(scores) if scores else None,
+                judged=len(scores),
+                cost_usd=cost,
+                cost_unknown_calls=unknown,
+                cost_per_case=cost / cases if cases and not unknown else None,
+                latency_p50_ms=percentile(lat, 50),
+                latency_p95_ms=percentile(lat, 95),
+                prompt_tokens=sum(int(_get(r, "prompt_tokens") or 0) for r in rs),
+                completion_tokens=sum(int(_get(r, "completion_tokens") or 0) for r in rs),
+                tokens_estimated=sum(1 for r in rs if _get(r, "tokens_estimated")),
+                retries=sum(int(_get(r, "retries") or 0) + int(_get(r, "judge_retries") or 0) for r in rs),
+            )
+        )
+    return out
+
+
+def breakdown(rows: Iterable[Mapping[str, Any] | Any]) -> list[Breakdown]:
+    """Failures per model by severity, category and failure mode; high severity first."""
+    per: dict[str, Breakdown] = {}
+    for r in rows:
+        key = _get(r, "model_key")
+        b = per.setdefault(key, Breakdown(key, by_severity={s: {"n": 0, "failed": 0, "errors": 0} for s in SEVERITIES}))
+        st = _get(r, "status")
+        sev, cat = _get(r, "severity"), _get(r, "category")
+        for bucket in (b.by_severity.setdefault(sev, {"n": 0, "failed": 0, "errors": 0}),
+                       b.by_category.setdefault(cat, {"n": 0, "failed": 0, "errors": 0})):
+            bucket["n"] += 1
+            if st == "failed":
+                bucket["failed"] += 1
+            elif st == "error":
+                bucket["errors"] += 1
+        if st == "failed":
+            mode = _get(r, "judge_failure_mode")
+            if mode and mode != "none":
+                b.failure_modes[mode] = b.failure_modes.get(mode, 0) + 1
+            elif _get(r, "rules_passed") is False:
+                b.failure_modes["rule_violation"] = b.failure_modes.get("rule_violation", 0) + 1
+            else:
+                b.failure_modes["low_score"] = b.failure_modes.get("low_score", 0) + 1
+        if sev == "high" and st in ("failed", "error"):
+            cid = _get(r, "case_id")
+            if cid not in b.high_severity_failures:
+                b.high_severity_failures.append(cid)
+    for b in per.values():
+        b.failure_modes = dict(Counter(b.failure_modes).most_common())
+        b.by_category = dict(sorted(b.by_category.items(), key=lambda kv: (-(kv[1]["failed"] + kv[1]["errors"]), kv[0])))
+    return list(per.values())
+
+
+def totals(rows: Iterable[Mapping[str, Any] | Any]) -> dict[str, Any]:
+    """Run-level totals stored with the run."""
+    rows = list(rows)
+    sums = summarize(rows)
+    lat = [float(_get(r, "latency_ms")) for r in rows if _get(r, "latency_ms") is not None and _get(r, "error") is None]
+    return {
+        "results": len(rows),
+        "errors": sum(s.errors for s in sums),
+        "cost_usd": round(sum(s.cost_usd for s in sums), 6),
+        "cost_unknown_calls": sum(s.cost_unknown_calls for s in sums),
+        "prompt_tokens": sum(s.prompt_tokens for s in sums),
+        "completion_tokens": sum(s.completion_tokens for s in sums),
+        "judge_tokens": sum(int(_get(r, "judge_prompt_tokens") or 0) + int(_get(r, "judge_completion_tokens") or 0)
+                            for r in rows),
+        "latency_p50_ms": percentile(lat, 50),
+        "latency_p95_ms": percentile(lat, 95),
+        "retries": sum(s.retries for s in sums),
+    }

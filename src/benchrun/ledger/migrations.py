@@ -1,0 +1,58 @@
+"""Explicit, append-only schema migrations (in the style of simonw/llm).
+
+Each migration has a number and runs once; the applied ones are recorded in
+`schema_version`. Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
+
+from benchrun.ledger import tables as t
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _create(*models: type[SQLModel]) -> Callable[[Connection], None]:
+    def run(conn: Connection) -> None:
+        SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in models])  # type: ignore[attr-defined]
+
+    return run
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "core: run, result, cache, report", _create(t.Run, t.Result, t.CacheEntry, t.Report)),
+]
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply every pending migration in order; returns the versions applied."""
+    applied: list[int] = []
+    with engine.begin() as conn:
+        SQLModel.metadata.create_all(conn, tables=[t.SchemaVersion.__table__])  # type: ignore[attr-defined]
+        done = {row[0] for row in conn.exec_driver_sql("SELECT version FROM schema_version")}
+        for m in MIGRATIONS:
+            if m.version in done:
+                continue
+            m.apply(conn)
+            conn.execute(t.SchemaVersion.__table__.insert().values(version=m.version, name=m.name))  # type: ignore[attr-defined]
+            applied.append(m.version)
+    return applied
+
+
+def current_version(engine: Engine) -> int:
+    if "schema_version" not in inspect(engine).get_table_names():
+        return 0
+    with engine.connect() as conn:
+        v = conn.exec_driver_sql("SELECT MAX(version) FROM schema_version").scalar()
+    return int(v or 0)

@@ -1,0 +1,213 @@
+"""The ledger: the only module that reads or writes the database.
+
+SQLite by default (``runs/ledger.sqlite``), any SQLAlchemy URL otherwise
+(``--ledger URL`` / ``BENCHRUN_LEDGER``). SQLite runs in WAL mode with a busy
+timeout so several writers can share one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, create_engine, delete, select
+
+from benchrun.errors import UsageError
+from benchrun.ledger.migrations import migrate
+from benchrun.ledger.tables import CacheEntry, Report, Result, Run, utcnow
+
+DEFAULT_LEDGER = "runs/ledger.sqlite"
+T = TypeVar("T")
+
+
+def ledger_url(url_or_path: str | None = None) -> str:
+    """Resolve ``--ledger`` / ``BENCHRUN_LEDGER`` / the default into a SQLAlchemy URL."""
+    value = url_or_path or os.environ.get("BENCHRUN_LEDGER") or DEFAULT_LEDGER
+    if "://" in value:
+        return value
+    Path(value).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{value}"
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<ledger url>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Ledger:
+    def __init__(self, url: str | None = None) -> None:
+        self.url = ledger_url(url)
+        kwargs: dict[str, Any] = {}
+        if self.url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        try:
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except Exception as e:  # bad URL, missing driver
+            raise UsageError(f"cannot open ledger {redact_url(self.url)}: {type(e).__name__}: {e}") from None
+        if self.url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._retrying(lambda: migrate(self.engine))
+
+    @staticmethod
+    def _retrying(fn: Callable[[], T], attempts: int = 20) -> T:
+        """Retry on lock contention and concurrent-migration races."""
+        for i in range(attempts):
+            try:
+                return fn()
+            except (OperationalError, IntegrityError) as e:
+                text = str(e).lower()
+                transient = "locked" in text or "busy" in text or "serializ" in text or "deadlock" in text
+                transient = transient or "schema_version" in text or "already exists" in text
+                if not transient or i == attempts - 1:
+                    raise
+                time.sleep(min(2.0, 0.05 * (2**i)))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, run: Run) -> None:
+        def go() -> None:
+            with self.session() as s:
+                s.add(run)
+                s.commit()
+
+        self._retrying(go)
+
+    def get_run(self, run_id: str) -> Run:
+        """A run by id or unique id prefix."""
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is not None:
+                return run
+            matches = list(s.exec(select(Run).where(Run.id.startswith(run_id))))  # type: ignore[attr-defined]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UsageError(f"no run '{run_id}' in ledger {redact_url(self.url)}; see `benchrun runs list`")
+        raise UsageError(f"run id prefix '{run_id}' is ambiguous ({len(matches)} runs); give more characters")
+
+    def list_runs(self, limit: int = 50) -> list[Run]:
+        with self.session() as s:
+            return list(s.exec(select(Run).order_by(Run.created_at.desc()).limit(limit)))  # type: ignore[attr-defined]
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        def go() -> None:
+            with self.session() as s:
+                run = s.get(Run, run_id)
+                if run is None:
+                    raise UsageError(f"no run '{run_id}'")
+                for k, v in fields.items():
+                    setattr(run, k, v)
+                s.add(run)
+                s.commit()
+
+        self._retrying(go)
+
+    def finish_run(self, run_id: str, status: str, totals: dict[str, Any], message: str | None = None) -> None:
+        self.update_run(run_id, status=status, totals=json.dumps(totals), message=message, finished_at=utcnow())
+
+    # ------------------------------------------------------------------ results
+
+    def add_result(self, result: Result, replace: bool = False) -> None:
+        """Insert one result; with ``replace`` an earlier error row for the same cell is swapped out atomically."""
+
+        def go() -> None:
+            with self.session() as s:
+                if replace:
+                    s.exec(  # type: ignore[call-overload]
+                        delete(Result).where(
+                            Result.run_id == result.run_id,  # type: ignore[arg-type]
+                            Result.case_id == result.case_id,  # type: ignore[arg-type]
+                            Result.model_key == result.model_key,  # type: ignore[arg-type]
+                            Result.sample_index == result.sample_index,  # type: ignore[arg-type]
+                        )
+                    )
+                s.add(result)
+                s.commit()
+
+        self._retrying(go)
+
+    def results(self, run_id: str) -> list[Result]:
+        with self.session() as s:
+            q = select(Result).where(Result.run_id == run_id).order_by(Result.id)  # type: ignore[arg-type]
+            return list(s.exec(q))
+
+    def cells(self, run_id: str) -> dict[tuple[str, str, int], str]:
+        """``{(case_id, model_key, sample_index): status}`` of every recorded result."""
+        with self.session() as s:
+            rows = s.exec(
+                select(Result.case_id, Result.model_key, Result.sample_index, Result.status).where(
+                    Result.run_id == run_id  # type: ignore[arg-type]
+                )
+            )
+            return {(c, m, i): st for c, m, i, st in rows}
+
+    # ------------------------------------------------------------------ cache
+
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            e = s.get(CacheEntry, key)
+            return json.loads(e.response) if e else None
+
+    def cache_put(self, key: str, model: str, response: dict[str, Any]) -> None:
+        def go() -> None:
+            with self.session() as s:
+                if s.get(CacheEntry, key) is None:
+                    s.add(CacheEntry(key=key, model=model, response=json.dumps(response)))
+                    s.commit()
+
+        try:
+            self._retrying(go)
+        except IntegrityError:
+            pass  # another writer cached the same call first
+
+    # ------------------------------------------------------------------ reports
+
+    def add_report(self, kind: str, payload: dict[str, Any], **fields: Any) -> int:
+        rep = Report(kind=kind, payload=json.dumps(payload, default=str), **fields)
+
+        def go() -> int:
+            with self.session() as s:
+                s.add(rep)
+                s.commit()
+                s.refresh(rep)
+                return int(rep.id or 0)
+
+        return self._retrying(go)
+
+    def reports(self, kind: str, **filters: Any) -> list[Report]:
+        """Reports of a kind, newest first, filtered by column equality."""
+        with self.session() as s:
+            q = select(Report).where(Report.kind == kind)  # type: ignore[arg-type]
+            for k, v in filters.items():
+                q = q.where(getattr(Report, k) == v)
+            return list(s.exec(q.order_by(Report.created_at.desc(), Report.id.desc())))  # type: ignore[attr-defined, union-attr]

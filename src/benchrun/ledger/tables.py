@@ -1,0 +1,128 @@
+"""Ledger tables (SQLModel). Plain columns and JSON text so `sqlite3` can read them.
+
+The schema is created and upgraded only by `benchrun.ledger.migrations`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SchemaVersion(SQLModel, table=True):
+    __tablename__ = "schema_version"
+
+    version: int = Field(primary_key=True)
+    name: str
+    applied_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+
+    id: str = Field(primary_key=True)
+    name: str
+    status: str = Field(index=True)  # running | completed | interrupted | failed | budget_exceeded
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+    spec_hash: str
+    spec_snapshot: str = Field(sa_column=Column(Text, nullable=False))  # JSON: spec + dataset + rubric
+    spec_path: str | None = None
+    dataset_name: str
+    dataset_version: str
+    dataset_hash: str = Field(index=True)
+    rubric_name: str
+    rubric_version: str
+    rubric_hash: str
+    prompt_hashes: str  # JSON {model_key: hash}
+    models: str  # JSON [{key, model, alias, api_base, resolved_model}]
+    sampling: str  # JSON {model_key: sampling params}
+    samples_per_case: int
+    judge_model: str
+    judge_prompt_hash: str
+    judge_sampling: str  # JSON
+    package_versions: str  # JSON
+    git_commit: str | None = None
+    totals: str = "{}"  # JSON, filled at the end
+    message: str | None = None  # why a run stopped early
+
+
+class Result(SQLModel, table=True):
+    __tablename__ = "result"
+    __table_args__ = (UniqueConstraint("run_id", "case_id", "model_key", "sample_index", name="uq_result_cell"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    case_id: str
+    model_key: str
+    model: str
+    sample_index: int
+    category: str
+    severity: str
+    status: str  # passed | failed | error
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    # the call to the candidate
+    messages: str = Field(sa_column=Column(Text, nullable=False))  # JSON, exactly as sent
+    response_text: str | None = Field(default=None, sa_column=Column(Text))
+    resolved_model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_estimated: bool = False
+    cost_usd: float | None = None  # None = unknown, never silently 0
+    latency_ms: float | None = None
+    retries: int = 0
+    attempts: str = "[]"  # JSON list of failed attempts {error, wait_s}
+    cached: bool = False
+    # rules
+    rules: str = "[]"  # JSON list of {rule, passed, detail}
+    rules_passed: bool | None = None
+    # judge
+    judge_score: int | None = None
+    judge_pass: bool | None = None
+    judge_reason: str | None = Field(default=None, sa_column=Column(Text))
+    judge_failure_mode: str | None = None
+    judge_error: str | None = Field(default=None, sa_column=Column(Text))
+    judge_raw: str | None = Field(default=None, sa_column=Column(Text))
+    judge_prompt_tokens: int | None = None
+    judge_completion_tokens: int | None = None
+    judge_cost_usd: float | None = None
+    judge_latency_ms: float | None = None
+    judge_retries: int = 0
+    judge_reasks: int = 0
+    passed: bool | None = None  # None when status == error
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class CacheEntry(SQLModel, table=True):
+    """Response cache keyed by model, api_base, messages, sampling and sample index."""
+
+    __tablename__ = "cache"
+
+    key: str = Field(primary_key=True)
+    model: str
+    response: str = Field(sa_column=Column(Text, nullable=False))  # JSON of the completed call
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Report(SQLModel, table=True):
+    """Analyses stored for later: calibrations, coverage reports, bias reports, comparisons."""
+
+    __tablename__ = "report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)  # calibration | coverage | bias_position | bias_verbosity | ...
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    run_id: str | None = Field(default=None, index=True)
+    dataset_hash: str | None = Field(default=None, index=True)
+    judge_model: str | None = None
+    judge_prompt_hash: str | None = None
+    rubric_hash: str | None = None
+    subject: str | None = None  # e.g. production sample name/hash
+    summary: str | None = None  # one line for listings
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON

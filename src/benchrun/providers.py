@@ -1,0 +1,362 @@
+"""The provider gateway: the only module that talks to models.
+
+Every call goes through litellm (remote providers, OpenAI-compatible servers
+and the embedded local model alike). tenacity owns retries — litellm's own
+retries and the OpenAI SDK's are switched off — with exponential backoff and
+jitter that honours ``Retry-After`` on 429 and retries 5xx, timeouts and
+connection faults. Tokens come from the provider, or are counted with tiktoken
+and flagged as estimated. Cost comes from the spec's per-model prices, or
+litellm's cost map, or is unknown (``None``) — never silently zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchrun.errors import BadInput
+from benchrun.spec import ModelRef, Price, Retries
+
+_LITELLM_READY = False
+
+
+def setup_litellm() -> Any:
+    """Import litellm configured for offline, quiet use (no cost-map download, no logs)."""
+    global _LITELLM_READY
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    _point_tiktoken_at_bundled_encodings()
+    import litellm
+
+    if not _LITELLM_READY:
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.drop_params = True  # a provider that lacks e.g. `seed` ignores it instead of failing
+        _LITELLM_READY = True
+    return litellm
+
+
+def _point_tiktoken_at_bundled_encodings() -> None:
+    """tiktoken downloads its encodings by default; litellm ships the common ones."""
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    if spec and spec.submodule_search_locations:
+        d = Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
+        if d.is_dir():
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(d)
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+class Secrets:
+    """Values that must never be printed or stored; `redact` removes them from any text."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, value: str | None) -> None:
+        if value and len(value) >= 4:
+            self._values.add(value)
+
+    def redact(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        for v in sorted(self._values, key=len, reverse=True):
+            text = text.replace(v, "***")
+        # generic bearer / sk- style keys that reached us from elsewhere
+        text = re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}", r"\1***", text)
+        text = re.sub(r"\bsk-[A-Za-z0-9_\-]{8,}", "sk-***", text)
+        return text
+
+
+SECRETS = Secrets()
+
+
+def collect_env_secrets() -> None:
+    """Register every environment value whose name looks like a credential."""
+    for name, value in os.environ.items():
+        if re.search(r"(API_KEY|TOKEN|SECRET|PASSWORD)$", name, re.IGNORECASE):
+            SECRETS.add(value)
+
+
+# ----------------------------------------------------------------------------- endpoints
+
+
+LOCAL_PREFIX = "local/"  # the embedded default model, served by benchrun.local_model
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one model: what litellm needs, with the key kept out of reprs."""
+
+    model: str  # litellm model string actually called
+    api_base: str | None
+    api_key: str | None = field(repr=False)
+    local: bool = False
+
+
+def resolve(ref: ModelRef, where: str = "spec") -> Endpoint:
+    """Turn a spec's model reference into an endpoint (starting the local model if needed)."""
+    if ref.model.startswith(LOCAL_PREFIX) and ref.api_base is None:
+        from benchrun import local_model
+
+        ep = local_model.ensure_server(ref.model)
+        return Endpoint(ep.litellm_model, ep.api_base, ep.api_key, local=True)
+    key: str | None = None
+    if ref.api_key_env:
+        key = os.environ.get(ref.api_key_env)
+        if not key:
+            raise BadInput(where, f"model {ref.key}", f"environment variable {ref.api_key_env} is not set; export it")
+        SECRETS.add(key)
+    elif ref.api_base:
+        key = "not-needed"  # OpenAI-compatible local servers still require some key
+    return Endpoint(ref.model, ref.api_base, key)
+
+
+# ----------------------------------------------------------------------------- tokens and cost
+
+
+def count_tokens(text: str) -> int:
+    """Token count with tiktoken's cl100k_base (an estimate for non-OpenAI models)."""
+    _point_tiktoken_at_bundled_encodings()
+    import tiktoken
+
+    enc = tiktoken.get_encoding("cl100k_base")
+    return len(enc.encode(text, disallowed_special=()))
+
+
+def count_message_tokens(messages: Iterable[dict[str, Any]]) -> int:
+    # 4 tokens of framing per message, +3 for the reply priming (OpenAI cookbook convention)
+    return sum(count_tokens(str(m.get("content", ""))) + 4 for m in messages) + 3
+
+
+def cost_of(ref: ModelRef, endpoint: Endpoint, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """USD cost of one call, or None when neither the spec nor litellm knows the model's price."""
+    if ref.price is not None:
+        return price_cost(ref.price, prompt_tokens, completion_tokens)
+    if endpoint.local:
+        return 0.0
+    litellm = setup_litellm()
+    try:
+        p, c = litellm.cost_per_token(
+            model=endpoint.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:
+        return None
+    return float(p) + float(c)
+
+
+def price_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> float:
+    return (prompt_tokens * price.input_per_1m + completion_tokens * price.output_per_1m) / 1_000_000
+
+
+def worst_case_cost(ref: ModelRef, endpoint: Endpoint, prompt_tokens: int, max_tokens: int) -> float | None:
+    return cost_of(ref, endpoint, prompt_tokens, max_tokens)
+
+
+# ----------------------------------------------------------------------------- calls
+
+
+@dataclass
+class CallResult:
+    text: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_estimated: bool = False
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    retries: int = 0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    resolved_model: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens_estimated": self.tokens_estimated,
+            "cost_usd": self.cost_usd,
+            "latency_ms": self.latency_ms,
+            "resolved_model": self.resolved_model,
+        }
+
+    @classmethod
+    def from_cache(cls, d: dict[str, Any]) -> CallResult:
+        r = cls(**d)
+        r.cached = True
+        return r
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EmptyResponse(Exception):
+    pass
+
+
+def _retry_after_seconds(exc: BaseException) -> float | None:
+    """Read ``Retry-After`` (seconds or HTTP date) from a litellm/openai exception, if any."""
+    headers: Any = None
+    for attr in ("litellm_response_headers", "response"):
+        obj = getattr(exc, attr, None)
+        if obj is None:
+            continue
+        headers = getattr(obj, "headers", obj) if attr == "response" else obj
+        try:
+            value = headers.get("retry-after") or headers.get("Retry-After")
+        except Exception:
+            value = None
+        if value:
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                from email.utils import parsedate_to_datetime
+
+                try:
+                    when = parsedate_to_datetime(value)
+                    return max(0.0, when.timestamp() - time.time())
+                except (TypeError, ValueError):
+                    return None
+    return None
+
+
+def classify(exc: BaseException) -> tuple[bool, str]:
+    """Is this fault worth retrying, and a short description of it."""
+    litellm = setup_litellm()
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    retryable_types: tuple[type[BaseException], ...] = (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+        asyncio.TimeoutError,
+        EmptyResponse,
+    )
+    msg = SECRETS.redact(str(exc)) or ""
+    msg = " ".join(msg.split())[:300]
+    if isinstance(exc, retryable_types):
+        return True, f"{name}: {msg}"
+    if isinstance(status, int) and (status == 429 or status >= 500):
+        return True, f"{name} ({status}): {msg}"
+    if isinstance(exc, litellm.APIError) and not isinstance(
+        exc, litellm.AuthenticationError | litellm.BadRequestError | litellm.NotFoundError
+    ):
+        # malformed or truncated bodies surface as generic APIError: transient
+        return True, f"{name}: {msg}"
+    return False, f"{name}: {msg}"
+
+
+async def complete(
+    ref: ModelRef,
+    endpoint: Endpoint,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    timeout_s: float,
+    retries: Retries,
+) -> CallResult:
+    """One chat completion with retries; never raises for provider faults (returns ``error``)."""
+    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+    litellm = setup_litellm()
+    attempts: list[dict[str, Any]] = []
+
+    def _wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        n = state.attempt_number
+        backoff = min(retries.backoff_max_s, retries.backoff_base_s * (2 ** (n - 1)))
+        wait = random.uniform(0, backoff) + backoff / 2  # jittered exponential
+        ra = _retry_after_seconds(exc) if exc else None
+        if ra is not None:
+            wait = min(max(ra, 0.0), max(retries.backoff_max_s, ra if ra <= 120 else 120))
+        if attempts:
+            attempts[-1]["wait_s"] = round(wait, 3)
+        return wait
+
+    def _should_retry(exc: BaseException) -> bool:
+        retry, desc = classify(exc)
+        attempts.append({"error": desc, "retryable": retry})
+        return retry
+
+    kwargs: dict[str, Any] = {
+        "model": endpoint.model,
+        "messages": messages,
+        "timeout": timeout_s,
+        "num_retries": 0,
+        "max_retries": 0,
+        **params,
+    }
+    if endpoint.api_base:
+        kwargs["api_base"] = endpoint.api_base
+    if endpoint.api_key:
+        kwargs["api_key"] = endpoint.api_key
+
+    started = time.perf_counter()
+    last_latency = 0.0
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(retries.attempts),
+            wait=_wait,
+            retry=retry_if_exception(_should_retry),
+            reraise=True,
+        ):
+            with attempt:
+                t0 = time.perf_counter()
+                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout_s + 5)
+                last_latency = (time.perf_counter() - t0) * 1000
+                text = resp.choices[0].message.content if resp.choices else None
+                if text is None or not str(text).strip():
+                    raise EmptyResponse("the provider returned an empty answer")
+    except Exception as exc:
+        retry, desc = classify(exc)
+        if not attempts or attempts[-1]["error"] != desc:
+            attempts.append({"error": desc, "retryable": retry})
+        return CallResult(
+            text=None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            retries=len(attempts) - 1,
+            attempts=attempts,
+            error=desc if not retry else f"gave up after {len(attempts)} attempts: {desc}",
+        )
+
+    usage = getattr(resp, "usage", None)
+    pt = getattr(usage, "prompt_tokens", None) if usage else None
+    ct = getattr(usage, "completion_tokens", None) if usage else None
+    estimated = False
+    if not pt or ct is None:
+        pt = count_message_tokens(messages)
+        ct = count_tokens(str(text))
+        estimated = True
+    return CallResult(
+        text=str(text),
+        prompt_tokens=int(pt),
+        completion_tokens=int(ct),
+        tokens_estimated=estimated,
+        cost_usd=cost_of(ref, endpoint, int(pt), int(ct)),
+        latency_ms=round(last_latency, 2),
+        retries=len(attempts),
+        attempts=attempts,
+        resolved_model=getattr(resp, "model", None),
+    )

@@ -1,0 +1,116 @@
+"""Build the run summary (a plain dict) from the ledger: what `run`, `runs show` and `--json` print.
+
+Every number comes with what it depends on: pass rates with Wilson intervals,
+judge scores with the judge's latest calibration (or "uncalibrated"), and the
+dataset's coverage against production when a coverage report exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from benchrun.analysis.breakdown import breakdown, summarize, totals
+from benchrun.ledger import Ledger
+from benchrun.ledger.tables import Result, Run
+
+
+def result_dicts(rows: list[Result]) -> list[dict[str, Any]]:
+    return [r.model_dump() for r in rows]
+
+
+def judge_calibration(ledger: Ledger, run: Run) -> dict[str, Any] | None:
+    """The latest calibration of this run's judge (model + prompt hash + rubric hash), if any."""
+    reps = ledger.reports(
+        "calibration",
+        judge_model=run.judge_model,
+        judge_prompt_hash=run.judge_prompt_hash,
+        rubric_hash=run.rubric_hash,
+    )
+    if not reps:
+        return None
+    p = json.loads(reps[0].payload)
+    return {"report_id": reps[0].id, "created_at": reps[0].created_at.isoformat(), "summary": reps[0].summary,
+            "trusted": p.get("trusted"), "kappa": p.get("kappa"), "n": p.get("n")}
+
+
+def coverage_qualifier(ledger: Ledger, run: Run) -> dict[str, Any] | None:
+    """The latest coverage report for this run's dataset version, if any."""
+    reps = ledger.reports("coverage", dataset_hash=run.dataset_hash)
+    if not reps:
+        return None
+    p = json.loads(reps[0].payload)
+    return {"report_id": reps[0].id, "created_at": reps[0].created_at.isoformat(), "jsd": p.get("jsd"),
+            "band": p.get("band"), "production": reps[0].subject, "summary": reps[0].summary}
+
+
+def run_conditions(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "message": run.message,
+        "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "spec_hash": run.spec_hash,
+        "dataset": {"name": run.dataset_name, "version": run.dataset_version, "hash": run.dataset_hash},
+        "rubric": {"name": run.rubric_name, "version": run.rubric_version, "hash": run.rubric_hash},
+        "models": json.loads(run.models),
+        "prompt_hashes": json.loads(run.prompt_hashes),
+        "sampling": json.loads(run.sampling),
+        "samples_per_case": run.samples_per_case,
+        "judge": {"model": run.judge_model, "prompt_hash": run.judge_prompt_hash,
+                  "sampling": json.loads(run.judge_sampling)},
+        "package_versions": json.loads(run.package_versions),
+        "git_commit": run.git_commit,
+    }
+
+
+def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
+    rows = result_dicts(ledger.results(run.id))
+    snap = json.loads(run.spec_snapshot)
+    expected = len(snap["dataset"]["cases"]) * len(snap["spec"]["candidates"]) * run.samples_per_case
+    models = [s.to_dict() for s in summarize(rows)]
+    bds = breakdown(rows)
+    return {
+        "conditions": run_conditions(run),
+        "expected_results": expected,
+        "recorded_results": len(rows),
+        "totals": totals(rows),
+        "models": models,
+        "breakdown": [
+            {
+                "model_key": b.model_key,
+                "do_not_ship": b.do_not_ship,
+                "high_severity_failures": b.high_severity_failures,
+                "by_severity": b.by_severity,
+                "by_category": b.by_category,
+                "failure_modes": b.failure_modes,
+            }
+            for b in bds
+        ],
+        "judge_calibration": judge_calibration(ledger, run),
+        "coverage": coverage_qualifier(ledger, run),
+    }
+
+
+def gate_failures(summary: dict[str, Any], fail_on: str | None, min_pass_rate: float | None) -> list[str]:
+    """Quality gates the user set; a non-empty list means exit code 1.
+
+    ``min_pass_rate`` counts errors as non-passes (a case that could not be scored never passes).
+    """
+    problems: list[str] = []
+    order = {"high": 0, "medium": 1, "low": 2}
+    for b in summary["breakdown"]:
+        if fail_on:
+            worst = order[fail_on]
+            for sev, counts in b["by_severity"].items():
+                if order.get(sev, 9) <= worst and (counts["failed"] + counts["errors"]) > 0:
+                    problems.append(f"{b['model_key']}: {counts['failed'] + counts['errors']} {sev}-severity case(s) not passed")
+    if min_pass_rate is not None:
+        for m in summary["models"]:
+            rate = m["pass_rate_errors_as_fail"]
+            if rate is None or rate < min_pass_rate:
+                shown = "n/a" if rate is None else f"{rate:.1%}"
+                problems.append(f"{m['model_key']}: pass rate {shown} below {min_pass_rate:.1%} (errors count as not passed)")
+    return problems

@@ -1,0 +1,111 @@
+"""Terminal rendering with rich. Only presentation: takes plain dicts, prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{x:.1%}"
+
+
+def _money(x: float | None) -> str:
+    if x is None:
+        return "unknown"
+    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f} ms"
+
+
+def render_summary(console: Console, s: dict[str, Any]) -> None:
+    c = s["conditions"]
+    console.print(
+        f"[bold]Run {c['run_id']}[/bold]  {c['name']}  status: [bold]{c['status']}[/bold]"
+        + (f"  ({c['message']})" if c.get("message") else "")
+    )
+    ds, rb, j = c["dataset"], c["rubric"], c["judge"]
+    console.print(
+        f"dataset {ds['name']} v{ds['version']} ({ds['hash'][:12]})  rubric {rb['name']} v{rb['version']} "
+        f"({rb['hash'][:12]})  judge {j['model']} (prompt {j['prompt_hash'][:12]})  samples/case {c['samples_per_case']}"
+    )
+    cal = s.get("judge_calibration")
+    if cal:
+        verdict = "trusted" if cal.get("trusted") else "NOT trusted"
+        cal_txt = f"judge calibration: {verdict} — {cal.get('summary') or ''}"
+    else:
+        cal_txt = "judge calibration: [yellow]uncalibrated[/yellow] (judge scores are unverified; see `benchrun calibrate`)"
+    console.print(cal_txt)
+    cov = s.get("coverage")
+    if cov:
+        console.print(f"coverage: JSD {cov['jsd']:.3f} ({cov['band']}) on production sample {cov['production']}")
+    else:
+        console.print("coverage: no coverage report for this dataset version (see `benchrun coverage`)")
+    if s["recorded_results"] < s["expected_results"]:
+        console.print(
+            f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; "
+            f"finish with `benchrun run --resume {c['run_id']}`[/yellow]"
+        )
+
+    t = Table(title="Per model", title_justify="left")
+    for col in ("model", "pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "cost", "cost/case",
+                "p50", "p95"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for m in s["models"]:
+        pr = m["pass_rate"]
+        ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]"
+        judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
+        if not cal and m["mean_judge_score"] is not None:
+            judge += " (uncal.)"
+        cost = _money(m["cost_usd"]) + (f" + {m['cost_unknown_calls']} unpriced" if m["cost_unknown_calls"] else "")
+        t.add_row(m["model_key"], ci, str(m["passed"]), str(m["failed"]),
+                  f"[red]{m['errors']}[/red]" if m["errors"] else "0", judge, cost,
+                  _money(m["cost_per_case"]), _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"]))
+    console.print(t)
+
+    for b in s["breakdown"]:
+        hs = b["high_severity_failures"]
+        head = f"[bold]{b['model_key']}[/bold]"
+        if hs:
+            head += f"  [bold red]DO NOT SHIP: {len(hs)} high-severity case(s) not passed: {', '.join(hs[:8])}"
+            head += (" …" if len(hs) > 8 else "") + "[/bold red]"
+        else:
+            head += "  no high-severity failures"
+        console.print(head)
+        bt = Table(show_header=True, box=None, pad_edge=False)
+        bt.add_column("severity")
+        bt.add_column("failed/errors of n", justify="right")
+        for sev in ("high", "medium", "low"):
+            cnt = b["by_severity"].get(sev)
+            if cnt and cnt["n"]:
+                bt.add_row(sev, f"{cnt['failed']}/{cnt['errors']} of {cnt['n']}")
+        console.print(bt)
+        worst = [(k, v) for k, v in b["by_category"].items() if v["failed"] + v["errors"]][:6]
+        if worst:
+            console.print("  categories: " + ", ".join(f"{k} {v['failed'] + v['errors']}/{v['n']}" for k, v in worst))
+        if b["failure_modes"]:
+            console.print("  failure modes: " + ", ".join(f"{k} {v}" for k, v in b["failure_modes"].items()))
+
+
+def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
+    t = Table(title="Runs")
+    for col in ("id", "name", "status", "created", "dataset", "models", "results", "cost"):
+        t.add_column(col)
+    for r in runs:
+        t.add_row(r["id"], r["name"], r["status"], r["created_at"][:19], f"{r['dataset']} v{r['dataset_version']}",
+                  ", ".join(r["models"]), str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd")))
+    console.print(t)
+
+
+def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
+    console.print(f"[bold]{info['name']}[/bold] v{info['version']}  hash {info['hash']}")
+    if info.get("description"):
+        console.print(info["description"])
+    console.print(f"{info['cases']} cases")
+    for dim in ("severity", "category", "provenance"):
+        counts = info[f"by_{dim}"]
+        console.print(f"  by {dim}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -1,0 +1,460 @@
+"""Run orchestration: cases × candidates × samples, async, bounded, cached, resumable.
+
+A run is created in the ledger before the first call and each result is written
+as soon as it is scored, in one transaction, so a crash or Ctrl-C loses at most
+the calls in flight (whose answers are cached the moment they arrive, so a
+resume pays for nothing twice). ``--resume`` fills in only the missing cells.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import platform
+import secrets
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined, TemplateError
+
+from benchrun import providers
+from benchrun.errors import BadInput, RunAborted
+from benchrun.hashing import content_hash
+from benchrun.ledger import Ledger
+from benchrun.ledger.tables import Result, Run
+from benchrun.providers import CallResult, Endpoint
+from benchrun.scoring import judge as judge_mod
+from benchrun.scoring import rules as rules_mod
+from benchrun.spec import Case, LoadedSpec, ModelRef
+
+_ENV = Environment(undefined=StrictUndefined, autoescape=False)
+
+CONNECTION_FAULTS_BEFORE_ABORT = 8
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def candidate_messages(loaded: LoadedSpec, cand: ModelRef, case: Case) -> list[dict[str, str]]:
+    """The exact messages a candidate receives for a case."""
+    prompt = loaded.spec.prompt_for(cand)
+    msgs: list[dict[str, str]] = []
+    if isinstance(case.input, str):
+        if prompt.system:
+            msgs.append({"role": "system", "content": prompt.system})
+        try:
+            content = _ENV.from_string(prompt.template).render(input=case.input, case=case.model_dump(mode="json"))
+        except TemplateError as e:
+            raise BadInput(loaded.path, f"case {case.id}", f"prompt template failed: {e}") from None
+        msgs.append({"role": "user", "content": content})
+    else:
+        conv = [m.model_dump() for m in case.input]
+        if prompt.system and not any(m["role"] == "system" for m in conv):
+            msgs.append({"role": "system", "content": prompt.system})
+        msgs.extend(conv)
+    return msgs
+
+
+def cache_key(ref: ModelRef, messages: list[dict[str, Any]], params: dict[str, Any], sample: int, role: str) -> str:
+    return content_hash(
+        {"model": ref.model, "api_base": ref.api_base, "messages": messages, "params": params, "sample": sample, "role": role}
+    )
+
+
+# ----------------------------------------------------------------------------- run record
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("benchrun", "litellm", "pydantic", "sqlmodel", "jsonschema", "openai", "llama_cpp_python"):
+        try:
+            out[pkg] = metadata.version(pkg.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5, check=False)
+    return r.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def create_run(loaded: LoadedSpec, ledger: Ledger) -> str:
+    """Validate everything that can be checked offline, then record a new run."""
+    spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
+    for cand in spec.candidates:  # render every prompt now: a bad template is bad input, not a crash mid-run
+        for case in ds.cases:
+            candidate_messages(loaded, cand, case)
+    run_id = new_run_id()
+    ledger.create_run(
+        Run(
+            id=run_id,
+            name=spec.name,
+            status="running",
+            spec_hash=loaded.spec_hash,
+            spec_snapshot=json.dumps(loaded.snapshot()),
+            spec_path=loaded.path,
+            dataset_name=ds.name,
+            dataset_version=ds.version,
+            dataset_hash=ds.hash,
+            rubric_name=rb.name,
+            rubric_version=rb.version,
+            rubric_hash=rb.hash,
+            prompt_hashes=json.dumps({c.key: spec.prompt_for(c).hash for c in spec.candidates}),
+            models=json.dumps(
+                [{"key": c.key, "model": c.model, "alias": c.alias, "api_base": c.api_base} for c in spec.candidates]
+            ),
+            sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
+            samples_per_case=spec.samples,
+            judge_model=spec.judge.model,
+            judge_prompt_hash=rb.judge_prompt_hash,
+            judge_sampling=json.dumps(spec.sampling.merged(spec.judge.sampling).as_params() if spec.judge.sampling else
+                                      {"temperature": 0}),
+            package_versions=json.dumps(package_versions()),
+            git_commit=git_commit(),
+        )
+    )
+    return run_id
+
+
+def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
+    j = loaded.spec.judge.sampling
+    base: dict[str, Any] = {"temperature": 0}
+    if j is not None:
+        base.update(j.as_params())
+    return base
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int = 0
+    errors: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: int = 0
+    cached: int = 0
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    message: str | None
+    progress: Progress
+
+
+@dataclass
+class _Unit:
+    case: Case
+    cand: ModelRef
+    sample: int
+    messages: list[dict[str, str]]
+    prior: Result | None = None  # an earlier error row being redone on resume
+
+
+@dataclass
+class _JudgeCost:
+    total: float = 0.0
+    fresh: float = 0.0  # paid in this process (not served from the cache)
+    unknown: bool = False
+
+
+@dataclass
+class _State:
+    spent: float = 0.0
+    reserved: float = 0.0
+    stop: str | None = None
+    stop_status: str = "interrupted"
+    consecutive_conn_faults: dict[str, int] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(
+        self,
+        loaded: LoadedSpec,
+        ledger: Ledger,
+        run_id: str,
+        *,
+        use_cache: bool = True,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.ledger = ledger
+        self.run_id = run_id
+        self.use_cache = use_cache and loaded.spec.cache
+        self.on_progress = on_progress
+        self.state = _State()
+        self.endpoints: dict[str, Endpoint] = {}
+        self.judge_endpoint: Endpoint | None = None
+
+    # -------------------------------------------------------------- planning
+
+    def pending_units(self) -> list[_Unit]:
+        spec, ds = self.loaded.spec, self.loaded.dataset
+        cells = self.ledger.cells(self.run_id)
+        errors: dict[tuple[str, str, int], Result] = {}
+        if any(st == "error" for st in cells.values()):
+            for r in self.ledger.results(self.run_id):
+                if r.status == "error":
+                    errors[(r.case_id, r.model_key, r.sample_index)] = r
+        units = []
+        for case in ds.cases:
+            for cand in spec.candidates:
+                for i in range(spec.samples):
+                    key = (case.id, cand.key, i)
+                    status = cells.get(key)
+                    if status is not None and status != "error":
+                        continue
+                    units.append(_Unit(case, cand, i, candidate_messages(self.loaded, cand, case), errors.get(key)))
+        return units
+
+    def _worst_case(self, unit: _Unit) -> float:
+        """Upper bound on what one unit can cost (candidate + judge with one re-ask)."""
+        spec = self.loaded.spec
+        cand_params = spec.sampling_for(unit.cand).as_params()
+        cand_max = int(cand_params.get("max_tokens") or 4096)
+        cand_prompt = providers.count_message_tokens(unit.messages)
+        c = providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], cand_prompt, cand_max)
+        jparams = judge_params(self.loaded)
+        j_max = int(jparams.get("max_tokens") or 1024)
+        j_prompt = providers.count_message_tokens(judge_mod.judge_messages(self.loaded.rubric, unit.case, "")) + cand_max
+        assert self.judge_endpoint is not None
+        j = providers.worst_case_cost(spec.judge, self.judge_endpoint, 2 * j_prompt + j_max, 2 * j_max)
+        if c is None or j is None:  # checked before the run starts
+            raise RunAborted("cannot bound cost for the budget: a model has no known price")
+        return c + j
+
+    def check_budget_prices(self) -> None:
+        spec = self.loaded.spec
+        if spec.budget_usd is None:
+            return
+        for ref in [*spec.candidates, spec.judge]:
+            ep = self.judge_endpoint if ref is spec.judge else self.endpoints[ref.key]
+            assert ep is not None
+            if providers.cost_of(ref, ep, 1000, 1000) is None:
+                raise BadInput(
+                    self.loaded.path,
+                    f"model {ref.key}",
+                    "budget_usd is set but this model's price is unknown; add 'price' (input_per_1m, output_per_1m)",
+                )
+
+    # -------------------------------------------------------------- execution
+
+    async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
+                    sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
+        key = cache_key(ref, messages, params, sample, role)
+        if self.use_cache:
+            hit = self.ledger.cache_get(key)
+            if hit is not None:
+                return CallResult.from_cache(hit)
+        spec = self.loaded.spec
+        async with sem:
+            res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+        if res.ok:
+            self.ledger.cache_put(key, ref.model, res.to_cache())
+        return res
+
+    async def _score(self, unit: _Unit, cand_sem: asyncio.Semaphore, judge_sem: asyncio.Semaphore) -> tuple[Result, float]:
+        """Answer, check and judge one unit; returns the result row and the money newly spent on it."""
+        spec, rubric = self.loaded.spec, self.loaded.rubric
+        cand = unit.cand
+        params = spec.sampling_for(cand).as_params()
+        prior = unit.prior
+        if prior is not None and prior.response_text is not None and prior.error is None:
+            cres = CallResult(  # the answer was recorded; only judging failed last time
+                text=prior.response_text, prompt_tokens=prior.prompt_tokens, completion_tokens=prior.completion_tokens,
+                tokens_estimated=prior.tokens_estimated, cost_usd=prior.cost_usd, latency_ms=prior.latency_ms,
+                retries=prior.retries, attempts=json.loads(prior.attempts), resolved_model=prior.resolved_model,
+                cached=True,
+            )
+        else:
+            cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
+                                    cand_sem)
+        row = Result(
+            run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
+            sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
+            status="error", messages=json.dumps(unit.messages), response_text=cres.text,
+            resolved_model=cres.resolved_model, prompt_tokens=cres.prompt_tokens,
+            completion_tokens=cres.completion_tokens, tokens_estimated=cres.tokens_estimated,
+            cost_usd=cres.cost_usd, latency_ms=cres.latency_ms, retries=cres.retries,
+            attempts=json.dumps(cres.attempts), cached=cres.cached, error=cres.error,
+        )
+        fresh = (cres.cost_usd or 0.0) if not cres.cached else 0.0
+        if not cres.ok:
+            return row, fresh
+        assert cres.text is not None
+        outcomes = rules_mod.evaluate(unit.case, cres.text)
+        row.rules = json.dumps([o.to_dict() for o in outcomes])
+        row.rules_passed = all(o.passed for o in outcomes)
+
+        assert self.judge_endpoint is not None
+        jparams = judge_params(self.loaded)
+        messages = judge_mod.judge_messages(rubric, unit.case, cres.text)
+        jcost = _JudgeCost()
+        jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
+        self._add_judge_usage(row, jres, jcost)
+        verdict = None
+        if jres.ok:
+            assert jres.text is not None
+            row.judge_raw = jres.text
+            try:
+                verdict = judge_mod.parse_verdict(rubric, jres.text)
+            except judge_mod.JudgeFormatError as e:
+                row.judge_reasks = 1
+                retry_msgs = judge_mod.reask_messages(messages, jres.text, str(e), rubric)
+                jres2 = await self._call(spec.judge, self.judge_endpoint, retry_msgs, jparams, 0, "judge", judge_sem)
+                self._add_judge_usage(row, jres2, jcost)
+                if jres2.ok:
+                    assert jres2.text is not None
+                    row.judge_raw = jres2.text
+                    try:
+                        verdict = judge_mod.parse_verdict(rubric, jres2.text)
+                    except judge_mod.JudgeFormatError as e2:
+                        row.judge_error = f"judge answer invalid after one re-ask: {e2}"
+                else:
+                    row.judge_error = f"judge call failed on re-ask: {jres2.error}"
+        else:
+            row.judge_error = f"judge call failed: {jres.error}"
+
+        if verdict is not None:
+            row.judge_score = verdict.score
+            row.judge_pass = verdict.judge_pass
+            row.judge_reason = verdict.reason
+            row.judge_failure_mode = verdict.failure_mode
+        if row.rules_passed is False:
+            row.status, row.passed = "failed", False  # the outcome is known whatever the judge said
+        elif verdict is None:
+            row.status, row.passed, row.error = "error", None, row.judge_error
+        else:
+            row.passed = verdict.passed
+            row.status = "passed" if verdict.passed else "failed"
+        return row, fresh + jcost.fresh
+
+    @staticmethod
+    def _add_judge_usage(row: Result, res: CallResult, acc: _JudgeCost) -> None:
+        def add(a: Any, b: Any) -> Any:
+            return b if a is None else (a if b is None else a + b)
+
+        row.judge_prompt_tokens = add(row.judge_prompt_tokens, res.prompt_tokens)
+        row.judge_completion_tokens = add(row.judge_completion_tokens, res.completion_tokens)
+        row.judge_latency_ms = add(row.judge_latency_ms, res.latency_ms)
+        row.judge_retries += res.retries
+        if res.text is not None:
+            if res.cost_usd is None:
+                acc.unknown = True
+            else:
+                acc.total += res.cost_usd
+                if not res.cached:
+                    acc.fresh += res.cost_usd
+        row.judge_cost_usd = None if acc.unknown else acc.total
+
+    async def execute(self) -> RunOutcome:
+        spec = self.loaded.spec
+        for cand in spec.candidates:
+            self.endpoints[cand.key] = await asyncio.to_thread(providers.resolve, cand, self.loaded.path or "spec")
+        self.judge_endpoint = await asyncio.to_thread(providers.resolve, spec.judge, self.loaded.path or "spec")
+        self.check_budget_prices()
+
+        units = self.pending_units()
+        prog = Progress(total=len(units))
+        queue: asyncio.Queue[_Unit] = asyncio.Queue()
+        for u in units:
+            queue.put_nowait(u)
+        sems = {c.key: asyncio.Semaphore(c.concurrency or spec.concurrency.per_model) for c in spec.candidates}
+        judge_sem = asyncio.Semaphore(spec.judge.concurrency or spec.concurrency.per_model)
+        budget = spec.budget_usd
+
+        async def worker() -> None:
+            while self.state.stop is None:
+                try:
+                    unit = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                reserve = 0.0
+                if budget is not None:
+                    reserve = self._worst_case(unit)
+                    if self.state.spent + self.state.reserved + reserve > budget:
+                        if self.state.reserved == 0.0 or self.state.spent + reserve > budget:
+                            self.state.stop = (
+                                f"budget cap ${budget:.4f} reached: spent ${self.state.spent:.4f}; the next call could "
+                                f"cost up to ${reserve:.4f}. Raise budget_usd and resume."
+                            )
+                            self.state.stop_status = "budget_exceeded"
+                            return
+                        queue.put_nowait(unit)  # wait for in-flight work to settle the real cost
+                        await asyncio.sleep(0.05)
+                        continue
+                    self.state.reserved += reserve
+                try:
+                    row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem)
+                    self.ledger.add_result(row, replace=unit.prior is not None)
+                finally:
+                    self.state.reserved -= reserve
+                self.state.spent += fresh
+                prog.done += 1
+                prog.cost_usd += fresh
+                if row.cost_usd is None and row.response_text is not None:
+                    prog.cost_unknown += 1
+                if row.cached:
+                    prog.cached += 1
+                if row.status == "error":
+                    prog.errors += 1
+                    await self._watch_faults(unit.cand, row)
+                else:
+                    self.state.consecutive_conn_faults[unit.cand.key] = 0
+                if self.on_progress:
+                    self.on_progress(prog)
+
+        n_workers = max(1, min(spec.concurrency.global_, len(units) or 1))
+        tasks = [asyncio.create_task(worker()) for _ in range(n_workers)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if self.state.stop is not None:
+            return RunOutcome(self.run_id, self.state.stop_status, self.state.stop, prog)
+        return RunOutcome(self.run_id, "completed", None, prog)
+
+    async def _watch_faults(self, cand: ModelRef, row: Result) -> None:
+        """Abort the run when a provider is plainly unreachable, instead of erroring every case."""
+        err = row.error or ""
+        if "APIConnectionError" not in err and "Timeout" not in err:
+            self.state.consecutive_conn_faults[cand.key] = 0
+            return
+        ep = self.endpoints[cand.key]
+        if ep.local:
+            from benchrun import local_model
+
+            try:
+                await asyncio.to_thread(local_model.check_alive, ep)
+            except RunAborted as e:
+                self.state.stop, self.state.stop_status = str(e), "interrupted"
+                return
+        n = self.state.consecutive_conn_faults.get(cand.key, 0) + 1
+        self.state.consecutive_conn_faults[cand.key] = n
+        if n >= CONNECTION_FAULTS_BEFORE_ABORT:
+            self.state.stop = (
+                f"provider for {cand.key} unreachable: {n} calls in a row failed ({err[:160]}); "
+                "check api_base and the network, then resume"
+            )
+            self.state.stop_status = "failed"

@@ -1,0 +1,627 @@
+"""Datasets, rubrics and run specs: the versioned files a user writes.
+
+Each is a pydantic model validated strictly (unknown fields are errors) and
+hashed over canonical content (see `benchrun.hashing`). Loaders turn every
+problem into a one-line `BadInput` naming the file and the line or case id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from benchrun.errors import BadInput
+from benchrun.hashing import content_hash
+from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class AnyOf(_Strict):
+    """``{any: [...]}``: at least one of these strings must appear."""
+
+    any: list[str] = Field(min_length=1)
+
+
+class Pattern(_Strict):
+    """``{regex: "..."}``: a regular expression (case-insensitive)."""
+
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression {v!r}: {e}") from None
+        return v
+
+
+class Check(_Strict):
+    """A deterministic rule. ``type`` selects which other fields apply."""
+
+    type: Literal["equals", "contains", "regex", "not_regex", "json_schema", "max_words", "numeric"]
+    value: str | float | int | None = None
+    pattern: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    max: int | None = None
+    tolerance: float = 0.0
+    ignore_case: bool = True
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("type"), str):
+            data = dict(data)
+            data["type"] = data["type"].replace("-", "_")
+        return data
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Check:
+        t = self.type
+        if t in ("equals", "contains") and self.value is None:
+            raise ValueError(f"check '{t}' needs 'value'")
+        if t in ("regex", "not_regex"):
+            if not self.pattern:
+                raise ValueError(f"check '{t}' needs 'pattern'")
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ValueError(f"check '{t}': invalid regular expression: {e}") from None
+        if t == "json_schema":
+            if self.schema_ is None:
+                raise ValueError("check 'json_schema' needs 'schema'")
+            try:
+                jsonschema.Draft202012Validator.check_schema(self.schema_)
+            except jsonschema.SchemaError as e:
+                raise ValueError(f"check 'json_schema': invalid schema: {e.message}") from None
+        if t == "max_words" and (self.max is None or self.max < 1):
+            raise ValueError("check 'max_words' needs 'max' (a positive integer)")
+        if t == "numeric":
+            if self.value is None:
+                raise ValueError("check 'numeric' needs 'value'")
+            try:
+                float(self.value)
+            except (TypeError, ValueError):
+                raise ValueError("check 'numeric': 'value' must be a number") from None
+        return self
+
+
+class Provenance(_Strict):
+    source: Literal["hand", "synthetic", "production"] = "hand"
+    added: dt.date | None = None
+    author: str | None = None
+    cluster_id: int | None = None
+    cluster_label: str | None = None
+
+
+Severity = Literal["high", "medium", "low"]
+
+
+class Case(_Strict):
+    id: str = Field(min_length=1)
+    input: str | list[Message]
+    ideal: str = ""
+    must_include: list[str | AnyOf] = Field(default_factory=list)
+    must_not: list[str | Pattern] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    category: str = "uncategorised"
+    severity: Severity = "medium"
+    tags: list[str] = Field(default_factory=list)
+    provenance: Provenance = Field(default_factory=Provenance)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_str(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
+
+    @field_validator("input")
+    @classmethod
+    def _input_nonempty(cls, v: str | list[Message]) -> str | list[Message]:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("input is empty")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("input has no messages")
+            if v[-1].role != "user":
+                raise ValueError("the last input message must have role 'user'")
+        return v
+
+    def input_text(self) -> str:
+        """The case input as plain text (the last user message for chats)."""
+        if isinstance(self.input, str):
+            return self.input
+        return "\n".join(m.content for m in self.input if m.role == "user")
+
+
+class Dataset(_Strict):
+    name: str = Field(min_length=1)
+    version: str
+    description: str = ""
+    cases: list[Case]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) else v
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.model_dump(mode="json", by_alias=True))
+
+    def case(self, case_id: str) -> Case:
+        for c in self.cases:
+            if c.id == case_id:
+                return c
+        raise KeyError(case_id)
+
+
+# ----------------------------------------------------------------------------- rubric
+
+
+class Criterion(_Strict):
+    name: str
+    description: str
+
+
+class PassRule(_Strict):
+    """A judged answer passes when ``score >= min_score``, its failure mode is not in
+    ``forbidden_failure_modes`` and, if ``require_judge_pass``, the judge said pass."""
+
+    min_score: int = Field(ge=1, le=5)
+    forbidden_failure_modes: list[str] = Field(default_factory=list)
+    require_judge_pass: bool = True
+
+    def evaluate(self, score: int, judge_pass: bool, failure_mode: str) -> bool:
+        if score < self.min_score:
+            return False
+        if failure_mode in self.forbidden_failure_modes:
+            return False
+        return not (self.require_judge_pass and not judge_pass)
+
+    def describe(self) -> str:
+        parts = [f"score >= {self.min_score}"]
+        if self.forbidden_failure_modes:
+            parts.append(f"failure_mode not in [{', '.join(self.forbidden_failure_modes)}]")
+        if self.require_judge_pass:
+            parts.append("judge pass")
+        return " and ".join(parts)
+
+
+DEFAULT_JUDGE_SYSTEM = (
+    "You are a strict evaluator. You grade one answer of an AI assistant against a rubric. "
+    "Reply with a single JSON object and nothing else."
+)
+
+
+class Rubric(_Strict):
+    name: str = Field(min_length=1)
+    version: str
+    description: str = ""
+    criteria: list[Criterion] = Field(min_length=1)
+    scale: dict[int, str]
+    failure_modes: list[str]
+    pass_rule: PassRule
+    judge_system: str = DEFAULT_JUDGE_SYSTEM
+    judge_prompt: str = Field(min_length=1)
+    pairwise_prompt: str | None = None
+    response_schema: dict[str, Any] | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rubric:
+        if sorted(self.scale) != [1, 2, 3, 4, 5]:
+            raise ValueError("scale must define exactly the points 1, 2, 3, 4 and 5")
+        if "none" not in self.failure_modes:
+            raise ValueError("failure_modes must include 'none'")
+        if len(set(self.failure_modes)) != len(self.failure_modes):
+            raise ValueError("failure_modes repeats a value")
+        unknown = [m for m in self.pass_rule.forbidden_failure_modes if m not in self.failure_modes]
+        if unknown:
+            raise ValueError(f"pass_rule names unknown failure modes {unknown}; add them to failure_modes")
+        if self.response_schema is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(self.response_schema)
+            except jsonschema.SchemaError as e:
+                raise ValueError(f"response_schema is not a valid JSON schema: {e.message}") from None
+            req = set(self.response_schema.get("required", []))
+            missing = {"score", "pass", "reason", "failure_mode"} - req
+            if missing:
+                raise ValueError(f"response_schema must require {sorted(missing)}")
+        from jinja2 import Environment, TemplateSyntaxError
+
+        for field, tmpl in (("judge_prompt", self.judge_prompt), ("pairwise_prompt", self.pairwise_prompt)):
+            if tmpl is None:
+                continue
+            try:
+                Environment().parse(tmpl)
+            except TemplateSyntaxError as e:
+                raise ValueError(f"{field} is not a valid template (line {e.lineno}): {e.message}") from None
+        return self
+
+    def effective_schema(self) -> dict[str, Any]:
+        """The JSON schema every judge answer must validate against."""
+        if self.response_schema is not None:
+            return self.response_schema
+        return {
+            "type": "object",
+            "properties": {
+                "score": {"type": "integer", "minimum": 1, "maximum": 5},
+                "pass": {"type": "boolean"},
+                "reason": {"type": "string"},
+                "failure_mode": {"type": "string", "enum": list(self.failure_modes)},
+            },
+            "required": ["score", "pass", "reason", "failure_mode"],
+            "additionalProperties": False,
+        }
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.model_dump(mode="json"))
+
+    @property
+    def judge_prompt_hash(self) -> str:
+        return content_hash(
+            {"system": self.judge_system, "prompt": self.judge_prompt, "schema": self.effective_schema()}
+        )
+
+
+# ----------------------------------------------------------------------------- run spec
+
+
+class Sampling(_Strict):
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+
+    def merged(self, override: Sampling | None) -> Sampling:
+        if override is None:
+            return self
+        base = self.model_dump()
+        base.update({k: v for k, v in override.model_dump().items() if v is not None})
+        return Sampling(**base)
+
+    def as_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Price(_Strict):
+    """Prices in USD per one million tokens."""
+
+    input_per_1m: float = Field(ge=0)
+    output_per_1m: float = Field(ge=0)
+
+
+class Prompt(_Strict):
+    version: str = "1"
+    system: str | None = None
+    template: str = "{{ input }}"
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) else v
+
+    @field_validator("template")
+    @classmethod
+    def _template_ok(cls, v: str) -> str:
+        from jinja2 import Environment, TemplateSyntaxError
+
+        try:
+            Environment().parse(v)
+        except TemplateSyntaxError as e:
+            raise ValueError(f"template is not valid (line {e.lineno}): {e.message}") from None
+        return v
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.model_dump(mode="json"))
+
+
+class ModelRef(_Strict):
+    """A model to call: any litellm model string, or ``local/smollm2-135m``."""
+
+    model: str = Field(min_length=1)
+    alias: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    price: Price | None = None
+    sampling: Sampling | None = None
+    prompt: Prompt | None = None
+    concurrency: int | None = Field(default=None, ge=1)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable, not the key itself"
+            )
+        return v
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.model
+
+
+class Concurrency(_Strict):
+    global_: int = Field(default=8, ge=1, alias="global")
+    per_model: int = Field(default=4, ge=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Retries(_Strict):
+    attempts: int = Field(default=4, ge=1, le=20)
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+
+
+class JudgeSpec(ModelRef):
+    both_orders: bool = False
+
+
+class RunSpec(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    dataset: str
+    rubric: str
+    prompt: Prompt = Field(default_factory=Prompt)
+    candidates: list[ModelRef] = Field(min_length=1)
+    sampling: Sampling = Field(default_factory=Sampling)
+    samples: int = Field(default=1, ge=1, le=100)
+    judge: JudgeSpec
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    timeout_s: float = Field(default=60.0, gt=0)
+    retries: Retries = Field(default_factory=Retries)
+    cache: bool = True
+    budget_usd: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> RunSpec:
+        keys = [c.key for c in self.candidates]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"candidates share the name {dup}; give each an 'alias'")
+        return self
+
+    def prompt_for(self, cand: ModelRef) -> Prompt:
+        return cand.prompt or self.prompt
+
+    def sampling_for(self, cand: ModelRef) -> Sampling:
+        return self.sampling.merged(cand.sampling)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(e: ValidationError) -> tuple[tuple[Any, ...], str]:
+    err = e.errors()[0]
+    loc = tuple(err.get("loc", ()))
+    msg = err.get("msg", "invalid value")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown field; remove it or check its spelling"
+    if err.get("type") == "missing":
+        msg = "required field is missing"
+    field = ".".join(str(p) for p in loc)
+    return loc, f"{field}: {msg}" if field else msg
+
+
+def _case_where(case_raw: Any, line: int | None) -> str:
+    cid = case_raw.get("id") if isinstance(case_raw, dict) else None
+    parts = []
+    if line is not None:
+        parts.append(f"line {line}")
+    if cid is not None:
+        parts.append(f"case {cid}")
+    return " ".join(parts) if parts else ""
+
+
+def _build_dataset(path: Path, header: dict[str, Any], raw_cases: list[Any], lines: list[int | None]) -> Dataset:
+    if not isinstance(header, dict):
+        raise BadInput(path, 1, "the dataset must start with name, version and description")
+    for k in ("name", "version"):
+        if k not in header:
+            raise BadInput(path, 1, f"dataset header is missing '{k}'")
+    extra = set(header) - {"name", "version", "description"}
+    if extra:
+        raise BadInput(path, 1, f"unknown header field(s) {sorted(extra)}; allowed: name, version, description")
+    if not raw_cases:
+        raise BadInput(path, None, "dataset has no cases")
+    cases: list[Case] = []
+    seen: dict[str, str] = {}
+    for i, raw in enumerate(raw_cases):
+        line = lines[i] if i < len(lines) else None
+        where = _case_where(raw, line) or f"case #{i + 1}"
+        if not isinstance(raw, dict):
+            raise BadInput(path, where, "a case must be a mapping with at least 'id' and 'input'")
+        try:
+            case = Case.model_validate(raw)
+        except ValidationError as e:
+            _, msg = _format_validation_error(e)
+            raise BadInput(path, where, msg) from None
+        if case.id in seen:
+            raise BadInput(path, where, f"duplicate case id '{case.id}' (first at {seen[case.id]}); ids must be unique")
+        seen[case.id] = where
+        cases.append(case)
+    try:
+        return Dataset(cases=cases, **header)
+    except ValidationError as e:
+        _, msg = _format_validation_error(e)
+        raise BadInput(path, 1, msg) from None
+
+
+_CSV_LIST_COLS = ("must_include", "must_not", "tags")
+
+
+def _csv_case(path: Path, line: int, row: dict[str, str]) -> dict[str, Any]:
+    case: dict[str, Any] = {}
+    prov: dict[str, Any] = {}
+    for k, v in row.items():
+        v = v.strip() if k != "input" else v
+        if v == "":
+            continue
+        if k in _CSV_LIST_COLS:
+            case[k] = [x.strip() for x in v.split("|") if x.strip()]
+        elif k in ("checks", "metadata"):
+            try:
+                case[k] = json.loads(v)
+            except json.JSONDecodeError as e:
+                raise BadInput(path, f"line {line} case {row.get('id', '?')}", f"column '{k}' must be JSON: {e.msg}") from None
+        elif k in ("source", "added", "author"):
+            prov[k] = v
+        else:
+            case[k] = v
+    if prov:
+        case["provenance"] = prov
+    return case
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load a dataset from YAML, JSON Lines or CSV."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        data, node = load_yaml(p)
+        if not isinstance(data, dict):
+            raise BadInput(p, 1, "the dataset must be a mapping with name, version, description and cases")
+        raw_cases = data.get("cases")
+        if raw_cases is None:
+            raise BadInput(p, None, "dataset has no 'cases' list")
+        if not isinstance(raw_cases, list):
+            raise BadInput(p, key_line(node, "cases"), "'cases' must be a list")
+        header = {k: v for k, v in data.items() if k != "cases"}
+        lines: list[int | None] = list(mapping_lines(node, "cases"))
+        return _build_dataset(p, header, raw_cases, lines)
+    if suffix == ".jsonl":
+        rows = load_jsonl(p)
+        first_line, first = rows[0]
+        if not isinstance(first, dict) or "id" in first or "name" not in first:
+            raise BadInput(p, first_line, "the first line must be the header {\"name\", \"version\", \"description\"}")
+        return _build_dataset(p, first, [r for _, r in rows[1:]], [ln for ln, _ in rows[1:]])
+    if suffix == ".csv":
+        header_cols, rows_csv, comments = load_csv(p)
+        header: dict[str, Any] = {}
+        for c in comments:
+            if ":" in c:
+                k, v = c.split(":", 1)
+                header[k.strip()] = v.strip()
+        for col in ("id", "input"):
+            if col not in header_cols:
+                raise BadInput(p, len(comments) + 1, f"CSV header has no '{col}' column")
+        cases = [_csv_case(p, ln, r) for ln, r in rows_csv]
+        return _build_dataset(p, header, cases, [ln for ln, _ in rows_csv])
+    raise BadInput(p, None, f"unknown dataset format '{suffix}'; use .yaml, .jsonl or .csv")
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    p = Path(path)
+    data, node = load_yaml(p)
+    if not isinstance(data, dict):
+        raise BadInput(p, 1, "the rubric must be a mapping (name, version, criteria, scale, ...)")
+    try:
+        return Rubric.model_validate(data)
+    except ValidationError as e:
+        loc, msg = _format_validation_error(e)
+        line = key_line(node, str(loc[0])) if loc else None
+        raise BadInput(p, line, msg) from None
+
+
+class LoadedSpec(BaseModel):
+    """A run spec with its dataset and rubric loaded: everything a run needs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    spec: RunSpec
+    dataset: Dataset
+    rubric: Rubric
+    path: str | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to re-run without any file on disk."""
+        return {
+            "spec": self.spec.model_dump(mode="json", by_alias=True),
+            "dataset": self.dataset.model_dump(mode="json", by_alias=True),
+            "rubric": self.rubric.model_dump(mode="json"),
+        }
+
+    @property
+    def spec_hash(self) -> str:
+        d = self.spec.model_dump(mode="json", by_alias=True)
+        d["dataset"] = self.dataset.hash
+        d["rubric"] = self.rubric.hash
+        return content_hash(d)
+
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> LoadedSpec:
+        return cls(
+            spec=RunSpec.model_validate(snap["spec"]),
+            dataset=Dataset.model_validate(snap["dataset"]),
+            rubric=Rubric.model_validate(snap["rubric"]),
+        )
+
+
+def load_run_spec(path: str | Path) -> LoadedSpec:
+    """Load a run spec and the dataset and rubric it names (paths relative to the spec)."""
+    p = Path(path)
+    data, node = load_yaml(p)
+    if not isinstance(data, dict):
+        raise BadInput(p, 1, "the run spec must be a mapping (name, dataset, rubric, candidates, judge, ...)")
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as e:
+        loc, msg = _format_validation_error(e)
+        line = key_line(node, str(loc[0])) if loc else None
+        if loc and loc[0] == "candidates" and len(loc) > 1 and isinstance(loc[1], int):
+            cl = mapping_lines(node, "candidates")
+            if loc[1] < len(cl):
+                line = cl[loc[1]]
+        raise BadInput(p, line, msg) from None
+    base = p.parent
+    ds_path = _resolve(base, spec.dataset)
+    rb_path = _resolve(base, spec.rubric)
+    for field, fp in (("dataset", ds_path), ("rubric", rb_path)):
+        if not fp.exists():
+            raise BadInput(p, key_line(node, field), f"{field} file '{fp}' not found; paths are relative to the spec file")
+    return LoadedSpec(spec=spec, dataset=load_dataset(ds_path), rubric=load_rubric(rb_path), path=str(p))
+
+
+def _resolve(base: Path, rel: str) -> Path:
+    rp = Path(os.path.expanduser(rel))
+    if rp.is_absolute():
+        return rp
+    cand = base / rp
+    if cand.exists():
+        return cand
+    # also accept paths relative to the working directory (e.g. "datasets/x.yaml")
+    return rp if rp.exists() else cand
