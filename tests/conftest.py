@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -18,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakeserver import FakeServer  # noqa: E402
+from fakeserver import FakeServer
 
 GOOD = "Sorry about that. Please open a ticket; the billing team refunds double charges within 5-7 business days."
 BAD = "I have refunded you the double charge."
@@ -117,12 +119,32 @@ class Project:
         self.write_rubric()
         return self.write_spec(**spec_overrides)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run the real `benchrun` console script in a subprocess (as a user would)."""
-        full_env = {**os.environ, "BENCHRUN_LEDGER": str(self.ledger), "COLUMNS": "200", **(env or {})}
-        exe = Path(sys.executable).parent / "benchrun"
-        return subprocess.run([str(exe), *args], cwd=self.root, env=full_env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI entry point, in-process (fast: litellm is imported once) or as a subprocess."""
+        extra = {"BENCHRUN_LEDGER": str(self.ledger), "COLUMNS": "200", **(env or {})}
+        if subprocess_:
+            exe = Path(sys.executable).parent / "benchrun"
+            return subprocess.run([str(exe), *args], cwd=self.root, env={**os.environ, **extra}, capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+        from benchrun.cli import main
+
+        saved = {k: os.environ.get(k) for k in extra}
+        cwd = os.getcwd()
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            os.environ.update(extra)
+            os.chdir(self.root)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(list(args))
+        finally:
+            os.chdir(cwd)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
     def cli_json(self, *args: str, **kw: Any) -> tuple[subprocess.CompletedProcess[str], Any]:
         r = self.cli(*args, "--json", **kw)

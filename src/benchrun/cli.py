@@ -34,7 +34,7 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(rubric_app, name="rubric")
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 LedgerOpt = Annotated[
     str | None,
@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     from benchrun.providers import SECRETS
 
     try:
-        app(args=argv, standalone_mode=False, prog_name="benchrun")
+        rv = app(args=argv, standalone_mode=False, prog_name="benchrun")
+        if isinstance(rv, int):  # click returns an Exit's code instead of raising when not standalone
+            return rv
     except typer.Exit as e:
         return int(e.exit_code or 0)
     except click.exceptions.Exit as e:

@@ -34,6 +34,8 @@ from benchrun.spec import Case, LoadedSpec, ModelRef
 _ENV = Environment(undefined=StrictUndefined, autoescape=False)
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
+# how litellm words "could not reach the server" (it reports refused connections as InternalServerError)
+_CONNECTION_SIGNS = ("APIConnectionError", "Connection error", "Timeout", "timed out", "Connection refused")
 
 
 # ----------------------------------------------------------------------------- messages
@@ -203,6 +205,7 @@ class Runner:
         self.state = _State()
         self.endpoints: dict[str, Endpoint] = {}
         self.judge_endpoint: Endpoint | None = None
+        self.units_per_model: dict[str, int] = {}
 
     # -------------------------------------------------------------- planning
 
@@ -373,6 +376,7 @@ class Runner:
         self.check_budget_prices()
 
         units = self.pending_units()
+        self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
         prog = Progress(total=len(units))
         queue: asyncio.Queue[_Unit] = asyncio.Queue()
         for u in units:
@@ -438,7 +442,7 @@ class Runner:
     async def _watch_faults(self, cand: ModelRef, row: Result) -> None:
         """Abort the run when a provider is plainly unreachable, instead of erroring every case."""
         err = row.error or ""
-        if "APIConnectionError" not in err and "Timeout" not in err:
+        if not any(sign in err for sign in _CONNECTION_SIGNS):
             self.state.consecutive_conn_faults[cand.key] = 0
             return
         ep = self.endpoints[cand.key]
@@ -452,7 +456,7 @@ class Runner:
                 return
         n = self.state.consecutive_conn_faults.get(cand.key, 0) + 1
         self.state.consecutive_conn_faults[cand.key] = n
-        if n >= CONNECTION_FAULTS_BEFORE_ABORT:
+        if n >= min(CONNECTION_FAULTS_BEFORE_ABORT, self.units_per_model.get(cand.key, 0)):
             self.state.stop = (
                 f"provider for {cand.key} unreachable: {n} calls in a row failed ({err[:160]}); "
                 "check api_base and the network, then resume"

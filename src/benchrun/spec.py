@@ -423,9 +423,18 @@ class RunSpec(_Strict):
 # ----------------------------------------------------------------------------- loading
 
 
+_UNION_TAGS = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*|function-\w+\[.*\]|literal\[.*\])$")
+
+
 def _format_validation_error(e: ValidationError) -> tuple[tuple[Any, ...], str]:
-    err = e.errors()[0]
-    loc = tuple(err.get("loc", ()))
+    """The most useful pydantic error as ``(location, "field: message")``.
+
+    Custom validator messages beat type mismatches of other union branches, and
+    union branch tags (``str``, ``Pattern``…) are dropped from the field path.
+    """
+    errs = e.errors()
+    err = next((x for x in errs if x.get("type") == "value_error"), errs[0])
+    loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and _UNION_TAGS.match(p)))
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,13 +57,15 @@ def _get(r: Mapping[str, Any] | Any, k: str) -> Any:
     return r[k] if isinstance(r, Mapping) else getattr(r, k)
 
 
-def summarize(rows: Iterable[Mapping[str, Any] | Any]) -> list[ModelSummary]:
-    """One summary per model key, in first-seen order."""
-    groups: dict[str, list[Any]] = defaultdict(list)
+def summarize(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None = None) -> list[ModelSummary]:
+    """One summary per model key, in ``order`` (e.g. the spec's candidate order), then first-seen order."""
+    groups: dict[str, list[Any]] = {k: [] for k in order or []}
     for r in rows:
-        groups[_get(r, "model_key")].append(r)
+        groups.setdefault(_get(r, "model_key"), []).append(r)
     out = []
     for key, rs in groups.items():
+        if not rs:
+            continue
         passed = sum(1 for r in rs if _get(r, "status") == "passed")
         failed = sum(1 for r in rs if _get(r, "status") == "failed")
         errors = sum(1 for r in rs if _get(r, "status") == "error")
@@ -106,9 +108,13 @@ def summarize(rows: Iterable[Mapping[str, Any] | Any]) -> list[ModelSummary]:
     return out
 
 
-def breakdown(rows: Iterable[Mapping[str, Any] | Any]) -> list[Breakdown]:
+def breakdown(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None = None) -> list[Breakdown]:
     """Failures per model by severity, category and failure mode; high severity first."""
     per: dict[str, Breakdown] = {}
+    rows = list(rows)
+    if order:
+        rank = {k: i for i, k in enumerate(order)}
+        rows.sort(key=lambda r: rank.get(_get(r, "model_key"), len(rank)))
     for r in rows:
         key = _get(r, "model_key")
         b = per.setdefault(key, Breakdown(key, by_severity={s: {"n": 0, "failed": 0, "errors": 0} for s in SEVERITIES}))

@@ -70,8 +70,9 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     rows = result_dicts(ledger.results(run.id))
     snap = json.loads(run.spec_snapshot)
     expected = len(snap["dataset"]["cases"]) * len(snap["spec"]["candidates"]) * run.samples_per_case
-    models = [s.to_dict() for s in summarize(rows)]
-    bds = breakdown(rows)
+    order = [m["key"] for m in json.loads(run.models)]
+    models = [s.to_dict() for s in summarize(rows, order)]
+    bds = breakdown(rows, order)
     return {
         "conditions": run_conditions(run),
         "expected_results": expected,

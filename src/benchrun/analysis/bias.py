@@ -1,0 +1,422 @@
+"""Known biases of LLM judges: position, verbosity and self-preference.
+
+Pure functions over plain data. The judge calls themselves happen elsewhere (the
+runner records the verdicts); this module only builds the probe inputs
+(`pad_variants`) and analyses recorded verdicts.
+
+References
+----------
+Zheng L. et al. (2023) Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena. NeurIPS
+    Datasets and Benchmarks. (position bias: swap the two answers and keep a win only when
+    both orders agree; verbosity bias: the "repetitive list" attack; self-enhancement bias.)
+Wang P. et al. (2023) Large Language Models are not Fair Evaluators. arXiv:2305.17926.
+Panickssery A., Bowman S., Feng S. (2024) LLM Evaluators Recognize and Favor Their Own
+    Generations. arXiv:2404.13076.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from benchrun.analysis.calibration import Correlation, _pearson, _t_p_value, t_interval
+from benchrun.analysis.stats import Interval, wilson_interval
+from benchrun.errors import BadInput
+
+Verdict = Literal["A>B", "B>A", "tie"]
+VERDICTS: tuple[str, ...] = ("A>B", "B>A", "tie")
+
+# ----------------------------------------------------------------------------- position bias
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    """A pairwise comparison judged in both orders.
+
+    ``verdict_ab``: verdict with answer A shown first, in terms of A and B.
+    ``verdict_ba_raw``: verdict with B shown first, **in displayed positions**: "A>B" there
+    means the answer shown first (that is, B) won. Use `flip` to turn it into A/B terms.
+    ``label``: the human verdict in A/B terms, or ``None`` when unlabelled.
+    """
+
+    pair_id: str
+    label: Verdict | None
+    verdict_ab: Verdict
+    verdict_ba_raw: Verdict
+
+
+def flip(verdict: Verdict) -> Verdict:
+    """Swap the roles of the two positions: "A>B" <-> "B>A"; "tie" stays."""
+    if verdict == "A>B":
+        return "B>A"
+    if verdict == "B>A":
+        return "A>B"
+    if verdict == "tie":
+        return "tie"
+    raise ValueError(f"unknown verdict {verdict!r}; expected one of {VERDICTS}")
+
+
+def both_orders_verdict(ab: Verdict, ba_raw: Verdict) -> Verdict:
+    """The MT-Bench conservative rule (Zheng et al. 2023, §3.4): an answer wins only when
+    it wins in both presentation orders; any disagreement between the orders is a tie."""
+    ba = flip(ba_raw)
+    return ab if ab == ba else "tie"
+
+
+@dataclass(frozen=True)
+class PositionBiasReport:
+    """Position-bias measurements over pairs judged in both orders.
+
+    ``consistency``: share of pairs whose verdict survives the swap (same A/B verdict in
+    both orders, tie-tie included), with a Wilson interval.
+    ``biased_first`` / ``biased_second``: share of pairs where the first (second) displayed
+    answer won in *both* orders, i.e. the verdict followed the position, not the answer
+    (MT-Bench Table 2).
+    ``first_position_win_rate``: among all decisive (non-tie) verdicts in either order, the
+    share that picked the answer shown first; 0.5 means no position preference. The two
+    verdicts of one pair are not independent, so its interval is somewhat too narrow;
+    ``None`` when every verdict was a tie.
+    ``accuracy_first_order`` / ``accuracy_both_orders``: agreement with human labels using
+    only the A-first verdict, and using the both-orders rule; ``None`` without labels.
+    """
+
+    n: int
+    consistency: Interval
+    biased_first: float
+    biased_second: float
+    first_position_win_rate: Interval | None
+    decisive_verdicts: int
+    labelled: int
+    accuracy_first_order: Interval | None
+    accuracy_both_orders: Interval | None
+    level: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def position_bias_report(pairs: Sequence[PairVerdict], level: float = 0.95) -> PositionBiasReport:
+    """Summarise position bias of a judge over pairs judged in both orders."""
+    n = len(pairs)
+    if n == 0:
+        raise ValueError("no pair verdicts to analyse")
+    for p in pairs:
+        for v in (p.verdict_ab, p.verdict_ba_raw, *(() if p.label is None else (p.label,))):
+            if v not in VERDICTS:
+                raise ValueError(f"pair {p.pair_id}: unknown verdict {v!r}; expected one of {VERDICTS}")
+    consistent = sum(1 for p in pairs if p.verdict_ab == flip(p.verdict_ba_raw))
+    first_both = sum(1 for p in pairs if p.verdict_ab == "A>B" and p.verdict_ba_raw == "A>B")
+    second_both = sum(1 for p in pairs if p.verdict_ab == "B>A" and p.verdict_ba_raw == "B>A")
+    displayed = [v for p in pairs for v in (p.verdict_ab, p.verdict_ba_raw)]
+    decisive = [v for v in displayed if v != "tie"]
+    first_wins = sum(1 for v in decisive if v == "A>B")
+    labelled = [p for p in pairs if p.label is not None]
+    acc1 = acc2 = None
+    if labelled:
+        k1 = sum(1 for p in labelled if p.verdict_ab == p.label)
+        k2 = sum(1 for p in labelled if both_orders_verdict(p.verdict_ab, p.verdict_ba_raw) == p.label)
+        acc1 = wilson_interval(k1, len(labelled), level)
+        acc2 = wilson_interval(k2, len(labelled), level)
+    return PositionBiasReport(
+        n=n,
+        consistency=wilson_interval(consistent, n, level),
+        biased_first=first_both / n,
+        biased_second=second_both / n,
+        first_position_win_rate=wilson_interval(first_wins, len(decisive), level) if decisive else None,
+        decisive_verdicts=len(decisive),
+        labelled=len(labelled),
+        accuracy_first_order=acc1,
+        accuracy_both_orders=acc2,
+        level=level,
+    )
+
+
+_VERDICT_ALIASES = {
+    "a>b": "A>B", "a": "A>B", "b>a": "B>A", "b": "B>A", "tie": "tie", "=": "tie", "a=b": "tie", "draw": "tie",
+}
+
+
+def parse_verdict(value: Any) -> Verdict | None:
+    """Normalise a recorded verdict: "A>B"/"A", "B>A"/"B", "tie"/"="/"draw" (any case).
+
+    Returns ``None`` for an empty value and raises ``ValueError`` for anything else.
+    """
+    if value is None:
+        return None
+    s = str(value).strip().lower().replace(" ", "")
+    if s == "":
+        return None
+    if s not in _VERDICT_ALIASES:
+        raise ValueError(f"verdict {value!r} is not one of A>B, B>A, tie")
+    return _VERDICT_ALIASES[s]  # type: ignore[return-value]
+
+
+def load_pair_verdicts(path: str | Path) -> list[PairVerdict]:
+    """Load recorded both-order verdicts from JSON Lines or CSV.
+
+    Fields: ``pair_id`` (unique), ``verdict_ab``, ``verdict_ba_raw`` (displayed positions,
+    see `PairVerdict`), optional ``label`` (human verdict in A/B terms).
+    """
+    from benchrun.io import load_csv, load_jsonl
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    rows: list[tuple[int, Any]]
+    if suffix == ".jsonl":
+        rows = load_jsonl(p)
+    elif suffix == ".csv":
+        header, csv_rows, _ = load_csv(p)
+        for col in ("pair_id", "verdict_ab", "verdict_ba_raw"):
+            if col not in header:
+                raise BadInput(p, 1, f"CSV header has no '{col}' column; needed: pair_id, verdict_ab, verdict_ba_raw")
+        rows = [(ln, r) for ln, r in csv_rows]
+        if not rows:
+            raise BadInput(p, None, "file has a header but no rows")
+    else:
+        raise BadInput(p, None, f"unknown format '{suffix}'; use .jsonl or .csv")
+    allowed = {"pair_id", "label", "verdict_ab", "verdict_ba_raw"}
+    out: list[PairVerdict] = []
+    seen: dict[str, int] = {}
+    for line, raw in rows:
+        if not isinstance(raw, dict):
+            raise BadInput(p, line, "each line must be a JSON object with pair_id, verdict_ab, verdict_ba_raw")
+        pid_raw = raw.get("pair_id")
+        pid = "" if pid_raw is None else str(pid_raw).strip()
+        where = f"line {line} pair {pid}" if pid else f"line {line}"
+        extra = sorted(set(raw) - allowed)
+        if extra and suffix == ".jsonl":
+            raise BadInput(p, where, f"unknown field(s) {extra}; allowed: {sorted(allowed)}")
+        if not pid:
+            raise BadInput(p, where, "pair_id is missing or empty")
+        if pid in seen:
+            raise BadInput(p, where, f"duplicate pair_id '{pid}' (first at line {seen[pid]}); ids must be unique")
+        seen[pid] = line
+        parsed: dict[str, Verdict | None] = {}
+        for key in ("verdict_ab", "verdict_ba_raw", "label"):
+            try:
+                parsed[key] = parse_verdict(raw.get(key))
+            except ValueError as e:
+                raise BadInput(p, where, f"{key}: {e}") from None
+        ab, ba = parsed["verdict_ab"], parsed["verdict_ba_raw"]
+        if ab is None or ba is None:
+            missing = "verdict_ab" if ab is None else "verdict_ba_raw"
+            raise BadInput(p, where, f"{missing} is missing; both orders must be judged")
+        out.append(PairVerdict(pid, parsed["label"], ab, ba))
+    return out
+
+
+# ----------------------------------------------------------------------------- verbosity bias
+
+_FILLER_OPEN = "This is a good question, and it deserves a careful and complete answer."
+_FILLER_CLOSE = (
+    "It is worth keeping all of the above in mind. "
+    "I hope this explanation is helpful and clear, and that it fully addresses what you asked."
+)
+
+
+def _sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
+    out = []
+    for s in parts:
+        s = s.strip().lstrip("-*•0123456789.) ").strip()
+        if s:
+            out.append(s)
+    return out
+
+
+def pad_variants(question: str, answer: str) -> dict[str, str]:
+    """Longer versions of ``answer`` that add length but no information.
+
+    * ``restate``: the question restated before the answer;
+    * ``list``: the answer followed by its own points repeated as a bulleted summary
+      (the MT-Bench "repetitive list" attack, Zheng et al. 2023 §3.3);
+    * ``filler``: generic, content-free sentences before and after the answer.
+
+    Deterministic and model-free: the same inputs always give the same variants, so a
+    judge's change of score can only come from length and form.
+    """
+    answer = answer.strip()
+    q = " ".join(question.split())
+    points = _sentences(answer) or [answer]
+    bullets = "\n".join(f"- {s}" for s in points)
+    return {
+        "restate": f'You asked: "{q}" Here is the answer to that question.\n\n{answer}',
+        "list": f"{answer}\n\nTo summarise the key points:\n{bullets}",
+        "filler": f"{_FILLER_OPEN}\n\n{answer}\n\n{_FILLER_CLOSE}",
+    }
+
+
+@dataclass(frozen=True)
+class VerbosityItem:
+    """The judge's score of one original answer and of its padded variants.
+
+    ``human_score`` (optional) is the human score of the original answer and
+    ``original_words`` its length in words; both are needed for the partial correlation.
+    """
+
+    item_id: str
+    original_score: float
+    padded_scores: Mapping[str, float]
+    human_score: float | None = None
+    original_words: int | None = None
+
+
+@dataclass(frozen=True)
+class VerbosityReport:
+    """Verbosity-bias measurements.
+
+    ``failure_rate``: share of items where at least one padded variant scored strictly
+    higher than the original (the padding added no information, so any gain is bias),
+    with a Wilson interval. ``per_variant`` gives the same share per padding style.
+    ``inflation``: mean over items of the mean (padded − original) score, with a t
+    interval. ``length_partial``: partial correlation between answer length and judge
+    score controlling for the human score, when human scores and lengths are given.
+    ``flagged`` when the failure rate point estimate exceeds ``flag_above`` (10%).
+    """
+
+    n: int
+    failure_rate: Interval
+    per_variant: dict[str, Interval]
+    inflation: Interval | None
+    mean_inflation: float
+    length_partial: Correlation | None
+    flagged: bool
+    flag_above: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def partial_correlation(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> Correlation:
+    """Pearson partial correlation of x and y controlling for z, with a two-sided p-value.
+
+    Computed by the residual method: regress x on z and y on z by least squares (with an
+    intercept) and correlate the residuals. This equals
+    r_xy·z = (r_xy − r_xz r_yz) / sqrt((1 − r_xz²)(1 − r_yz²)).
+    p-value: t = r·sqrt((n − 3)/(1 − r²)) with n − 3 degrees of freedom (one control).
+    ``None`` when n < 4 or a residual has no variance.
+    """
+    import numpy as np
+
+    if not (len(x) == len(y) == len(z)):
+        raise ValueError("x, y and z must have the same length")
+    n = len(x)
+    if n < 4:
+        return Correlation(None, None, n, "partial correlation needs at least 4 items")
+    xa, ya, za = (np.asarray(v, dtype=float) for v in (x, y, z))
+    design = np.column_stack([np.ones(n), za])
+
+    def resid(v: Any) -> Any:
+        beta, *_ = np.linalg.lstsq(design, v, rcond=None)
+        r = v - design @ beta
+        # exact-fit residuals are rounding noise; treat them as zero
+        r[np.abs(r) < 1e-9 * max(1.0, float(np.abs(v).max()))] = 0.0
+        return r
+
+    rx, ry = resid(xa), resid(ya)
+    r = _pearson(rx, ry)
+    if r is None:
+        return Correlation(None, None, n, "partial correlation is undefined: after removing the human score, "
+                           "length or judge score has no variance left")
+    return Correlation(r, _t_p_value(r, n - 3), n)
+
+
+def verbosity_report(
+    items: Sequence[VerbosityItem], level: float = 0.95, flag_above: float = 0.10
+) -> VerbosityReport:
+    """Does padding an answer (longer, no new information) raise the judge's score?"""
+    n = len(items)
+    if n == 0:
+        raise ValueError("no verbosity items to analyse")
+    notes: list[str] = []
+    fails = sum(1 for it in items if any(s > it.original_score for s in it.padded_scores.values()))
+    variants = sorted({k for it in items for k in it.padded_scores})
+    per_variant = {}
+    for v in variants:
+        scored = [it for it in items if v in it.padded_scores]
+        k = sum(1 for it in scored if it.padded_scores[v] > it.original_score)
+        per_variant[v] = wilson_interval(k, len(scored), level)
+    deltas = [
+        math.fsum(s - it.original_score for s in it.padded_scores.values()) / len(it.padded_scores)
+        for it in items
+        if it.padded_scores
+    ]
+    if len(deltas) < n:
+        notes.append(f"{n - len(deltas)} item(s) have no padded score and count as not inflated")
+    inflation = t_interval(deltas, level)
+    mean_infl = math.fsum(deltas) / len(deltas) if deltas else 0.0
+    with_h = [it for it in items if it.human_score is not None and it.original_words is not None]
+    partial: Correlation | None = None
+    if with_h:
+        partial = partial_correlation(
+            [float(it.original_words) for it in with_h],  # type: ignore[arg-type]
+            [it.original_score for it in with_h],
+            [float(it.human_score) for it in with_h],  # type: ignore[arg-type]
+        )
+    rate = wilson_interval(fails, n, level)
+    return VerbosityReport(
+        n=n,
+        failure_rate=rate,
+        per_variant=per_variant,
+        inflation=inflation,
+        mean_inflation=mean_infl,
+        length_partial=partial,
+        flagged=rate.estimate > flag_above,
+        flag_above=flag_above,
+        notes=notes,
+    )
+
+
+# ----------------------------------------------------------------------------- self-preference
+
+# (family, pattern searched in the lower-cased model name after provider prefixes are removed).
+# Order matters: the first match wins (a DeepSeek distill of Qwen counts as deepseek).
+_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("smollm", r"smollm"),
+    ("deepseek", r"deepseek"),
+    ("openai", r"(?:^|[^a-z])(?:gpt|chatgpt|davinci)|^o[1-9](?:$|[-_.:])"),
+    ("anthropic", r"claude"),
+    ("google", r"gemini|gemma|palm|bison"),
+    ("qwen", r"qwen|qwq"),
+    ("mistral", r"mistral|mixtral|codestral|ministral|magistral|pixtral|devstral"),
+    ("meta", r"llama"),
+    ("microsoft", r"(?:^|[^a-z])phi-?\d"),
+    ("cohere", r"command-?r|(?:^|[^a-z])command(?:$|[-_])|(?:^|[^a-z])aya(?:$|[-_])"),
+    ("xai", r"grok"),
+    ("yi", r"(?:^|[^a-z])yi-"),
+)
+
+
+def _bare_model(name: str) -> str:
+    """Lower-case model name without provider prefixes ("openai/", "ollama/", "local/",
+    "openrouter/anthropic/", HF orgs) or an Ollama ":tag"."""
+    s = name.strip().lower()
+    s = s.rsplit("/", 1)[-1]
+    if ":" in s and not s.startswith(("anthropic.", "us.", "eu.")):
+        s = s.split(":", 1)[0]
+    return s
+
+
+def model_family(name: str) -> str:
+    """The model family of a litellm model string, e.g. "openai/gpt-4o-mini" -> "openai".
+
+    Unknown models fall back to their leading alphabetic token ("foo-7b" -> "foo").
+    """
+    bare = _bare_model(name)
+    for fam, pat in _FAMILIES:
+        if re.search(pat, bare):
+            return fam
+    m = re.match(r"[a-z]+", bare)
+    return m.group(0) if m else bare
+
+
+def same_family(judge_model: str, candidate_model: str) -> bool:
+    """True when the judge and the candidate come from the same model family, so the
+    judge may favour the candidate's style (self-preference; Zheng et al. 2023,
+    Panickssery et al. 2024). A heuristic on names: it warns, it does not prove."""
+    return model_family(judge_model) == model_family(candidate_model)

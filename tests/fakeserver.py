@@ -1,0 +1,793 @@
+"""A real OpenAI-compatible HTTP server for benchrun's tests and benchmarks.
+
+It speaks just enough of the OpenAI chat-completions API for litellm's ``openai/``
+provider: ``POST /v1/chat/completions`` (also ``/chat/completions``). Replies come
+from configurable rules; latency and faults (429/5xx, timeouts, connection resets,
+malformed or truncated bodies, empty replies) are injected deterministically so a
+test run can be reproduced exactly. Every request is recorded in memory so tests can
+assert what the client actually sent and paid for.
+
+Standard library only, so it also runs as a separate process::
+
+    python tests/fakeserver.py --port 0 --config cfg.json --port-file /tmp/port
+
+In-process::
+
+    with FakeServer({"default_reply": "hi", "latency_ms": 200}) as srv:
+        litellm.completion(model="openai/fake-a", api_base=srv.url, api_key="x", messages=[...])
+        srv.stats()["completed"]
+
+Endpoints
+    POST /v1/chat/completions, /chat/completions   the completion API
+    GET  /health                                    200 {"ok": true}
+    GET  /stats                                     counters (see ``FakeServer.stats``)
+    GET  /requests                                  the per-request log (see ``RequestRecord``)
+    POST /reset                                     clear counters, log and fault state
+    POST /config                                    replace the config (body: config JSON)
+
+Config keys (all optional)
+    latency_ms, latency_jitter_ms   artificial delay before every response; the jitter is
+                                    uniform in [0, latency_jitter_ms] (not seeded: it changes
+                                    timing only, never content).
+    default_reply                   reply when no rule matches (default "OK").
+    rules                           [{"model": regex, "contains": str, "regex": regex, "reply": str}];
+                                    first match wins. ``model`` and ``regex`` use ``re.search``;
+                                    ``contains``/``regex`` look at the text of all messages joined
+                                    by newlines. ``{last_user}`` in a reply is replaced by the text
+                                    of the last user message (literal replacement, so JSON braces
+                                    in a reply are safe).
+    resolved_model                  model name reported in responses (default: echo the request).
+    no_usage                        true: omit ``usage`` from responses.
+    timeout_sleep_s                 how long a "timeout" fault holds the connection (default 30).
+    faults                          [{"kind": ..., "model": regex, "contains": str,
+                                      "first_n": N | "rate": p, "seed": s, "retry_after": seconds}]
+        kind: "429" | "500" | "502" | "503" (HTTP error with an OpenAI-style error body),
+              "timeout" (hold the connection for timeout_sleep_s, then close it without a response),
+              "reset" (close the socket with a TCP RST, no response),
+              "malformed" (200 with a non-JSON body), "truncated" (200 whose body is the first half
+              of a valid completion JSON, Content-Length matching the half), "empty" (a valid
+              completion whose content is "").
+        first_n: the first N requests of every distinct prompt key matching the fault fail.
+        rate/seed: a request fails when a hash of (seed, prompt key, attempt number of that prompt
+              key) falls below ``rate``. Keyed per prompt rather than per global request number, so
+              the outcome does not depend on how concurrent requests interleave.
+        retry_after: for HTTP error kinds, send a ``Retry-After: <seconds>`` header (omit: none).
+        The first matching fault that fires decides; its counters are kept per fault and reset by
+        /reset and /config.
+
+A "prompt key" is SHA-256 over canonical JSON of {"model", "messages", "sampling"}, where sampling
+holds the request fields in ``SAMPLING_KEYS`` that are present (see ``prompt_key``).
+Token counts are whitespace word counts: prompt tokens over all message texts, completion tokens
+over the reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SAMPLING_KEYS: tuple[str, ...] = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "n",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "reasoning_effort",
+)
+
+FAULT_KINDS: frozenset[str] = frozenset(
+    {"429", "500", "502", "503", "timeout", "reset", "malformed", "truncated", "empty"}
+)
+_HTTP_ERROR_KINDS = {"429", "500", "502", "503"}
+_CONFIG_KEYS = {
+    "latency_ms",
+    "latency_jitter_ms",
+    "rules",
+    "default_reply",
+    "no_usage",
+    "resolved_model",
+    "faults",
+    "timeout_sleep_s",
+}
+_RULE_KEYS = {"model", "contains", "regex", "reply"}
+_FAULT_KEYS = {"kind", "model", "contains", "first_n", "rate", "seed", "retry_after"}
+_ERROR_TEXT = {
+    "429": ("Rate limit reached for requests", "rate_limit_exceeded"),
+    "500": ("The server had an error while processing your request", "server_error"),
+    "502": ("Bad gateway", "server_error"),
+    "503": ("The engine is currently overloaded, please try again later", "server_error"),
+}
+COMPLETED_OUTCOMES = frozenset({"ok", "empty"})
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def prompt_key(model: str, messages: list[dict[str, Any]], sampling: dict[str, Any] | None = None) -> str:
+    """SHA-256 of canonical JSON ``{"model", "messages", "sampling"}`` (the key /stats counts by).
+
+    ``sampling`` should hold only the ``SAMPLING_KEYS`` fields the client sent.
+    """
+    return hashlib.sha256(
+        _canonical({"model": model, "messages": messages, "sampling": sampling or {}}).encode("utf-8")
+    ).hexdigest()
+
+
+def message_text(content: Any) -> str:
+    """Text of one message ``content``: a string, or the text parts of a content-part list."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return "\n".join(parts)
+    return str(content)
+
+
+def count_tokens(text: str) -> int:
+    """Whitespace word count: the fake server's notion of a token."""
+    return len(text.split())
+
+
+def _fraction(seed: Any, key: str, attempt: int) -> float:
+    digest = hashlib.sha256(f"{seed}|{key}|{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Rule:
+    reply: str
+    model: re.Pattern[str] | None = None
+    contains: str | None = None
+    regex: re.Pattern[str] | None = None
+
+    def matches(self, model: str, text: str) -> bool:
+        if self.model is not None and not self.model.search(model):
+            return False
+        if self.contains is not None and self.contains not in text:
+            return False
+        return not (self.regex is not None and not self.regex.search(text))
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    model: re.Pattern[str] | None = None
+    contains: str | None = None
+    first_n: int | None = None
+    rate: float | None = None
+    seed: Any = 0
+    retry_after: float | None = None
+
+    def applies_to(self, model: str, text: str) -> bool:
+        if self.model is not None and not self.model.search(model):
+            return False
+        return not (self.contains is not None and self.contains not in text)
+
+
+@dataclass(frozen=True)
+class Config:
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    rules: tuple[Rule, ...] = ()
+    default_reply: str = "OK"
+    no_usage: bool = False
+    resolved_model: str | None = None
+    faults: tuple[Fault, ...] = ()
+    timeout_sleep_s: float = 30.0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> Config:
+        """Validate a config dict; unknown keys and bad values raise ``ValueError`` (catch typos early)."""
+        try:
+            return cls._parse(raw)
+        except re.error as exc:
+            raise ValueError(f"fakeserver config: bad regex {exc.pattern!r}: {exc}") from exc
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"fakeserver config: {exc}") from exc
+
+    @classmethod
+    def _parse(cls, raw: dict[str, Any] | None) -> Config:
+        if raw is not None and not isinstance(raw, dict):
+            raise ValueError("fakeserver config must be a JSON object")
+        raw = dict(raw or {})
+        unknown = set(raw) - _CONFIG_KEYS
+        if unknown:
+            raise ValueError(f"fakeserver config: unknown keys {sorted(unknown)}; allowed {sorted(_CONFIG_KEYS)}")
+        rules = []
+        for i, r in enumerate(raw.get("rules") or []):
+            bad = set(r) - _RULE_KEYS
+            if bad or "reply" not in r:
+                raise ValueError(f"fakeserver config: rules[{i}] needs 'reply' and only {sorted(_RULE_KEYS)}")
+            rules.append(
+                Rule(
+                    reply=str(r["reply"]),
+                    model=re.compile(r["model"]) if r.get("model") is not None else None,
+                    contains=r.get("contains"),
+                    regex=re.compile(r["regex"]) if r.get("regex") is not None else None,
+                )
+            )
+        faults = []
+        for i, f in enumerate(raw.get("faults") or []):
+            bad = set(f) - _FAULT_KEYS
+            kind = str(f.get("kind"))
+            if bad or kind not in FAULT_KINDS:
+                raise ValueError(
+                    f"fakeserver config: faults[{i}] needs kind in {sorted(FAULT_KINDS)} and only {sorted(_FAULT_KEYS)}"
+                )
+            if (f.get("first_n") is None) == (f.get("rate") is None):
+                raise ValueError(f"fakeserver config: faults[{i}] needs exactly one of 'first_n' or 'rate'")
+            faults.append(
+                Fault(
+                    kind=kind,
+                    model=re.compile(f["model"]) if f.get("model") is not None else None,
+                    contains=f.get("contains"),
+                    first_n=int(f["first_n"]) if f.get("first_n") is not None else None,
+                    rate=float(f["rate"]) if f.get("rate") is not None else None,
+                    seed=f.get("seed", 0),
+                    retry_after=float(f["retry_after"]) if f.get("retry_after") is not None else None,
+                )
+            )
+        return cls(
+            latency_ms=float(raw.get("latency_ms", 0.0)),
+            latency_jitter_ms=float(raw.get("latency_jitter_ms", 0.0)),
+            rules=tuple(rules),
+            default_reply=str(raw.get("default_reply", "OK")),
+            no_usage=bool(raw.get("no_usage", False)),
+            resolved_model=raw.get("resolved_model"),
+            faults=tuple(faults),
+            timeout_sleep_s=float(raw.get("timeout_sleep_s", 30.0)),
+            raw=raw,
+        )
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class RequestRecord:
+    """One request as the server saw it.
+
+    ``outcome`` is "ok" or the fault kind that fired; ``status`` is the HTTP status sent
+    (None for "timeout" and "reset", which send nothing). ``completed`` is true when a
+    well-formed chat.completion was sent (outcome "ok" or "empty").
+    """
+
+    n: int
+    time: float
+    path: str
+    model: str
+    messages: list[dict[str, Any]]
+    sampling: dict[str, Any]
+    prompt_key: str
+    outcome: str = "pending"
+    status: int | None = None
+    reply: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.outcome in COMPLETED_OUTCOMES
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["completed"] = self.completed
+        return d
+
+
+class _State:
+    """Config, request log and fault counters, guarded by one lock."""
+
+    def __init__(self, config: dict[str, Any] | None) -> None:
+        self.lock = threading.Lock()
+        self.config = Config.parse(config)
+        self.records: list[RequestRecord] = []
+        self.fault_seen: dict[tuple[int, str], int] = {}
+        self.stopping = threading.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.handlers_alive = 0
+        self.idle = threading.Condition(self.lock)
+
+    def set_config(self, config: dict[str, Any] | None) -> None:
+        parsed = Config.parse(config)
+        with self.lock:
+            self.config = parsed
+            self.fault_seen.clear()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.records.clear()
+            self.fault_seen.clear()
+            self.max_in_flight = self.in_flight
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def admit(self, path: str, body: dict[str, Any]) -> tuple[RequestRecord, Config, Fault | None]:
+        """Log a request and decide (deterministically) which fault, if any, fires for it."""
+        model = str(body.get("model", ""))
+        messages = body.get("messages") or []
+        sampling = {k: body[k] for k in SAMPLING_KEYS if k in body}
+        key = prompt_key(model, messages, sampling)
+        text = "\n".join(message_text(m.get("content")) for m in messages if isinstance(m, dict))
+        with self.lock:
+            cfg = self.config
+            rec = RequestRecord(
+                n=len(self.records) + 1,
+                time=time.time(),
+                path=path,
+                model=model,
+                messages=messages,
+                sampling=sampling,
+                prompt_key=key,
+            )
+            self.records.append(rec)
+            fired: Fault | None = None
+            for i, fault in enumerate(cfg.faults):
+                if not fault.applies_to(model, text):
+                    continue
+                attempt = self.fault_seen.get((i, key), 0)
+                self.fault_seen[(i, key)] = attempt + 1
+                if fault.first_n is not None:
+                    hit = attempt < fault.first_n
+                else:
+                    hit = _fraction(fault.seed, key, attempt) < (fault.rate or 0.0)
+                if hit:
+                    fired = fault
+                    break
+        return rec, cfg, fired
+
+    def finish(self, rec: RequestRecord, outcome: str, status: int | None, reply: str | None = None) -> None:
+        with self.lock:
+            rec.outcome, rec.status, rec.reply = outcome, status, reply
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            recs = list(self.records)
+            by_model: dict[str, int] = {}
+            by_key: dict[str, int] = {}
+            completed_by_key: dict[str, int] = {}
+            by_outcome: dict[str, int] = {}
+            by_status: dict[str, int] = {}
+            for r in recs:
+                by_model[r.model] = by_model.get(r.model, 0) + 1
+                by_key[r.prompt_key] = by_key.get(r.prompt_key, 0) + 1
+                by_outcome[r.outcome] = by_outcome.get(r.outcome, 0) + 1
+                st = str(r.status) if r.status is not None else "none"
+                by_status[st] = by_status.get(st, 0) + 1
+                if r.completed:
+                    completed_by_key[r.prompt_key] = completed_by_key.get(r.prompt_key, 0) + 1
+            return {
+                "total": len(recs),
+                "completed": sum(1 for r in recs if r.completed),
+                "by_model": by_model,
+                "by_prompt_key": by_key,
+                "completed_by_prompt_key": completed_by_key,
+                "by_outcome": by_outcome,
+                "by_status": by_status,
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+            }
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _reply_for(cfg: Config, model: str, messages: list[dict[str, Any]]) -> str:
+    text = "\n".join(message_text(m.get("content")) for m in messages if isinstance(m, dict))
+    reply = cfg.default_reply
+    for rule in cfg.rules:
+        if rule.matches(model, text):
+            reply = rule.reply
+            break
+    if "{last_user}" in reply:
+        last_user = ""
+        for m in messages:
+            if isinstance(m, dict) and m.get("role") == "user":
+                last_user = message_text(m.get("content"))
+        reply = reply.replace("{last_user}", last_user)
+    return reply
+
+
+def _completion_body(cfg: Config, model: str, messages: list[dict[str, Any]], reply: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-fake-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": cfg.resolved_model or model,
+        "system_fingerprint": "fp_fakeserver",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    if not cfg.no_usage:
+        prompt = sum(count_tokens(message_text(m.get("content"))) for m in messages if isinstance(m, dict))
+        completion = count_tokens(reply)
+        body["usage"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+    return body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, addr: tuple[str, int], state: _State) -> None:
+        self.state = state
+        self.open_conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.conns_lock:
+            self.open_conns.add(request)
+        with self.state.lock:
+            self.state.handlers_alive += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._handler_done()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._handler_done()
+
+    def _handler_done(self) -> None:
+        with self.state.lock:
+            self.state.handlers_alive -= 1
+            self.state.idle.notify_all()
+
+    def wait_handlers(self, timeout: float) -> bool:
+        """Wait until every connection-handler thread has returned; False if some are still alive."""
+        with self.state.lock:
+            return self.state.idle.wait_for(lambda: self.state.handlers_alive == 0, timeout)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.conns_lock:
+            self.open_conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_all_connections(self) -> None:
+        """Unblock handler threads waiting on idle keep-alive connections."""
+        with self.conns_lock:
+            conns = list(self.open_conns)
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid the 40 ms delayed-ACK stall
+    server: _Server
+    server_version = "fakeserver/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    # -- plumbing
+    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(obj).encode("utf-8"), headers)
+
+    def _send_bytes(
+        self, status: int, data: bytes, headers: dict[str, str] | None = None, ctype: str = "application/json"
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _reset_connection(self) -> None:
+        """Close the socket with SO_LINGER 0 so the peer sees a TCP RST and no response."""
+        self.close_connection = True
+        conn = self.connection
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            self.rfile.close()
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            super().finish()
+
+    # -- routes
+    def do_GET(self) -> None:
+        state = self.server.state
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/health":
+            self._send_json(200, {"ok": True})
+        elif path == "/stats":
+            self._send_json(200, state.stats())
+        elif path == "/requests":
+            with state.lock:
+                recs = [r.to_json() for r in state.records]
+            self._send_json(200, recs)
+        elif path in ("/v1/models", "/models"):
+            self._send_json(200, {"object": "list", "data": []})
+        else:
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        path = self.path.split("?", 1)[0].rstrip("/")
+        raw = self._read_body()
+        if path == "/reset":
+            state.reset()
+            self._send_json(200, {"ok": True})
+            return
+        if path == "/config":
+            try:
+                state.set_config(json.loads(raw or b"{}"))
+            except ValueError as exc:
+                self._send_json(400, {"error": {"message": str(exc), "type": "invalid_request_error"}})
+                return
+            self._send_json(200, {"ok": True})
+            return
+        if path not in ("/v1/chat/completions", "/chat/completions"):
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+            return
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+                raise ValueError("body must be a JSON object with a 'messages' list")
+        except ValueError as exc:
+            self._send_json(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+            return
+        if body.get("stream"):
+            self._send_json(400, {"error": {"message": "fakeserver does not stream", "type": "invalid_request_error"}})
+            return
+        self._complete(state, path, body)
+
+    def _complete(self, state: _State, path: str, body: dict[str, Any]) -> None:
+        state.enter()
+        try:
+            self._complete_inner(state, path, body)
+        finally:
+            state.leave()
+
+    def _complete_inner(self, state: _State, path: str, body: dict[str, Any]) -> None:
+        rec, cfg, fault = state.admit(path, body)
+        kind = fault.kind if fault else None
+        if kind == "timeout":
+            state.finish(rec, "timeout", None)
+            state.stopping.wait(cfg.timeout_sleep_s)
+            self._reset_connection()
+            return
+        delay = cfg.latency_ms / 1000.0
+        if cfg.latency_jitter_ms > 0:
+            delay += random.uniform(0.0, cfg.latency_jitter_ms / 1000.0)
+        if delay > 0 and state.stopping.wait(delay):
+            state.finish(rec, "reset", None)
+            self._reset_connection()
+            return
+        try:
+            if kind == "reset":
+                state.finish(rec, "reset", None)
+                self._reset_connection()
+            elif kind in _HTTP_ERROR_KINDS:
+                assert fault is not None
+                message, code = _ERROR_TEXT[kind]
+                headers = {}
+                if fault.retry_after is not None:
+                    ra = fault.retry_after
+                    headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+                state.finish(rec, kind, int(kind))
+                err_type = "requests" if kind == "429" else "server_error"
+                self._send_json(
+                    int(kind), {"error": {"message": message, "type": err_type, "param": None, "code": code}}, headers
+                )
+            elif kind == "malformed":
+                state.finish(rec, "malformed", 200)
+                self._send_bytes(200, b"<html><body>upstream proxy error: not JSON {</body></html>")
+            else:
+                model = str(body.get("model", ""))
+                messages = body["messages"]
+                reply = "" if kind == "empty" else _reply_for(cfg, model, messages)
+                data = json.dumps(_completion_body(cfg, model, messages, reply)).encode("utf-8")
+                if kind == "truncated":
+                    state.finish(rec, "truncated", 200)
+                    self._send_bytes(200, data[: len(data) // 2])
+                else:
+                    state.finish(rec, kind or "ok", 200, reply)
+                    self._send_bytes(200, data)
+        except OSError:
+            # the client went away (killed, timed out) before we could answer
+            if rec.outcome in COMPLETED_OUTCOMES:
+                state.finish(rec, "client_gone", None)
+            self.close_connection = True
+
+
+# --------------------------------------------------------------------------- public API
+
+
+class FakeServer:
+    """An OpenAI-compatible server on 127.0.0.1 running in a background thread.
+
+    ``url`` is the OpenAI base URL (ending in ``/v1``) to pass as ``api_base``. Use as a
+    context manager, or call ``start()`` / ``stop()``.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._state = _State(config)
+        self._host, self._port = host, port
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+    def start(self) -> FakeServer:
+        if self._httpd is not None:
+            return self
+        self._state.stopping.clear()
+        self._httpd = _Server((self._host, self._port), self._state)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fakeserver", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, wait_s: float = 5.0) -> bool:
+        """Stop promptly: wake sleeping handlers (latency, "timeout" faults) and close all connections.
+
+        Returns True when the accept loop and every handler thread have finished within ``wait_s``.
+        """
+        httpd = self._httpd
+        if httpd is None:
+            return True
+        self._state.stopping.set()
+        httpd.shutdown()
+        httpd.close_all_connections()
+        httpd.server_close()
+        clean = httpd.wait_handlers(wait_s)
+        if self._thread is not None:
+            self._thread.join(timeout=wait_s)
+            clean = clean and not self._thread.is_alive()
+        self._httpd = None
+        self._thread = None
+        return clean
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # addresses
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("FakeServer is not running")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (no ``/v1``), for /stats, /health, ..."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The OpenAI API base: ``http://127.0.0.1:PORT/v1``."""
+        return self.base_url + "/v1"
+
+    # control and inspection
+    def set_config(self, config: dict[str, Any] | None) -> None:
+        """Replace the config (validated; raises ValueError). Fault counters restart."""
+        self._state.set_config(config)
+
+    def reset(self) -> None:
+        """Forget all recorded requests and fault counters."""
+        self._state.reset()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: total, completed, by_model, by_prompt_key, completed_by_prompt_key, by_outcome, by_status."""
+        return self._state.stats()
+
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of the request log, oldest first."""
+        with self._state.lock:
+            return list(self._state.records)
+
+
+def http_json(url: str, payload: Any | None = None, timeout: float = 10.0) -> Any:
+    """GET (payload None) or POST JSON to a fakeserver control endpoint; for servers in another process."""
+    data = None if payload is None else json.dumps(payload).encode("utf-8")
+    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="OpenAI-compatible fake server for tests")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--config", type=Path, help="JSON config file")
+    ap.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    args = ap.parse_args(argv)
+    config = json.loads(args.config.read_text(encoding="utf-8")) if args.config else {}
+    srv = FakeServer(config, host=args.host, port=args.port).start()
+    done = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if args.port_file:
+        tmp = args.port_file.with_name(args.port_file.name + f".{os.getpid()}.tmp")
+        tmp.write_text(str(srv.port), encoding="utf-8")
+        os.replace(tmp, args.port_file)
+    print(f"fakeserver listening on {srv.url}", file=sys.stderr, flush=True)
+    while not done.wait(0.2):
+        pass
+    srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Deterministic rules and judge-answer parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchrun.scoring import judge, rules
+from benchrun.spec import Case, Check, Rubric
+from conftest import RUBRIC
+
+
+def outcome(check: dict, response: str) -> bool:
+    return rules.run_check(Check.model_validate(check), response).passed
+
+
+@pytest.mark.parametrize(
+    ("check", "response", "expected"),
+    [
+        ({"type": "equals", "value": "Yes"}, " yes ", True),
+        ({"type": "equals", "value": "Yes", "ignore_case": False}, "yes", False),
+        ({"type": "contains", "value": "billing portal"}, "Open the Billing   Portal now", True),
+        ({"type": "contains", "value": "ticket"}, "no", False),
+        ({"type": "regex", "pattern": r"\b5-7 business days\b"}, "within 5-7 business days", True),
+        ({"type": "not-regex", "pattern": r"card ending in \d{4}"}, "your card ending in 4242", False),
+        ({"type": "not_regex", "pattern": r"card ending in \d{4}"}, "update it in the portal", True),
+        ({"type": "max_words", "max": 5}, "one two three four five", True),
+        ({"type": "max_words", "max": 5}, "one two three four five six", False),
+        ({"type": "numeric", "value": 12.5, "tolerance": 0.01}, "The prorated amount is $12.50.", True),
+        ({"type": "numeric", "value": 1200}, "You owe 1,200 dollars", True),
+        ({"type": "numeric", "value": 12.5}, "About 13 dollars", False),
+        ({"type": "numeric", "value": 3}, "no digits here", False),
+        ({"type": "json_schema", "schema": {"type": "object", "required": ["action"]}},
+         'Here:\n```json\n{"action": "escalate"}\n```', True),
+        ({"type": "json_schema", "schema": {"type": "object", "required": ["action"]}}, '{"other": 1}', False),
+        ({"type": "json_schema", "schema": {"type": "object"}}, "not json", False),
+    ],
+)
+def test_checks(check: dict, response: str, expected: bool) -> None:
+    assert outcome(check, response) is expected
+
+
+def test_must_include_any_and_must_not() -> None:
+    case = Case.model_validate({
+        "id": "x", "input": "q",
+        "must_include": ["ticket", {"any": ["billing portal", "Settings > Billing"]}],
+        "must_not": ["I have refunded", {"regex": r"card ending in \d{4}"}],
+    })
+    ok = rules.evaluate(case, "Open a ticket or go to Settings > Billing.")
+    assert [o.passed for o in ok] == [True, True, True, True]
+    bad = rules.evaluate(case, "I have refunded it to your card ending in 4242")
+    assert [o.passed for o in bad] == [False, False, False, False]
+
+
+def test_bad_check_spec_is_rejected() -> None:
+    with pytest.raises(ValueError, match="needs 'max'"):
+        Check.model_validate({"type": "max_words"})
+    with pytest.raises(ValueError, match="invalid schema"):
+        Check.model_validate({"type": "json_schema", "schema": {"type": "nonsense"}})
+
+
+def test_parse_verdict_and_pass_rule() -> None:
+    rb = Rubric.model_validate(RUBRIC)
+    v = judge.parse_verdict(rb, 'Sure! {"score": 4, "pass": true, "reason": "ok", "failure_mode": "none"}')
+    assert v.passed and v.score == 4
+    v2 = judge.parse_verdict(rb, '{"score": 5, "pass": true, "reason": "r", "failure_mode": "unsafe_account_action"}')
+    assert not v2.passed  # forbidden failure mode overrides a high score
+    v3 = judge.parse_verdict(rb, '{"score": 3, "pass": true, "reason": "r", "failure_mode": "none"}')
+    assert not v3.passed  # below min_score
+    for bad in ("no json here", '{"score": 7, "pass": true, "reason": "r", "failure_mode": "none"}',
+                '{"score": 4, "pass": true, "reason": "r", "failure_mode": "made_up"}', '{"score": 4}', "[1, 2]"):
+        with pytest.raises(judge.JudgeFormatError):
+            judge.parse_verdict(rb, bad)
+
+
+def test_judge_prompt_is_blind() -> None:
+    rb = Rubric.model_validate(RUBRIC)
+    case = Case.model_validate({"id": "x", "input": "Why two charges?", "ideal": "explain"})
+    msgs = judge.judge_messages(rb, case, "An answer")
+    text = " ".join(m["content"] for m in msgs)
+    assert "Why two charges?" in text and "An answer" in text and "explain" in text
+    assert "model" not in text.lower().replace("failure_mode", "")
