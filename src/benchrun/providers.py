@@ -261,12 +261,15 @@ def classify(exc: BaseException) -> tuple[bool, str]:
         return True, f"{name}: {msg}"
     if isinstance(status, int) and (status == 429 or status >= 500):
         return True, f"{name} ({status}): {msg}"
-    if isinstance(exc, litellm.APIError) and not isinstance(
-        exc, litellm.AuthenticationError | litellm.BadRequestError | litellm.NotFoundError
-    ):
-        # malformed or truncated bodies surface as generic APIError: transient
-        return True, f"{name}: {msg}"
+    # Note: litellm reports connection resets and malformed or truncated bodies as InternalServerError
+    # (status 500, no response headers), so they are retried above; auth and bad-request errors are not.
     return False, f"{name}: {msg}"
+
+
+async def warm_up() -> None:
+    """Load litellm's lazily imported call path once, so the first real call's latency is not inflated."""
+    litellm = setup_litellm()
+    await litellm.acompletion(model="openai/warm-up", messages=[{"role": "user", "content": "hi"}], mock_response="ok")
 
 
 async def complete(
@@ -345,7 +348,7 @@ async def complete(
     pt = getattr(usage, "prompt_tokens", None) if usage else None
     ct = getattr(usage, "completion_tokens", None) if usage else None
     estimated = False
-    if not pt or ct is None:
+    if not pt or ct is None:  # litellm reports 0/0 when the provider sent no usage
         pt = count_message_tokens(messages)
         ct = count_tokens(str(text))
         estimated = True

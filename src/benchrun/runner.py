@@ -374,6 +374,7 @@ class Runner:
             self.endpoints[cand.key] = await asyncio.to_thread(providers.resolve, cand, self.loaded.path or "spec")
         self.judge_endpoint = await asyncio.to_thread(providers.resolve, spec.judge, self.loaded.path or "spec")
         self.check_budget_prices()
+        await providers.warm_up()
 
         units = self.pending_units()
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
