@@ -75,6 +75,9 @@ def run(
     min_pass_rate: Annotated[
         float | None, typer.Option("--min-pass-rate", min=0, max=1, help="Exit 1 if a model passes less than this.")
     ] = None,
+    require_calibrated: Annotated[
+        bool, typer.Option("--require-calibrated", help="Refuse to run with an uncalibrated or untrusted judge.")
+    ] = False,
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
     from benchrun import providers, runner
@@ -96,6 +99,8 @@ def run(
         if spec is None:
             raise UsageError("give a run spec file, or --resume RUN_ID")
         loaded = load_run_spec(spec)
+        if require_calibrated:
+            _check_calibrated(led, loaded)
         run_id = runner.create_run(loaded, led)
     if not json_out:
         err.print(f"run {run_id}: {loaded.spec.name} — ledger {led.url if '://' not in str(ledger or '') else 'given'}")
@@ -112,6 +117,20 @@ def run(
         for p in problems:
             err.print(f"gate failed: {p}")
         raise typer.Exit(1)
+
+
+def _check_calibrated(led: Any, loaded: Any) -> None:
+    from benchrun.report.summary import latest_calibration
+
+    judge, rb = loaded.spec.judge.model, loaded.rubric
+    cal = latest_calibration(led, judge, rb.judge_prompt_hash, rb.hash)
+    if cal is None:
+        raise UsageError(
+            f"judge {judge} is uncalibrated for rubric {rb.name} v{rb.version} (prompt {rb.judge_prompt_hash[:12]}); "
+            "run `benchrun calibrate` with human labels first, or drop --require-calibrated"
+        )
+    if not cal.get("trusted"):
+        raise UsageError(f"judge {judge} is not trusted by its latest calibration: {cal.get('summary')}")
 
 
 def _has_errors(led: Any, run_id: str) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, TemplateError
+from jinja2 import TemplateError
 
 from benchrun import providers
 from benchrun.errors import BadInput, RunAborted
@@ -30,8 +30,6 @@ from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import rules as rules_mod
 from benchrun.spec import Case, LoadedSpec, ModelRef
-
-_ENV = Environment(undefined=StrictUndefined, autoescape=False)
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
 # how litellm words "could not reach the server" (it reports refused connections as InternalServerError)
@@ -49,7 +47,7 @@ def candidate_messages(loaded: LoadedSpec, cand: ModelRef, case: Case) -> list[d
         if prompt.system:
             msgs.append({"role": "system", "content": prompt.system})
         try:
-            content = _ENV.from_string(prompt.template).render(input=case.input, case=case.model_dump(mode="json"))
+            content = judge_mod.template(prompt.template).render(input=case.input, case=case.model_dump(mode="json"))
         except TemplateError as e:
             raise BadInput(loaded.path, f"case {case.id}", f"prompt template failed: {e}") from None
         msgs.append({"role": "user", "content": content})

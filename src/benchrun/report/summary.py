@@ -21,11 +21,13 @@ def result_dicts(rows: list[Result]) -> list[dict[str, Any]]:
 
 def judge_calibration(ledger: Ledger, run: Run) -> dict[str, Any] | None:
     """The latest calibration of this run's judge (model + prompt hash + rubric hash), if any."""
+    return latest_calibration(ledger, run.judge_model, run.judge_prompt_hash, run.rubric_hash)
+
+
+def latest_calibration(ledger: Ledger, judge_model: str, judge_prompt_hash: str, rubric_hash: str) -> dict[str, Any] | None:
+    """Calibrations are tied to the judge model, the judge prompt and the rubric: change any, and it no longer applies."""
     reps = ledger.reports(
-        "calibration",
-        judge_model=run.judge_model,
-        judge_prompt_hash=run.judge_prompt_hash,
-        rubric_hash=run.rubric_hash,
+        "calibration", judge_model=judge_model, judge_prompt_hash=judge_prompt_hash, rubric_hash=rubric_hash
     )
     if not reps:
         return None

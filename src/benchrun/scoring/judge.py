@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, Template
 
 from benchrun.scoring.rules import extract_json
 from benchrun.spec import Case, Rubric
 
 _ENV = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+@lru_cache(maxsize=64)
+def template(source: str) -> Template:
+    """Compiled prompt template (compiling costs ~2 ms; a run renders the same few thousands of times)."""
+    return _ENV.from_string(source)
 
 
 class JudgeFormatError(ValueError):
@@ -53,7 +60,7 @@ def _context(rubric: Rubric) -> dict[str, Any]:
 
 def judge_messages(rubric: Rubric, case: Case, response: str) -> list[dict[str, str]]:
     """The exact messages sent to the judge for one answer (no model names)."""
-    prompt = _ENV.from_string(rubric.judge_prompt).render(
+    prompt = template(rubric.judge_prompt).render(
         input=case_input_text(case), ideal=case.ideal, response=response, **_context(rubric)
     )
     return [{"role": "system", "content": rubric.judge_system}, {"role": "user", "content": prompt}]

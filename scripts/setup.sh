@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up benchrun in ./.venv: CPU PyTorch first (an unpinned torch would pull a multi-GB CUDA build),
+# then benchrun with the embedded local model server (llama-cpp-python, built from source once and
+# cached by pip) and the test tools. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "setup: installing CPU PyTorch 2.13.0" >&2
+  .venv/bin/pip install --quiet "torch==2.13.0"
+fi
+echo "setup: installing benchrun and its dependencies (the first build of llama-cpp-python takes ~5 minutes)" >&2
+.venv/bin/pip install --quiet -e ".[local,dev,postgres]"
+echo "setup: done (.venv)" >&2

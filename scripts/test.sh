@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: set up, then run the whole test suite (and ruff).
+# As root with apt available (CI), it also installs Debian's chromium (HTML report rendering test)
+# and postgresql (shared-ledger tests); without them those tests skip and say why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v pg_ctlcluster >/dev/null 2>&1 || [ -d /usr/lib/postgresql ] || missing+=(postgresql)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test: installing ${missing[*]} from Debian" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+      || echo "test: could not install ${missing[*]}; the tests that need them will skip" >&2
+  fi
+fi
+export LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+.venv/bin/ruff check src tests benchmarks
+exec .venv/bin/python -m pytest -q "$@"
