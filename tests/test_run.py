@@ -328,3 +328,29 @@ def test_resume_after_kill_pays_nothing_twice(tmp_path: Path) -> None:
     finally:
         srv.kill()
         srv.wait()
+
+
+def test_require_calibrated(project: Project, server: FakeServer) -> None:
+    from benchrun.ledger import Ledger
+    from benchrun.spec import load_rubric
+
+    spec = project.setup()
+    r = project.cli("run", str(spec), "--require-calibrated")
+    assert r.returncode == 2 and "uncalibrated" in r.stderr
+    assert server.stats()["total"] == 0  # refused before any call
+    rb = load_rubric(project.root / "rubrics" / "mini.yaml")
+    led = Ledger(str(project.ledger))
+    key = {"judge_model": "openai/judge", "judge_prompt_hash": rb.judge_prompt_hash, "rubric_hash": rb.hash}
+    led.add_report("calibration", {"trusted": False, "kappa": 0.31, "n": 120}, summary="kappa 0.31 (n=120)", **key)
+    r = project.cli("run", str(spec), "--require-calibrated")
+    assert r.returncode == 2 and "not trusted" in r.stderr and "kappa 0.31" in r.stderr
+    led.add_report("calibration", {"trusted": True, "kappa": 0.82, "n": 150}, summary="kappa 0.82 (n=150)", **key)
+    r, summary = project.cli_json("run", str(spec), "--require-calibrated")
+    assert r.returncode == 0
+    assert summary["judge_calibration"]["trusted"] is True and summary["judge_calibration"]["kappa"] == 0.82
+    # a calibration of another rubric version does not apply
+    other = {**key, "rubric_hash": "0" * 64}
+    led2 = Ledger(str(project.ledger))
+    led2.add_report("calibration", {"trusted": True, "kappa": 0.9, "n": 200}, summary="other", **other)
+    _, summary = project.cli_json("runs", "show", summary["conditions"]["run_id"])
+    assert summary["judge_calibration"]["kappa"] == 0.82
