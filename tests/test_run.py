@@ -74,6 +74,7 @@ def test_run_records_everything(project: Project, server: FakeServer) -> None:
     assert run["dataset_hash"] == summary["conditions"]["dataset"]["hash"]
     assert json.loads(run["package_versions"])["litellm"]
     assert run["judge_model"] == "openai/judge" and len(run["judge_prompt_hash"]) == 64
+    assert {m["key"]: m["resolved_models"] for m in json.loads(run["models"])} == {"good": ["good"], "bad": ["bad"]}
     totals = json.loads(run["totals"])
     assert totals["results"] == 12 and totals["errors"] == 0 and totals["cost_usd"] > 0
 

@@ -185,7 +185,9 @@ def _execute(loaded: Any, led: Any, run_id: str, use_cache: bool, show_progress:
             led.finish_run(run_id, "interrupted", totals(result_dicts(led.results(run_id))),
                            f"crashed: {type(e).__name__}")
             raise
-        led.finish_run(run_id, outcome.status, totals(result_dicts(led.results(run_id))), outcome.message)
+        results = led.results(run_id)
+        led.update_run(run_id, models=runner.with_resolved_models(led.get_run(run_id).models, results))
+        led.finish_run(run_id, outcome.status, totals(result_dicts(results)), outcome.message)
         return outcome
     finally:
         if progress_ctx is not None:

@@ -131,6 +131,18 @@ def create_run(loaded: LoadedSpec, ledger: Ledger) -> str:
     return run_id
 
 
+def with_resolved_models(models_json: str, results: list[Result]) -> str:
+    """Add the model versions providers reported (e.g. ``gpt-4o-mini-2024-07-18``) to the run's model list."""
+    seen: dict[str, set[str]] = {}
+    for r in results:
+        if r.resolved_model:
+            seen.setdefault(r.model_key, set()).add(r.resolved_model)
+    models = json.loads(models_json)
+    for m in models:
+        m["resolved_models"] = sorted(seen.get(m["key"], set()))
+    return json.dumps(models)
+
+
 def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
     j = loaded.spec.judge.sampling
     base: dict[str, Any] = {"temperature": 0}
