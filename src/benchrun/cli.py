@@ -33,7 +33,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(rubric_app, name="rubric")
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 LedgerOpt = Annotated[

@@ -122,8 +122,7 @@ def create_run(loaded: LoadedSpec, ledger: Ledger) -> str:
             samples_per_case=spec.samples,
             judge_model=spec.judge.model,
             judge_prompt_hash=rb.judge_prompt_hash,
-            judge_sampling=json.dumps(spec.sampling.merged(spec.judge.sampling).as_params() if spec.judge.sampling else
-                                      {"temperature": 0}),
+            judge_sampling=json.dumps(judge_params(loaded)),
             package_versions=json.dumps(package_versions()),
             git_commit=git_commit(),
         )
@@ -144,10 +143,17 @@ def with_resolved_models(models_json: str, results: list[Result]) -> str:
 
 
 def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
-    j = loaded.spec.judge.sampling
+    """Sampling for the judge (temperature 0 unless the spec says otherwise) and its output constraint."""
+    judge = loaded.spec.judge
     base: dict[str, Any] = {"temperature": 0}
-    if j is not None:
-        base.update(j.as_params())
+    if judge.sampling is not None:
+        base.update(judge.sampling.as_params())
+    schema = loaded.rubric.effective_schema()
+    if judge.structured_output == "json_schema":
+        base["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+    elif judge.structured_output == "llama_cpp":
+        base["response_format"] = {"type": "json_object", "schema": schema}
     return base
 
 

@@ -387,6 +387,10 @@ class Retries(_Strict):
 
 class JudgeSpec(ModelRef):
     both_orders: bool = False
+    # Ask the server to constrain the judge's answer to the rubric's JSON schema:
+    # "json_schema" = OpenAI structured outputs; "llama_cpp" = llama.cpp's grammar-constrained
+    # {"type": "json_object", "schema": ...} (the embedded local model, llama.cpp servers).
+    structured_output: Literal["none", "json_schema", "llama_cpp"] = "none"
 
 
 class RunSpec(_Strict):

@@ -35,10 +35,30 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
+# any fixed 64-bit number: the PostgreSQL advisory lock that serialises concurrent migrations
+_PG_MIGRATION_LOCK = 0x62656E6368  # "bench"
+
+
+def _lock_for_migration(conn: Connection) -> None:
+    """Make concurrent ``migrate`` calls (many CI jobs opening one new ledger at once) take turns.
+
+    PostgreSQL: a transaction-scoped advisory lock (DDL is transactional there, so the
+    second process waits, then sees the tables). SQLite: ``BEGIN IMMEDIATE`` takes the
+    write lock before the first read of ``schema_version`` (the busy timeout waits for it).
+    Other databases rely on the retry in ``Ledger._retrying``.
+    """
+    dialect = conn.engine.dialect.name
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+    elif dialect == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def migrate(engine: Engine) -> list[int]:
-    """Apply every pending migration in order; returns the versions applied."""
+    """Apply every pending migration in order, in one transaction; returns the versions applied."""
     applied: list[int] = []
     with engine.begin() as conn:
+        _lock_for_migration(conn)
         SQLModel.metadata.create_all(conn, tables=[t.SchemaVersion.__table__])  # type: ignore[attr-defined]
         done = {row[0] for row in conn.exec_driver_sql("SELECT version FROM schema_version")}
         for m in MIGRATIONS:

@@ -1,14 +1,18 @@
 """The ledger: the only module that reads or writes the database.
 
 SQLite by default (``runs/ledger.sqlite``), any SQLAlchemy URL otherwise
-(``--ledger URL`` / ``BENCHRUN_LEDGER``). SQLite runs in WAL mode with a busy
-timeout so several writers can share one file.
+(``--ledger URL`` / ``BENCHRUN_LEDGER``), e.g. a team's PostgreSQL
+(``postgresql+psycopg://user@host/db``). SQLite runs in WAL mode with a busy
+timeout so several writers can share one file; every write is one short
+transaction, retried when the database reports a transient conflict (SQLite
+"database is locked", PostgreSQL serialization failures and deadlocks).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, create_engine, delete, select
 
 from benchrun.errors import UsageError
@@ -25,13 +29,15 @@ from benchrun.ledger.tables import CacheEntry, Report, Result, Run, utcnow
 
 DEFAULT_LEDGER = "runs/ledger.sqlite"
 T = TypeVar("T")
+# PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected, lock_not_available
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}
 
 
 def ledger_url(url_or_path: str | None = None) -> str:
     """Resolve ``--ledger`` / ``BENCHRUN_LEDGER`` / the default into a SQLAlchemy URL."""
     value = url_or_path or os.environ.get("BENCHRUN_LEDGER") or DEFAULT_LEDGER
     if "://" in value:
-        return value
+        return _pg_driver(value)
     Path(value).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{value}"
 
@@ -46,11 +52,38 @@ def redact_url(url: str) -> str:
         return "<ledger url>"
 
 
+def _pg_driver(url: str) -> str:
+    """``postgresql://`` / ``postgres://`` mean psycopg 3 when psycopg2 is not installed (it usually is not)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+        return f"postgresql+psycopg{sep}{rest}"
+    return f"postgresql{sep}{rest}"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that a retry of the same short transaction can cure."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code in _TRANSIENT_SQLSTATES:
+        return True
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text or "serializ" in text or "deadlock" in text:
+        return True
+    # two processes creating the schema at once (migrations also take a lock; this is the safety net)
+    return "schema_version" in text or "already exists" in text
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL below may itself have to wait
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -61,6 +94,11 @@ class Ledger:
         kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        elif self.url.startswith("postgres"):
+            # pre-ping: a shared server restarts or drops idle connections; UTC: timestamps compare across machines
+            kwargs["pool_pre_ping"] = True
+            if "+psycopg" in self.url.split("://", 1)[0]:
+                kwargs["connect_args"] = {"options": "-c timezone=UTC", "connect_timeout": 10}
         try:
             self.engine: Engine = create_engine(self.url, **kwargs)
         except Exception as e:  # bad URL, missing driver
@@ -71,17 +109,18 @@ class Ledger:
 
     @staticmethod
     def _retrying(fn: Callable[[], T], attempts: int = 20) -> T:
-        """Retry on lock contention and concurrent-migration races."""
+        """Retry on lock contention, serialization failures, deadlocks and concurrent-migration races.
+
+        ``fn`` must be one whole transaction (it is re-run from the start). Backoff is exponential
+        with full jitter, so writers that collided do not collide again in lockstep.
+        """
         for i in range(attempts):
             try:
                 return fn()
-            except (OperationalError, IntegrityError) as e:
-                text = str(e).lower()
-                transient = "locked" in text or "busy" in text or "serializ" in text or "deadlock" in text
-                transient = transient or "schema_version" in text or "already exists" in text
-                if not transient or i == attempts - 1:
+            except DBAPIError as e:
+                if not is_transient(e) or i == attempts - 1:
                     raise
-                time.sleep(min(2.0, 0.05 * (2**i)))
+                time.sleep(random.uniform(0.0, min(2.0, 0.02 * (2**i))))
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -157,26 +196,37 @@ class Ledger:
         self._retrying(go)
 
     def results(self, run_id: str) -> list[Result]:
-        with self.session() as s:
-            q = select(Result).where(Result.run_id == run_id).order_by(Result.id)  # type: ignore[arg-type]
-            return list(s.exec(q))
+        def go() -> list[Result]:
+            with self.session() as s:
+                q = select(Result).where(Result.run_id == run_id).order_by(Result.id)  # type: ignore[arg-type]
+                return list(s.exec(q))
+
+        return self._retrying(go)
 
     def cells(self, run_id: str) -> dict[tuple[str, str, int], str]:
         """``{(case_id, model_key, sample_index): status}`` of every recorded result."""
-        with self.session() as s:
-            rows = s.exec(
-                select(Result.case_id, Result.model_key, Result.sample_index, Result.status).where(
-                    Result.run_id == run_id  # type: ignore[arg-type]
+
+        def go() -> dict[tuple[str, str, int], str]:
+            with self.session() as s:
+                rows = s.exec(
+                    select(Result.case_id, Result.model_key, Result.sample_index, Result.status).where(
+                        Result.run_id == run_id  # type: ignore[arg-type]
+                    )
                 )
-            )
-            return {(c, m, i): st for c, m, i, st in rows}
+                return {(c, m, i): st for c, m, i, st in rows}
+
+        return self._retrying(go)
 
     # ------------------------------------------------------------------ cache
 
     def cache_get(self, key: str) -> dict[str, Any] | None:
-        with self.session() as s:
-            e = s.get(CacheEntry, key)
-            return json.loads(e.response) if e else None
+        def go() -> str | None:
+            with self.session() as s:
+                e = s.get(CacheEntry, key)
+                return e.response if e else None
+
+        text = self._retrying(go)
+        return json.loads(text) if text is not None else None
 
     def cache_put(self, key: str, model: str, response: dict[str, Any]) -> None:
         """Insert-or-ignore in one statement (a Core insert: the ORM round trip costs ~3 ms per call)."""
@@ -224,3 +274,28 @@ class Ledger:
             for k, v in filters.items():
                 q = q.where(getattr(Report, k) == v)
             return list(s.exec(q.order_by(Report.created_at.desc(), Report.id.desc())))  # type: ignore[attr-defined, union-attr]
+
+    # ------------------------------------------------------------------ inspection
+
+    def schema_version(self) -> int:
+        """The highest migration applied to this ledger."""
+        from benchrun.ledger.migrations import current_version
+
+        return current_version(self.engine)
+
+    def counts(self) -> dict[str, Any]:
+        """Row counts: runs (by status), results, cache entries and reports (by kind)."""
+        from sqlalchemy import func
+
+        def go() -> dict[str, Any]:
+            with self.session() as s:
+                by_status = dict(s.exec(select(Run.status, func.count()).group_by(Run.status)).all())  # type: ignore[arg-type]
+                by_kind = dict(s.exec(select(Report.kind, func.count()).group_by(Report.kind)).all())  # type: ignore[arg-type]
+                n_results = s.exec(select(func.count()).select_from(Result)).one()
+                n_cache = s.exec(select(func.count()).select_from(CacheEntry)).one()
+            return {
+                "runs": sum(by_status.values()), "runs_by_status": by_status, "results": int(n_results),
+                "cache": int(n_cache), "reports": sum(by_kind.values()), "reports_by_kind": by_kind,
+            }
+
+        return self._retrying(go)
