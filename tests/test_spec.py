@@ -166,3 +166,23 @@ def test_spec_errors_name_file_and_line(tmp_path: Path) -> None:
     spec["dataset"] = "missing.yaml"
     with pytest.raises(BadInput, match=r"dataset file .* not found"):
         load_run_spec(write_yaml(p, spec))
+
+
+def test_select_subset(tmp_path: Path) -> None:
+    cases = make_cases(6)
+    cases[0]["tags"] = ["typical"]
+    cases[3]["tags"] = ["typical", "edge"]
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"name": "d", "version": "1", "cases": cases}))
+    write_yaml(tmp_path / "r.yaml", RUBRIC)
+    spec = {"name": "s", "dataset": "d.yaml", "rubric": "r.yaml", "judge": {"model": "openai/j"},
+            "candidates": [{"model": "openai/a"}], "select": {"tags": ["typical"]}}
+    loaded = load_run_spec(write_yaml(tmp_path / "s.yaml", spec))
+    assert [c.id for c in loaded.cases()] == ["case-000", "case-003"]
+    spec["select"] = {"severities": ["high"], "limit": 1}
+    assert [c.id for c in load_run_spec(write_yaml(tmp_path / "s.yaml", spec)).cases()] == ["case-000"]
+    spec["select"] = {"ids": ["case-001", "nope"]}
+    with pytest.raises(BadInput, match=r"unknown cases \['nope'\]"):
+        load_run_spec(write_yaml(tmp_path / "s.yaml", spec))
+    spec["select"] = {"tags": ["missing"]}
+    with pytest.raises(BadInput, match="matches no case"):
+        load_run_spec(write_yaml(tmp_path / "s.yaml", spec))

@@ -115,7 +115,7 @@ def run(
     problems = gate_failures(summary, fail_on.value if fail_on else None, min_pass_rate)
     if problems:
         for p in problems:
-            err.print(f"gate failed: {p}")
+            err.print(f"gate failed: {p}", markup=False)
         raise typer.Exit(1)
 
 
@@ -243,7 +243,7 @@ def runs_show(
     problems = gate_failures(summary, fail_on.value if fail_on else None, min_pass_rate)
     if problems:
         for p in problems:
-            err.print(f"gate failed: {p}")
+            err.print(f"gate failed: {p}", markup=False)
         raise typer.Exit(1)
 
 
@@ -282,7 +282,7 @@ def dataset_validate(file: Path, json_out: JsonOpt = False) -> None:
     if json_out:
         _print_json({"valid": True, "file": str(file), "cases": info["cases"], "hash": info["hash"]})
     else:
-        out.print(f"{file}: valid, {info['cases']} cases, hash {info['hash'][:12]}")
+        out.print(f"{file}: valid, {info['cases']} cases, hash {info['hash'][:12]}", markup=False)
 
 
 @rubric_app.command("validate")
@@ -295,7 +295,8 @@ def rubric_validate(file: Path, json_out: JsonOpt = False) -> None:
         _print_json({"valid": True, "file": str(file), "name": rb.name, "version": rb.version, "hash": rb.hash,
                      "judge_prompt_hash": rb.judge_prompt_hash, "pass_rule": rb.pass_rule.describe()})
     else:
-        out.print(f"{file}: valid rubric {rb.name} v{rb.version}, hash {rb.hash[:12]}, pass = {rb.pass_rule.describe()}")
+        out.print(f"{file}: valid rubric {rb.name} v{rb.version}, hash {rb.hash[:12]}, pass = {rb.pass_rule.describe()}",
+                  markup=False)
 
 
 @app.command()
@@ -304,15 +305,23 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
     from benchrun.spec import load_run_spec
 
     loaded = load_run_spec(spec)
+    n = len(loaded.cases())
     info = {"valid": True, "file": str(spec), "spec_hash": loaded.spec_hash, "dataset_hash": loaded.dataset.hash,
-            "rubric_hash": loaded.rubric.hash, "cases": len(loaded.dataset.cases),
+            "rubric_hash": loaded.rubric.hash, "cases": n, "dataset_cases": len(loaded.dataset.cases),
             "candidates": [c.key for c in loaded.spec.candidates], "samples": loaded.spec.samples,
-            "calls_planned": len(loaded.dataset.cases) * len(loaded.spec.candidates) * loaded.spec.samples * 2}
+            "calls_planned": n * len(loaded.spec.candidates) * loaded.spec.samples * 2}
     if json_out:
         _print_json(info)
     else:
         out.print(f"{spec}: valid; {info['cases']} cases × {len(info['candidates'])} candidates × "
-                  f"{info['samples']} samples; spec hash {info['spec_hash'][:12]}")
+                  f"{info['samples']} samples; spec hash {info['spec_hash'][:12]}", markup=False)
+
+
+# ----------------------------------------------------------------------------- other command groups
+
+from benchrun import cli_judge  # noqa: E402 - registers after the core commands; light imports only
+
+cli_judge.register(app)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -97,7 +97,7 @@ def create_run(loaded: LoadedSpec, ledger: Ledger) -> str:
     """Validate everything that can be checked offline, then record a new run."""
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
     for cand in spec.candidates:  # render every prompt now: a bad template is bad input, not a crash mid-run
-        for case in ds.cases:
+        for case in loaded.cases():
             candidate_messages(loaded, cand, case)
     run_id = new_run_id()
     ledger.create_run(
@@ -226,7 +226,7 @@ class Runner:
     # -------------------------------------------------------------- planning
 
     def pending_units(self) -> list[_Unit]:
-        spec, ds = self.loaded.spec, self.loaded.dataset
+        spec = self.loaded.spec
         cells = self.ledger.cells(self.run_id)
         errors: dict[tuple[str, str, int], Result] = {}
         if any(st == "error" for st in cells.values()):
@@ -234,7 +234,7 @@ class Runner:
                 if r.status == "error":
                     errors[(r.case_id, r.model_key, r.sample_index)] = r
         units = []
-        for case in ds.cases:
+        for case in self.loaded.cases():
             for cand in spec.candidates:
                 for i in range(spec.samples):
                     key = (case.id, cand.key, i)

@@ -393,6 +393,26 @@ class JudgeSpec(ModelRef):
     structured_output: Literal["none", "json_schema", "llama_cpp"] = "none"
 
 
+class Selection(_Strict):
+    """Which dataset cases a run uses (all by default). Filters combine with AND; ``limit`` keeps the first N."""
+
+    ids: list[str] | None = None
+    tags: list[str] | None = None  # a case matches when it has any of these tags
+    categories: list[str] | None = None
+    severities: list[Severity] | None = None
+    limit: int | None = Field(default=None, ge=1)
+
+    def apply(self, cases: list[Case]) -> list[Case]:
+        out = [
+            c for c in cases
+            if (self.ids is None or c.id in self.ids)
+            and (self.tags is None or any(t in c.tags for t in self.tags))
+            and (self.categories is None or c.category in self.categories)
+            and (self.severities is None or c.severity in self.severities)
+        ]
+        return out[: self.limit] if self.limit is not None else out
+
+
 class RunSpec(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -408,6 +428,7 @@ class RunSpec(_Strict):
     retries: Retries = Field(default_factory=Retries)
     cache: bool = True
     budget_usd: float | None = Field(default=None, gt=0)
+    select: Selection | None = None
 
     @model_validator(mode="after")
     def _unique_keys(self) -> RunSpec:
@@ -580,6 +601,12 @@ class LoadedSpec(BaseModel):
     rubric: Rubric
     path: str | None = None
 
+    def cases(self) -> list[Case]:
+        """The dataset cases this run uses (the spec's ``select``, or all)."""
+        if self.spec.select is None:
+            return list(self.dataset.cases)
+        return self.spec.select.apply(self.dataset.cases)
+
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to re-run without any file on disk."""
         return {
@@ -626,7 +653,16 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     for field, fp in (("dataset", ds_path), ("rubric", rb_path)):
         if not fp.exists():
             raise BadInput(p, key_line(node, field), f"{field} file '{fp}' not found; paths are relative to the spec file")
-    return LoadedSpec(spec=spec, dataset=load_dataset(ds_path), rubric=load_rubric(rb_path), path=str(p))
+    loaded = LoadedSpec(spec=spec, dataset=load_dataset(ds_path), rubric=load_rubric(rb_path), path=str(p))
+    if spec.select is not None:
+        if spec.select.ids:
+            known = {c.id for c in loaded.dataset.cases}
+            unknown = [i for i in spec.select.ids if i not in known]
+            if unknown:
+                raise BadInput(p, key_line(node, "select"), f"select.ids names unknown cases {unknown[:5]}")
+        if not loaded.cases():
+            raise BadInput(p, key_line(node, "select"), "select matches no case of the dataset; loosen it")
+    return loaded
 
 
 def _resolve(base: Path, rel: str) -> Path:

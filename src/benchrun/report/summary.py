@@ -70,8 +70,10 @@ def run_conditions(run: Run) -> dict[str, Any]:
 
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     rows = result_dicts(ledger.results(run.id))
-    snap = json.loads(run.spec_snapshot)
-    expected = len(snap["dataset"]["cases"]) * len(snap["spec"]["candidates"]) * run.samples_per_case
+    from benchrun.spec import LoadedSpec
+
+    loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))
+    expected = len(loaded.cases()) * len(loaded.spec.candidates) * run.samples_per_case
     order = [m["key"] for m in json.loads(run.models)]
     models = [s.to_dict() for s in summarize(rows, order)]
     bds = breakdown(rows, order)

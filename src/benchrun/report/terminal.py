@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as e
 from rich.table import Table
 
 
@@ -25,24 +26,24 @@ def _ms(x: float | None) -> str:
 def render_summary(console: Console, s: dict[str, Any]) -> None:
     c = s["conditions"]
     console.print(
-        f"[bold]Run {c['run_id']}[/bold]  {c['name']}  status: [bold]{c['status']}[/bold]"
-        + (f"  ({c['message']})" if c.get("message") else "")
+        f"[bold]Run {c['run_id']}[/bold]  {e(c['name'])}  status: [bold]{c['status']}[/bold]"
+        + (f"  ({e(c['message'])})" if c.get("message") else "")
     )
     ds, rb, j = c["dataset"], c["rubric"], c["judge"]
     console.print(
-        f"dataset {ds['name']} v{ds['version']} ({ds['hash'][:12]})  rubric {rb['name']} v{rb['version']} "
-        f"({rb['hash'][:12]})  judge {j['model']} (prompt {j['prompt_hash'][:12]})  samples/case {c['samples_per_case']}"
+        f"dataset {e(ds['name'])} v{e(ds['version'])} ({ds['hash'][:12]})  rubric {e(rb['name'])} v{e(rb['version'])} "
+        f"({rb['hash'][:12]})  judge {e(j['model'])} (prompt {j['prompt_hash'][:12]})  samples/case {c['samples_per_case']}"
     )
     cal = s.get("judge_calibration")
     if cal:
         verdict = "trusted" if cal.get("trusted") else "NOT trusted"
-        cal_txt = f"judge calibration: {verdict} — {cal.get('summary') or ''}"
+        cal_txt = f"judge calibration: {verdict} — {e(cal.get('summary') or '')}"
     else:
         cal_txt = "judge calibration: [yellow]uncalibrated[/yellow] (judge scores are unverified; see `benchrun calibrate`)"
     console.print(cal_txt)
     cov = s.get("coverage")
     if cov:
-        console.print(f"coverage: JSD {cov['jsd']:.3f} ({cov['band']}) on production sample {cov['production']}")
+        console.print(f"coverage: JSD {cov['jsd']:.3f} ({cov['band']}) on production sample {e(str(cov['production']))}")
     else:
         console.print("coverage: no coverage report for this dataset version (see `benchrun coverage`)")
     if s["recorded_results"] < s["expected_results"]:
@@ -62,16 +63,16 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         if not cal and m["mean_judge_score"] is not None:
             judge += " (uncal.)"
         cost = _money(m["cost_usd"]) + (f" + {m['cost_unknown_calls']} unpriced" if m["cost_unknown_calls"] else "")
-        t.add_row(m["model_key"], ci, str(m["passed"]), str(m["failed"]),
+        t.add_row(e(m["model_key"]), ci, str(m["passed"]), str(m["failed"]),
                   f"[red]{m['errors']}[/red]" if m["errors"] else "0", judge, cost,
                   _money(m["cost_per_case"]), _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"]))
     console.print(t)
 
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
-        head = f"[bold]{b['model_key']}[/bold]"
+        head = f"[bold]{e(b['model_key'])}[/bold]"
         if hs:
-            head += f"  [bold red]DO NOT SHIP: {len(hs)} high-severity case(s) not passed: {', '.join(hs[:8])}"
+            head += f"  [bold red]DO NOT SHIP: {len(hs)} high-severity case(s) not passed: {e(', '.join(hs[:8]))}"
             head += (" …" if len(hs) > 8 else "") + "[/bold red]"
         else:
             head += "  no high-severity failures"
@@ -86,9 +87,9 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         console.print(bt)
         worst = [(k, v) for k, v in b["by_category"].items() if v["failed"] + v["errors"]][:6]
         if worst:
-            console.print("  categories: " + ", ".join(f"{k} {v['failed'] + v['errors']}/{v['n']}" for k, v in worst))
+            console.print("  categories: " + e(", ".join(f"{k} {v['failed'] + v['errors']}/{v['n']}" for k, v in worst)))
         if b["failure_modes"]:
-            console.print("  failure modes: " + ", ".join(f"{k} {v}" for k, v in b["failure_modes"].items()))
+            console.print("  failure modes: " + e(", ".join(f"{k} {v}" for k, v in b["failure_modes"].items())))
 
 
 def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
@@ -96,16 +97,16 @@ def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
     for col in ("id", "name", "status", "created", "dataset", "models", "results", "cost"):
         t.add_column(col)
     for r in runs:
-        t.add_row(r["id"], r["name"], r["status"], r["created_at"][:19], f"{r['dataset']} v{r['dataset_version']}",
-                  ", ".join(r["models"]), str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd")))
+        t.add_row(r["id"], e(r["name"]), r["status"], r["created_at"][:19], e(f"{r['dataset']} v{r['dataset_version']}"),
+                  e(", ".join(r["models"])), str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd")))
     console.print(t)
 
 
 def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
-    console.print(f"[bold]{info['name']}[/bold] v{info['version']}  hash {info['hash']}")
+    console.print(f"[bold]{e(info['name'])}[/bold] v{e(info['version'])}  hash {info['hash']}")
     if info.get("description"):
-        console.print(info["description"])
+        console.print(info["description"], markup=False)
     console.print(f"{info['cases']} cases")
     for dim in ("severity", "category", "provenance"):
         counts = info[f"by_{dim}"]
-        console.print(f"  by {dim}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        console.print(f"  by {dim}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False)

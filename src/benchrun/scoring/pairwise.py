@@ -1,0 +1,283 @@
+"""Pairwise judging: the judge compares two answers to the same case.
+
+The judge sees the case, the rubric's criteria and two answers labelled by their
+position ("A" = shown first, "B" = shown second) and replies with one JSON object
+``{"winner": "A" | "B" | "tie", "reason": "..."}``. The prompt is the rubric's
+``pairwise_prompt`` (Jinja variables: ``input``, ``ideal``, ``response_a``,
+``response_b``, ``criteria_text``, ``scale_text``, ``failure_modes_text``), or
+`DEFAULT_PAIRWISE_PROMPT` when the rubric has none.
+
+With ``both_orders`` every pair is judged twice, A-first and B-first, and a win
+counts only when both orders agree; any disagreement is a tie (Zheng et al. 2023,
+MT-Bench, §3.4). The flipping of the swapped verdict is done by
+`benchrun.analysis.bias.both_orders_verdict`.
+
+Calls go through `benchrun.providers.complete` and the ledger's response cache,
+exactly like the runner's calls: the same call is never paid for twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from benchrun import providers
+from benchrun.analysis.bias import Verdict, both_orders_verdict
+from benchrun.hashing import content_hash
+from benchrun.providers import CallResult, Endpoint
+from benchrun.scoring.judge import JudgeFormatError, case_input_text, template
+from benchrun.scoring.rules import extract_json
+from benchrun.spec import Case, ModelRef, Retries, Rubric
+
+Winner = Literal["A", "B", "tie"]
+
+PAIRWISE_SYSTEM = (
+    "You are a strict, impartial evaluator. You compare two answers of AI assistants to the same request "
+    "against a rubric. The order in which the answers are shown, their length and their style must not "
+    "influence you. Reply with a single JSON object and nothing else."
+)
+
+DEFAULT_PAIRWISE_PROMPT = """Compare two answers to the same request against these criteria:
+{{ criteria_text }}
+
+[Request]
+{{ input }}
+
+[Reference answer]
+{{ ideal }}
+
+[Answer A]
+{{ response_a }}
+[End of answer A]
+
+[Answer B]
+{{ response_b }}
+[End of answer B]
+
+Which answer better satisfies the criteria? Answer "tie" only if they are equally good.
+Reply with ONLY this JSON object: {"winner": "A" or "B" or "tie", "reason": "<one sentence>"}
+"""
+
+PAIRWISE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["winner", "reason"],
+}
+
+
+def pairwise_prompt_source(rubric: Rubric) -> str:
+    return rubric.pairwise_prompt or DEFAULT_PAIRWISE_PROMPT
+
+
+def pairwise_prompt_hash(rubric: Rubric) -> str:
+    """Hash of what the pairwise judge is told: system text, prompt template and reply schema."""
+    return content_hash({"system": PAIRWISE_SYSTEM, "prompt": pairwise_prompt_source(rubric), "schema": PAIRWISE_SCHEMA})
+
+
+def pairwise_messages(rubric: Rubric, case: Case, first: str, second: str) -> list[dict[str, str]]:
+    """The messages sent to the judge with ``first`` shown as answer A and ``second`` as answer B."""
+    prompt = template(pairwise_prompt_source(rubric)).render(
+        input=case_input_text(case),
+        ideal=case.ideal,
+        response_a=first,
+        response_b=second,
+        criteria_text="\n".join(f"- {c.name}: {c.description}" for c in rubric.criteria),
+        scale_text="\n".join(f"{k}: {v}" for k, v in sorted(rubric.scale.items())),
+        failure_modes_text=", ".join(rubric.failure_modes),
+    )
+    return [{"role": "system", "content": PAIRWISE_SYSTEM}, {"role": "user", "content": prompt}]
+
+
+@dataclass(frozen=True)
+class PairwiseReply:
+    winner: Winner
+    reason: str
+
+    @property
+    def displayed_verdict(self) -> Verdict:
+        """The verdict in displayed positions: "A>B" means the answer shown first won."""
+        return {"A": "A>B", "B": "B>A", "tie": "tie"}[self.winner]  # type: ignore[return-value]
+
+
+def parse_pairwise(text: str) -> PairwiseReply:
+    """Validate a pairwise judge reply; raises `JudgeFormatError` with what is wrong."""
+    try:
+        value = extract_json(text)
+    except ValueError:
+        raise JudgeFormatError("no JSON object found in the reply") from None
+    if not isinstance(value, dict):
+        raise JudgeFormatError("the reply is JSON but not an object")
+    if "winner" not in value:
+        raise JudgeFormatError("'winner' is a required property")
+    raw = str(value["winner"]).strip()
+    norm = {"a": "A", "b": "B", "tie": "tie"}.get(raw.lower())
+    if norm is None:
+        raise JudgeFormatError(f"winner {raw!r} is not one of 'A', 'B', 'tie'")
+    reason = value.get("reason")
+    if not isinstance(reason, str):
+        raise JudgeFormatError("'reason' must be a string")
+    return PairwiseReply(norm, reason)  # type: ignore[arg-type]
+
+
+def _reask(messages: list[dict[str, str]], bad_reply: str, error: str) -> list[dict[str, str]]:
+    return [
+        *messages,
+        {"role": "assistant", "content": bad_reply},
+        {
+            "role": "user",
+            "content": (
+                f"Your reply was not valid: {error}\n"
+                "Reply again with ONLY one JSON object, no other text, matching this JSON schema:\n"
+                f"{json.dumps(PAIRWISE_SCHEMA)}"
+            ),
+        },
+    ]
+
+
+# ----------------------------------------------------------------------------- cached calls
+
+
+class ResponseCache(Protocol):
+    """What the ledger offers as a response cache."""
+
+    def cache_get(self, key: str) -> dict[str, Any] | None: ...
+    def cache_put(self, key: str, model: str, response: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class CachedCaller:
+    """Calls one model through `providers.complete`, reading and filling the ledger's cache.
+
+    The cache key is `benchrun.runner.cache_key` (model, api_base, messages, params,
+    sample, role), so a judgement the runner already made is served from the cache.
+    Keeps count of calls, cache hits, fresh cost and failures.
+    """
+
+    ref: ModelRef
+    endpoint: Endpoint
+    params: dict[str, Any]
+    cache: ResponseCache
+    timeout_s: float = 60.0
+    retries: Retries = field(default_factory=Retries)
+    use_cache: bool = True
+    concurrency: int = 4
+    calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    cost_usd: float = 0.0  # fresh (not cached) spend in this process
+    cost_unknown: bool = False
+    _sem: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    async def __call__(self, messages: list[dict[str, Any]], role: str, sample: int = 0) -> CallResult:
+        from benchrun.runner import cache_key
+
+        key = cache_key(self.ref, messages, self.params, sample, role)
+        self.calls += 1
+        if self.use_cache:
+            hit = await asyncio.to_thread(self.cache.cache_get, key)
+            if hit is not None:
+                self.cached += 1
+                return CallResult.from_cache(hit)
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        async with self._sem:
+            res = await providers.complete(self.ref, self.endpoint, messages, self.params, self.timeout_s, self.retries)
+        if res.ok:
+            await asyncio.to_thread(self.cache.cache_put, key, self.ref.model, res.to_cache())
+            if res.cost_usd is None:
+                self.cost_unknown = True
+            else:
+                self.cost_usd += res.cost_usd
+        else:
+            self.failed += 1
+        return res
+
+    def usage(self) -> dict[str, Any]:
+        return {"calls": self.calls, "cached": self.cached, "failed": self.failed,
+                "cost_usd": None if self.cost_unknown else round(self.cost_usd, 8)}
+
+
+# ----------------------------------------------------------------------------- judging
+
+
+@dataclass(frozen=True)
+class OneOrder:
+    """One pairwise judgement: the displayed verdict, or why there is none."""
+
+    verdict: Verdict | None
+    reason: str | None = None
+    error: str | None = None
+    raw: str | None = None
+
+
+async def judge_order(call: CachedCaller, rubric: Rubric, case: Case, first: str, second: str) -> OneOrder:
+    """Judge one presentation order; one re-ask on a malformed reply, then a recorded error."""
+    messages = pairwise_messages(rubric, case, first, second)
+    res = await call(messages, "pairwise")
+    if not res.ok:
+        return OneOrder(None, error=f"judge call failed: {res.error}")
+    assert res.text is not None
+    try:
+        rep = parse_pairwise(res.text)
+        return OneOrder(rep.displayed_verdict, rep.reason, raw=res.text)
+    except JudgeFormatError as e:
+        res2 = await call(_reask(messages, res.text, str(e)), "pairwise")
+        if not res2.ok:
+            return OneOrder(None, error=f"judge call failed on re-ask: {res2.error}", raw=res.text)
+        assert res2.text is not None
+        try:
+            rep = parse_pairwise(res2.text)
+        except JudgeFormatError as e2:
+            return OneOrder(None, error=f"judge answer invalid after one re-ask: {e2}", raw=res2.text)
+        return OneOrder(rep.displayed_verdict, rep.reason, raw=res2.text)
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """A judged pair. ``verdict_ab``: A shown first, in A/B terms. ``verdict_ba_raw``: B shown
+    first, in displayed positions (None unless both orders were judged). ``verdict``: the final
+    verdict in A/B terms (the both-orders rule when both orders were judged)."""
+
+    verdict_ab: Verdict | None
+    verdict_ba_raw: Verdict | None
+    verdict: Verdict | None
+    errors: tuple[str, ...] = ()
+    reason_ab: str | None = None
+    reason_ba: str | None = None
+
+
+async def judge_pair(
+    call: CachedCaller, rubric: Rubric, case: Case, answer_a: str, answer_b: str, *, both_orders: bool = True
+) -> PairOutcome:
+    """Compare answers A and B to ``case``; with ``both_orders`` also with B shown first.
+
+    The final verdict is ``None`` when a needed order could not be judged.
+    """
+    if both_orders:
+        ab, ba = await asyncio.gather(
+            judge_order(call, rubric, case, answer_a, answer_b), judge_order(call, rubric, case, answer_b, answer_a)
+        )
+    else:
+        ab, ba = await judge_order(call, rubric, case, answer_a, answer_b), None
+    errors = tuple(e for e in (ab.error, ba.error if ba else None) if e)
+    final: Verdict | None
+    if ab.verdict is None or (both_orders and (ba is None or ba.verdict is None)):
+        final = None
+    elif both_orders:
+        assert ba is not None and ba.verdict is not None
+        final = both_orders_verdict(ab.verdict, ba.verdict)
+    else:
+        final = ab.verdict
+    return PairOutcome(
+        verdict_ab=ab.verdict,
+        verdict_ba_raw=ba.verdict if ba else None,
+        verdict=final,
+        errors=errors,
+        reason_ab=ab.reason,
+        reason_ba=ba.reason if ba else None,
+    )
