@@ -33,7 +33,9 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(rubric_app, name="rubric")
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (files, CI logs) gets a wide fixed width instead of rich's 80-column fallback.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 LedgerOpt = Annotated[
