@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import RUBRIC, Project, make_cases
 
 pytestmark = pytest.mark.slow
@@ -56,6 +57,7 @@ def test_local_model_run_end_to_end(tmp_path: Path) -> None:
         assert row["status"] in ("passed", "failed")
     # answers at temperature 0 are repeatable: a --no-cache re-run gives the same text
     r2, s2 = project.cli_json("run", str(spec), "--no-cache")
+    assert r2.returncode == 0, r2.stderr
     again = dict(con.execute("SELECT case_id, response_text FROM result WHERE run_id = ?",
                              (s2["conditions"]["run_id"],)).fetchall())
     assert again == {row["case_id"]: row["response_text"] for row in rows}

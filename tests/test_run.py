@@ -223,6 +223,8 @@ def test_exit_codes_and_one_line_errors(project: Project, server: FakeServer) ->
     assert r.stderr.strip().count("\n") == 0 and "broken.yaml:line" in r.stderr and "Traceback" not in r.stderr
     r = project.cli("runs", "show", "nope")
     assert r.returncode == 2 and "no run 'nope'" in r.stderr
+    r = project.cli("runs", "show")  # usage errors: exit 2, one message, the help hint
+    assert r.returncode == 2 and "Missing argument" in r.stderr and "Traceback" not in r.stderr
     # unreachable provider: exit 3, resumable
     project.write_spec(name="dead", candidates=[{"model": "openai/good", "alias": "good",
                                                  "api_base": "http://127.0.0.1:9/v1"}],

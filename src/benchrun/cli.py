@@ -321,35 +321,53 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
 
 # ----------------------------------------------------------------------------- other command groups
 
-from benchrun import cli_judge  # noqa: E402 - registers after the core commands; light imports only
+from benchrun import cli_compare, cli_judge  # noqa: E402 - registered after the core commands; light imports only
 
 cli_judge.register(app)
+cli_compare.register(app)
 
 
 # ----------------------------------------------------------------------------- entry point
 
 
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """Usage-error classes: typer >= 0.2x vendors click (``typer._click``); older typers use click itself."""
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click import exceptions as vendored
+
+        types.append(vendored.ClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors and documented exit codes, never a traceback for user faults."""
-    import click
-
     from benchrun.providers import SECRETS
 
+    click_errors = _click_exception_types()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="benchrun")
         if isinstance(rv, int):  # click returns an Exit's code instead of raising when not standalone
             return rv
     except typer.Exit as e:
         return int(e.exit_code or 0)
-    except click.exceptions.Exit as e:
-        return int(e.exit_code or 0)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         return 3
-    except click.ClickException as e:
-        err.print(f"error: {e.format_message()}")
-        if isinstance(e, click.UsageError) and e.ctx is not None:
-            err.print(f"see: {e.ctx.command_path} --help")
+    except click_errors as e:
+        fmt = getattr(e, "format_message", None)
+        err.print(f"error: {fmt() if fmt else e}", markup=False)
+        ctx = getattr(e, "ctx", None)
+        if ctx is not None:
+            err.print(f"see: {ctx.command_path} --help", markup=False)
         return 2
     except BenchrunError as e:
         err.print(f"error: {SECRETS.redact(str(e))}", markup=False)

@@ -1,0 +1,308 @@
+"""`benchrun reproduce`: re-run exactly what the ledger recorded and say whether the answer came out the same.
+
+The re-run always uses the stored spec snapshot (spec + dataset + rubric as they were), never
+today's files. The files on disk are only *checked*: if the dataset, rubric or spec changed (or
+are gone), the user is told, because that usually explains why a fresh ``benchrun run`` of the
+same spec gives different numbers.
+
+Two modes:
+
+* default: fresh calls (the cache is not read), so provider drift shows up;
+* ``--from-cache``: replay every call from the ledger's response cache, no call at all. Every
+  needed answer and judgement is looked up *before* the run starts; if one is missing, nothing
+  runs and the user gets the list.
+
+The comparison with the original run is built from the paired statistics in
+`benchrun.analysis.compare` (reproduction = A, original = B, so differences are new - old).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchrun.ledger import Ledger
+from benchrun.ledger.tables import Run
+from benchrun.spec import LoadedSpec
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """Whether a file the run was made from still hashes the same. ``status``: same | changed | missing | unreadable."""
+
+    kind: str  # spec | dataset | rubric
+    path: str | None
+    status: str
+    recorded_hash: str
+    disk_hash: str | None = None
+    detail: str | None = None
+
+    def sentence(self) -> str:
+        where = self.path or "(no path recorded)"
+        if self.status == "same":
+            return f"{self.kind} {where}: unchanged (hash {self.recorded_hash[:12]})"
+        if self.status == "changed":
+            return (f"{self.kind} {where} CHANGED since the run (on disk {str(self.disk_hash)[:12]}, recorded "
+                    f"{self.recorded_hash[:12]}); re-running from the stored snapshot, not the file")
+        if self.status == "missing":
+            return f"{self.kind} {where} not found; re-running from the stored snapshot"
+        return f"{self.kind} {where} cannot be read ({self.detail}); re-running from the stored snapshot"
+
+
+def _resolve(base: Path, rel: str) -> Path:
+    """Where `benchrun.spec.load_run_spec` looks for a dataset or rubric named in a spec (same rules)."""
+    rp = Path(os.path.expanduser(rel))
+    if rp.is_absolute():
+        return rp
+    cand = base / rp
+    if cand.exists():
+        return cand
+    return rp if rp.exists() else cand
+
+
+def check_files(run: Run) -> list[FileCheck]:
+    """Hash the spec, dataset and rubric files on disk and compare them with the run's recorded hashes.
+
+    Paths: the spec path as recorded (relative paths are relative to the current directory, as
+    when the run was made), and the dataset / rubric paths from the stored spec, relative to it.
+    """
+    from benchrun.errors import BenchrunError
+    from benchrun.spec import load_dataset, load_rubric, load_run_spec
+
+    snap = json.loads(run.spec_snapshot)
+    spec_path = Path(run.spec_path) if run.spec_path else None
+    base = spec_path.parent if spec_path is not None else Path.cwd()
+    out: list[FileCheck] = []
+    for kind, rel, recorded, loader in (
+        ("dataset", snap["spec"]["dataset"], run.dataset_hash, load_dataset),
+        ("rubric", snap["spec"]["rubric"], run.rubric_hash, load_rubric),
+    ):
+        p = _resolve(base, rel)
+        if not p.exists():
+            out.append(FileCheck(kind, str(p), "missing", recorded))
+            continue
+        try:
+            h = loader(p).hash
+        except BenchrunError as e:
+            out.append(FileCheck(kind, str(p), "unreadable", recorded, detail=str(e)))
+            continue
+        out.append(FileCheck(kind, str(p), "same" if h == recorded else "changed", recorded, h))
+    if spec_path is None or not spec_path.exists():
+        out.insert(0, FileCheck("spec", str(spec_path) if spec_path else None, "missing", run.spec_hash))
+    else:
+        try:
+            h = load_run_spec(spec_path).spec_hash
+            out.insert(0, FileCheck("spec", str(spec_path), "same" if h == run.spec_hash else "changed", run.spec_hash, h))
+        except BenchrunError as e:
+            out.insert(0, FileCheck("spec", str(spec_path), "unreadable", run.spec_hash, detail=str(e)))
+    return out
+
+
+def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -> tuple[int, list[str]]:
+    """Calls of this spec that the response cache cannot serve: ``(count, first descriptions)``.
+
+    Walks exactly the calls the runner would make with the cache on: every candidate answer
+    (case × candidate × sample), the judge call on that cached answer, and the judge's one
+    re-ask when the cached verdict does not parse. With zero misses a cached run makes no call.
+    """
+    from benchrun import runner
+    from benchrun.scoring import judge as judge_mod
+
+    spec, rubric = loaded.spec, loaded.rubric
+    jparams = runner.judge_params(loaded)
+    count = 0
+    shown: list[str] = []
+
+    def miss(text: str) -> None:
+        nonlocal count
+        count += 1
+        if limit is None or len(shown) < limit:
+            shown.append(text)
+
+    for case in loaded.dataset.cases:
+        for cand in spec.candidates:
+            msgs = runner.candidate_messages(loaded, cand, case)
+            params = spec.sampling_for(cand).as_params()
+            for i in range(spec.samples):
+                where = f"case {case.id} × {cand.key} sample {i}"
+                hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate"))
+                if hit is None or hit.get("text") is None:
+                    miss(f"{where}: answer")
+                    continue
+                jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
+                jhit = ledger.cache_get(runner.cache_key(spec.judge, jmsgs, jparams, 0, "judge"))
+                if jhit is None or jhit.get("text") is None:
+                    miss(f"{where}: judge verdict")
+                    continue
+                try:
+                    judge_mod.parse_verdict(rubric, jhit["text"])
+                except judge_mod.JudgeFormatError as e:
+                    rmsgs = judge_mod.reask_messages(jmsgs, jhit["text"], str(e), rubric)
+                    if ledger.cache_get(runner.cache_key(spec.judge, rmsgs, jparams, 0, "judge")) is None:
+                        miss(f"{where}: judge re-ask")
+    return count, shown
+
+
+def _resolved(run: Run) -> dict[str, list[str]]:
+    return {m["key"]: list(m.get("resolved_models") or []) for m in json.loads(run.models)}
+
+
+def _delta(new: float | None, old: float | None) -> float | None:
+    return None if new is None or old is None else new - old
+
+
+def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cache: bool = False,
+                      level: float = 0.95, n_boot: int = 10000) -> dict[str, Any]:
+    """Compare a reproduction run with its original: per-model paired statistics, flips, cost,
+    latency and model-version changes, and a verdict.
+
+    Per model, ``comparison`` is `paired_compare(reproduction, original)`, so ``difference`` is
+    new - old. A model is *reproduced within noise* when neither its pass-rate difference
+    (``larger_than_noise``) nor its judge-score difference (paired t interval excludes 0 and
+    p < 1 - level, or every case moved by the same non-zero amount) is larger than noise, and the
+    reproduction has no more errored cells than the original. Flips inside the noise are listed
+    but do not fail the verdict: at temperature > 0 a few flips are expected.
+    """
+    from benchrun.analysis.breakdown import summarize
+    from benchrun.analysis.compare import flips, paired_compare
+    from benchrun.cli_compare import conditions_diff, jsonable, outcomes_for
+    from benchrun.report.summary import result_dicts
+
+    rows_o = result_dicts(ledger.results(original.id))
+    rows_n = result_dicts(ledger.results(reproduction.id))
+    order = [m["key"] for m in json.loads(original.models)]
+    sum_o = {s.model_key: s for s in summarize(rows_o, order)}
+    sum_n = {s.model_key: s for s in summarize(rows_n, order)}
+    ver_o, ver_n = _resolved(original), _resolved(reproduction)
+    alpha = 1 - level
+    models: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for key in order:
+        a, b = outcomes_for(rows_n, key), outcomes_for(rows_o, key)
+        cmp = paired_compare(a, b, level=level, n_boot=n_boot, name_a="reproduction", name_b="original")
+        fl = flips(a, b)
+        text_o = {(r["case_id"], r["sample_index"]): r["response_text"] for r in rows_o if r["model_key"] == key}
+        text_n = {(r["case_id"], r["sample_index"]): r["response_text"] for r in rows_n if r["model_key"] == key}
+        shared = set(text_o) & set(text_n)
+        changed_answers = sorted(k for k in shared if text_o[k] != text_n[k])
+        so, sn = sum_o.get(key), sum_n.get(key)
+        score_beyond = False
+        if cmp.score is not None and cmp.score.interval is not None and cmp.score.n_pairs >= 2:
+            iv = cmp.score.interval
+            excludes = iv.low > 0 or iv.high < 0
+            score_beyond = excludes and (cmp.score.p_value is None or cmp.score.p_value < alpha)
+        err_o = so.errors if so else 0
+        err_n = sn.errors if sn else 0
+        reasons: list[str] = []
+        if cmp.larger_than_noise:
+            reasons.append(f"pass rate moved {100 * (cmp.difference or 0):+.1f} points, larger than noise")
+        if score_beyond and cmp.score is not None:
+            reasons.append(f"mean judge score moved {cmp.score.difference:+.2f}, larger than noise")
+        if err_n > err_o:
+            reasons.append(f"{err_n} errored cells (original {err_o})")
+        if ver_o.get(key, []) != ver_n.get(key, []):
+            note = f"model version changed: {ver_o.get(key) or ['?']} -> {ver_n.get(key) or ['?']}"
+        else:
+            note = None
+        for r in reasons:
+            problems.append(f"{key}: {r}")
+        models.append({
+            "model_key": key,
+            "reproduced": not reasons,
+            "reasons": reasons,
+            "pass_rate_original": so.pass_rate.estimate if so else None,
+            "pass_rate_reproduction": sn.pass_rate.estimate if sn else None,
+            "comparison": cmp,
+            "flips": fl,
+            "answers_changed": len(changed_answers),
+            "answers_compared": len(shared),
+            "changed_answer_cells": [f"{c} sample {i}" for c, i in changed_answers[:50]],
+            "errors_original": err_o,
+            "errors_reproduction": err_n,
+            "cost_usd": {"original": so.cost_usd if so else None, "reproduction": sn.cost_usd if sn else None,
+                         "delta": _delta(sn.cost_usd if sn else None, so.cost_usd if so else None),
+                         "unknown_calls_original": so.cost_unknown_calls if so else None,
+                         "unknown_calls_reproduction": sn.cost_unknown_calls if sn else None},
+            "latency_p50_ms": {"original": so.latency_p50_ms if so else None,
+                               "reproduction": sn.latency_p50_ms if sn else None,
+                               "delta": _delta(sn.latency_p50_ms if sn else None, so.latency_p50_ms if so else None)},
+            "latency_p95_ms": {"original": so.latency_p95_ms if so else None,
+                               "reproduction": sn.latency_p95_ms if sn else None,
+                               "delta": _delta(sn.latency_p95_ms if sn else None, so.latency_p95_ms if so else None)},
+            "resolved_models": {"original": ver_o.get(key, []), "reproduction": ver_n.get(key, []),
+                                "changed": ver_o.get(key, []) != ver_n.get(key, [])},
+            "version_note": note,
+        })
+    reproduced = not problems
+    if reproduced:
+        n_flips = sum(len(m["flips"]) for m in models)
+        verdict = "reproduced within noise" + (f" ({n_flips} flip(s) inside the noise; see the list)" if n_flips else
+                                               " (no case flipped)")
+    else:
+        verdict = "NOT reproduced: " + "; ".join(problems)
+    notes: list[str] = []
+    if original.status != "completed":
+        notes.append(f"the original run is '{original.status}': only the results it recorded can be compared "
+                     "(see the unpaired counts in each comparison's notes).")
+    if from_cache:
+        notes.append("replayed from the response cache: answers, costs and latencies are the recorded ones, so only "
+                     "scoring changes (rules, judge parsing) can show up; run without --from-cache to detect drift.")
+    return jsonable({
+        "original_run": original.id,
+        "reproduction_run": reproduction.id,
+        "mode": "from-cache" if from_cache else "fresh calls",
+        "reproduced": reproduced,
+        "verdict": verdict,
+        "models": models,
+        "conditions": conditions_diff(original, reproduction),
+        "notes": notes,
+    })
+
+
+def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, show_progress: bool = False,
+              n_boot: int = 10000) -> dict[str, Any]:
+    """Re-run RUN_ID from its stored snapshot as a new run and compare. Returns the diff payload.
+
+    Raises `UsageError` when ``from_cache`` is set and some call is not in the cache (nothing
+    is run then), and `RunAborted` when the new run cannot complete.
+    """
+    from benchrun import providers, runner
+    from benchrun.cli import _execute
+    from benchrun.errors import RunAborted, UsageError
+
+    providers.collect_env_secrets()
+    original = ledger.get_run(run_id)
+    checks = check_files(original)
+    loaded = LoadedSpec.from_snapshot(json.loads(original.spec_snapshot))
+    loaded.path = original.spec_path
+    if loaded.dataset.hash != original.dataset_hash or loaded.rubric.hash != original.rubric_hash:
+        raise UsageError(f"run {original.id}: the stored snapshot no longer hashes as recorded "
+                         "(ledger edited, or written by an incompatible benchrun version); cannot reproduce it exactly")
+    exec_loaded = loaded
+    if from_cache:
+        n_miss, shown = cache_misses(loaded, ledger, limit=5)
+        if n_miss:
+            raise UsageError(
+                f"--from-cache: {n_miss} call(s) of run {original.id} are not in the cache (e.g. {'; '.join(shown)}); "
+                f"nothing was run. Reproduce with fresh calls: benchrun reproduce {original.id}"
+            )
+        if not loaded.spec.cache:  # the spec switched the cache off; replaying needs it on (hashes unchanged)
+            exec_loaded = LoadedSpec(spec=loaded.spec.model_copy(update={"cache": True}), dataset=loaded.dataset,
+                                     rubric=loaded.rubric, path=loaded.path)
+    new_id = runner.create_run(loaded, ledger)
+    outcome = _execute(exec_loaded, ledger, new_id, use_cache=from_cache, show_progress=show_progress)
+    if outcome.status != "completed":
+        raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
+                         f"Resume with: benchrun run --resume {new_id}")
+    diff = reproduction_diff(ledger, original, ledger.get_run(new_id), from_cache=from_cache, n_boot=n_boot)
+    diff["file_checks"] = [{"kind": c.kind, "path": c.path, "status": c.status, "recorded_hash": c.recorded_hash,
+                            "disk_hash": c.disk_hash, "detail": c.detail, "message": c.sentence()} for c in checks]
+    diff["ran_from"] = ("stored snapshot (files on disk unchanged)" if all(c.status == "same" for c in checks)
+                        else "stored snapshot (files on disk differ or are missing; see file_checks)")
+    ledger.add_report("reproduction", diff, run_id=new_id, dataset_hash=original.dataset_hash,
+                      judge_model=original.judge_model, judge_prompt_hash=original.judge_prompt_hash,
+                      rubric_hash=original.rubric_hash, subject=original.id, summary=diff["verdict"])
+    return diff

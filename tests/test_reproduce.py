@@ -1,0 +1,155 @@
+"""`benchrun reproduce` end to end against the real test server and a real SQLite ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+import benchrun.cli
+import benchrun.cli_compare
+from benchrun.analysis.compare import Outcome, paired_compare
+from conftest import BAD, JUDGE_FAIL, JUDGE_PASS, Project, fake_config, make_cases
+from fakeserver import FakeServer
+
+
+@pytest.fixture(autouse=True)
+def _commands() -> None:
+    if "compare" not in [c.name for c in benchrun.cli.app.registered_commands]:
+        benchrun.cli_compare.register(benchrun.cli.app)
+
+
+def completed(server: FakeServer) -> int:
+    return int(server.stats()["completed"])
+
+
+def n_runs(project: Project) -> int:
+    con = sqlite3.connect(project.ledger)
+    n = con.execute("SELECT COUNT(*) FROM run").fetchone()[0]
+    con.close()
+    return int(n)
+
+
+def outcomes(project: Project, run_id: str, key: str) -> list[Outcome]:
+    con = sqlite3.connect(project.ledger)
+    out = [Outcome(c, i, None if st == "error" else st == "passed", sc, cat, sev)
+           for c, i, st, sc, cat, sev in con.execute(
+               "SELECT case_id, sample_index, status, judge_score, category, severity FROM result "
+               "WHERE run_id = ? AND model_key = ?", (run_id, key))]
+    con.close()
+    return out
+
+
+@pytest.fixture
+def original(project: Project) -> str:
+    spec = project.setup()
+    r, summary = project.cli_json("run", str(spec))
+    assert r.returncode == 0, r.stderr
+    return str(summary["conditions"]["run_id"])
+
+
+def test_identical_server_reproduces_with_fresh_calls(project: Project, server: FakeServer, original: str) -> None:
+    before = completed(server)
+    r, d = project.cli_json("reproduce", original)
+    assert r.returncode == 0, r.stderr
+    assert completed(server) - before == 24  # 12 fresh answers + 12 fresh judgements: the cache was not read
+    assert d["reproduced"] is True and d["verdict"].startswith("reproduced within noise")
+    assert d["mode"] == "fresh calls" and d["original_run"] == original
+    assert {c["kind"]: c["status"] for c in d["file_checks"]} == {"spec": "same", "dataset": "same", "rubric": "same"}
+    for m in d["models"]:
+        assert m["flips"] == [] and m["answers_changed"] == 0 and m["answers_compared"] == 6
+        assert m["comparison"]["difference"] == 0
+        assert m["resolved_models"]["changed"] is False
+        assert m["cost_usd"]["delta"] == pytest.approx(0, abs=1e-12)  # same tokens, same prices
+    assert d["conditions"]["score_relevant_differences"] == 0
+    # the reproduction is a run of its own, linked to the original by a stored report
+    new = d["reproduction_run"]
+    con = sqlite3.connect(project.ledger)
+    subj, summ = con.execute("SELECT subject, summary FROM report WHERE kind='reproduction' AND run_id=?",
+                             (new,)).fetchone()
+    h_old, h_new = (con.execute("SELECT spec_hash FROM run WHERE id=?", (x,)).fetchone()[0] for x in (original, new))
+    con.close()
+    assert subj == original and summ == d["verdict"] and h_old == h_new
+
+    # the provider now reports a new model version, answers unchanged: still reproduced, version change shown
+    server.set_config(fake_config(resolved_model="good-2026-02-01"))
+    r, d = project.cli_json("reproduce", original)
+    assert r.returncode == 0 and d["reproduced"] is True
+    changed = {m["model_key"]: m["resolved_models"] for m in d["models"]}
+    assert changed["good"] == {"original": ["good"], "reproduction": ["good-2026-02-01"], "changed": True}
+    t = project.cli("reproduce", original)
+    assert "model version changed" in t.stdout and "reproduced within noise" in t.stdout
+
+
+def test_from_cache_makes_no_calls(project: Project, server: FakeServer, original: str) -> None:
+    before = completed(server)
+    r, d = project.cli_json("reproduce", original, "--from-cache")
+    assert r.returncode == 0, r.stderr
+    assert completed(server) == before and server.stats()["total"] == before
+    assert d["reproduced"] is True and d["mode"] == "from-cache"
+    assert any("replayed from the response cache" in n for n in d["notes"])
+
+    # a cache entry gone: refuse before running anything, say which call is missing
+    con = sqlite3.connect(project.ledger)
+    con.execute("DELETE FROM cache WHERE key IN (SELECT key FROM cache WHERE model = 'openai/judge' LIMIT 1)")
+    con.commit()
+    con.close()
+    runs = n_runs(project)
+    r = project.cli("reproduce", original, "--from-cache")
+    assert r.returncode == 2
+    assert "1 call(s)" in r.stderr and "not in the cache" in r.stderr and "judge verdict" in r.stderr
+    assert n_runs(project) == runs and completed(server) == before
+
+
+def test_changed_dataset_file_runs_from_snapshot(project: Project, server: FakeServer, original: str) -> None:
+    project.write_dataset(make_cases(8))  # two more cases on disk than the run recorded
+    r, d = project.cli_json("reproduce", original)
+    assert r.returncode == 0, r.stderr
+    checks = {c["kind"]: c for c in d["file_checks"]}
+    assert checks["dataset"]["status"] == "changed" and checks["rubric"]["status"] == "same"
+    assert checks["spec"]["status"] == "changed"  # the spec hash covers the dataset hash
+    assert "re-running from the stored snapshot" in checks["dataset"]["message"]
+    assert "differ" in d["ran_from"]
+    con = sqlite3.connect(project.ledger)
+    n, h = con.execute("SELECT (SELECT COUNT(*) FROM result WHERE run_id = r.id), dataset_hash FROM run r WHERE id=?",
+                       (d["reproduction_run"],)).fetchone()
+    h0 = con.execute("SELECT dataset_hash FROM run WHERE id=?", (original,)).fetchone()[0]
+    con.close()
+    assert n == 12 and h == h0  # the recorded 6 cases, not today's 8
+    t = project.cli("reproduce", original)
+    assert "CHANGED since the run" in t.stdout
+
+    (project.root / "datasets" / "mini.yaml").unlink()
+    r, d = project.cli_json("reproduce", original)
+    assert r.returncode == 0 and {c["kind"]: c["status"] for c in d["file_checks"]}["dataset"] == "missing"
+
+
+def test_changed_model_answer_is_not_reproduced(project: Project, server: FakeServer, original: str) -> None:
+    server.set_config({"rules": [
+        {"model": "judge", "contains": "I have refunded", "reply": JUDGE_FAIL},
+        {"model": "judge", "reply": JUDGE_PASS},
+        {"model": "good", "reply": BAD},  # good now answers like bad
+        {"model": "bad", "reply": BAD},
+    ]})
+    r, d = project.cli_json("reproduce", original)
+    assert r.returncode == 1, r.stderr
+    assert d["reproduced"] is False and d["verdict"].startswith("NOT reproduced")
+    m = {x["model_key"]: x for x in d["models"]}
+    good = m["good"]
+    assert len(good["flips"]) == 6 and good["answers_changed"] == 6
+    assert [f["severity"] for f in good["flips"]][:2] == ["high", "high"]
+    assert all(f["a_passed"] is False and f["b_passed"] is True for f in good["flips"])
+    exp = paired_compare(outcomes(project, d["reproduction_run"], "good"), outcomes(project, original, "good"),
+                         name_a="reproduction", name_b="original")
+    assert good["comparison"]["difference"] == pytest.approx(exp.difference) == pytest.approx(-1.0)
+    assert exp.mcnemar is not None and good["comparison"]["mcnemar"]["p_value"] == pytest.approx(exp.mcnemar.p_value)
+    assert any("pass rate moved -100.0 points" in x for x in good["reasons"])
+    assert m["bad"]["reproduced"] is True and m["bad"]["flips"] == []
+    t = project.cli("reproduce", original)
+    assert t.returncode == 1 and "NOT reproduced" in t.stdout and "pass→fail" in t.stdout
+
+
+def test_reproduce_unknown_run_is_usage_error(project: Project) -> None:
+    project.setup()
+    r = project.cli("reproduce", "nope")
+    assert r.returncode == 2 and "no run 'nope'" in r.stderr
