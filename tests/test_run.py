@@ -357,3 +357,23 @@ def test_require_calibrated(project: Project, server: FakeServer) -> None:
     led2.add_report("calibration", {"trusted": True, "kappa": 0.9, "n": 200}, summary="other", **other)
     _, summary = project.cli_json("runs", "show", summary["conditions"]["run_id"])
     assert summary["judge_calibration"]["kappa"] == 0.82
+
+
+def test_summary_is_qualified_by_coverage(project: Project, server: FakeServer) -> None:
+    from benchrun.coverage.history import store_report
+    from benchrun.spec import load_dataset
+
+    spec = project.setup()
+    r, summary = project.cli_json("run", str(spec))
+    assert summary["coverage"] is None
+    ds = load_dataset(project.root / "datasets" / "mini.yaml")
+    report = {"score": {"jsd": 0.05, "band": "good", "thresholds": [0.1, 0.25]},
+              "production": {"source": "prod.jsonl", "hash": "ab" * 32}, "dataset": {"name": ds.name, "hash": ds.hash},
+              "headline": "JSD 0.050 (good)", "uncovered": []}
+    store_report(str(project.ledger), report)
+    run_id = summary["conditions"]["run_id"]
+    _, shown = project.cli_json("runs", "show", run_id)
+    assert shown["coverage"]["jsd"] == 0.05 and shown["coverage"]["band"] == "good"
+    assert shown["coverage"]["production"].startswith("prod.jsonl")
+    text = project.cli("runs", "show", run_id).stdout
+    assert "coverage: JSD 0.050 (good) on production sample prod.jsonl" in text

@@ -322,9 +322,11 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
 # ----------------------------------------------------------------------------- other command groups
 
 from benchrun import cli_compare, cli_judge  # noqa: E402 - registered after the core commands; light imports only
+from benchrun.coverage import cli as coverage_cli  # noqa: E402
 
 cli_judge.register(app)
 cli_compare.register(app)
+app.add_typer(coverage_cli.build_app())  # `coverage` and `refresh`
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, create_engine, delete, select
 
 from benchrun.errors import UsageError
@@ -31,6 +31,7 @@ DEFAULT_LEDGER = "runs/ledger.sqlite"
 T = TypeVar("T")
 # PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected, lock_not_available
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}
+_CONCURRENT_DDL_SQLSTATES = {"42P07", "42710"}  # duplicate_table, duplicate_object
 
 
 def ledger_url(url_or_path: str | None = None) -> str:
@@ -72,11 +73,16 @@ def is_transient(exc: BaseException) -> bool:
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if code in _TRANSIENT_SQLSTATES:
         return True
+    if code in _CONCURRENT_DDL_SQLSTATES:
+        return True
     text = str(exc).lower()
     if "locked" in text or "busy" in text or "serializ" in text or "deadlock" in text:
         return True
-    # two processes creating the schema at once (migrations also take a lock; this is the safety net)
-    return "schema_version" in text or "already exists" in text
+    # two processes creating the schema at once (migrations also take a lock; this is the safety net).
+    # A unique violation on our own tables (e.g. a result cell recorded twice) is NOT transient.
+    if "schema_version" in text or "pg_type_typname_nsp_index" in text or "pg_class_relname_nsp_index" in text:
+        return True
+    return isinstance(exc, OperationalError) and "already exists" in text  # SQLite: "table run already exists"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,199 @@
+"""Clustering production traffic and placing eval cases in those clusters.
+
+All vectors are unit length, so cosine similarity is a dot product and
+Euclidean k-means on them approximates spherical k-means.
+
+- k-means (default): ``k`` given, or ``k = clip(round(sqrt(n / 2)), 20, 80)``
+  (the common rule of thumb k ≈ sqrt(n/2), Mardia et al. 1979), further capped at
+  ``n // 5`` so that clusters hold about five queries or more. No silhouette
+  search: it costs several fits and on sentence embeddings its optimum is flat.
+  Fitted with a fixed seed and a small ``n_init``.
+- HDBSCAN (``method="hdbscan"``, Campello et al. 2013; scikit-learn's
+  implementation) for long-tailed traffic; its noise points form the
+  ``UNCLUSTERED`` group (id -1).
+
+Eval cases: with k-means each goes to the nearest centroid; with HDBSCAN it
+takes the group of its nearest production query (so it can land in
+"unclustered"). An eval case is "outside production" when its similarity is
+below the ``outside_percentile``-th percentile (default 1) of the same quantity
+measured on production itself: similarity to the own centroid for k-means,
+similarity to the nearest other production query for HDBSCAN.
+
+Labels are c-TF-IDF top terms (Grootendorst 2022, BERTopic):
+``w(t, c) = tf(t, c) / |c| * log(1 + A / f(t))`` with ``tf`` the count of term t
+in cluster c, ``|c|`` the words in c, ``A`` the mean words per cluster and
+``f(t)`` the count of t over all clusters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+UNCLUSTERED = -1
+_WORD = r"(?u)\b[a-zA-Z][a-zA-Z0-9'_-]+\b"
+K_MIN, K_MAX = 20, 80
+
+
+@dataclass
+class Clustering:
+    """Cluster labels of production rows and one unit centroid per cluster id."""
+
+    method: str
+    labels: np.ndarray  # int per production row; -1 = unclustered (HDBSCAN noise)
+    ids: list[int]  # cluster ids in use (sorted, may include -1)
+    centroids: dict[int, np.ndarray]  # unit vectors
+    k: int  # number of real clusters (without the unclustered group)
+
+
+def choose_k(n: int, k_min: int = K_MIN, k_max: int = K_MAX) -> int:
+    """``clip(round(sqrt(n/2)), k_min, k_max)``, at most ``n // 5`` (and at least 1)."""
+    if n <= 0:
+        raise ValueError("cannot cluster zero rows")
+    k = min(max(round(math.sqrt(n / 2)), k_min), k_max)
+    return max(1, min(k, n // 5 if n >= 5 else 1))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)
+
+
+def kmeans(
+    x: np.ndarray, k: int | None = None, *, seed: int = 0, n_init: int = 2, weights: np.ndarray | None = None
+) -> Clustering:
+    """k-means on unit vectors (sklearn ``KMeans``, Lloyd, k-means++ init)."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    n = x.shape[0]
+    k = choose_k(n) if k is None else k
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and the number of production rows ({n}), got {k}")
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
+    # float64 avoids sklearn's slow chunked upcast of float32; one thread is faster than two here on 2-core
+    # machines (small BLAS calls, and any other busy process makes threaded k-means crawl)
+    with threadpool_limits(limits=1):
+        labels = km.fit_predict(x.astype(np.float64), sample_weight=weights).astype(int)
+    ids = sorted(int(i) for i in np.unique(labels))
+    centroids = {i: _unit(km.cluster_centers_[i]).astype(np.float32) for i in ids}
+    return Clustering("kmeans", labels, ids, centroids, len(ids))
+
+
+def hdbscan(x: np.ndarray, *, min_cluster_size: int | None = None, seed: int = 0) -> Clustering:
+    """HDBSCAN (sklearn) on unit vectors; noise is the `UNCLUSTERED` group.
+
+    For speed, vectors are first reduced to at most 32 PCA components; Euclidean
+    distance on unit vectors is monotone in cosine distance.
+    """
+    from sklearn.cluster import HDBSCAN
+    from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_limits
+
+    n = x.shape[0]
+    mcs = min_cluster_size or max(5, n // 400)
+    if n < 2:
+        labels = np.full(n, UNCLUSTERED)
+    else:
+        dims = min(32, x.shape[1], n - 1)
+        with threadpool_limits(limits=1):
+            z = PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < x.shape[1] else x
+            labels = HDBSCAN(min_cluster_size=max(2, mcs), copy=True).fit_predict(z).astype(int)
+    ids = sorted(int(i) for i in np.unique(labels))
+    centroids = {i: _unit(x[labels == i].mean(axis=0)).astype(np.float32) for i in ids}
+    return Clustering("hdbscan", labels, ids, centroids, len([i for i in ids if i != UNCLUSTERED]))
+
+
+def _centroid_matrix(c: Clustering) -> tuple[list[int], np.ndarray]:
+    ids = [i for i in c.ids if i != UNCLUSTERED]
+    return ids, np.stack([c.centroids[i] for i in ids]) if ids else np.zeros((0, 0), dtype=np.float32)
+
+
+def nearest_neighbour_sims(a: np.ndarray, b: np.ndarray, *, exclude_self: bool = False, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``a``: (index of most similar row of ``b``, that cosine similarity)."""
+    idx = np.zeros(a.shape[0], dtype=int)
+    sim = np.zeros(a.shape[0], dtype=np.float32)
+    for s in range(0, a.shape[0], chunk):
+        block = a[s : s + chunk] @ b.T
+        if exclude_self:
+            r = np.arange(block.shape[0])
+            block[r, s + r] = -np.inf
+        idx[s : s + chunk] = block.argmax(axis=1)
+        sim[s : s + chunk] = block[np.arange(block.shape[0]), idx[s : s + chunk]]
+    return idx, sim
+
+
+def production_similarities(x: np.ndarray, c: Clustering) -> np.ndarray:
+    """The reference distribution for "outside production" (see the module docstring)."""
+    if c.method == "hdbscan":
+        if x.shape[0] < 2:
+            return np.ones(x.shape[0], dtype=np.float32)
+        return nearest_neighbour_sims(x, x, exclude_self=True)[1]
+    return np.einsum("ij,ij->i", x, np.stack([c.centroids[int(lab)] for lab in c.labels]))
+
+
+def assign(
+    x_prod: np.ndarray, c: Clustering, x_eval: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster id and similarity (as used for the outside test) of each eval vector."""
+    if x_eval.shape[0] == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=np.float32)
+    if c.method == "hdbscan":
+        idx, sim = nearest_neighbour_sims(x_eval, x_prod)
+        return c.labels[idx].astype(int), sim
+    ids, cm = _centroid_matrix(c)
+    j, sim = nearest_neighbour_sims(x_eval, cm)
+    return np.array([ids[i] for i in j], dtype=int), sim
+
+
+def outside_threshold(prod_sims: np.ndarray, percentile: float = 1.0) -> float:
+    """The ``percentile``-th percentile of production's own similarities (linear interpolation)."""
+    if prod_sims.size == 0:
+        return -1.0
+    return float(np.percentile(prod_sims, percentile))
+
+
+def representatives(x: np.ndarray, texts: list[str], c: Clustering, n: int = 3) -> dict[int, list[str]]:
+    """Per cluster, the ``n`` distinct production texts closest to its centroid."""
+    out: dict[int, list[str]] = {}
+    for i in c.ids:
+        members = np.flatnonzero(c.labels == i)
+        sims = x[members] @ c.centroids[i]
+        picked: list[str] = []
+        seen: set[str] = set()
+        for j in members[np.argsort(-sims, kind="stable")]:
+            key = " ".join(texts[j].lower().split())
+            if key in seen:
+                continue
+            seen.add(key)
+            picked.append(texts[j])
+            if len(picked) == n:
+                break
+        out[i] = picked
+    return out
+
+
+def ctfidf_labels(texts: list[str], labels: np.ndarray, ids: list[int], top: int = 3) -> dict[int, str]:
+    """c-TF-IDF top terms per cluster, joined with " / " (formula in the module docstring)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    docs = [" ".join(texts[j] for j in np.flatnonzero(labels == i)) for i in ids]
+    try:
+        vec = CountVectorizer(stop_words="english", token_pattern=_WORD)
+        counts = vec.fit_transform(docs)
+    except ValueError:  # only stop words
+        return {i: "(no terms)" for i in ids}
+    terms = vec.get_feature_names_out()
+    tf = np.asarray(counts.toarray(), dtype=float)
+    words = tf.sum(axis=1, keepdims=True)
+    f = tf.sum(axis=0)
+    a = float(words.mean())
+    w = tf / np.where(words == 0, 1.0, words) * np.log(1.0 + a / np.where(f == 0, 1.0, f))
+    out: dict[int, str] = {}
+    for r, i in enumerate(ids):
+        order = np.argsort(-w[r], kind="stable")
+        chosen = [terms[j] for j in order[:top] if w[r, j] > 0]
+        out[i] = " / ".join(chosen) if chosen else "(no terms)"
+    return out

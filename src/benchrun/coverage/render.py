@@ -1,0 +1,264 @@
+"""Presenting coverage reports: the terminal heatmap, an HTML or PNG chart, JSON.
+
+This is the only module of `benchrun.coverage` that prints or writes charts.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from benchrun.errors import UsageError
+
+_STATUS_STYLE = {
+    "uncovered": "bold white on rgb(170,30,30)",
+    "thin": "black on rgb(235,180,60)",
+    "covered": "black on rgb(120,190,120)",
+    "over": "white on rgb(60,100,170)",
+}
+_BAND_STYLE = {"good": "bold green", "watch": "bold yellow", "refresh": "bold red"}
+
+
+def _plural(unit: str) -> str:
+    return "queries" if unit == "query" else unit + "s"
+
+
+def _console(console: Console | None) -> Console:
+    return console or Console()
+
+
+def _heat(share: float, vmax: float) -> str:
+    """Background style whose intensity grows with ``share / vmax``."""
+    t = 0.0 if vmax <= 0 else min(1.0, share / vmax)
+    r = int(255 - t * (255 - 30))
+    g = int(255 - t * (255 - 90))
+    b = int(255 - t * (255 - 160))
+    fg = "white" if t > 0.5 else "black"
+    return f"{fg} on rgb({r},{g},{b})"
+
+
+def coverage_renderable(report: dict[str, Any], max_rows: int = 25) -> Table:
+    """A rich table: one row per cluster, shares shaded like a heatmap, status coloured."""
+    clusters = report["clusters"]
+    vmax = max([c["production_share"] for c in clusters] + [c["eval_share"] for c in clusters] + [1e-9])
+    unit = report["production"]["unit"]
+    t = Table(title=f"Coverage by cluster ({len(clusters)} clusters of production {_plural(unit)})", header_style="bold")
+    t.add_column("id", justify="right")
+    t.add_column("label", max_width=32)
+    t.add_column("prod %", justify="right")
+    t.add_column("eval %", justify="right")
+    t.add_column("eval n", justify="right")
+    t.add_column("status")
+    t.add_column("newest case")
+    t.add_column("example production query", max_width=60, overflow="ellipsis", no_wrap=True)
+    for c in clusters[:max_rows]:
+        ps, es = c["production_share"], c["eval_share"]
+        t.add_row(
+            "~" if c["id"] < 0 else str(c["id"]),
+            c["label"],
+            Text(f"{100 * ps:5.1f}", style=_heat(ps, vmax)),
+            Text(f"{100 * es:5.1f}", style=_heat(es, vmax)),
+            str(c["eval_count"]),
+            Text(c["status"], style=_STATUS_STYLE.get(c["status"], "")),
+            c["newest_eval_added"] or "-",
+            (c["representatives"] or [""])[0],
+        )
+    if len(clusters) > max_rows:
+        rest = clusters[max_rows:]
+        t.add_row(
+            "",
+            f"... {len(rest)} more clusters",
+            f"{100 * sum(c['production_share'] for c in rest):5.1f}",
+            f"{100 * sum(c['eval_share'] for c in rest):5.1f}",
+            str(sum(c["eval_count"] for c in rest)),
+            "",
+            "",
+            "",
+        )
+    out = report["outside_production"]
+    if out["count"]:
+        t.add_row("", "outside production", "0.0", f"{100 * out['share']:5.1f}", str(out["count"]), "", "", "")
+    return t
+
+
+def print_coverage(report: dict[str, Any], console: Console | None = None, max_rows: int = 25) -> None:
+    """Headline, heatmap table and notes on how far to trust the number."""
+    con = _console(console)
+    s = report["score"]
+    con.print(
+        Text.assemble(
+            ("JSD ", "bold"),
+            (f"{s['jsd']:.3f}", _BAND_STYLE.get(s["band"], "bold")),
+            (f"  {s['band'].upper()}", _BAND_STYLE.get(s["band"], "bold")),
+            f"  (divergence, base 2; good < {s['thresholds']['good_below']:g}, "
+            f"refresh > {s['thresholds']['refresh_above']:g})",
+        )
+    )
+    con.print(report["headline"])
+    con.print(coverage_renderable(report, max_rows))
+    d, p = report["dataset"], report["production"]
+    con.print(
+        f"dataset {d['name']} v{d['version']} ({d['n_cases']} cases, {d['hash'][:12]}) vs production "
+        f"{p['source']} ({p['units']} {_plural(p['unit'])}, {p['rows_used']}/{p['rows_read']} rows used; {p['skipped_summary']})"
+    )
+    con.print(
+        f"a random sample of {d['n_cases']} production {_plural(p['unit'])} would score about {s['floor_median']:.3f} "
+        f"(95% below {s['floor_p95']:.3f}); differences below that are sampling noise"
+    )
+    out = report["outside_production"]
+    if out["count"]:
+        ids = ", ".join(out["case_ids"][:10]) + (" ..." if out["count"] > 10 else "")
+        con.print(f"outside production ({out['count']}): {ids}")
+
+
+def print_refresh(result: dict[str, Any], console: Console | None = None) -> None:
+    """Which clusters got how many new cases, and why."""
+    con = _console(console)
+    t = Table(title=f"Refresh: {result['n_selected']} of {result['n_requested']} candidates", header_style="bold")
+    t.add_column("unit")
+    t.add_column("label", max_width=32)
+    t.add_column("prod %", justify="right")
+    t.add_column("eval %", justify="right")
+    t.add_column("new", justify="right")
+    t.add_column("why", max_width=70)
+    for u in result["units"]:
+        if u["allocated"] == 0:
+            continue
+        t.add_row(
+            u["unit"],
+            u["label"],
+            f"{100 * u['production_share']:.1f}",
+            f"{100 * u['eval_share']:.1f}",
+            str(u["allocated"]),
+            u["why"],
+        )
+    con.print(t)
+    if result["out_path"]:
+        con.print(f"wrote {result['n_selected']} candidate cases to {result['out_path']}; review them and fill in 'ideal'")
+
+
+def print_json(obj: Any, file: Any = None) -> None:
+    """Pretty JSON on stdout (or ``file``)."""
+    (file or sys.stdout).write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def print_error(message: str) -> None:
+    Console(stderr=True).print(Text(message, style="bold red"))
+
+
+def _bars_svg(report: dict[str, Any], max_rows: int) -> str:
+    rows = report["clusters"][:max_rows]
+    out = report["outside_production"]
+    items = [(("~" if c["id"] < 0 else str(c["id"])) + " " + c["label"], c["production_share"], c["eval_share"]) for c in rows]
+    if out["count"]:
+        items.append(("outside production", 0.0, out["share"]))
+    vmax = max([p for _, p, _ in items] + [e for _, _, e in items] + [1e-9])
+    left, width, row_h = 300, 520, 26
+    h = 40 + row_h * len(items)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{h}" font-family="sans-serif" font-size="12">',
+        '<rect x="300" y="6" width="12" height="10" fill="#1f5aa0"/><text x="316" y="15">production share</text>',
+        '<rect x="440" y="6" width="12" height="10" fill="#e08a1e"/><text x="456" y="15">eval share</text>',
+    ]
+    for i, (label, p, e) in enumerate(items):
+        y = 30 + i * row_h
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{html.escape(label[:45])}</text>')
+        pw, ew = width * p / vmax, width * e / vmax
+        parts.append(f'<rect x="{left}" y="{y + 2}" width="{pw:.1f}" height="9" fill="#1f5aa0"/>')
+        parts.append(f'<rect x="{left}" y="{y + 12}" width="{ew:.1f}" height="9" fill="#e08a1e"/>')
+        parts.append(f'<text x="{left + max(pw, ew) + 4:.1f}" y="{y + 16}">{100 * p:.1f}% / {100 * e:.1f}%</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def write_html(report: dict[str, Any], path: str | Path, max_rows: int = 80) -> Path:
+    """A self-contained HTML page: score, bar chart of production vs eval share, cluster table."""
+    s, d, p = report["score"], report["dataset"], report["production"]
+    rows = []
+    for c in report["clusters"][:max_rows]:
+        reps = "<br>".join(html.escape(r) for r in c["representatives"])
+        rows.append(
+            f"<tr class='{c['status']}'><td>{'~' if c['id'] < 0 else c['id']}</td><td>{html.escape(c['label'])}</td>"
+            f"<td>{100 * c['production_share']:.1f}%</td><td>{100 * c['eval_share']:.1f}%</td>"
+            f"<td>{c['eval_count']}</td><td>{c['status']}</td><td>{c['newest_eval_added'] or '-'}</td><td>{reps}</td></tr>"
+        )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>benchrun coverage: {html.escape(d['name'])}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }} td, th {{ border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; }}
+tr.uncovered td:nth-child(6) {{ background: #b22; color: white; }} tr.thin td:nth-child(6) {{ background: #eb3; }}
+tr.covered td:nth-child(6) {{ background: #7b7; }} tr.over td:nth-child(6) {{ background: #36a; color: white; }}
+.score {{ font-size: 1.4em; }}
+</style></head><body>
+<h1>Coverage of {html.escape(d['name'])} v{html.escape(str(d['version']))}</h1>
+<p class="score">JSD {s['jsd']:.3f} &mdash; <b>{s['band']}</b>
+(Jensen-Shannon divergence, base 2; good &lt; {s['thresholds']['good_below']:g}, refresh &gt; {s['thresholds']['refresh_above']:g})</p>
+<p>{html.escape(report['headline'])}</p>
+<p>Production: {html.escape(p['source'])}, {p['units']} {_plural(p['unit'])} ({html.escape(p['skipped_summary'])}).
+A random sample of {d['n_cases']} production {_plural(p['unit'])} would score about {s['floor_median']:.3f}.</p>
+{_bars_svg(report, max_rows)}
+<h2>Clusters</h2>
+<table><tr><th>id</th><th>label</th><th>production</th><th>eval</th><th>eval n</th><th>status</th><th>newest case</th>
+<th>representative production queries</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def write_png(report: dict[str, Any], path: str | Path, max_rows: int = 40) -> Path:
+    """A PNG bar chart of production vs eval share per cluster (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--png needs matplotlib (pip install matplotlib); --html needs nothing extra") from None
+    rows = report["clusters"][:max_rows]
+    labels = [("~" if c["id"] < 0 else str(c["id"])) + " " + c["label"][:40] for c in rows]
+    ps = [100 * c["production_share"] for c in rows]
+    es = [100 * c["eval_share"] for c in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.5))
+    y = list(range(len(rows)))
+    ax.barh([v - 0.2 for v in y], ps, height=0.4, label="production share", color="#1f5aa0")
+    ax.barh([v + 0.2 for v in y], es, height=0.4, label="eval share", color="#e08a1e")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of traffic / of eval cases")
+    s = report["score"]
+    ax.set_title(f"{report['dataset']['name']}: JSD {s['jsd']:.3f} ({s['band']})")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def print_history(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """The stored coverage reports as a table, newest first (the JSD trend)."""
+    console = console or Console()
+    if not rows:
+        console.print("no coverage reports in this ledger yet (run `benchrun coverage --production F --dataset F`)")
+        return
+    t = Table(title="Coverage history (newest first)")
+    for col in ("id", "when", "dataset", "production", "JSD", "band", "uncovered clusters"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(str(r["id"]), r["created_at"][:19], escape(f"{r['dataset']} v{r['dataset_version']} ({r['dataset_hash'][:12]})"),
+                  escape(str(r["production"])), f"{r['jsd']:.3f}", r["band"], str(r["uncovered_clusters"]))
+    console.print(t)
