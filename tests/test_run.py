@@ -364,7 +364,7 @@ def test_summary_is_qualified_by_coverage(project: Project, server: FakeServer) 
     from benchrun.spec import load_dataset
 
     spec = project.setup()
-    r, summary = project.cli_json("run", str(spec))
+    _, summary = project.cli_json("run", str(spec))
     assert summary["coverage"] is None
     ds = load_dataset(project.root / "datasets" / "mini.yaml")
     report = {"score": {"jsd": 0.05, "band": "good", "thresholds": [0.1, 0.25]},
