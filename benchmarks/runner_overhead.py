@@ -76,9 +76,9 @@ def main() -> None:
             run_id = runner.create_run(loaded, ledger)
             r = runner.Runner(loaded, ledger, run_id, use_cache=False)
             providers.setup_litellm()  # importing litellm takes seconds; it is start-up, not per-call overhead
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             outcome = asyncio.run(r.execute())
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             n_rows = len(ledger.cells(run_id))
         finally:
             proc.terminate()
@@ -88,7 +88,8 @@ def main() -> None:
     ideal_brief = args.cases * lat / args.concurrency
     print(f"cases={args.cases} latency={args.latency_ms:.0f}ms concurrency={args.concurrency} status={outcome.status} "
           f"results_written={n_rows} errors={outcome.progress.errors}")
-    print(f"wall time                         {wall:8.2f} s")
+    print(f"wall time                         {wall:8.2f} s   (runner process CPU {cpu:.2f} s = "
+          f"{1000 * cpu / (2 * args.cases):.2f} ms per call; load average {os.getloadavg()[0]:.2f})")
     print(f"ideal, 2 calls per case           {ideal_calls:8.2f} s   ratio {wall / ideal_calls:5.2f}x  (target <= 1.15x)")
     print(f"ideal, 1 call per case (brief)    {ideal_brief:8.2f} s   ratio {wall / ideal_brief:5.2f}x")
 

@@ -15,6 +15,7 @@ import platform
 import secrets
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -222,6 +223,9 @@ class Runner:
         self.endpoints: dict[str, Endpoint] = {}
         self.judge_endpoint: Endpoint | None = None
         self.units_per_model: dict[str, int] = {}
+        # One writer thread: ledger writes leave the event loop (SQLite releases the GIL while it works)
+        # and stay serialised, so a run never contends with itself for the database lock.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-ledger")
 
     # -------------------------------------------------------------- planning
 
@@ -276,6 +280,9 @@ class Runner:
 
     # -------------------------------------------------------------- execution
 
+    async def _write(self, fn: Callable[..., None], *args: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
         key = cache_key(ref, messages, params, sample, role)
@@ -287,7 +294,7 @@ class Runner:
         async with sem:
             res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
         if res.ok:
-            self.ledger.cache_put(key, ref.model, res.to_cache())
+            await self._write(self.ledger.cache_put, key, ref.model, res.to_cache())
         return res
 
     async def _score(self, unit: _Unit, cand_sem: asyncio.Semaphore, judge_sem: asyncio.Semaphore) -> tuple[Result, float]:
@@ -425,7 +432,7 @@ class Runner:
                     self.state.reserved += reserve
                 try:
                     row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem)
-                    self.ledger.add_result(row, replace=unit.prior is not None)
+                    await self._write(self.ledger.add_result, row, unit.prior is not None)
                 finally:
                     self.state.reserved -= reserve
                 self.state.spent += fresh
@@ -452,6 +459,8 @@ class Runner:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        finally:
+            self._writer.shutdown(wait=True)  # every result handed to the writer is in the ledger
         if self.state.stop is not None:
             return RunOutcome(self.run_id, self.state.stop_status, self.state.stop, prog)
         return RunOutcome(self.run_id, "completed", None, prog)
