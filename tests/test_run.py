@@ -377,3 +377,33 @@ def test_summary_is_qualified_by_coverage(project: Project, server: FakeServer) 
     assert shown["coverage"]["production"].startswith("prod.jsonl")
     text = project.cli("runs", "show", run_id).stdout
     assert "coverage: JSD 0.050 (good) on production sample prod.jsonl" in text
+
+
+def test_ctrl_c_marks_interrupted_and_resume_completes(tmp_path: Path) -> None:
+    with FakeServer(fake_config(latency_ms=100)) as srv:
+        project = Project(tmp_path, srv.url)
+        project.write_dataset(make_cases(20))
+        project.write_rubric()
+        spec = project.write_spec(concurrency={"global": 2, "per_model": 2})
+        env = {**os.environ, "BENCHRUN_LEDGER": str(project.ledger)}
+        exe = Path(sys.executable).parent / "benchrun"
+        proc = subprocess.Popen([str(exe), "run", str(spec)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and srv.stats()["completed"] < 6:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        assert "interrupted" in err and "benchrun run --resume" in err and "Traceback" not in err
+        con = sqlite3.connect(project.ledger)
+        run_id, status = con.execute("SELECT id, status FROM run").fetchone()
+        n_before = con.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+        con.close()
+        assert status == "interrupted" and n_before < 40
+        r = project.cli("run", "--resume", run_id)
+        assert r.returncode == 0, r.stderr
+        con = sqlite3.connect(project.ledger)
+        assert con.execute("SELECT COUNT(*), COUNT(DISTINCT case_id || model_key) FROM result").fetchone() == (40, 40)
+        assert con.execute("SELECT status FROM run").fetchone()[0] == "completed"
+        con.close()
