@@ -73,7 +73,9 @@ def test_dead_local_server_is_resumable(tmp_path: Path) -> None:
     project.write_dataset(make_cases(1))
     project.write_rubric()
     spec = project.write_spec(name="local", candidates=[{"model": "local/smollm2-135m"}],
-                              judge={"model": "local/smollm2-135m"})
+                              judge={"model": "local/smollm2-135m", "structured_output": "llama_cpp",
+                                     "sampling": {"max_tokens": 48}},
+                              sampling={"temperature": 0, "max_tokens": 24}, timeout_s=120)
     r = project.cli("run", str(spec), env={"BENCHRUN_LOCAL_MODEL_PATH": str(bad)})
     assert r.returncode == 3, r.stderr
     assert "local" in r.stderr.lower() and "Traceback" not in r.stderr
@@ -83,6 +85,54 @@ def test_dead_local_server_is_resumable(tmp_path: Path) -> None:
     con.close()
     assert status == "interrupted"
     assert yaml.safe_load(spec.read_text())["name"] == "local"
-    r = project.cli("run", "--resume", run_id)  # with the real model the same run completes
+    r, summary = project.cli_json("run", "--resume", run_id)  # with the real model the same run completes
     assert r.returncode == 0, r.stderr
+    assert summary["conditions"]["status"] == "completed" and summary["totals"]["errors"] == 0
     assert children_of(os.getpid()) == []
+
+
+def test_server_dying_mid_run_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    project = Project(tmp_path, url="unused")
+    project.write_dataset(make_cases(8))
+    project.write_rubric()
+    spec = project.write_spec(name="local", candidates=[{"model": "local/smollm2-135m"}],
+                              judge={"model": "local/smollm2-135m", "structured_output": "llama_cpp",
+                                     "sampling": {"max_tokens": 32}},
+                              sampling={"temperature": 0, "max_tokens": 48}, timeout_s=120,
+                              retries={"attempts": 2, "backoff_base_s": 0.1, "backoff_max_s": 0.2},
+                              concurrency={"global": 1, "per_model": 1})
+    env = {**os.environ, "BENCHRUN_LEDGER": str(project.ledger)}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "benchrun"), "run", str(spec)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    killed = None
+    while time.time() < deadline and killed is None:
+        time.sleep(0.2)
+        if not project.ledger.exists():
+            continue
+        con = sqlite3.connect(project.ledger)
+        try:
+            n = con.execute("SELECT COUNT(*) FROM result").fetchone()[0]
+        except sqlite3.OperationalError:
+            n = 0
+        con.close()
+        servers = children_of(proc.pid)
+        if n >= 2 and servers:
+            os.kill(servers[0], signal.SIGKILL)
+            killed = servers[0]
+    assert killed is not None, "the run never got going"
+    _, err = proc.communicate(timeout=120)  # never a hang
+    assert proc.returncode == 3, err
+    assert "local model server" in err and "died" in err and "--resume" in err and "Traceback" not in err
+    con = sqlite3.connect(project.ledger)
+    run_id, status = con.execute("SELECT id, status FROM run").fetchone()
+    con.close()
+    assert status == "interrupted"
+    r, summary = project.cli_json("run", "--resume", run_id)
+    assert r.returncode == 0, r.stderr
+    assert summary["recorded_results"] == 8 and summary["conditions"]["status"] == "completed"

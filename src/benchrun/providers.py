@@ -104,6 +104,7 @@ class Endpoint:
     api_base: str | None
     api_key: str | None = field(repr=False)
     local: bool = False
+    local_server: Any = field(default=None, repr=False, compare=False)  # local_model.LocalEndpoint when local
 
 
 def resolve(ref: ModelRef, where: str = "spec") -> Endpoint:
@@ -112,7 +113,7 @@ def resolve(ref: ModelRef, where: str = "spec") -> Endpoint:
         from benchrun import local_model
 
         ep = local_model.ensure_server(ref.model)
-        return Endpoint(ep.litellm_model, ep.api_base, ep.api_key, local=True)
+        return Endpoint(ep.litellm_model, ep.api_base, ep.api_key, local=True, local_server=ep)
     key: str | None = None
     if ref.api_key_env:
         key = os.environ.get(ref.api_key_env)

@@ -476,7 +476,7 @@ class Runner:
             from benchrun import local_model
 
             try:
-                await asyncio.to_thread(local_model.check_alive, ep)
+                await asyncio.to_thread(local_model.check_alive, ep.local_server)
             except RunAborted as e:
                 self.state.stop, self.state.stop_status = str(e), "interrupted"
                 return
