@@ -19,14 +19,13 @@ The comparison with the original run is built from the paired statistics in
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Run
-from benchrun.spec import LoadedSpec
+from benchrun.spec import LoadedSpec, resolve_path
 
 
 @dataclass(frozen=True)
@@ -52,17 +51,6 @@ class FileCheck:
         return f"{self.kind} {where} cannot be read ({self.detail}); re-running from the stored snapshot"
 
 
-def _resolve(base: Path, rel: str) -> Path:
-    """Where `benchrun.spec.load_run_spec` looks for a dataset or rubric named in a spec (same rules)."""
-    rp = Path(os.path.expanduser(rel))
-    if rp.is_absolute():
-        return rp
-    cand = base / rp
-    if cand.exists():
-        return cand
-    return rp if rp.exists() else cand
-
-
 def check_files(run: Run) -> list[FileCheck]:
     """Hash the spec, dataset and rubric files on disk and compare them with the run's recorded hashes.
 
@@ -80,7 +68,7 @@ def check_files(run: Run) -> list[FileCheck]:
         ("dataset", snap["spec"]["dataset"], run.dataset_hash, load_dataset),
         ("rubric", snap["spec"]["rubric"], run.rubric_hash, load_rubric),
     ):
-        p = _resolve(base, rel)
+        p = resolve_path(base, rel)
         if not p.exists():
             out.append(FileCheck(kind, str(p), "missing", recorded))
             continue

@@ -648,8 +648,8 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
                 line = cl[loc[1]]
         raise BadInput(p, line, msg) from None
     base = p.parent
-    ds_path = _resolve(base, spec.dataset)
-    rb_path = _resolve(base, spec.rubric)
+    ds_path = resolve_path(base, spec.dataset)
+    rb_path = resolve_path(base, spec.rubric)
     for field, fp in (("dataset", ds_path), ("rubric", rb_path)):
         if not fp.exists():
             raise BadInput(p, key_line(node, field), f"{field} file '{fp}' not found; paths are relative to the spec file")
@@ -665,7 +665,8 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     return loaded
 
 
-def _resolve(base: Path, rel: str) -> Path:
+def resolve_path(base: Path, rel: str) -> Path:
+    """Where a dataset or rubric named in a spec lives: relative to the spec, else to the working directory."""
     rp = Path(os.path.expanduser(rel))
     if rp.is_absolute():
         return rp

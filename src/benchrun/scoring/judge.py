@@ -67,6 +67,13 @@ def judge_messages(rubric: Rubric, case: Case, response: str) -> list[dict[str, 
 
 
 def reask_messages(messages: list[dict[str, str]], bad_reply: str, error: str, rubric: Rubric) -> list[dict[str, str]]:
+    return reask_with_schema(messages, bad_reply, error, rubric.effective_schema())
+
+
+def reask_with_schema(
+    messages: list[dict[str, str]], bad_reply: str, error: str, schema: dict[str, Any]
+) -> list[dict[str, str]]:
+    """The one re-ask a judge gets: its bad reply, what was wrong, and the schema to follow."""
     return [
         *messages,
         {"role": "assistant", "content": bad_reply},
@@ -75,7 +82,7 @@ def reask_messages(messages: list[dict[str, str]], bad_reply: str, error: str, r
             "content": (
                 f"Your reply was not valid: {error}\n"
                 "Reply again with ONLY one JSON object, no other text, matching this JSON schema:\n"
-                f"{json.dumps(rubric.effective_schema())}"
+                f"{json.dumps(schema)}"
             ),
         },
     ]

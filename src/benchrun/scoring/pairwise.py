@@ -19,7 +19,6 @@ exactly like the runner's calls: the same call is never paid for twice.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -27,7 +26,7 @@ from benchrun import providers
 from benchrun.analysis.bias import Verdict, both_orders_verdict
 from benchrun.hashing import content_hash
 from benchrun.providers import CallResult, Endpoint
-from benchrun.scoring.judge import JudgeFormatError, case_input_text, template
+from benchrun.scoring.judge import JudgeFormatError, case_input_text, reask_with_schema, template
 from benchrun.scoring.rules import extract_json
 from benchrun.spec import Case, ModelRef, Retries, Rubric
 
@@ -125,18 +124,7 @@ def parse_pairwise(text: str) -> PairwiseReply:
 
 
 def _reask(messages: list[dict[str, str]], bad_reply: str, error: str) -> list[dict[str, str]]:
-    return [
-        *messages,
-        {"role": "assistant", "content": bad_reply},
-        {
-            "role": "user",
-            "content": (
-                f"Your reply was not valid: {error}\n"
-                "Reply again with ONLY one JSON object, no other text, matching this JSON schema:\n"
-                f"{json.dumps(PAIRWISE_SCHEMA)}"
-            ),
-        },
-    ]
+    return reask_with_schema(messages, bad_reply, error, PAIRWISE_SCHEMA)
 
 
 # ----------------------------------------------------------------------------- cached calls
