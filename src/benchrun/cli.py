@@ -321,11 +321,12 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
 
 # ----------------------------------------------------------------------------- other command groups
 
-from benchrun import cli_compare, cli_judge  # noqa: E402 - registered after the core commands; light imports only
+from benchrun import cli_compare, cli_judge, cli_ledger  # noqa: E402 - registered after the core commands; light imports only
 from benchrun.coverage import cli as coverage_cli  # noqa: E402
 
 cli_judge.register(app)
 cli_compare.register(app)
+cli_ledger.register(app)  # `ledger copy`, `ledger info`
 app.add_typer(coverage_cli.build_app())  # `coverage` and `refresh`
 
 

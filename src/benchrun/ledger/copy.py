@@ -1,0 +1,288 @@
+"""Copy runs between ledgers (e.g. a laptop's SQLite into the team's PostgreSQL), idempotently.
+
+What moves, for each selected run:
+
+- the run row (matched by run id; when the destination's copy differs, the source's wins: a run
+  copied while still running is brought up to date by the next copy);
+- its results (matched by the cell ``(run_id, case_id, model_key, sample_index)``, the ledger's
+  uniqueness constraint; a differing cell is replaced by the source's, a cell only the
+  destination has is kept; result ids are the destination's own);
+- the cache entries the run used (their keys are recomputed from the run's spec snapshot and
+  results exactly as the runner computed them, including the judge's re-ask), so a resumed or
+  repeated run on the destination pays for nothing already paid for;
+- reports (calibrations, coverage, bias, ...): all of them without ``--run``; with ``--run``,
+  those of the selected runs plus those that apply to them (same dataset hash, or same judge
+  model, judge prompt hash and rubric hash). Reports are matched by content (every column but
+  the id and the time it was stored), counting duplicates, so a second copy adds nothing.
+
+Each run is written in one transaction on the destination, so an interrupted copy leaves whole
+runs; copying again completes it. Copying twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.engine import Connection
+
+from benchrun.errors import UsageError
+from benchrun.ledger.store import Ledger
+from benchrun.ledger.tables import CacheEntry, Report, Result, Run
+
+_RUN: Table = Run.__table__  # type: ignore[attr-defined]
+_RESULT: Table = Result.__table__  # type: ignore[attr-defined]
+_CACHE: Table = CacheEntry.__table__  # type: ignore[attr-defined]
+_REPORT: Table = Report.__table__  # type: ignore[attr-defined]
+_CELL = ("run_id", "case_id", "model_key", "sample_index")
+_REPORT_CONTENT = ("kind", "run_id", "dataset_hash", "judge_model", "judge_prompt_hash", "rubric_hash", "subject",
+                   "summary", "payload")
+_CHUNK = 500
+
+
+@dataclass
+class CopyStats:
+    """What a copy changed in the destination (all zero: it already held everything)."""
+
+    runs_added: int = 0
+    runs_updated: int = 0
+    runs_unchanged: int = 0
+    results_added: int = 0
+    results_replaced: int = 0
+    cache_added: int = 0
+    reports_added: int = 0
+    runs_still_running: list[str] = field(default_factory=list)
+    cache_keys_unresolved: int = 0  # results whose cache keys could not be recomputed (old snapshot)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.runs_added or self.runs_updated or self.results_added or self.results_replaced
+                     or self.cache_added or self.reports_added)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "changed": self.changed}
+
+
+def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _rows(conn: Connection, stmt: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def _norm(v: Any) -> Any:
+    """Compare values the same way whichever backend they came from."""
+    if hasattr(v, "tzinfo") and getattr(v, "tzinfo", None) is not None:
+        return v.replace(tzinfo=None)
+    return v
+
+
+def _same(a: dict[str, Any], b: dict[str, Any], skip: Iterable[str] = ("id",)) -> bool:
+    skipped = set(skip)
+    return all(_norm(a.get(k)) == _norm(b.get(k)) for k in a if k not in skipped)
+
+
+def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]],
+                   lookup: Any) -> tuple[set[str], int]:
+    """Cache keys the runner used for these results, and how many results could not be resolved.
+
+    ``lookup(key) -> dict | None`` reads a cache entry (needed to replay the judge's re-ask,
+    whose prompt contains the judge's first, invalid answer).
+    """
+    from pydantic import ValidationError
+
+    from benchrun.runner import cache_key, judge_params
+    from benchrun.scoring import judge as judge_mod
+    from benchrun.spec import LoadedSpec
+
+    try:
+        loaded = LoadedSpec.from_snapshot(json.loads(run["spec_snapshot"]))
+    except (ValueError, KeyError, TypeError, ValidationError):
+        return set(), len(results)
+    spec, rubric = loaded.spec, loaded.rubric
+    cands = {c.key: c for c in spec.candidates}
+    cases = {c.id: c for c in loaded.dataset.cases}
+    jparams = judge_params(loaded)
+    keys: set[str] = set()
+    unresolved = 0
+    for r in results:
+        cand, case = cands.get(r["model_key"]), cases.get(r["case_id"])
+        if cand is None or case is None:
+            unresolved += 1
+            continue
+        keys.add(cache_key(cand, json.loads(r["messages"]), spec.sampling_for(cand).as_params(), r["sample_index"],
+                           "candidate"))
+        if r["response_text"] is None:
+            continue
+        jmsgs = judge_mod.judge_messages(rubric, case, r["response_text"])
+        k = cache_key(spec.judge, jmsgs, jparams, 0, "judge")
+        keys.add(k)
+        if r.get("judge_reasks"):
+            first = lookup(k)
+            if first is None or first.get("text") is None:
+                continue
+            try:
+                judge_mod.parse_verdict(rubric, first["text"])
+            except judge_mod.JudgeFormatError as e:
+                again = judge_mod.reask_messages(jmsgs, first["text"], str(e), rubric)
+                keys.add(cache_key(spec.judge, again, jparams, 0, "judge"))
+    return keys, unresolved
+
+
+def _select_runs(src: Ledger, run_ids: Sequence[str] | None) -> list[str]:
+    if run_ids:
+        out: list[str] = []
+        for rid in run_ids:
+            full = src.get_run(rid).id  # accepts a unique prefix; unknown id -> UsageError
+            if full not in out:
+                out.append(full)
+        return out
+    with src.engine.connect() as conn:
+        return [r[0] for r in conn.execute(select(_RUN.c.id).order_by(_RUN.c.created_at, _RUN.c.id))]
+
+
+def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
+    with src.engine.connect() as conn:
+        run = _rows(conn, select(_RUN).where(_RUN.c.id == run_id))[0]
+        results = _rows(conn, select(_RESULT).where(_RESULT.c.run_id == run_id).order_by(_RESULT.c.id))
+
+    def src_cache(keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        with src.engine.connect() as conn:
+            for chunk in _chunks(sorted(keys)):
+                for row in _rows(conn, select(_CACHE).where(_CACHE.c.key.in_(chunk))):
+                    found[row["key"]] = row
+        return found
+
+    def lookup(key: str) -> dict[str, Any] | None:
+        hit = src_cache([key]).get(key)
+        return json.loads(hit["response"]) if hit else None
+
+    keys, unresolved = run_cache_keys(run, results, lookup)
+    cache_rows = src_cache(sorted(keys))
+    if run["status"] == "running":
+        stats.runs_still_running.append(run_id)
+
+    def write() -> CopyStats:
+        s = CopyStats()
+        with dst.engine.begin() as conn:
+            have = _rows(conn, select(_RUN).where(_RUN.c.id == run_id))
+            if not have:
+                conn.execute(_RUN.insert(), [run])
+                s.runs_added = 1
+            elif not _same(run, have[0], skip=()):
+                conn.execute(update(_RUN).where(_RUN.c.id == run_id).values(**{k: v for k, v in run.items() if k != "id"}))
+                s.runs_updated = 1
+            else:
+                s.runs_unchanged = 1
+            existing = {tuple(r[c] for c in _CELL): r
+                        for r in _rows(conn, select(_RESULT).where(_RESULT.c.run_id == run_id))}
+            new: list[dict[str, Any]] = []
+            for r in results:
+                cell = tuple(r[c] for c in _CELL)
+                old = existing.get(cell)
+                if old is not None and _same(r, old):
+                    continue
+                if old is not None:
+                    conn.execute(delete(_RESULT).where(_RESULT.c.id == old["id"]))
+                    s.results_replaced += 1
+                else:
+                    s.results_added += 1
+                new.append({k: v for k, v in r.items() if k != "id"})
+            for chunk in _chunks(new):
+                conn.execute(_RESULT.insert(), list(chunk))
+            have_keys: set[str] = set()
+            for chunk in _chunks(sorted(cache_rows)):
+                have_keys.update(k for (k,) in conn.execute(select(_CACHE.c.key).where(_CACHE.c.key.in_(chunk))))
+            missing = [cache_rows[k] for k in sorted(cache_rows) if k not in have_keys]
+            for chunk in _chunks(missing):
+                conn.execute(_CACHE.insert(), list(chunk))
+            s.cache_added = len(missing)
+        return s
+
+    s = dst._retrying(write)
+    stats.runs_added += s.runs_added
+    stats.runs_updated += s.runs_updated
+    stats.runs_unchanged += s.runs_unchanged
+    stats.results_added += s.results_added
+    stats.results_replaced += s.results_replaced
+    stats.cache_added += s.cache_added
+    stats.cache_keys_unresolved += unresolved
+
+
+def _report_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(r.get(c) for c in _REPORT_CONTENT)
+
+
+def _copy_reports(src: Ledger, dst: Ledger, run_ids: list[str] | None, stats: CopyStats) -> None:
+    with src.engine.connect() as conn:
+        reports = _rows(conn, select(_REPORT).order_by(_REPORT.c.created_at, _REPORT.c.id))
+        if run_ids is not None:
+            runs = _rows(conn, select(_RUN.c.id, _RUN.c.dataset_hash, _RUN.c.judge_model, _RUN.c.judge_prompt_hash,
+                                      _RUN.c.rubric_hash).where(_RUN.c.id.in_(run_ids)))
+            ids = {r["id"] for r in runs}
+            datasets = {r["dataset_hash"] for r in runs}
+            judges = {(r["judge_model"], r["judge_prompt_hash"], r["rubric_hash"]) for r in runs}
+
+            def applies(rep: dict[str, Any]) -> bool:
+                if rep["run_id"] is not None:
+                    return rep["run_id"] in ids
+                if rep["dataset_hash"] is not None and rep["dataset_hash"] in datasets:
+                    return True
+                return (rep["judge_model"], rep["judge_prompt_hash"], rep["rubric_hash"]) in judges
+
+            reports = [r for r in reports if applies(r)]
+    if not reports:
+        return
+    kinds = sorted({r["kind"] for r in reports})
+
+    def write() -> int:
+        with dst.engine.begin() as conn:
+            have = Counter(_report_key(r) for r in _rows(conn, select(_REPORT).where(_REPORT.c.kind.in_(kinds))))
+            new = []
+            for r in reports:
+                k = _report_key(r)
+                if have[k] > 0:
+                    have[k] -= 1
+                    continue
+                new.append({c: v for c, v in r.items() if c != "id"})
+            for chunk in _chunks(new):
+                conn.execute(_REPORT.insert(), list(chunk))
+            return len(new)
+
+    stats.reports_added += dst._retrying(write)
+
+
+def copy_ledger(src: Ledger, dst: Ledger, run_ids: Sequence[str] | None = None) -> CopyStats:
+    """Copy runs (all, or ``run_ids``: ids or unique prefixes) with their results, cache entries and reports.
+
+    Idempotent: a second call with the same source changes nothing and returns all-zero counts.
+    """
+    if src.url == dst.url:
+        raise UsageError("--from and --to are the same ledger; nothing to copy")
+    stats = CopyStats()
+    selected = _select_runs(src, run_ids)
+    for rid in selected:
+        _copy_run(src, dst, rid, stats)
+    _copy_reports(src, dst, selected if run_ids else None, stats)
+    return stats
+
+
+def copy(from_url: str, to_url: str, run_ids: Sequence[str] | None = None) -> CopyStats:
+    """Open both ledgers (the destination's schema is created or upgraded) and copy."""
+    src = Ledger(from_url)
+    try:
+        selected = _select_runs(src, run_ids)  # an unknown run id fails before the destination is touched
+        dst = Ledger(to_url)
+        try:
+            return copy_ledger(src, dst, selected if run_ids else None)
+        finally:
+            dst.close()
+    finally:
+        src.close()
