@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def read_text(path: str | Path) -> str:
         raise BadInput(p, line, "contains a NUL byte; this is not a text file")
     for i, line in enumerate(text.splitlines(), start=1):
         if len(line) > MAX_LINE_CHARS:
-            raise BadInput(p, i, f"line is {len(line)} characters, over the {MAX_LINE_CHARS} limit")
+            raise BadInput(p, i, f"line is {len(line)} characters, over the {MAX_LINE_CHARS} limit; shorten it")
     return text
 
 
@@ -110,6 +111,30 @@ def key_line(node: yaml.Node | None, key: str) -> int | None:
         if isinstance(k, yaml.ScalarNode) and k.value == key:
             return int(k.start_mark.line) + 1
     return None
+
+
+def node_line(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
+    """Line (1-based) of the deepest node found along ``loc`` (mapping keys and sequence indexes).
+
+    ``("candidates", 1, "temp")`` gives the line of ``temp:`` in the second candidate, or of that
+    candidate, or of ``candidates:``, whichever is the deepest that exists.
+    """
+    line: int | None = None
+    cur = node
+    for part in loc:
+        if isinstance(cur, yaml.MappingNode):
+            for k, v in cur.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    line, cur = int(k.start_mark.line) + 1, v
+                    break
+            else:
+                break
+        elif isinstance(cur, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(cur.value):
+            cur = cur.value[part]
+            line = int(cur.start_mark.line) + 1
+        else:
+            break
+    return line
 
 
 def load_jsonl(path: str | Path, text: str | None = None) -> list[tuple[int, Any]]:

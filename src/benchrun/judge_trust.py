@@ -21,13 +21,16 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchrun.errors import RunAborted, UsageError
 from benchrun.hashing import content_hash
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Result, Run
 from benchrun.spec import Case, LoadedSpec, ModelRef, Rubric
+
+if TYPE_CHECKING:
+    from benchrun.labels import LabelSet
 
 T = TypeVar("T")
 
@@ -60,6 +63,14 @@ class RunContext:
     def answered(self) -> dict[str, Result]:
         """Item id -> result, for every result with a response text."""
         return {self.item_id(r): r for r in self.results if r.response_text is not None}
+
+    def load_labels(self, path: str | Path) -> LabelSet:
+        """A human labels file checked against this run: known item ids, their case ids, the rubric's modes."""
+        from benchrun.labels import load_labels
+
+        answered = self.answered()
+        return load_labels(path, self.rubric.failure_modes, set(answered),
+                           {i: r.case_id for i, r in answered.items()})
 
     def judged(self) -> list[Result]:
         """Results with a response and a judge verdict (what calibration can compare)."""
@@ -173,10 +184,8 @@ def export_labels(ctx: RunContext, n: int, out: str | Path, seed: int = 0) -> di
 
 def import_labels(led: Ledger, ctx: RunContext, path: str | Path) -> dict[str, Any]:
     """Validate a labels file against a run and its rubric, and record it in the ledger."""
-    from benchrun.labels import load_labels
-
     answered = ctx.answered()
-    ls = load_labels(path, ctx.rubric.failure_modes, set(answered))
+    ls = ctx.load_labels(path)
     items = ls.item_ids
     calibratable = sum(1 for i in items if answered[i].judge_score is not None)
     payload = {
@@ -205,7 +214,14 @@ def judge_ref(ctx: RunContext, judge: str | None, api_base: str | None, api_key_
         if api_base is not None or api_key_env is not None:
             raise UsageError("--api-base / --api-key-env need --judge MODEL")
         return run_judge
-    return ModelRef(model=judge, api_base=api_base, api_key_env=api_key_env)
+    from pydantic import ValidationError
+
+    from benchrun.spec import _format_validation_error
+
+    try:
+        return ModelRef(model=judge, api_base=api_base, api_key_env=api_key_env)
+    except ValidationError as e:  # str(e) would echo the value, which may be a key pasted in the wrong option
+        raise UsageError(f"--judge / --api-base / --api-key-env: {_format_validation_error(e)[1]}") from None
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:
@@ -280,13 +296,11 @@ def calibrate_run(
         build_pairs,
         calibrate,
     )
-    from benchrun.labels import load_labels
-
     if not 0 < threshold <= 1:
         raise UsageError("--threshold must be in (0, 1]")
     rubric = ctx.rubric
     answered = ctx.answered()
-    ls = load_labels(labels_path, rubric.failure_modes, set(answered))
+    ls = ctx.load_labels(labels_path)
     agg = aggregate_annotators(ls.labels)
     ref = judge_ref(ctx, judge, api_base, api_key_env)
     rejudged = ref is not ctx.loaded.spec.judge
@@ -505,7 +519,7 @@ def verbosity_from_run(
     """
     from benchrun.analysis.bias import VerbosityItem, pad_variants, verbosity_report
     from benchrun.analysis.calibration import aggregate_annotators
-    from benchrun.labels import load_labels, stratified_sample
+    from benchrun.labels import stratified_sample
 
     if sample < 1:
         raise UsageError("--sample must be at least 1")
@@ -514,7 +528,7 @@ def verbosity_from_run(
     human: dict[str, int] = {}
     labels_hash = None
     if labels_path is not None:
-        ls = load_labels(labels_path, rubric.failure_modes, set(ctx.answered()))
+        ls = ctx.load_labels(labels_path)
         labels_hash = ls.hash
         human = {k: v.human_score for k, v in aggregate_annotators(ls.labels).items()}
         pool = [r for r in pool if ctx.item_id(r) in human]

@@ -164,12 +164,14 @@ def load_labels(
     path: str | Path,
     failure_modes: Sequence[str] | None = None,
     known_item_ids: set[str] | None = None,
+    item_cases: Mapping[str, str] | None = None,
 ) -> LabelSet:
     """Load and validate a human labels file (``.jsonl`` or ``.csv``).
 
     ``failure_modes``: the rubric's failure modes; a labelled failure mode outside it is an
     error. ``known_item_ids``: ids of judged results (from the ledger); an unknown id is an
     error, and ``response`` may then be omitted. Without it, ``response`` is required.
+    ``item_cases``: the case id of each known item; a row giving another case id is an error.
     Raises `BadInput` naming the file, line and item.
     """
     p = Path(path)
@@ -219,6 +221,12 @@ def load_labels(
             raise BadInput(
                 p, where, f"unknown item id '{item_id}': it matches no judged result of this run; check the run id"
             )
+        case_id = _text(raw.get("case_id"))
+        if item_cases is not None and item_id in item_cases and case_id != item_cases[item_id]:
+            raise BadInput(
+                p, where, f"case_id '{case_id}' does not match item '{item_id}', which is of case "
+                f"'{item_cases[item_id]}' in this run; fix the case_id or the item_id"
+            )
         try:
             score = _parse_score(raw.get("human_score"))
             passed = parse_pass(raw.get("human_pass"))
@@ -237,7 +245,6 @@ def load_labels(
                 "keep one row per annotator and item"
             )
         seen[key] = line
-        case_id = _text(raw.get("case_id"))
         response_raw = raw.get("response")
         response = None if response_raw is None or str(response_raw) == "" else str(response_raw)
         if item_id in item_info:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from benchrun.errors import BadInput
 from benchrun.hashing import content_hash
-from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines
+from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines, node_line
 
 
 class _Strict(BaseModel):
@@ -235,36 +235,60 @@ class Rubric(_Strict):
     def _version_str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, (int, float)) else v
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Rubric:
-        if sorted(self.scale) != [1, 2, 3, 4, 5]:
+    # Field validators (not one model validator) so that an error's location names the field,
+    # and the loader can point at its line.
+    @field_validator("scale")
+    @classmethod
+    def _five_points(cls, v: dict[int, str]) -> dict[int, str]:
+        if sorted(v) != [1, 2, 3, 4, 5]:
             raise ValueError("scale must define exactly the points 1, 2, 3, 4 and 5")
-        if "none" not in self.failure_modes:
+        return v
+
+    @field_validator("failure_modes")
+    @classmethod
+    def _modes(cls, v: list[str]) -> list[str]:
+        if "none" not in v:
             raise ValueError("failure_modes must include 'none'")
-        if len(set(self.failure_modes)) != len(self.failure_modes):
+        if len(set(v)) != len(v):
             raise ValueError("failure_modes repeats a value")
-        unknown = [m for m in self.pass_rule.forbidden_failure_modes if m not in self.failure_modes]
+        return v
+
+    @field_validator("pass_rule")
+    @classmethod
+    def _known_modes(cls, v: PassRule, info: ValidationInfo) -> PassRule:
+        modes = info.data.get("failure_modes")  # absent when failure_modes itself is invalid
+        unknown = [m for m in v.forbidden_failure_modes if modes is not None and m not in modes]
         if unknown:
             raise ValueError(f"pass_rule names unknown failure modes {unknown}; add them to failure_modes")
-        if self.response_schema is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(self.response_schema)
-            except jsonschema.SchemaError as e:
-                raise ValueError(f"response_schema is not a valid JSON schema: {e.message}") from None
-            req = set(self.response_schema.get("required", []))
-            missing = {"score", "pass", "reason", "failure_mode"} - req
-            if missing:
-                raise ValueError(f"response_schema must require {sorted(missing)}")
+        return v
+
+    @field_validator("response_schema")
+    @classmethod
+    def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        try:
+            jsonschema.Draft202012Validator.check_schema(v)
+        except jsonschema.SchemaError as e:
+            raise ValueError(f"response_schema is not a valid JSON schema: {e.message}") from None
+        missing = {"score", "pass", "reason", "failure_mode"} - set(v.get("required", []))
+        if missing:
+            raise ValueError(f"response_schema must require {sorted(missing)}")
+        return v
+
+    @field_validator("judge_prompt", "pairwise_prompt")
+    @classmethod
+    def _template(cls, v: str | None, info: ValidationInfo) -> str | None:
         from jinja2 import Environment, TemplateSyntaxError
 
-        for field, tmpl in (("judge_prompt", self.judge_prompt), ("pairwise_prompt", self.pairwise_prompt)):
-            if tmpl is None:
-                continue
+        if v is not None:
             try:
-                Environment().parse(tmpl)
+                Environment().parse(v)
             except TemplateSyntaxError as e:
-                raise ValueError(f"{field} is not a valid template (line {e.lineno}): {e.message}") from None
-        return self
+                raise ValueError(
+                    f"{info.field_name} is not a valid template (template line {e.lineno}): {e.message}"
+                ) from None
+        return v
 
     def effective_schema(self) -> dict[str, Any]:
         """The JSON schema every judge answer must validate against."""
@@ -338,7 +362,7 @@ class Prompt(_Strict):
         try:
             Environment().parse(v)
         except TemplateSyntaxError as e:
-            raise ValueError(f"template is not valid (line {e.lineno}): {e.message}") from None
+            raise ValueError(f"template is not valid (template line {e.lineno}): {e.message}") from None
         return v
 
     @property
@@ -346,8 +370,47 @@ class Prompt(_Strict):
         return content_hash(self.model_dump(mode="json"))
 
 
+# Prefixes of common provider keys and tokens (OpenAI/Anthropic sk-, Hugging Face, GitHub, GitLab, Slack, Google, AWS).
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-", "xoxb-", "xoxp-",
+                 "AIza", "AKIA", "ASIA")
+# URL query parameters that carry credentials (``?api_key=``, ``?key=``, ``?access_token=``, ``?sig=`` ...)
+_CREDENTIAL_PARAM = re.compile(r"(?i)(^|[_-])(key|token|secret|password|passwd|pwd|sig|signature|auth|credentials?)$")
+_KEY_MESSAGE = "export the key in an environment variable and name that variable in api_key_env"
+
+
+def looks_like_key(value: str) -> bool:
+    """A value that is surely a key rather than an environment variable's name.
+
+    Known key prefixes, or 20+ characters mixing lower case, upper case and digits (variable
+    names are conventionally UPPER_SNAKE_CASE).
+    """
+    if value.startswith(_KEY_PREFIXES):
+        return True
+    return (len(value) >= 20 and any(c.islower() for c in value) and any(c.isupper() for c in value)
+            and any(c.isdigit() for c in value))
+
+
+def url_has_credentials(url: str) -> bool:
+    """``user:password@`` (or any user info) in the authority, or a credential-named query parameter."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False  # not a URL at all: the provider call reports it
+    if "@" in parts.netloc:
+        return True
+    return any(_CREDENTIAL_PARAM.search(name) for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+
+
 class ModelRef(_Strict):
-    """A model to call: any litellm model string, or ``local/smollm2-135m``."""
+    """A model to call: any litellm model string, or ``local/smollm2-135m``.
+
+    There is deliberately no field for a key (keys never go into a spec, so never into the
+    ledger): ``api_key_env`` names the environment variable that holds it. An ``api_key``
+    field, a key pasted into ``api_key_env`` and credentials in ``api_base`` are refused with a
+    message that names the field, never the value.
+    """
 
     model: str = Field(min_length=1)
     alias: str | None = None
@@ -358,13 +421,29 @@ class ModelRef(_Strict):
     prompt: Prompt | None = None
     concurrency: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_key(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in ("api_key", "key", "token", "password", "secret"):
+                if name in data:
+                    raise ValueError(f"'{name}' is not accepted: a key must not be written in a spec; {_KEY_MESSAGE}")
+        return data
+
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        if v is not None and (not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) or looks_like_key(v)):
             raise ValueError(
-                "api_key_env must be the NAME of an environment variable, not the key itself"
+                "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not the key itself"
             )
+        return v
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        if v is not None and url_has_credentials(v):
+            raise ValueError(f"api_base must not carry credentials (user:password@ or a key in the query); {_KEY_MESSAGE}")
         return v
 
     @property
@@ -430,13 +509,14 @@ class RunSpec(_Strict):
     budget_usd: float | None = Field(default=None, gt=0)
     select: Selection | None = None
 
-    @model_validator(mode="after")
-    def _unique_keys(self) -> RunSpec:
-        keys = [c.key for c in self.candidates]
+    @field_validator("candidates")
+    @classmethod
+    def _unique_keys(cls, v: list[ModelRef]) -> list[ModelRef]:
+        keys = [c.key for c in v]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise ValueError(f"candidates share the name {dup}; give each an 'alias'")
-        return self
+        return v
 
     def prompt_for(self, cand: ModelRef) -> Prompt:
         return cand.prompt or self.prompt
@@ -468,7 +548,9 @@ def _format_validation_error(e: ValidationError) -> tuple[tuple[Any, ...], str]:
     if err.get("type") == "missing":
         msg = "required field is missing"
     field = ".".join(str(p) for p in loc)
-    return loc, f"{field}: {msg}" if field else msg
+    if not field or (len(loc) == 1 and msg.startswith(f"{field} ")):  # the message already names its field
+        return loc, msg
+    return loc, f"{field}: {msg}"
 
 
 def _case_where(case_raw: Any, line: int | None) -> str:
@@ -587,8 +669,7 @@ def load_rubric(path: str | Path) -> Rubric:
         return Rubric.model_validate(data)
     except ValidationError as e:
         loc, msg = _format_validation_error(e)
-        line = key_line(node, str(loc[0])) if loc else None
-        raise BadInput(p, line, msg) from None
+        raise BadInput(p, node_line(node, loc), msg) from None
 
 
 class LoadedSpec(BaseModel):
@@ -641,12 +722,7 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
         spec = RunSpec.model_validate(data)
     except ValidationError as e:
         loc, msg = _format_validation_error(e)
-        line = key_line(node, str(loc[0])) if loc else None
-        if loc and loc[0] == "candidates" and len(loc) > 1 and isinstance(loc[1], int):
-            cl = mapping_lines(node, "candidates")
-            if loc[1] < len(cl):
-                line = cl[loc[1]]
-        raise BadInput(p, line, msg) from None
+        raise BadInput(p, node_line(node, loc), msg) from None
     base = p.parent
     ds_path = resolve_path(base, spec.dataset)
     rb_path = resolve_path(base, spec.rubric)

@@ -227,15 +227,18 @@ def _resolve_columns(available: set[str], given: dict[str, str | None], file: Pa
             cols[role] = name
         elif explicit or role == "text":
             shown = ", ".join(sorted(available)) or "none"
+            flag = "--" + role.replace("_", "-") + "-column"
             raise BadInput(
-                file, "header", f"no column '{name}' (for the {role}); available columns: {shown}; pass the right name"
+                file, "header", f"no column '{name}' (for the {role}); available columns: {shown}; name it with {flag}"
             )
         else:
             cols[role] = None
     return cols
 
 
-def _read_jsonl(p: Path, skipped: Counter[str]) -> tuple[list[tuple[int, dict[str, Any]]], set[str] | None]:
+def _read_jsonl(
+    p: Path, skipped: Counter[str], bad_lines: list[int]
+) -> tuple[list[tuple[int, dict[str, Any]]], set[str] | None]:
     text = read_text(p)
     rows: list[tuple[int, dict[str, Any]]] = []
     for i, line in enumerate(text.splitlines(), start=1):
@@ -245,15 +248,19 @@ def _read_jsonl(p: Path, skipped: Counter[str]) -> tuple[list[tuple[int, dict[st
             obj = json.loads(line)
         except json.JSONDecodeError:
             skipped["invalid JSON"] += 1
+            bad_lines.append(i)
             continue
         if not isinstance(obj, dict):
             skipped["not a JSON object"] += 1
+            bad_lines.append(i)
             continue
         rows.append((i, obj))
     return rows, None
 
 
-def _read_csv(p: Path, skipped: Counter[str]) -> tuple[list[tuple[int, dict[str, Any]]], set[str] | None]:
+def _read_csv(
+    p: Path, skipped: Counter[str], bad_lines: list[int]
+) -> tuple[list[tuple[int, dict[str, Any]]], set[str] | None]:
     text = read_text(p)
     if not text.strip():
         raise BadInput(p, None, "file is empty; production CSV needs a header row with a 'text' column")
@@ -273,11 +280,13 @@ def _read_csv(p: Path, skipped: Counter[str]) -> tuple[list[tuple[int, dict[str,
             break
         except csv.Error:
             skipped["invalid CSV quoting"] += 1
+            bad_lines.append(reader.line_num)
             continue
         if not any(c.strip() for c in rec):
             continue
         if len(rec) != len(header):
             skipped["wrong number of CSV fields"] += 1
+            bad_lines.append(reader.line_num)
             continue
         rows.append((reader.line_num, dict(zip(header, rec, strict=True))))
     return rows, set(header)
@@ -347,10 +356,12 @@ def load_production(
         "outcome": outcome_column,
     }
     skipped: Counter[str] = Counter()
+    bad_lines: list[int] = []  # where unusable rows are, to point at the first when none is usable
+    unit = "row" if fmt == "sqlite" else "line"
     if fmt == "jsonl":
-        raw, available = _read_jsonl(p, skipped)
+        raw, available = _read_jsonl(p, skipped, bad_lines)
     elif fmt == "csv":
-        raw, available = _read_csv(p, skipped)
+        raw, available = _read_csv(p, skipped, bad_lines)
     else:
         raw, available = _read_sqlite(p, table, given)
     rows_read = len(raw) + sum(skipped.values())
@@ -361,7 +372,8 @@ def load_production(
         for _, obj in raw:
             seen.update(obj.keys())
         if not raw:
-            raise BadInput(p, None, f"no readable rows ({_summary(skipped)}); each line must be a JSON object")
+            raise BadInput(p, None, f"no readable rows ({_summary(skipped)}, the first at line {bad_lines[0]}); "
+                           "each line must be a JSON object")
         available = seen
     cols = _resolve_columns(available, given, p)
 
@@ -378,11 +390,12 @@ def load_production(
     rows: list[ProductionRow] = []
     tcol = cols["text"]
     assert tcol is not None
-    for _, obj in raw:
+    for line, obj in raw:
         try:
             rows.append(_row(obj, cols, tcol))
         except _Skip as s:
             skipped[str(s)] += 1
+            bad_lines.append(line)
 
     window: dict[str, Any] | None = None
     if window_days is not None:
@@ -405,7 +418,8 @@ def load_production(
             rows = [r for r in rows if r.timestamp is not None]
 
     if not rows:
-        raise BadInput(p, None, f"no usable production rows; {_summary(skipped)}")
+        first = f" (the first unusable at {unit} {min(bad_lines)})" if bad_lines else ""
+        raise BadInput(p, None, f"no usable production rows; {_summary(skipped)}{first}")
 
     if sample_size is not None and sample_size < len(rows):
         rng = np.random.default_rng(seed)

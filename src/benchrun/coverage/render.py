@@ -151,7 +151,8 @@ def print_json(obj: Any, file: Any = None) -> None:
 
 
 def print_error(message: str) -> None:
-    Console(stderr=True).print(Text(message, style="bold red"))
+    """One line on stderr, never wrapped to the console width (scripts and CI logs read it)."""
+    Console(stderr=True, soft_wrap=True).print(Text(" ".join(message.split()), style="bold red"))
 
 
 def _bars_svg(report: dict[str, Any], max_rows: int) -> str:
