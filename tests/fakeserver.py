@@ -42,6 +42,8 @@ Config keys (all optional)
     faults                          [{"kind": ..., "model": regex, "contains": str,
                                       "first_n": N | "rate": p, "seed": s, "retry_after": seconds}]
         kind: "429" | "500" | "502" | "503" (HTTP error with an OpenAI-style error body),
+              "401" (401 whose error message echoes the API key the client sent, in full, as a careless
+              provider or proxy might: for testing that keys in provider errors are redacted),
               "timeout" (hold the connection for timeout_sleep_s, then close it without a response),
               "reset" (close the socket with a TCP RST, no response),
               "malformed" (200 with a non-JSON body), "truncated" (200 whose body is the first half
@@ -101,7 +103,7 @@ SAMPLING_KEYS: tuple[str, ...] = (
 )
 
 FAULT_KINDS: frozenset[str] = frozenset(
-    {"429", "500", "502", "503", "timeout", "reset", "malformed", "truncated", "empty"}
+    {"401", "429", "500", "502", "503", "timeout", "reset", "malformed", "truncated", "empty"}
 )
 _HTTP_ERROR_KINDS = {"429", "500", "502", "503"}
 _CONFIG_KEYS = {
@@ -541,6 +543,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _sent_key(self) -> str:
+        """The API key of this request: ``Authorization: Bearer KEY``, ``api-key`` or ``x-api-key``."""
+        auth = self.headers.get("Authorization") or ""
+        if auth.lower().startswith("bearer "):
+            return auth[len("bearer "):].strip()
+        return self.headers.get("api-key") or self.headers.get("x-api-key") or auth
+
     def _reset_connection(self) -> None:
         """Close the socket with SO_LINGER 0 so the peer sees a TCP RST and no response."""
         self.close_connection = True
@@ -630,6 +639,12 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == "reset":
                 state.finish(rec, "reset", None)
                 self._reset_connection()
+            elif kind == "401":
+                state.finish(rec, "401", 401)
+                self._send_json(401, {"error": {"message": f"Incorrect API key provided: {self._sent_key()}. You can "
+                                                           "find your API key in your account settings.",
+                                                "type": "invalid_request_error", "param": None,
+                                                "code": "invalid_api_key"}})
             elif kind in _HTTP_ERROR_KINDS:
                 assert fault is not None
                 message, code = _ERROR_TEXT[kind]

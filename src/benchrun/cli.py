@@ -105,7 +105,9 @@ def run(
             _check_calibrated(led, loaded)
         run_id = runner.create_run(loaded, led)
     if not json_out:
-        err.print(f"run {run_id}: {loaded.spec.name} — ledger {led.url if '://' not in str(ledger or '') else 'given'}")
+        from benchrun.ledger.store import redact_url
+
+        err.print(f"run {run_id}: {loaded.spec.name} — ledger {redact_url(led.url)}", markup=False)
     outcome = _execute(loaded, led, run_id, use_cache=not no_cache, show_progress=not json_out)
     summary = build_summary(led, led.get_run(run_id))
     if json_out:
@@ -353,8 +355,9 @@ def _click_exception_types() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors and documented exit codes, never a traceback for user faults."""
-    from benchrun.providers import SECRETS
+    from benchrun.providers import SECRETS, collect_env_secrets
 
+    collect_env_secrets()  # every command: any error printed below is redacted of credentials in the environment
     click_errors = _click_exception_types()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="benchrun")

@@ -66,7 +66,7 @@ class Secrets:
         self._values: set[str] = set()
 
     def add(self, value: str | None) -> None:
-        if value and len(value) >= 4:
+        if value and len(value) >= 8:  # shorter values are not keys; redacting them ("true", "1") would garble text
             self._values.add(value)
 
     def redact(self, text: str | None) -> str | None:
@@ -84,9 +84,13 @@ SECRETS = Secrets()
 
 
 def collect_env_secrets() -> None:
-    """Register every environment value whose name looks like a credential."""
+    """Register every environment value whose name looks like a credential.
+
+    ``*_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``HF_TOKEN``, ``PGPASSWORD``, ``*_CREDENTIALS``, ... Keys
+    read through a spec's ``api_key_env`` are registered when read, whatever the variable's name.
+    """
     for name, value in os.environ.items():
-        if re.search(r"(API_KEY|TOKEN|SECRET|PASSWORD)$", name, re.IGNORECASE):
+        if re.search(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", name, re.IGNORECASE):
             SECRETS.add(value)
 
 
