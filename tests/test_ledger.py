@@ -329,3 +329,12 @@ def test_postgres_url_without_driver_uses_psycopg(pg_url: str) -> None:
     led = Ledger(bare)
     assert led.engine.dialect.driver == "psycopg" and led.schema_version() >= 1
     led.close()
+
+
+def test_url_missing_its_slashes_is_refused_without_echoing_the_password(tmp_path: Path) -> None:
+    """A typo'd URL must not silently become a SQLite file named after it (password included)."""
+    project = Project(tmp_path, "http://127.0.0.1:9/v1")
+    r = project.cli("ledger", "info", "--ledger", "postgresql:/bench:Pw4LedgerXyz@127.0.0.1/db")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "without '://'" in r.stderr and "Pw4LedgerXyz" not in r.stdout + r.stderr
+    assert not any("Pw4LedgerXyz" in str(p) for p in tmp_path.rglob("*"))

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,10 @@ def ledger_url(url_or_path: str | None = None) -> str:
     value = url_or_path or os.environ.get("BENCHRUN_LEDGER") or DEFAULT_LEDGER
     if "://" in value:
         return _pg_driver(value)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", value)
+    if scheme:  # "postgresql:/u:pw@h/db" would otherwise become a SQLite file named after the URL, password and all
+        raise UsageError(f"the ledger '{scheme.group(1)}:...' looks like a database URL without '://'; write it as "
+                         "SCHEME://user@host/db (e.g. postgresql+psycopg://user@host/benchrun) or give a file path")
     Path(value).parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{value}"
 
