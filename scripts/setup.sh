@@ -8,11 +8,11 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --quiet --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "setup: installing CPU PyTorch 2.13.0" >&2
-  .venv/bin/pip install --quiet "torch==2.13.0"
+  .venv/bin/pip install --quiet --quiet "torch==2.13.0"
 fi
 echo "setup: installing benchrun and its dependencies (the first build of llama-cpp-python takes ~5 minutes)" >&2
-.venv/bin/pip install --quiet -e ".[local,dev,postgres]"
+.venv/bin/pip install --quiet --quiet -e ".[local,dev,postgres]"
 echo "setup: done (.venv)" >&2
