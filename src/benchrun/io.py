@@ -105,12 +105,7 @@ def mapping_lines(node: yaml.Node | None, key: str) -> list[int]:
 
 def key_line(node: yaml.Node | None, key: str) -> int | None:
     """Line (1-based) of a top-level key, if present."""
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    for k, _ in node.value:
-        if isinstance(k, yaml.ScalarNode) and k.value == key:
-            return int(k.start_mark.line) + 1
-    return None
+    return node_line(node, (key,))
 
 
 def node_line(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
