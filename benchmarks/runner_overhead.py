@@ -6,7 +6,18 @@ judge's verdict), each holding one of the `concurrency` slots, so the ideal is
     cases × 2 calls × latency / concurrency
 The brief's single-call figure (cases × latency / concurrency) is printed too.
 
+The calls are made as `benchrun run` makes them: `--call-workers auto` (the default) forks worker
+processes for the calls when the run is big enough (see benchrun.callpool); `--call-workers 0` keeps
+them in the run's own process. Forking the workers counts in the wall time. Also printed: the CPU
+per call in the run's process and in the workers, and the mean call latency litellm saw, which
+splits the overhead into time inside the calls (litellm, the event loops, the server) and outside.
+
+`--reference` also times the same calls (answer then judge, `concurrency` cases at a time) with
+nothing around them, in one process: through raw httpx (the test server's own floor) and through
+bare `litellm.acompletion` (what any litellm-based runner starts from).
+
     python benchmarks/runner_overhead.py [--cases 2000] [--latency-ms 200] [--concurrency 32]
+                                         [--call-workers auto] [--reference]
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,14 +57,49 @@ def start_server(tmp: Path, latency_ms: float) -> tuple[subprocess.Popen[bytes],
     raise SystemExit("test server did not start")
 
 
+async def bare_calls(url: str, n_cases: int, concurrency: int, how: str) -> float:
+    """The same calls with nothing around them: per case an answer then a judge call, `concurrency` cases at
+    a time, in this one process; through raw httpx (the server's floor) or bare litellm.acompletion."""
+    import httpx
+    import litellm
+
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=2 * concurrency)) as client:
+
+        async def call(model: str, text: str) -> None:
+            msgs = [{"role": "user", "content": text}]
+            if how == "httpx":
+                r = await client.post(f"{url}/chat/completions", json={"model": model, "messages": msgs},
+                                      headers={"Authorization": "Bearer x"})
+                r.raise_for_status()
+                r.json()
+            else:
+                await litellm.acompletion(model=f"openai/{model}", messages=msgs, api_base=url, api_key="x",
+                                          num_retries=0, max_retries=0, timeout=30)
+
+        async def case(i: int) -> None:
+            async with sem:
+                await call("cand", f"Why was I charged twice? (order {i})")
+                await call("judge", f"Judge the answer to order {i}")
+
+        await case(-1)  # warm-up
+        t0 = time.perf_counter()
+        await asyncio.gather(*(case(i) for i in range(n_cases)))
+        return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cases", type=int, default=2000)
     ap.add_argument("--latency-ms", type=float, default=200.0)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--call-workers", default="auto",
+                    help="processes making the model calls, as `benchrun run --call-workers` (default auto)")
+    ap.add_argument("--reference", action="store_true",
+                    help="also time the same calls through raw httpx and through bare litellm in one process")
     args = ap.parse_args()
 
-    from benchrun import providers, runner
+    from benchrun import callpool, providers, runner
     from benchrun.ledger import Ledger
     from benchrun.spec import load_run_spec
 
@@ -74,12 +121,25 @@ def main() -> None:
             loaded = load_run_spec(tmp / "s.yaml")
             ledger = Ledger(str(tmp / "ledger.sqlite"))
             run_id = runner.create_run(loaded, ledger)
-            r = runner.Runner(loaded, ledger, run_id, use_cache=False)
             providers.setup_litellm()  # importing litellm takes seconds; it is start-up, not per-call overhead
             t0, c0 = time.perf_counter(), time.process_time()
-            outcome = asyncio.run(r.execute())
+            k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            n_workers = runner.call_workers_for(loaded, args.call_workers)
+            pool = callpool.CallPool(n_workers) if n_workers else None  # forking it is part of the run's time
+            try:
+                r = runner.Runner(loaded, ledger, run_id, use_cache=False, pool=pool)
+                outcome = asyncio.run(r.execute())
+            finally:
+                if pool is not None:
+                    pool.close()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            n_rows = len(ledger.cells(run_id))
+            k1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the call workers, joined by close()
+            worker_cpu = (k1.ru_utime + k1.ru_stime) - (k0.ru_utime + k0.ru_stime)
+            rows = ledger.results(run_id)
+            n_rows = len(rows)
+            lat_ms = [x for r in rows for x in (r.latency_ms, r.judge_latency_ms) if x is not None]
+            refs = {how: asyncio.run(bare_calls(url, args.cases, args.concurrency, how))
+                    for how in (("httpx", "litellm") if args.reference else ())}
         finally:
             proc.terminate()
             proc.wait()
@@ -88,10 +148,20 @@ def main() -> None:
     ideal_brief = args.cases * lat / args.concurrency
     print(f"cases={args.cases} latency={args.latency_ms:.0f}ms concurrency={args.concurrency} status={outcome.status} "
           f"results_written={n_rows} errors={outcome.progress.errors}")
-    print(f"wall time                         {wall:8.2f} s   (runner process CPU {cpu:.2f} s = "
-          f"{1000 * cpu / (2 * args.cases):.2f} ms per call; load average {os.getloadavg()[0]:.2f})")
+    calls = 2 * args.cases
+    print(f"call workers {n_workers}" + (" (calls made in the run's own process)" if not n_workers else ""))
+    print(f"wall time                         {wall:8.2f} s   (CPU per call: run process {1000 * cpu / calls:.2f} ms"
+          f" + call workers {1000 * worker_cpu / calls:.2f} ms; load average {os.getloadavg()[0]:.2f})")
+    mean_lat = sum(lat_ms) / max(len(lat_ms), 1)
+    busy = len(lat_ms) * mean_lat / 1000 / args.concurrency
+    print(f"mean call latency as litellm saw it {mean_lat:.1f} ms (server: {args.latency_ms:.0f} ms); those calls "
+          f"alone fill {busy:.2f} s of the {args.concurrency} slots, so {wall - busy:.2f} s is outside the calls")
     print(f"ideal, 2 calls per case           {ideal_calls:8.2f} s   ratio {wall / ideal_calls:5.2f}x  (target <= 1.15x)")
     print(f"ideal, 1 call per case (brief)    {ideal_brief:8.2f} s   ratio {wall / ideal_brief:5.2f}x")
+    for how, t in refs.items():
+        label = {"httpx": "raw httpx", "litellm": "bare litellm"}[how]
+        print(f"reference: same calls, {label:<12} {t:8.2f} s   ratio {t / ideal_calls:5.2f}x  "
+              f"(the runner took {wall / t:.2f}x this)")
 
 
 if __name__ == "__main__":

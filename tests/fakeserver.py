@@ -304,6 +304,7 @@ class RequestRecord:
     outcome: str = "pending"
     status: int | None = None
     reply: str | None = None
+    client_port: int | None = None  # the client's TCP port: which connection (so which process) sent it
 
     @property
     def completed(self) -> bool:
@@ -350,7 +351,8 @@ class _State:
         with self.lock:
             self.in_flight -= 1
 
-    def admit(self, path: str, body: dict[str, Any]) -> tuple[RequestRecord, Config, Fault | None]:
+    def admit(self, path: str, body: dict[str, Any],
+              client_port: int | None = None) -> tuple[RequestRecord, Config, Fault | None]:
         """Log a request and decide (deterministically) which fault, if any, fires for it."""
         model = str(body.get("model", ""))
         messages = body.get("messages") or []
@@ -367,6 +369,7 @@ class _State:
                 messages=messages,
                 sampling=sampling,
                 prompt_key=key,
+                client_port=client_port,
             )
             self.records.append(rec)
             fired: Fault | None = None
@@ -621,7 +624,7 @@ class _Handler(BaseHTTPRequestHandler):
             state.leave()
 
     def _complete_inner(self, state: _State, path: str, body: dict[str, Any]) -> None:
-        rec, cfg, fault = state.admit(path, body)
+        rec, cfg, fault = state.admit(path, body, self.client_address[1])
         kind = fault.kind if fault else None
         if kind == "timeout":
             state.finish(rec, "timeout", None)

@@ -80,6 +80,10 @@ def run(
     require_calibrated: Annotated[
         bool, typer.Option("--require-calibrated", help="Refuse to run with an uncalibrated or untrusted judge.")
     ] = False,
+    call_workers: Annotated[
+        str, typer.Option("--call-workers", help="Processes that make the model calls (0: this process). 'auto' "
+                          "uses one per core, up to 4, for runs of 250+ cells at concurrency 16+ on remote models.")
+    ] = "auto",
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
     from benchrun import providers, runner
@@ -95,20 +99,23 @@ def run(
             raise UsageError(f"run {prior.id} is already complete; nothing to resume")
         loaded = LoadedSpec.from_snapshot(json.loads(prior.spec_snapshot))
         loaded.path = prior.spec_path
+        n_workers = runner.call_workers_for(loaded, call_workers)
         run_id = prior.id
         led.update_run(run_id, status="running", message=None, finished_at=None)
     else:
         if spec is None:
             raise UsageError("give a run spec file, or --resume RUN_ID")
         loaded = load_run_spec(spec)
+        n_workers = runner.call_workers_for(loaded, call_workers)
         if require_calibrated:
             _check_calibrated(led, loaded)
         run_id = runner.create_run(loaded, led)
     if not json_out:
         from benchrun.ledger.store import redact_url
 
-        err.print(f"run {run_id}: {loaded.spec.name} — ledger {redact_url(led.url)}", markup=False)
-    outcome = _execute(loaded, led, run_id, use_cache=not no_cache, show_progress=not json_out)
+        how = f"{n_workers} call worker processes" if n_workers else "calls in this process"
+        err.print(f"run {run_id}: {loaded.spec.name} — ledger {redact_url(led.url)} — {how}", markup=False)
+    outcome = _execute(loaded, led, run_id, use_cache=not no_cache, show_progress=not json_out, call_workers=n_workers)
     summary = build_summary(led, led.get_run(run_id))
     if json_out:
         _print_json(summary)
@@ -141,7 +148,7 @@ def _has_errors(led: Any, run_id: str) -> bool:
     return any(st == "error" for st in led.cells(run_id).values())
 
 
-def _execute(loaded: Any, led: Any, run_id: str, use_cache: bool, show_progress: bool) -> Any:
+def _execute(loaded: Any, led: Any, run_id: str, use_cache: bool, show_progress: bool, call_workers: int = 0) -> Any:
     """Run with a progress bar; Ctrl-C, SIGTERM or a crash leave the run marked interrupted."""
     import asyncio
     import time
@@ -155,7 +162,12 @@ def _execute(loaded: Any, led: Any, run_id: str, use_cache: bool, show_progress:
 
     previous = signal.signal(signal.SIGTERM, _sigterm)
     progress_ctx: Any = None
+    pool: Any = None
     try:
+        if call_workers:
+            from benchrun.callpool import CallPool
+
+            pool = CallPool(call_workers)  # before the progress bar's thread exists: the workers are forked
         on_progress = None
         if show_progress and err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -175,7 +187,7 @@ def _execute(loaded: Any, led: Any, run_id: str, use_cache: bool, show_progress:
                 progress_ctx.update(task, total=p.total, completed=p.done, rate=f"{rate:.1f}", errors=p.errors,
                                     cost=cost)
 
-        r = runner.Runner(loaded, led, run_id, use_cache=use_cache, on_progress=on_progress)
+        r = runner.Runner(loaded, led, run_id, use_cache=use_cache, on_progress=on_progress, pool=pool)
         try:
             outcome = asyncio.run(r.execute())
         except KeyboardInterrupt:
@@ -196,6 +208,8 @@ def _execute(loaded: Any, led: Any, run_id: str, use_cache: bool, show_progress:
     finally:
         if progress_ctx is not None:
             progress_ctx.stop()
+        if pool is not None:
+            pool.close()
         local_model = sys.modules.get("benchrun.local_model")
         if local_model is not None:  # only imported when a local model was started
             local_model.stop_all()

@@ -111,9 +111,14 @@ class Endpoint:
     local_server: Any = field(default=None, repr=False, compare=False)  # local_model.LocalEndpoint when local
 
 
+def is_local(ref: ModelRef) -> bool:
+    """Is this the embedded local model (served by benchrun.local_model)?"""
+    return ref.model.startswith(LOCAL_PREFIX) and ref.api_base is None
+
+
 def resolve(ref: ModelRef, where: str = "spec") -> Endpoint:
     """Turn a spec's model reference into an endpoint (starting the local model if needed)."""
-    if ref.model.startswith(LOCAL_PREFIX) and ref.api_base is None:
+    if is_local(ref):
         from benchrun import local_model
 
         ep = local_model.ensure_server(ref.model)
@@ -332,7 +337,8 @@ async def complete(
         ):
             with attempt:
                 t0 = time.perf_counter()
-                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout_s + 5)
+                async with asyncio.timeout(timeout_s + 5):  # a backstop should litellm's own timeout not fire
+                    resp = await litellm.acompletion(**kwargs)
                 last_latency = (time.perf_counter() - t0) * 1000
                 text = resp.choices[0].message.content if resp.choices else None
                 if text is None or not str(text).strip():

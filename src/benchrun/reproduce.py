@@ -281,7 +281,9 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, show_progre
             exec_loaded = LoadedSpec(spec=loaded.spec.model_copy(update={"cache": True}), dataset=loaded.dataset,
                                      rubric=loaded.rubric, path=loaded.path)
     new_id = runner.create_run(loaded, ledger)
-    outcome = _execute(exec_loaded, ledger, new_id, use_cache=from_cache, show_progress=show_progress)
+    workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
+    outcome = _execute(exec_loaded, ledger, new_id, use_cache=from_cache, show_progress=show_progress,
+                       call_workers=workers)
     if outcome.status != "completed":
         raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
                          f"Resume with: benchrun run --resume {new_id}")

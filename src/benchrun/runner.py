@@ -22,8 +22,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from benchrun import providers
-from benchrun.errors import BadInput, RunAborted
+from benchrun import callpool, providers
+from benchrun.callpool import CallPool
+from benchrun.errors import BadInput, RunAborted, UsageError
 from benchrun.hashing import content_hash
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Result, Run
@@ -143,6 +144,22 @@ def with_resolved_models(models_json: str, results: list[Result]) -> str:
     return json.dumps(models)
 
 
+def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
+    """Worker processes for the model calls: ``--call-workers`` as given, or ``auto`` (see ``callpool``)."""
+    if option != "auto":
+        try:
+            n = int(option)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise UsageError(f"--call-workers must be 'auto' or a whole number >= 0, not {option!r}")
+        return n
+    spec = loaded.spec
+    n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples
+    any_local = any(providers.is_local(ref) for ref in [*spec.candidates, spec.judge])
+    return callpool.auto_workers(n_units, spec.concurrency.global_, any_local)
+
+
 def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
     """Sampling for the judge (temperature 0 unless the spec says otherwise) and its output constraint."""
     judge = loaded.spec.judge
@@ -213,12 +230,14 @@ class Runner:
         *,
         use_cache: bool = True,
         on_progress: Callable[[Progress], None] | None = None,
+        pool: CallPool | None = None,
     ) -> None:
         self.loaded = loaded
         self.ledger = ledger
         self.run_id = run_id
         self.use_cache = use_cache and loaded.spec.cache
         self.on_progress = on_progress
+        self.pool = pool  # worker processes that make the model calls; None: this process makes them
         self.state = _State()
         self.endpoints: dict[str, Endpoint] = {}
         self.judge_endpoint: Endpoint | None = None
@@ -292,7 +311,10 @@ class Runner:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
         async with sem:
-            res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+            if self.pool is not None and not ep.local:
+                res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+            else:
+                res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
         if res.ok:
             await self._write(self.ledger.cache_put, key, ref.model, res.to_cache())
         return res
@@ -451,6 +473,8 @@ class Runner:
                     self.on_progress(prog)
 
         n_workers = max(1, min(spec.concurrency.global_, len(units) or 1))
+        if self.pool is not None:
+            await self.pool.attach()
         tasks = [asyncio.create_task(worker()) for _ in range(n_workers)]
         try:
             await asyncio.gather(*tasks)
@@ -461,6 +485,8 @@ class Runner:
             raise
         finally:
             self._writer.shutdown(wait=True)  # every result handed to the writer is in the ledger
+            if self.pool is not None:
+                await self.pool.detach()
         if self.state.stop is not None:
             return RunOutcome(self.run_id, self.state.stop_status, self.state.stop, prog)
         return RunOutcome(self.run_id, "completed", None, prog)

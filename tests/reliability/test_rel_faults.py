@@ -45,14 +45,15 @@ def config(faults: list[dict[str, Any]]) -> dict[str, Any]:
     return cfg
 
 
-def run_once(tmp: Path, faults: list[dict[str, Any]]) -> tuple[Project, FakeServer, str, list[dict[str, Any]]]:
+def run_once(tmp: Path, faults: list[dict[str, Any]],
+             call_workers: int = 0) -> tuple[Project, FakeServer, str, list[dict[str, Any]]]:
     server = FakeServer(config(faults)).start()
     project = Project(tmp, server.url)
     project.write_dataset(make_cases(12))
     project.write_rubric()
     spec = project.write_spec(concurrency={"global": 8, "per_model": 8}, timeout_s=1.0,
                               retries={"attempts": 20, "backoff_base_s": 0.005, "backoff_max_s": 0.02})
-    r, summary = project.cli_json("run", str(spec))
+    r, summary = project.cli_json("run", str(spec), "--call-workers", str(call_workers))
     assert r.returncode == 0, r.stderr
     run_id = summary["conditions"]["run_id"]
     import sqlite3
@@ -81,10 +82,13 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, i
     return {cell(r): outcome(r) for r in rows}
 
 
-@pytest.mark.parametrize("group", sorted(GROUPS))
-def test_faults_change_nothing_but_the_retries(tmp_path: Path, group: str,
+# Calls made in the run's own process (0), and in worker processes (2: retries, backoff, Retry-After and
+# timeouts then happen in the workers; the outcome and the ledger must not tell the difference).
+@pytest.mark.parametrize(("group", "call_workers"),
+                         [(g, 0) for g in sorted(GROUPS)] + [("rate_limits", 2), ("connection", 2), ("bodies", 2)])
+def test_faults_change_nothing_but_the_retries(tmp_path: Path, group: str, call_workers: int,
                                                baseline: dict[tuple[str, str, int], tuple[Any, ...]]) -> None:
-    project, server, _run_id, rows = run_once(tmp_path, GROUPS[group])
+    project, server, _run_id, rows = run_once(tmp_path, GROUPS[group], call_workers)
     try:
         log = server.requests()
     finally:

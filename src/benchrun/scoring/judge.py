@@ -88,16 +88,27 @@ def reask_with_schema(
     ]
 
 
-def parse_verdict(rubric: Rubric, text: str) -> Verdict:
+_VALIDATORS: dict[str, Any] = {}  # canonical schema JSON -> its compiled validator (one per rubric, not per verdict)
+
+
+def _validator(schema: dict[str, Any]) -> Any:
     import jsonschema
 
+    key = json.dumps(schema, sort_keys=True)
+    v = _VALIDATORS.get(key)
+    if v is None:
+        v = _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
+    return v
+
+
+def parse_verdict(rubric: Rubric, text: str) -> Verdict:
     try:
         value = extract_json(text)
     except ValueError:
         raise JudgeFormatError("no JSON object found in the reply") from None
     if not isinstance(value, dict):
         raise JudgeFormatError("the reply is JSON but not an object")
-    errors = sorted(jsonschema.Draft202012Validator(rubric.effective_schema()).iter_errors(value), key=str)
+    errors = sorted(_validator(rubric.effective_schema()).iter_errors(value), key=str)
     if errors:
         e = errors[0]
         path = ".".join(str(p) for p in e.absolute_path)

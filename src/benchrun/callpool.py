@@ -1,0 +1,244 @@
+"""Model calls in worker processes, so one event loop's CPU does not cap a run's throughput.
+
+A litellm call costs about 4-5 ms of CPU in the calling process (request building, the
+openai SDK, response parsing, cost bookkeeping, logging). One event loop therefore tops
+out near 200 calls/s on one core, and well before that its queueing delay stretches
+every call: at 32 calls in flight against a 200 ms endpoint, the loop is busy most of
+the time and a run takes 1.2-1.3x the time the calls themselves need.
+
+``CallPool`` moves only the calls: each worker process runs its own event loop and
+``providers.complete`` (retries, backoff, ``Retry-After``, cost), and sends back the
+``CallResult``. Everything else stays in the run's process exactly as before: the
+queue, the global and per-model concurrency limits (so the number of calls in flight
+is the same), the cache, rules and judge parsing, the budget, the ledger, progress.
+
+Lifetime: workers are forked when the pool starts (before the progress bar's thread
+exists, so the fork is clean; with other threads alive they are spawned instead, which
+costs each a fresh import of litellm). A worker ignores SIGINT (Ctrl-C is the run's to
+handle) and exits at once when its socket closes, including when the run's process is
+killed, so no call is made that nobody will record. A worker that dies fails its in-flight calls with
+``RunAborted``; the run stops as interrupted and ``--resume`` completes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import os
+import pickle
+import signal
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchrun import providers
+from benchrun.errors import RunAborted
+from benchrun.providers import CallResult, Endpoint
+from benchrun.spec import ModelRef, Retries
+
+AUTO_MIN_UNITS = 250  # smaller runs make their calls in-process: forking would not pay for itself
+AUTO_MIN_CONCURRENCY = 16  # below this one event loop is nowhere near busy
+AUTO_MAX_WORKERS = 4
+
+
+def auto_workers(n_units: int, global_concurrency: int, any_local: bool, cpus: int | None = None) -> int:
+    """How many call workers ``--call-workers auto`` uses (0: calls in the run's own process).
+
+    Worker processes only help when the calling loop is CPU-bound: many calls in flight,
+    enough of them to amortise the fork, more than one core to run on, and remote models
+    (the embedded local model is served by one llama.cpp process: its latency, not our CPU,
+    sets the pace).
+    """
+    if cpus is None:
+        cpus = os.cpu_count() or 1
+    if any_local or cpus < 2 or n_units < AUTO_MIN_UNITS or global_concurrency < AUTO_MIN_CONCURRENCY:
+        return 0
+    return min(cpus, AUTO_MAX_WORKERS)
+
+
+# ----------------------------------------------------------------------------- framing
+
+# Messages are pickled tuples behind a 4-byte length, over a socketpair driven by asyncio streams on
+# both sides: a side that is sending never stops reading, so two full buffers cannot deadlock the run
+# and a worker (blocking sends could, with long prompts going one way and long answers the other).
+_LEN = struct.Struct("!I")
+
+
+def _frame(obj: Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LEN.pack(len(data)) + data
+
+
+async def _read(reader: asyncio.StreamReader) -> Any:
+    (n,) = _LEN.unpack(await reader.readexactly(_LEN.size))
+    return pickle.loads(await reader.readexactly(n))  # noqa: S301 - our own socketpair, written by our own process
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _worker_main(sock: socket.socket, inherited: list[socket.socket]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the run handles it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the run's handler (a KeyboardInterrupt) that a fork copies
+    for s in inherited:  # the run's ends of every socketpair, and the other workers' ends (fork copies them)
+        if s is not sock:
+            s.close()
+    providers.collect_env_secrets()
+    providers.setup_litellm()
+    asyncio.run(_serve(sock))
+
+
+async def _serve(sock: socket.socket) -> None:
+    await providers.warm_up()  # a no-op after a fork from a warmed-up process; imports it all otherwise
+    reader, writer = await asyncio.open_connection(sock=sock)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(call_id: int, args: tuple[Any, ...]) -> None:
+        ref, ep, messages, params, timeout_s, retries = args
+        providers.SECRETS.add(ep.api_key)
+        reply: tuple[int, CallResult | None, str | None]
+        try:
+            reply = (call_id, await providers.complete(ref, ep, messages, params, timeout_s, retries), None)
+        except Exception as e:  # complete() returns provider faults; anything else is a bug to surface
+            reply = (call_id, None, f"{type(e).__name__}: {providers.SECRETS.redact(str(e))}")
+        writer.write(_frame(reply))
+        await writer.drain()
+
+    try:
+        while True:
+            call_id, args = await _read(reader)
+            task = asyncio.create_task(one(call_id, args))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    except (asyncio.IncompleteReadError, OSError):
+        pass
+    # The run finished, or its process died: stop now, without finishing calls nobody will record.
+    os._exit(0)
+
+
+# ----------------------------------------------------------------------------- run side
+
+
+@dataclass
+class _Worker:
+    process: Any
+    sock: socket.socket
+    writer: asyncio.StreamWriter | None = None
+    listener: asyncio.Task[None] | None = None
+    in_flight: dict[int, asyncio.Future[CallResult]] = field(default_factory=dict)
+    dead: bool = False
+
+
+class CallPool:
+    """``n`` worker processes that make model calls for one run.
+
+    Create it outside any event loop and before other threads start (the workers are then forked);
+    inside the run's ``asyncio.run``, ``await attach()`` before the first call and ``await detach()``
+    after the last; ``close()`` at the end.
+    """
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError("a call pool needs at least one worker")
+        if threading.active_count() == 1:  # load litellm's lazily imported call path once, not once per worker
+            providers.setup_litellm()
+            asyncio.run(providers.warm_up())
+        # With other threads alive a fork could copy a lock some thread holds; start fresh processes then.
+        method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
+            else "spawn"
+        ctx = multiprocessing.get_context(method)
+        pairs = [socket.socketpair() for _ in range(n)]
+        everything = [s for pair in pairs for s in pair] if method == "fork" else []
+        self.method = method
+        self.workers: list[_Worker] = []
+        for ours, theirs in pairs:
+            inherited = [s for s in everything if s is not theirs and s.fileno() != -1]
+            proc = ctx.Process(target=_worker_main, args=(theirs, inherited), name="benchrun-call-worker",
+                               daemon=True)
+            proc.start()
+            theirs.close()
+            self.workers.append(_Worker(proc, ours))
+        self._ids = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    async def attach(self) -> None:
+        """Start listening for results on the running event loop."""
+        for w in self.workers:
+            if not w.dead and w.writer is None:
+                reader, w.writer = await asyncio.open_connection(sock=w.sock)
+                w.listener = asyncio.create_task(self._listen(w, reader))
+
+    async def detach(self) -> None:
+        """Stop listening and close the sockets: the workers exit."""
+        for w in self.workers:
+            if w.listener is not None:
+                w.listener.cancel()
+                await asyncio.gather(w.listener, return_exceptions=True)
+            if w.writer is not None:
+                w.writer.close()
+            w.dead = True
+
+    async def complete(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
+                       timeout_s: float, retries: Retries) -> CallResult:
+        """``providers.complete`` in the least busy worker."""
+        alive = [w for w in self.workers if not w.dead]
+        if not alive:
+            raise RunAborted("every call worker process has exited; resume the run")
+        w = min(alive, key=lambda x: len(x.in_flight))
+        if w.writer is None:
+            raise RuntimeError("CallPool.attach() was not awaited on this event loop")
+        call_id = next(self._ids)
+        fut: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        w.in_flight[call_id] = fut
+        try:
+            w.writer.write(_frame((call_id, (ref, ep, messages, params, timeout_s, retries))))
+            await w.writer.drain()
+            return await fut
+        except (ConnectionError, OSError):
+            self._died(w)
+            raise RunAborted(f"call worker process {w.process.pid} has exited; resume the run") from None
+        finally:
+            w.in_flight.pop(call_id, None)
+
+    async def _listen(self, w: _Worker, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                call_id, result, error = await _read(reader)
+                fut = w.in_flight.pop(call_id, None)
+                if fut is None or fut.done():
+                    continue  # its caller was cancelled
+                if error is not None:
+                    fut.set_exception(RuntimeError(f"in call worker: {error}"))
+                else:
+                    fut.set_result(result)
+        except (asyncio.IncompleteReadError, OSError):
+            self._died(w)
+
+    def _died(self, w: _Worker) -> None:
+        if w.dead:
+            return
+        w.dead = True
+        w.process.join(timeout=1)
+        code = w.process.exitcode
+        n = len(w.in_flight)
+        for fut in w.in_flight.values():
+            if not fut.done():
+                fut.set_exception(RunAborted(f"call worker process {w.process.pid} exited (exit code {code}) with "
+                                             f"{n} calls in flight; resume the run"))
+        w.in_flight.clear()
+
+    def close(self) -> None:
+        """Stop the workers (closing its socket makes a worker exit at once) and reap them."""
+        for w in self.workers:
+            w.dead = True
+            w.sock.close()  # also when a stream owns it: its event loop has ended by now
+        for w in self.workers:
+            w.process.join(timeout=5)
+            if w.process.exitcode is None:
+                w.process.kill()
+                w.process.join(timeout=5)
