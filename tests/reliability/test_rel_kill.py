@@ -67,7 +67,9 @@ Ident = tuple[str, str, int]  # ("answer" | "judge", candidate, case number): on
 
 
 def server_config() -> dict[str, Any]:
-    cfg = fake_config(latency_ms=20)
+    # 100 ms per call: the last kill comes a random 0-1 s after the resumed process's first result and must
+    # land mid-run. At 20 ms the ~35 cells left after four kills were all done within 0.9 s (seen once in CI).
+    cfg = fake_config(latency_ms=100)
     cfg["rules"] = [{**r, "reply": r["reply"] + PAD} if r["model"] == "good" else r for r in cfg["rules"]]
     return cfg
 
