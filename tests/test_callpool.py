@@ -133,8 +133,10 @@ def test_the_workers_make_the_calls_and_exit_when_closed(tmp_path: Path, other_t
 
 
 def test_auto_uses_workers_only_where_they_pay() -> None:
-    assert callpool.auto_workers(2000, 32, any_local=False, cpus=2) == 2
-    assert callpool.auto_workers(2000, 32, any_local=False, cpus=16) == callpool.AUTO_MAX_WORKERS
+    assert callpool.auto_workers(2000, 32, any_local=False, cpus=2) == 4  # one per 8 calls in flight
+    assert callpool.auto_workers(2000, 16, any_local=False, cpus=2) == 2
+    assert callpool.auto_workers(2000, 20, any_local=False, cpus=2) == 3
+    assert callpool.auto_workers(2000, 1000, any_local=False, cpus=16) == callpool.AUTO_MAX_WORKERS
     assert callpool.auto_workers(100, 32, any_local=False, cpus=2) == 0  # too small a run to pay for a fork
     assert callpool.auto_workers(2000, 4, any_local=False, cpus=2) == 0  # one loop is nowhere near busy
     assert callpool.auto_workers(2000, 32, any_local=True, cpus=2) == 0  # the local model sets the pace

@@ -41,22 +41,26 @@ from benchrun.spec import ModelRef, Retries
 
 AUTO_MIN_UNITS = 250  # smaller runs make their calls in-process: forking would not pay for itself
 AUTO_MIN_CONCURRENCY = 16  # below this one event loop is nowhere near busy
-AUTO_MAX_WORKERS = 4
+AUTO_CALLS_PER_WORKER = 8  # calls in flight per worker loop (see below)
+AUTO_MAX_WORKERS = 8
 
 
 def auto_workers(n_units: int, global_concurrency: int, any_local: bool, cpus: int | None = None) -> int:
     """How many call workers ``--call-workers auto`` uses (0: calls in the run's own process).
 
-    Worker processes only help when the calling loop is CPU-bound: many calls in flight,
-    enough of them to amortise the fork, more than one core to run on, and remote models
-    (the embedded local model is served by one llama.cpp process: its latency, not our CPU,
-    sets the pace).
+    Worker processes only help when the calling loop is busy: many calls in flight, enough of
+    them to amortise the fork, more than one core, and remote models (the embedded local model
+    is served by one llama.cpp process: its speed, not our CPU, sets the pace). How many: what
+    stretches a call is the queue on its event loop, which grows with the calls in flight on
+    that loop. Bare litellm against a 200 ms server took 1.07x the ideal at 8 calls in flight per
+    loop, 1.10x at 16 and 1.16-1.19x at 32. So there is one worker per 8 calls in flight, even
+    beyond the core count: on 2 cores at concurrency 32, 4 workers beat 2 (docs/performance.md).
     """
     if cpus is None:
         cpus = os.cpu_count() or 1
     if any_local or cpus < 2 or n_units < AUTO_MIN_UNITS or global_concurrency < AUTO_MIN_CONCURRENCY:
         return 0
-    return min(cpus, AUTO_MAX_WORKERS)
+    return max(2, min(AUTO_MAX_WORKERS, -(-global_concurrency // AUTO_CALLS_PER_WORKER)))
 
 
 # ----------------------------------------------------------------------------- framing

@@ -82,7 +82,8 @@ def run(
     ] = False,
     call_workers: Annotated[
         str, typer.Option("--call-workers", help="Processes that make the model calls (0: this process). 'auto' "
-                          "uses one per core, up to 4, for runs of 250+ cells at concurrency 16+ on remote models.")
+                          "uses one per 8 calls in flight (2-8) for runs of 250+ cells at concurrency 16+ on "
+                          "remote models with 2+ cores, else 0.")
     ] = "auto",
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
