@@ -196,6 +196,33 @@ def test_no_artifact_or_output_holds_a_key(tmp_path: Path) -> None:
     assert not leaks, leaks
 
 
+def test_keys_stay_hidden_when_worker_processes_make_the_calls(tmp_path: Path) -> None:
+    """The same 401s echoing every key, with the calls (and their error messages) made in call workers."""
+    with FakeServer(fake_config(faults=FAULTS)) as server:
+        project = Project(tmp_path, server.url)
+        project.write_dataset()
+        project.write_rubric()
+        spec = write_spec(project, server.url)
+        ev = Evidence(project)
+        r = ev.cli("run", str(spec), "--call-workers", "2")
+        ok(r)
+        assert "2 call worker processes" in r.stderr
+        run_id = query(f"sqlite:///{project.ledger}", "SELECT id FROM run")[0][0]
+        ok(ev.cli("run", "--resume", run_id, "--call-workers", "2", "--json"))
+        ok(ev.cli("runs", "list", "--json"))
+        ok(ev.cli("runs", "show", run_id))
+        ok(ev.cli("runs", "show", run_id, "--json"))
+        # 6 in the run; the resume redoes its 5 error cells (case-003 of "bad" failed on its rules, so its judge's
+        # 401 left a failure, not an error, and it is not redone)
+        assert server.stats()["by_status"].get("401", 0) == 6 + 5
+        errors = [e for (e,) in query(f"sqlite:///{project.ledger}",
+                                      "SELECT COALESCE(error, judge_error) FROM result WHERE error IS NOT NULL OR "
+                                      "judge_error IS NOT NULL")]
+        assert len(errors) == 6 and all("Incorrect API key provided: ***" in e for e in errors), errors
+    leaks = ev.leaks(tmp_path, {spec}, [f"sqlite:///{project.ledger}"])
+    assert not leaks, leaks
+
+
 def test_postgres_ledger_password_and_keys_are_not_leaked(tmp_path: Path, pg_url: str) -> None:
     """The same on a PostgreSQL ledger reached through a URL with a password, and copies both ways.
 
