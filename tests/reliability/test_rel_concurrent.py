@@ -30,7 +30,9 @@ pg_url = relsupport.pg_url
 
 def run_at_once(tmp: Path, url: str, processes: int, cases: int) -> list[dict[str, Any]]:
     """Start ``processes`` runs of one spec against ledger ``url`` together; their JSON summaries."""
-    with FakeServer(fake_config(latency_ms=40)) as srv:
+    # 150 ms calls: each run's writes span ~2 s, so they overlap although the processes, importing litellm
+    # together on two cores, start seconds apart (at 40 ms one run once finished before any other began)
+    with FakeServer(fake_config(latency_ms=150)) as srv:
         project = Project(tmp, srv.url)
         project.write_dataset(make_cases(cases))
         project.write_rubric()
