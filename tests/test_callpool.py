@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,13 +168,12 @@ def _count(db: Path, sql: str) -> int:
         con.close()
 
 
-def _start(tmp: Path, srv: ServerProcess) -> tuple[Project, Path, subprocess.Popen[str]]:
+def _start(tmp: Path, srv: ServerProcess) -> tuple[Project, subprocess.Popen[str]]:
     project = Project(tmp, srv.url)
     project.write_dataset(make_cases(CASES))
     project.write_rubric()
     spec = project.write_spec(concurrency={"global": 8, "per_model": 8}, timeout_s=30)
-    proc = _run(project, "run", str(spec))
-    return project, spec, proc
+    return project, _run(project, "run", str(spec))
 
 
 def _run(project: Project, *args: str) -> subprocess.Popen[str]:
@@ -233,60 +233,55 @@ def _run_id(project: Project) -> str:
         con.close()
 
 
-def test_killing_the_run_stops_its_workers_at_once_and_resume_completes(tmp_path: Path) -> None:
+def _stop_midway_then_resume(tmp_path: Path, stop: Callable[[Project, subprocess.Popen[str], list[int]], None]) -> None:
+    """Start a run with two call workers; after 10 results ``stop`` ends it (and checks how); then resume it."""
     srv = ServerProcess(tmp_path, fake_config(latency_ms=100))
     workers: list[int] = []
     try:
-        project, _spec, proc = _start(tmp_path, srv)
+        project, proc = _start(tmp_path, srv)
         workers = _wait_results(project, proc, 10)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert _gone(workers), "call workers outlived the run's process"
-        # and they made no call after it died: the server's log stops growing
-        time.sleep(0.5)
-        n = srv.get("/stats")["total"]
-        time.sleep(1.0)
-        assert srv.get("/stats")["total"] == n
+        stop(project, proc, workers)
+        assert _gone(workers), "call workers outlived the run"
+        if proc.returncode == 3:  # stopped, not killed: it marked itself interrupted
+            assert _count(project.ledger, "SELECT COUNT(*) FROM run WHERE status = 'interrupted'") == 1
+        else:  # killed: its workers made no call after it died, so the server's log stops growing
+            time.sleep(0.5)
+            n = srv.get("/stats")["total"]
+            time.sleep(1.0)
+            assert srv.get("/stats")["total"] == n
         _resume_and_check(project, srv, _run_id(project))
     finally:
         _reap(workers)
         srv.close()
 
 
+def test_killing_the_run_stops_its_workers_at_once_and_resume_completes(tmp_path: Path) -> None:
+    def stop(_project: Project, proc: subprocess.Popen[str], _workers: list[int]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+
+    _stop_midway_then_resume(tmp_path, stop)
+
+
 def test_a_dead_worker_stops_the_run_as_interrupted_and_resume_completes(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path, fake_config(latency_ms=100))
-    workers: list[int] = []
-    try:
-        project, _spec, proc = _start(tmp_path, srv)
-        workers = _wait_results(project, proc, 10)
+    def stop(project: Project, proc: subprocess.Popen[str], workers: list[int]) -> None:
         os.kill(workers[0], signal.SIGKILL)
         _out, errs = proc.communicate(timeout=60)
         assert proc.returncode == 3, errs[-2000:]
         assert f"call worker process {workers[0]} exited" in errs and "Traceback" not in errs
-        assert _gone(workers)
-        assert _count(project.ledger, "SELECT COUNT(*) FROM run WHERE status = 'interrupted'") == 1
         assert _count(project.ledger, "SELECT COUNT(*) FROM result") < 2 * CASES
         assert _count(project.ledger, "SELECT COUNT(*) FROM result WHERE status = 'passed' AND response_text IS NULL") \
             == 0
-        _resume_and_check(project, srv, _run_id(project))
-    finally:
-        _reap(workers)
-        srv.close()
+
+    _stop_midway_then_resume(tmp_path, stop)
 
 
 def test_ctrl_c_interrupts_the_run_and_its_workers(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path, fake_config(latency_ms=100))
-    workers: list[int] = []
-    try:
-        project, _spec, proc = _start(tmp_path, srv)
-        workers = _wait_results(project, proc, 10)
+    def stop(_project: Project, proc: subprocess.Popen[str], _workers: list[int]) -> None:
         os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground group gets it
         _out, errs = proc.communicate(timeout=60)
         assert proc.returncode == 3, errs[-2000:]
         assert "interrupted" in errs and "Traceback" not in errs
-        assert _gone(workers)
-        assert _count(project.ledger, "SELECT COUNT(*) FROM run WHERE status = 'interrupted'") == 1
-        _resume_and_check(project, srv, _run_id(project))
-    finally:
-        _reap(workers)
-        srv.close()
+
+    _stop_midway_then_resume(tmp_path, stop)

@@ -167,9 +167,6 @@ class CallPool:
             self.workers.append(_Worker(proc, ours))
         self._ids = itertools.count()
 
-    def __len__(self) -> int:
-        return len(self.workers)
-
     async def attach(self) -> None:
         """Start listening for results on the running event loop."""
         for w in self.workers:

@@ -123,17 +123,21 @@ def write_spec(project: Project, api_base: str, implicit: bool = True, **overrid
     return spec
 
 
+def secrets_project(tmp_path: Path, url: str) -> tuple[Project, Path, Evidence]:
+    """A project whose spec uses all three keys, served at ``url``, and the evidence collector for its CLI runs."""
+    project = Project(tmp_path, url)
+    project.write_dataset()
+    project.write_rubric()
+    return project, write_spec(project, url), Evidence(project)
+
+
 def ok(r: subprocess.CompletedProcess[str], *codes: int) -> None:
     assert r.returncode in (codes or (0,)), f"exit {r.returncode}: {r.stdout[-1500:]}\n{r.stderr[-1500:]}"
 
 
 def test_no_artifact_or_output_holds_a_key(tmp_path: Path) -> None:
     with FakeServer(fake_config(faults=FAULTS)) as server:
-        project = Project(tmp_path, server.url)
-        project.write_dataset()
-        project.write_rubric()
-        spec = write_spec(project, server.url)
-        ev = Evidence(project)
+        project, spec, ev = secrets_project(tmp_path, server.url)
 
         r1 = ev.cli("run", str(spec), "--json")
         ok(r1)
@@ -199,11 +203,7 @@ def test_no_artifact_or_output_holds_a_key(tmp_path: Path) -> None:
 def test_keys_stay_hidden_when_worker_processes_make_the_calls(tmp_path: Path) -> None:
     """The same 401s echoing every key, with the calls (and their error messages) made in call workers."""
     with FakeServer(fake_config(faults=FAULTS)) as server:
-        project = Project(tmp_path, server.url)
-        project.write_dataset()
-        project.write_rubric()
-        spec = write_spec(project, server.url)
-        ev = Evidence(project)
+        project, spec, ev = secrets_project(tmp_path, server.url)
         r = ev.cli("run", str(spec), "--call-workers", "2")
         ok(r)
         assert "2 call worker processes" in r.stderr
@@ -231,11 +231,7 @@ def test_postgres_ledger_password_and_keys_are_not_leaked(tmp_path: Path, pg_url
     """
     pw_url = make_url(pg_url).set(password=LEDGER_PW).render_as_string(hide_password=False)
     with FakeServer(fake_config(faults=FAULTS)) as server:
-        project = Project(tmp_path, server.url)
-        project.write_dataset()
-        project.write_rubric()
-        spec = write_spec(project, server.url)
-        ev = Evidence(project)
+        project, spec, ev = secrets_project(tmp_path, server.url)
         pg = {"BENCHRUN_LEDGER": pw_url}  # the password reaches benchrun the way a team would configure it
 
         r = ev.cli("run", str(spec), env=pg)  # text output: it names the ledger it writes to
