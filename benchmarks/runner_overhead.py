@@ -125,7 +125,7 @@ def main() -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             n_workers = runner.call_workers_for(loaded, args.call_workers)
-            pool = callpool.CallPool(n_workers) if n_workers else None  # forking it is part of the run's time
+            pool = callpool.CallPool(n_workers, loaded.spec.concurrency.global_) if n_workers else None  # forking it is part of the run's time
             try:
                 r = runner.Runner(loaded, ledger, run_id, use_cache=False, pool=pool)
                 outcome = asyncio.run(r.execute())

@@ -327,6 +327,8 @@ class _State:
         self.stopping = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.in_flight_by_model: dict[str, int] = {}
+        self.max_in_flight_by_model: dict[str, int] = {}
         self.handlers_alive = 0
         self.idle = threading.Condition(self.lock)
 
@@ -341,15 +343,19 @@ class _State:
             self.records.clear()
             self.fault_seen.clear()
             self.max_in_flight = self.in_flight
+            self.max_in_flight_by_model = {m: n for m, n in self.in_flight_by_model.items() if n}
 
-    def enter(self) -> None:
+    def enter(self, model: str) -> None:
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            n = self.in_flight_by_model[model] = self.in_flight_by_model.get(model, 0) + 1
+            self.max_in_flight_by_model[model] = max(self.max_in_flight_by_model.get(model, 0), n)
 
-    def leave(self) -> None:
+    def leave(self, model: str) -> None:
         with self.lock:
             self.in_flight -= 1
+            self.in_flight_by_model[model] -= 1
 
     def admit(self, path: str, body: dict[str, Any],
               client_port: int | None = None) -> tuple[RequestRecord, Config, Fault | None]:
@@ -417,6 +423,7 @@ class _State:
                 "by_status": by_status,
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
+                "max_in_flight_by_model": dict(self.max_in_flight_by_model),
             }
 
 
@@ -617,11 +624,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._complete(state, path, body)
 
     def _complete(self, state: _State, path: str, body: dict[str, Any]) -> None:
-        state.enter()
+        model = str(body.get("model", ""))
+        state.enter(model)
         try:
             self._complete_inner(state, path, body)
         finally:
-            state.leave()
+            state.leave(model)
 
     def _complete_inner(self, state: _State, path: str, body: dict[str, Any]) -> None:
         rec, cfg, fault = state.admit(path, body, self.client_address[1])

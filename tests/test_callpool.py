@@ -19,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
-from benchrun import callpool
+from benchrun import callpool, runner
+from benchrun.spec import load_run_spec
 from conftest import GOOD, Project, fake_config, make_cases
 from reliability.relsupport import BENCHRUN, ServerProcess
 
@@ -75,7 +77,7 @@ PROBE = textwrap.dedent("""
     url, server_port, other_thread, pad = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
     if other_thread:  # another thread alive: forking now would be unsafe, so the pool must not fork
         threading.Thread(target=threading.Event().wait, daemon=True).start()
-    pool = callpool.CallPool(2)
+    pool = callpool.CallPool(2, 40)
     model = "openai/echo" if pad else "openai/good"  # echo: the answer is the question, as long
     ref = ModelRef(model=model, api_base=url, price={{"input_per_1m": 1, "output_per_1m": 2}})
     ep = providers.resolve(ref)
@@ -144,6 +146,39 @@ def test_auto_uses_workers_only_where_they_pay() -> None:
     assert callpool.auto_workers(2000, 32, any_local=False, cpus=1) == 0
 
 
+def test_the_global_limit_is_shared_out_between_the_workers() -> None:
+    assert callpool.split_slots(32, 4) == [8, 8, 8, 8]
+    assert callpool.split_slots(7, 3) == [3, 2, 2]
+    assert callpool.split_slots(2, 4) == [1, 1]  # never a worker without a slot
+    assert sum(callpool.split_slots(33, 8)) == 33
+
+
+@pytest.mark.parametrize("workers", ["0", "3"], ids=["in-process", "3-workers"])
+def test_calls_in_flight_never_exceed_the_limits(tmp_path: Path, workers: str) -> None:
+    """The server counts the requests it is serving at once, in all and per model: never more than the spec's
+    global and per-model limits, however the calls are made; and the global limit is reached, so it is what
+    bounds the run (with call workers, more units are under way than calls may be in flight)."""
+    srv = ServerProcess(tmp_path, fake_config(latency_ms=60, latency_jitter_ms=40))
+    try:
+        project = Project(tmp_path, srv.url)
+        project.write_dataset(make_cases(60))
+        project.write_rubric()
+        spec = yaml.safe_load(project.write_spec(concurrency={"global": 7, "per_model": 5}).read_text())
+        spec["judge"]["concurrency"] = 3
+        (project.root / "runs" / "mini.yaml").write_text(yaml.safe_dump(spec))
+        r = project.cli("run", "runs/mini.yaml", "--call-workers", workers, "--json", subprocess_=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        stats = srv.get("/stats")
+    finally:
+        srv.close()
+    assert stats["completed"] == 60 * 2 * 2  # every cell answered and judged once
+    assert stats["max_in_flight"] == 7
+    per_model = stats["max_in_flight_by_model"]
+    assert set(per_model) == {"good", "bad", "judge"}
+    assert per_model["good"] <= 5 and per_model["bad"] <= 5
+    assert per_model["judge"] == 3
+
+
 def test_call_workers_must_be_auto_or_a_count(project: Project) -> None:
     spec = project.setup()
     for bad in ("-1", "two"):
@@ -151,6 +186,10 @@ def test_call_workers_must_be_auto_or_a_count(project: Project) -> None:
         assert r.returncode == 2, (bad, r.stderr)
         assert r.stderr.strip().count("\n") == 0 and "--call-workers" in r.stderr and "Traceback" not in r.stderr
     assert not project.ledger.exists() or _count(project.ledger, "SELECT COUNT(*) FROM run") == 0
+    loaded = load_run_spec(spec)  # global concurrency 4: no more workers than slots to share out
+    assert runner.call_workers_for(loaded, "9") == 4
+    assert runner.call_workers_for(loaded, "3") == 3
+    assert runner.call_workers_for(loaded, "0") == 0
 
 
 # --------------------------------------------------------------------------- deaths and Ctrl-C in a real run

@@ -350,13 +350,13 @@ def test_bad_config_is_rejected(bad: dict[str, Any]) -> None:
 
 
 def test_concurrent_requests_sleep_in_parallel_and_stop_wakes_them() -> None:
-    """32 requests must be in flight at once while each sleeps its latency (no serialisation)."""
+    """32 requests must be in flight at once while each sleeps its latency (no serialisation), counted per model too."""
     srv = FakeServer({"latency_ms": 600_000}).start()
     errors: list[BaseException] = []
 
     def client(i: int) -> None:
         try:
-            chat(srv, {"model": "m", "messages": [{"role": "user", "content": str(i)}]})
+            chat(srv, {"model": "m" if i < 20 else "n", "messages": [{"role": "user", "content": str(i)}]})
         except BaseException as exc:  # the server is stopped under the client
             errors.append(exc)
 
@@ -368,6 +368,7 @@ def test_concurrent_requests_sleep_in_parallel_and_stop_wakes_them() -> None:
         while srv.stats()["in_flight"] < 32 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert srv.stats()["in_flight"] == 32
+        assert srv.stats()["max_in_flight_by_model"] == {"m": 20, "n": 12}
     finally:
         assert srv.stop() is True
     for t in threads:

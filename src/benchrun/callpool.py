@@ -8,9 +8,15 @@ the time and a run takes 1.2-1.3x the time the calls themselves need.
 
 ``CallPool`` moves only the calls: each worker process runs its own event loop and
 ``providers.complete`` (retries, backoff, ``Retry-After``, cost), and sends back the
-``CallResult``. Everything else stays in the run's process exactly as before: the
-queue, the global and per-model concurrency limits (so the number of calls in flight
-is the same), the cache, rules and judge parsing, the budget, the ledger, progress.
+``CallResult``. Everything else stays in the run's process: the queue, the per-model
+concurrency limits, the cache, rules and judge parsing, the budget, the ledger, progress.
+
+The run's global limit moves into the workers: the run's concurrency is split between
+them (32 over 4 workers: 8 each) and a worker makes at most its share of calls at once,
+queueing the rest. So never more than the global limit of calls are in flight, and the
+run can keep more calls *outstanding* than that: a call that ends frees its slot inside
+its worker, where a queued call takes it at once, instead of after a round trip through
+the run's process (its scoring, ledger writes, and the sockets both ways).
 
 Lifetime: workers are forked when the pool starts (before the progress bar's thread
 exists, so the fork is clean; with other threads alive they are spawned instead, which
@@ -84,7 +90,7 @@ async def _read(reader: asyncio.StreamReader) -> Any:
 # ----------------------------------------------------------------------------- worker side
 
 
-def _worker_main(sock: socket.socket, inherited: list[socket.socket]) -> None:
+def _worker_main(sock: socket.socket, inherited: list[socket.socket], slots: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the run handles it
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the run's handler (a KeyboardInterrupt) that a fork copies
     for s in inherited:  # the run's ends of every socketpair, and the other workers' ends (fork copies them)
@@ -92,20 +98,22 @@ def _worker_main(sock: socket.socket, inherited: list[socket.socket]) -> None:
             s.close()
     providers.collect_env_secrets()
     providers.setup_litellm()
-    asyncio.run(_serve(sock))
+    asyncio.run(_serve(sock, slots))
 
 
-async def _serve(sock: socket.socket) -> None:
+async def _serve(sock: socket.socket, slots: int) -> None:
     await providers.warm_up()  # a no-op after a fork from a warmed-up process; imports it all otherwise
     reader, writer = await asyncio.open_connection(sock=sock)
     tasks: set[asyncio.Task[None]] = set()
+    limit = asyncio.Semaphore(slots)  # this worker's share of the run's global concurrency
 
     async def one(call_id: int, args: tuple[Any, ...]) -> None:
         ref, ep, messages, params, timeout_s, retries = args
         providers.SECRETS.add(ep.api_key)
         reply: tuple[int, CallResult | None, str | None]
         try:
-            reply = (call_id, await providers.complete(ref, ep, messages, params, timeout_s, retries), None)
+            async with limit:  # waiting here is not part of the call: its latency and timeout start inside
+                reply = (call_id, await providers.complete(ref, ep, messages, params, timeout_s, retries), None)
         except Exception as e:  # complete() returns provider faults; anything else is a bug to surface
             reply = (call_id, None, f"{type(e).__name__}: {providers.SECRETS.redact(str(e))}")
         writer.write(_frame(reply))
@@ -130,23 +138,31 @@ async def _serve(sock: socket.socket) -> None:
 class _Worker:
     process: Any
     sock: socket.socket
+    slots: int
     writer: asyncio.StreamWriter | None = None
     listener: asyncio.Task[None] | None = None
-    in_flight: dict[int, asyncio.Future[CallResult]] = field(default_factory=dict)
+    pending: dict[int, asyncio.Future[CallResult]] = field(default_factory=dict)
     dead: bool = False
 
 
-class CallPool:
-    """``n`` worker processes that make model calls for one run.
+def split_slots(concurrency: int, n: int) -> list[int]:
+    """The run's global concurrency shared out between ``n`` workers, none left without a slot."""
+    n = min(n, concurrency)
+    return [concurrency // n + (1 if i < concurrency % n else 0) for i in range(n)]
 
-    Create it outside any event loop and before other threads start (the workers are then forked);
-    inside the run's ``asyncio.run``, ``await attach()`` before the first call and ``await detach()``
-    after the last; ``close()`` at the end.
+
+class CallPool:
+    """Worker processes that make the model calls for one run, at most ``concurrency`` at once.
+
+    ``n`` workers (no more than ``concurrency``) share the ``concurrency`` slots between them
+    (``split_slots``). Create it outside any event loop and before other threads start (the workers
+    are then forked); inside the run's ``asyncio.run``, ``await attach()`` before the first call and
+    ``await detach()`` after the last; ``close()`` at the end.
     """
 
-    def __init__(self, n: int) -> None:
-        if n < 1:
-            raise ValueError("a call pool needs at least one worker")
+    def __init__(self, n: int, concurrency: int) -> None:
+        if n < 1 or concurrency < 1:
+            raise ValueError("a call pool needs at least one worker and one slot")
         if threading.active_count() == 1:  # load litellm's lazily imported call path once, not once per worker
             providers.setup_litellm()
             asyncio.run(providers.warm_up())
@@ -154,17 +170,19 @@ class CallPool:
         method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
             else "spawn"
         ctx = multiprocessing.get_context(method)
-        pairs = [socket.socketpair() for _ in range(n)]
+        shares = split_slots(concurrency, n)
+        pairs = [socket.socketpair() for _ in shares]
         everything = [s for pair in pairs for s in pair] if method == "fork" else []
         self.method = method
+        self.concurrency = concurrency
         self.workers: list[_Worker] = []
-        for ours, theirs in pairs:
+        for (ours, theirs), slots in zip(pairs, shares, strict=True):
             inherited = [s for s in everything if s is not theirs and s.fileno() != -1]
-            proc = ctx.Process(target=_worker_main, args=(theirs, inherited), name="benchrun-call-worker",
+            proc = ctx.Process(target=_worker_main, args=(theirs, inherited, slots), name="benchrun-call-worker",
                                daemon=True)
             proc.start()
             theirs.close()
-            self.workers.append(_Worker(proc, ours))
+            self.workers.append(_Worker(proc, ours, slots))
         self._ids = itertools.count()
 
     async def attach(self) -> None:
@@ -186,16 +204,16 @@ class CallPool:
 
     async def complete(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                        timeout_s: float, retries: Retries) -> CallResult:
-        """``providers.complete`` in the least busy worker."""
+        """``providers.complete`` in the worker with the most free slots (it waits there for one if none is)."""
         alive = [w for w in self.workers if not w.dead]
         if not alive:
             raise RunAborted("every call worker process has exited; resume the run")
-        w = min(alive, key=lambda x: len(x.in_flight))
+        w = max(alive, key=lambda x: x.slots - len(x.pending))
         if w.writer is None:
             raise RuntimeError("CallPool.attach() was not awaited on this event loop")
         call_id = next(self._ids)
         fut: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
-        w.in_flight[call_id] = fut
+        w.pending[call_id] = fut
         try:
             w.writer.write(_frame((call_id, (ref, ep, messages, params, timeout_s, retries))))
             await w.writer.drain()
@@ -204,13 +222,13 @@ class CallPool:
             self._died(w)
             raise RunAborted(f"call worker process {w.process.pid} has exited; resume the run") from None
         finally:
-            w.in_flight.pop(call_id, None)
+            w.pending.pop(call_id, None)
 
     async def _listen(self, w: _Worker, reader: asyncio.StreamReader) -> None:
         try:
             while True:
                 call_id, result, error = await _read(reader)
-                fut = w.in_flight.pop(call_id, None)
+                fut = w.pending.pop(call_id, None)
                 if fut is None or fut.done():
                     continue  # its caller was cancelled
                 if error is not None:
@@ -226,12 +244,12 @@ class CallPool:
         w.dead = True
         w.process.join(timeout=1)
         code = w.process.exitcode
-        n = len(w.in_flight)
-        for fut in w.in_flight.values():
+        n = len(w.pending)
+        for fut in w.pending.values():
             if not fut.done():
                 fut.set_exception(RunAborted(f"call worker process {w.process.pid} exited (exit code {code}) with "
-                                             f"{n} calls in flight; resume the run"))
-        w.in_flight.clear()
+                                             f"{n} calls outstanding; resume the run"))
+        w.pending.clear()
 
     def close(self) -> None:
         """Stop the workers (closing its socket makes a worker exit at once) and reap them."""

@@ -114,7 +114,8 @@ def run(
     if not json_out:
         from benchrun.ledger.store import redact_url
 
-        how = f"{n_workers} call worker processes" if n_workers else "calls in this process"
+        how = (f"{n_workers} call worker processes, {loaded.spec.concurrency.global_} calls at most at once"
+               if n_workers else "calls in this process")
         err.print(f"run {run_id}: {loaded.spec.name} — ledger {redact_url(led.url)} — {how}", markup=False)
     outcome = _execute(loaded, led, run_id, use_cache=not no_cache, show_progress=not json_out, call_workers=n_workers)
     summary = build_summary(led, led.get_run(run_id))
@@ -168,7 +169,8 @@ def _execute(loaded: Any, led: Any, run_id: str, use_cache: bool, show_progress:
         if call_workers:
             from benchrun.callpool import CallPool
 
-            pool = CallPool(call_workers)  # before the progress bar's thread exists: the workers are forked
+            # before the progress bar's thread exists: the workers are forked
+            pool = CallPool(call_workers, loaded.spec.concurrency.global_)
         on_progress = None
         if show_progress and err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

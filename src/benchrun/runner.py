@@ -153,7 +153,7 @@ def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
             n = -1
         if n < 0:
             raise UsageError(f"--call-workers must be 'auto' or a whole number >= 0, not {option!r}")
-        return n
+        return min(n, loaded.spec.concurrency.global_)  # each worker needs one of the global slots
     spec = loaded.spec
     n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples
     any_local = any(providers.is_local(ref) for ref in [*spec.candidates, spec.judge])
@@ -472,7 +472,17 @@ class Runner:
                 if self.on_progress:
                     self.on_progress(prog)
 
-        n_workers = max(1, min(spec.concurrency.global_, len(units) or 1))
+        # Calls in flight never exceed the global limit. In this process the limit is the number of units under
+        # way (each makes one call at a time). When call workers make every call, they hold the limit
+        # (callpool), so twice as many units can be under way: a call that ends frees its slot in its worker,
+        # where another unit's call is already waiting, instead of idling through this unit's scoring, ledger
+        # writes and the round trip between the processes. (In this process alone, more units than slots made
+        # the run slower: its one event loop is the bottleneck, and more tasks only queue on it.)
+        at_once = spec.concurrency.global_
+        eps = [*self.endpoints.values(), *([self.judge_endpoint] if self.judge_endpoint else [])]
+        if self.pool is not None and self.pool.concurrency <= at_once and not any(ep.local for ep in eps):
+            at_once *= 2
+        n_workers = max(1, min(at_once, len(units) or 1))
         if self.pool is not None:
             await self.pool.attach()
         tasks = [asyncio.create_task(worker()) for _ in range(n_workers)]
