@@ -22,8 +22,9 @@ Lifetime: workers are forked when the pool starts (before the progress bar's thr
 exists, so the fork is clean; with other threads alive they are spawned instead, which
 costs each a fresh import of litellm). A worker ignores SIGINT (Ctrl-C is the run's to
 handle) and exits at once when its socket closes, including when the run's process is
-killed, so no call is made that nobody will record. A worker that dies fails its in-flight calls with
-``RunAborted``; the run stops as interrupted and ``--resume`` completes it.
+killed, so no call is made that nobody will record. A worker that dies fails its outstanding calls
+(in flight or queued for a slot) with ``RunAborted``; the run stops as interrupted and ``--resume``
+completes it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def auto_workers(n_units: int, global_concurrency: int, any_local: bool, cpus: i
     is served by one llama.cpp process: its speed, not our CPU, sets the pace). How many: what
     stretches a call is the queue on its event loop, which grows with the calls in flight on
     that loop. Bare litellm against a 200 ms server took 1.07x the ideal at 8 calls in flight per
-    loop, 1.10x at 16 and 1.16-1.19x at 32. So there is one worker per 8 calls in flight, even
+    loop, 1.10x at 16 and 1.16-1.23x at 32. So there is one worker per 8 calls in flight, even
     beyond the core count: on 2 cores at concurrency 32, 4 workers beat 2 (docs/performance.md).
     """
     if cpus is None:
