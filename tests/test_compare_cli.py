@@ -10,17 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-import benchrun.cli
-import benchrun.cli_compare
+import benchrun.report.shortlist
 from benchrun.analysis.compare import Outcome, breakdown_compare, flips, paired_compare, power_sentence
 from conftest import BAD, GOOD, JUDGE_FAIL, JUDGE_PASS, Project, make_cases
 from fakeserver import FakeServer
-
-
-@pytest.fixture(autouse=True)
-def _commands() -> None:
-    if "compare" not in [c.name for c in benchrun.cli.app.registered_commands]:
-        benchrun.cli_compare.register(benchrun.cli.app)
 
 
 def mixed_config(**extra: Any) -> dict[str, Any]:
@@ -271,13 +264,13 @@ def test_shortlist_across_runs_and_unknown_model_info(mixed: Project) -> None:
 def test_model_info_for_a_known_model() -> None:
     import litellm
 
-    info = benchrun.cli_compare.model_info("gpt-4o-mini")
+    info = benchrun.report.shortlist.model_info("gpt-4o-mini")
     exp = litellm.get_model_info("gpt-4o-mini")
     assert info["context_window"] == exp["max_input_tokens"]
     assert info["input_per_1m"] == pytest.approx(exp["input_cost_per_token"] * 1e6)
-    assert benchrun.cli_compare.model_info("local/smollm2-135m")["context_window"] is None
-    assert benchrun.cli_compare.is_local("openai/x", "http://localhost:8080/v1")
-    assert not benchrun.cli_compare.is_local("gpt-4o-mini", None)
+    assert benchrun.report.shortlist.model_info("local/smollm2-135m")["context_window"] is None
+    assert benchrun.report.shortlist.is_local("openai/x", "http://localhost:8080/v1")
+    assert not benchrun.report.shortlist.is_local("gpt-4o-mini", None)
 
 
 def test_json_output_is_strict_json(mixed: Project) -> None:

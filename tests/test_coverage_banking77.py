@@ -21,8 +21,8 @@ from rich.console import Console
 from scipy.spatial.distance import jensenshannon
 from typer.testing import CliRunner
 
+from benchrun.cli.coverage import build_app
 from benchrun.coverage import render, run_coverage, run_refresh
-from benchrun.coverage.cli import build_app
 from benchrun.coverage.embed import EmbeddingCache, EmbedStats, embed_texts, text_hash
 from benchrun.coverage.pipeline import _options, analyse
 from benchrun.errors import BadInput

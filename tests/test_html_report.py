@@ -11,19 +11,11 @@ from typing import Any
 
 import pytest
 
-import benchrun.cli
-import benchrun.cli_compare
 from conftest import GOOD, Project, fake_config, make_cases
 from fakeserver import FakeServer
 
 EVIL_INPUT = 'Is <script>alert("pwned")</script> & <b>this</b> refunded? (ticket 99)'
 EVIL_ANSWER = '<img src="http://example.com/x.png"> <script>alert("answer")</script> ' + GOOD
-
-
-@pytest.fixture(autouse=True)
-def _commands() -> None:
-    if "compare" not in [c.name for c in benchrun.cli.app.registered_commands]:
-        benchrun.cli_compare.register(benchrun.cli.app)
 
 
 class Tags(HTMLParser):

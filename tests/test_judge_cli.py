@@ -18,17 +18,10 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-import benchrun.cli
-import benchrun.cli_judge
 from benchrun.labels import blind_item_id, load_labels
 from benchrun.spec import PassRule
 from conftest import RUBRIC, Project, fake_config, make_cases
 from fakeserver import FakeServer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _judge_commands() -> None:
-    benchrun.cli_judge.register(benchrun.cli.app)  # idempotent; the lead mounts it in cli.py
 
 
 def start_run(project: Project, cases: int = 6, **spec: Any) -> str:

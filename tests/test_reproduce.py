@@ -6,17 +6,9 @@ import sqlite3
 
 import pytest
 
-import benchrun.cli
-import benchrun.cli_compare
 from benchrun.analysis.compare import Outcome, paired_compare
 from conftest import BAD, JUDGE_FAIL, JUDGE_PASS, Project, fake_config, make_cases
 from fakeserver import FakeServer
-
-
-@pytest.fixture(autouse=True)
-def _commands() -> None:
-    if "compare" not in [c.name for c in benchrun.cli.app.registered_commands]:
-        benchrun.cli_compare.register(benchrun.cli.app)
 
 
 def completed(server: FakeServer) -> int:

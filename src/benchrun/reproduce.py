@@ -19,13 +19,18 @@ The comparison with the original run is built from the paired statistics in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Run
 from benchrun.spec import LoadedSpec, resolve_path
+
+if TYPE_CHECKING:
+    from benchrun.runner import Progress
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,8 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     """
     from benchrun.analysis.breakdown import summarize
     from benchrun.analysis.compare import flips, paired_compare
-    from benchrun.cli_compare import conditions_diff, jsonable, outcomes_for
+    from benchrun.report.comparison import conditions_diff, outcomes_for
+    from benchrun.report.plain import jsonable
     from benchrun.report.summary import result_dicts
 
     rows_o = result_dicts(ledger.results(original.id))
@@ -250,16 +256,18 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     })
 
 
-def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, show_progress: bool = False,
-              n_boot: int = 10000) -> dict[str, Any]:
+def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int = 10000, *,
+              on_progress: Callable[[Progress], None] | None = None, on_start: Callable[[], None] | None = None,
+              interrupt_guard: Callable[[], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
     """Re-run RUN_ID from its stored snapshot as a new run and compare. Returns the diff payload.
 
     Raises `UsageError` when ``from_cache`` is set and some call is not in the cache (nothing
-    is run then), and `RunAborted` when the new run cannot complete.
+    is run then), and `RunAborted` when the new run cannot complete. The hooks are those of
+    `benchrun.execution.execute_run`.
     """
     from benchrun import providers, runner
-    from benchrun.cli import _execute
     from benchrun.errors import RunAborted, UsageError
+    from benchrun.execution import execute_run
 
     providers.collect_env_secrets()
     original = ledger.get_run(run_id)
@@ -282,8 +290,8 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, show_progre
                                      rubric=loaded.rubric, path=loaded.path)
     new_id = runner.create_run(loaded, ledger)
     workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
-    outcome = _execute(exec_loaded, ledger, new_id, use_cache=from_cache, show_progress=show_progress,
-                       call_workers=workers)
+    outcome = execute_run(exec_loaded, ledger, new_id, use_cache=from_cache, call_workers=workers,
+                          on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard)
     if outcome.status != "completed":
         raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
                          f"Resume with: benchrun run --resume {new_id}")

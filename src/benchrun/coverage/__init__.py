@@ -5,7 +5,7 @@ Entry points (see docs/coverage.md):
 - `run_coverage(production_path, dataset_path, **options) -> dict`
 - `run_refresh(production_path, dataset_path, n, out_path, **options) -> dict`
 - `benchrun.coverage.render` for the terminal table, HTML/PNG chart and JSON.
-- `benchrun.coverage.cli.app` (typer) with the ``coverage`` and ``refresh`` commands.
+- `benchrun.cli.coverage.app` (typer) with the ``coverage`` and ``refresh`` commands.
 
 Heavy libraries (sentence-transformers, torch, sklearn) are imported only when
 a run needs them.

@@ -1,6 +1,6 @@
 """The self-contained HTML report: one file, inline CSS, inline SVG charts, a little inline JS, no network.
 
-`render_report(data)` takes the plain dict built by `benchrun.cli_compare.report_data` and returns
+`render_report(data)` takes the plain dict built by `benchrun.report.data.report_data` and returns
 HTML text. Every value from the ledger (answers, inputs, judge reasons) goes through Jinja2's
 autoescaping; the SVG charts are built here from numbers, with labels escaped by `markupsafe`.
 """
@@ -328,7 +328,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 
 
 def render_report(data: dict[str, Any]) -> str:
-    """Render the report dict (see `benchrun.cli_compare.report_data`) to one HTML document."""
+    """Render the report dict (see `benchrun.report.data.report_data`) to one HTML document."""
     from jinja2 import Environment, StrictUndefined
 
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)

@@ -1,31 +1,30 @@
 """``benchrun ledger copy`` and ``benchrun ledger info``: move runs between ledgers, inspect one.
 
-Mount on the main app with ``register(app)``. Thin: parse, call `benchrun.ledger.copy`,
-render. Exit codes follow `benchrun.cli` (2 for usage errors such as an unknown run id).
-See docs/reliability.md.
+Thin: parse, call `benchrun.ledger.copy`, render. Exit codes follow `benchrun.cli` (2 for usage
+errors such as an unknown run id). See docs/reliability.md.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from benchrun.cli.common import Group, LedgerOpt, out, print_json
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
 
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+app = typer.Typer()
+ledger_app = typer.Typer(cls=Group, help="Copy runs between ledgers (SQLite, PostgreSQL) and inspect a ledger.",
+                         no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 
 
 def _out(text: str) -> None:
-    from rich.console import Console
-
-    Console(highlight=False, soft_wrap=True).print(text, markup=False)
+    out().print(text, markup=False)
 
 
+@ledger_app.command("copy")
 def ledger_copy(
     from_url: Annotated[str, typer.Option("--from", help="Source ledger: SQLAlchemy URL or SQLite path.")],
     to_url: Annotated[str, typer.Option("--to", help="Destination ledger: SQLAlchemy URL or SQLite path.")],
@@ -40,7 +39,7 @@ def ledger_copy(
 
     stats = copy(from_url, to_url, run or None)
     if json_out:
-        _print_json({"from": redact_url(ledger_url(from_url)), "to": redact_url(ledger_url(to_url)),
+        print_json({"from": redact_url(ledger_url(from_url)), "to": redact_url(ledger_url(to_url)),
                      **stats.to_dict()})
         return
     runs = stats.runs_added + stats.runs_updated + stats.runs_unchanged
@@ -53,11 +52,9 @@ def ledger_copy(
              f"({', '.join(stats.runs_still_running)}); copy again when they finish")
 
 
+@ledger_app.command("info")
 def ledger_info(
-    ledger: Annotated[
-        str | None,
-        typer.Option("--ledger", help="SQLAlchemy URL or SQLite path (default: $BENCHRUN_LEDGER or runs/ledger.sqlite)."),
-    ] = None,
+    ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Schema version and row counts of a ledger."""
@@ -70,7 +67,7 @@ def ledger_info(
     finally:
         led.close()
     if json_out:
-        _print_json(info)
+        print_json(info)
         return
     by_status = ", ".join(f"{k} {v}" for k, v in sorted(info["runs_by_status"].items())) or "none"
     by_kind = ", ".join(f"{k} {v}" for k, v in sorted(info["reports_by_kind"].items())) or "none"
@@ -78,13 +75,3 @@ def ledger_info(
          f"runs: {info['runs']} ({by_status})\nresults: {info['results']}\ncache entries: {info['cache']}\n"
          f"reports: {info['reports']} ({by_kind})")
 
-
-def register(app: typer.Typer) -> None:
-    """Add the ``ledger`` group (``copy``, ``info``) to the main app (idempotent)."""
-    if any(getattr(g, "name", None) == "ledger" for g in app.registered_groups):
-        return
-    ledger_app = typer.Typer(help="Copy runs between ledgers (SQLite, PostgreSQL) and inspect a ledger.",
-                             no_args_is_help=True)
-    ledger_app.command("copy")(ledger_copy)
-    ledger_app.command("info")(ledger_info)
-    app.add_typer(ledger_app, name="ledger")

@@ -1,8 +1,9 @@
 """``benchrun coverage`` and ``benchrun refresh`` (a typer sub-application).
 
-Mount with ``main_app.add_typer(build_app(on_report=store))`` (no name: the two
-commands join the main app) or use the default ``app``. ``on_report`` receives
-every coverage report dict (e.g. to store it in the ledger).
+The main app loads the two commands from the default ``app``; ``build_app(on_report=...)``
+makes one whose ``on_report`` receives every coverage report dict (tests use it). The
+pipeline (`benchrun.coverage.pipeline`, numpy, the embedding model) is imported only when a
+command runs; the terminal, HTML and PNG output is `benchrun.coverage.render`.
 """
 
 from __future__ import annotations

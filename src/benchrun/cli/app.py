@@ -1,0 +1,190 @@
+"""The `benchrun` command group: loads each command's module only when that command runs.
+
+`benchrun --help` lists every command from the table below without importing a single command
+module; `benchrun COMMAND ...` imports the one module that holds COMMAND (a few typer
+declarations; the heavy imports live inside the command functions). This is what keeps
+start-up near a bare typer app (see benchmarks/startup.py). The help text in the table is
+checked against each command's own docstring by tests/test_cli_structure.py.
+
+Exit codes: 0 done; 1 a quality gate the user set failed; 2 bad input or usage;
+3 the run could not complete (provider unreachable, budget exceeded, interrupted).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from typer.core import TyperCommand
+
+from benchrun.cli.common import Group
+from benchrun.errors import BenchrunError
+
+try:
+    from typer import _click as click  # typer >= 0.2x vendors click
+except ImportError:  # older typers use click itself
+    import click  # type: ignore[no-redef]
+
+HELP = "Private LLM evaluations: versioned datasets, rule + judge scoring, a reproducibility ledger."
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where a top-level command lives, and the help line `benchrun --help` shows for it."""
+
+    module: str  # benchrun.cli.<module>, whose typer ``app`` declares the command
+    help: str
+
+
+# Order = the order of `benchrun --help`.
+COMMANDS: dict[str, Entry] = {
+    "run": Entry("run", "Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the "
+                        "ledger."),
+    "validate": Entry("dataset", "Check a run spec together with the dataset and rubric it names (no model is called)."),
+    "calibrate": Entry("judge", "Compare the judge with human labels: agreement, Cohen's kappa with its 95% CI, weighted "
+                                "kappa,\nSpearman, confusion, leniency, failure modes; trusted or not. Uses the run's "
+                                "verdicts, or re-judges the\nlabelled items with --judge. Stored in the ledger; `runs "
+                                "show` then reports it next to judge scores."),
+    "compare": Entry("compare", "Is A better than B? Paired per case: pass-rate gap with intervals, McNemar, judge "
+                                "score, flips, power."),
+    "reproduce": Entry("compare", "Re-run a recorded run from its stored snapshot and say whether the result "
+                                  "reproduced (exit 1 if not)."),
+    "diff": Entry("compare", "What differs in two runs' conditions (models, prompts, sampling, dataset, rubric, judge, "
+                             "versions)."),
+    "shortlist": Entry("compare", "Decision table: exclude by limits (with reasons), rank the rest, mark ties and the "
+                                  "quality/cost frontier."),
+    "report": Entry("compare", "One self-contained HTML report (no network needed): conditions, tables, charts, "
+                               "per-case drill-down."),
+    "runs": Entry("runs", "Read runs recorded in the ledger."),
+    "dataset": Entry("dataset", "Inspect and validate dataset files."),
+    "rubric": Entry("dataset", "Validate rubric files."),
+    "labels": Entry("judge", "Human labels for checking the judge: export, annotate, import."),
+    "bias": Entry("judge", "Probe the judge for position and verbosity bias."),
+    "ledger": Entry("ledger", "Copy runs between ledgers (SQLite, PostgreSQL) and inspect a ledger."),
+    "coverage": Entry("coverage", "How far the eval set is from production traffic (Jensen-Shannon divergence over "
+                                  "clusters)."),
+    "refresh": Entry("coverage", "Propose new eval cases from production, stratified by cluster coverage."),
+}
+
+
+def load_command(name: str) -> click.Command:
+    """Import the module holding command ``name`` and build its click command from the module's typer app."""
+    entry = COMMANDS[name]
+    module = importlib.import_module(f"benchrun.cli.{entry.module}")
+    group = typer.main.get_group(module.app)
+    cmd = group.commands.get(name)
+    if cmd is None:  # a table entry naming the wrong module: a bug, caught by tests/test_cli_structure.py
+        raise LookupError(f"benchrun.cli.{entry.module} declares no command {name!r}")
+    return cmd
+
+
+class LazyGroup(Group):
+    """A typer group whose commands are imported on first use.
+
+    ``get_command`` answers with a placeholder (name and help only) until the command is
+    resolved for running or for its own ``--help``; the top-level help listing and shell
+    completion never import a command module.
+    """
+
+    def __init__(self, *, lazy: dict[str, Entry], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.lazy, *(n for n in self.commands if n not in self.lazy)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        entry = self.lazy.get(cmd_name)
+        if entry is None:
+            return None
+        return TyperCommand(name=cmd_name, help=entry.help, callback=None)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] in self.lazy and args[0] not in self.commands:
+            self.commands[args[0]] = load_command(args[0])
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.UsageError as e:
+            # TyperGroup suggests close matches among loaded commands only; offer every command
+            from difflib import get_close_matches
+
+            if args and "Did you mean" not in e.message:
+                matches = get_close_matches(args[0], list(self.list_commands(ctx)))
+                if matches:
+                    e.message = f"{e.message.rstrip('.')}. Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
+
+
+app = LazyGroup(name="benchrun", lazy=COMMANDS, help=HELP, no_args_is_help=True)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """Usage-error classes: typer >= 0.2x vendors click (``typer._click``); older typers use click itself."""
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click import exceptions as vendored
+
+        types.append(vendored.ClickException)
+    except ImportError:
+        pass
+    if "click" in sys.modules:  # only a click someone imported can raise
+        types.append(sys.modules["click"].ClickException)
+    return tuple(types)
+
+
+def _redact(text: str) -> str:
+    """Remove credentials from a message we print: every key-like environment value, and every secret
+    registered while the command ran (API keys read through ``api_key_env``, ledger URL passwords)."""
+    from benchrun.providers import SECRETS, collect_env_secrets
+
+    collect_env_secrets()
+    return SECRETS.redact(text) or ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one-line errors and documented exit codes, never a traceback for user faults."""
+    click_errors = _click_exception_types()
+    try:
+        rv = app.main(args=argv, standalone_mode=False, prog_name="benchrun")
+        if isinstance(rv, int):  # click returns an Exit's code instead of raising when not standalone
+            return rv
+    except typer.Exit as e:
+        return int(e.exit_code or 0)
+    except typer.Abort:
+        _err().print("aborted")
+        return 3
+    except click_errors as e:
+        fmt = getattr(e, "format_message", None)
+        _err().print(f"error: {fmt() if fmt else e}", markup=False)
+        ctx = getattr(e, "ctx", None)
+        if ctx is not None:
+            _err().print(f"see: {ctx.command_path} --help", markup=False)
+        return 2
+    except BenchrunError as e:
+        _err().print(f"error: {_redact(str(e))}", markup=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        _err().print("interrupted")
+        return 3
+    except Exception as e:  # a bug: still one line, unless debugging
+        if os.environ.get("BENCHRUN_DEBUG"):
+            raise
+        _err().print(f"internal error: {type(e).__name__}: {_redact(str(e))} (set BENCHRUN_DEBUG=1 for a traceback)",
+                     markup=False)
+        return 1
+    return 0
+
+
+def _err() -> Any:
+    from benchrun.cli.common import err
+
+    return err()

@@ -1,0 +1,162 @@
+"""What every command module shares: options, consoles, JSON printing, gates, SIGTERM handling.
+
+Light on purpose: `benchrun COMMAND --help` imports this module, so it imports typer and the
+standard library only; rich consoles are made on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from benchrun.ledger import Ledger
+
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option("--ledger", help="SQLAlchemy URL or SQLite path (default: $BENCHRUN_LEDGER or runs/ledger.sqlite)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read the response cache.")]
+
+
+class Group(TyperGroup):
+    """A typer group whose ``--help`` flag defaults to False instead of None.
+
+    typer >= 0.2x coerces every option value that is not already a bool through a pydantic
+    TypeAdapter; a group's absent ``--help`` flag is None, so `benchrun runs list --help` would
+    import pydantic (~40 ms) just to read "not given". With False it is a bool and skipped.
+    """
+
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)
+        if opt is not None and opt.default is None:
+            opt.default = False
+        return opt
+
+
+class Severity(StrEnum):
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+_consoles: dict[str, Console] = {}
+
+
+def out() -> Console:
+    """Standard output. Piped output (files, CI logs) gets a wide fixed width instead of rich's 80 columns."""
+    if "out" not in _consoles:
+        from rich.console import Console
+
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+        _consoles["out"] = Console(highlight=False, soft_wrap=True, width=width)
+    return _consoles["out"]
+
+
+def err() -> Console:
+    """Standard error: progress, warnings, one-line errors."""
+    if "err" not in _consoles:
+        from rich.console import Console
+
+        _consoles["err"] = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _consoles["err"]
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def open_ledger(url: str | None) -> Ledger:
+    from benchrun.ledger import Ledger
+
+    return Ledger(url)
+
+
+def exit_on_gate_failures(problems: list[str]) -> None:
+    """Print each failed quality gate and exit 1; nothing when every gate passed."""
+    if problems:
+        for p in problems:
+            err().print(f"gate failed: {p}", markup=False)
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a run executes, SIGTERM (a CI job cancelled, `kill`) stops it like Ctrl-C: marked interrupted, resumable."""
+
+    def _sigterm(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr for a run, started by `execute_run`'s ``on_start`` hook.
+
+    Only on a terminal; elsewhere (CI logs, files, ``--json``) the hooks do nothing. Use it as a
+    context manager so the bar stops however the run ends, before the error is printed.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and err().is_terminal
+        self._progress: Any = None
+        self._task: Any = None
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        if not self.enabled or self._progress is not None:
+            return
+        import time
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}/s"), TextColumn("errors {task.fields[errors]}"),
+            TextColumn("cost {task.fields[cost]}"), TimeElapsedColumn(), console=err(), transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("running", total=None, rate="0.0", errors=0, cost="$0")
+        self._t0 = time.perf_counter()
+
+    def update(self, p: Any) -> None:
+        if self._progress is None:
+            return
+        import time
+
+        rate = p.done / max(time.perf_counter() - self._t0, 1e-9)
+        cost = f"${p.cost_usd:.4f}" + (f" (+{p.cost_unknown} unpriced)" if p.cost_unknown else "")
+        self._progress.update(self._task, total=p.total, completed=p.done, rate=f"{rate:.1f}", errors=p.errors,
+                              cost=cost)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def hooks(self) -> dict[str, Any]:
+        """Keyword arguments for `execute_run` / `reproduce`: progress, start and the SIGTERM guard."""
+        return {"on_progress": self.update if self.enabled else None, "on_start": self.start,
+                "interrupt_guard": sigterm_as_interrupt}

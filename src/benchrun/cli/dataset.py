@@ -1,0 +1,84 @@
+"""`benchrun dataset info | validate`, `benchrun rubric validate`, `benchrun validate`: check files, call nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from benchrun.cli.common import Group, JsonOpt, out, print_json
+
+app = typer.Typer()
+dataset_app = typer.Typer(cls=Group, help="Inspect and validate dataset files.", no_args_is_help=True)
+rubric_app = typer.Typer(cls=Group, help="Validate rubric files.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(rubric_app, name="rubric")
+
+
+def _dataset_info(path: Path) -> dict[str, Any]:
+    from benchrun.spec import load_dataset
+
+    ds = load_dataset(path)
+    return {
+        "file": str(path), "name": ds.name, "version": ds.version, "description": ds.description, "hash": ds.hash,
+        "cases": len(ds.cases),
+        "by_severity": dict(Counter(c.severity for c in ds.cases).most_common()),
+        "by_category": dict(Counter(c.category for c in ds.cases).most_common()),
+        "by_provenance": dict(Counter(c.provenance.source for c in ds.cases).most_common()),
+    }
+
+
+@dataset_app.command("info")
+def dataset_info(file: Path, json_out: JsonOpt = False) -> None:
+    """Name, version, hash and counts by category, severity and provenance."""
+    from benchrun.report.terminal import render_dataset_info
+
+    info = _dataset_info(file)
+    if json_out:
+        print_json(info)
+    else:
+        render_dataset_info(out(), info)
+
+
+@dataset_app.command("validate")
+def dataset_validate(file: Path, json_out: JsonOpt = False) -> None:
+    """Check a dataset file; exit 2 with a one-line message naming the line or case id if it is malformed."""
+    info = _dataset_info(file)
+    if json_out:
+        print_json({"valid": True, "file": str(file), "cases": info["cases"], "hash": info["hash"]})
+    else:
+        out().print(f"{file}: valid, {info['cases']} cases, hash {info['hash'][:12]}", markup=False)
+
+
+@rubric_app.command("validate")
+def rubric_validate(file: Path, json_out: JsonOpt = False) -> None:
+    """Check a rubric file (scale, failure modes, pass rule, judge template and answer schema)."""
+    from benchrun.spec import load_rubric
+
+    rb = load_rubric(file)
+    if json_out:
+        print_json({"valid": True, "file": str(file), "name": rb.name, "version": rb.version, "hash": rb.hash,
+                    "judge_prompt_hash": rb.judge_prompt_hash, "pass_rule": rb.pass_rule.describe()})
+    else:
+        out().print(f"{file}: valid rubric {rb.name} v{rb.version}, hash {rb.hash[:12]}, "
+                    f"pass = {rb.pass_rule.describe()}", markup=False)
+
+
+@app.command()
+def validate(spec: Path, json_out: JsonOpt = False) -> None:
+    """Check a run spec together with the dataset and rubric it names (no model is called)."""
+    from benchrun.spec import load_run_spec
+
+    loaded = load_run_spec(spec)
+    n = len(loaded.cases())
+    info = {"valid": True, "file": str(spec), "spec_hash": loaded.spec_hash, "dataset_hash": loaded.dataset.hash,
+            "rubric_hash": loaded.rubric.hash, "cases": n, "dataset_cases": len(loaded.dataset.cases),
+            "candidates": [c.key for c in loaded.spec.candidates], "samples": loaded.spec.samples,
+            "calls_planned": n * len(loaded.spec.candidates) * loaded.spec.samples * 2}
+    if json_out:
+        print_json(info)
+    else:
+        out().print(f"{spec}: valid; {info['cases']} cases × {len(info['candidates'])} candidates × "
+                    f"{info['samples']} samples; spec hash {info['spec_hash'][:12]}", markup=False)

@@ -1,0 +1,65 @@
+"""`benchrun runs list | show`: read runs recorded in the ledger."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from benchrun.cli.common import (
+    Group,
+    JsonOpt,
+    LedgerOpt,
+    Severity,
+    exit_on_gate_failures,
+    open_ledger,
+    out,
+    print_json,
+)
+
+app = typer.Typer()
+runs_app = typer.Typer(cls=Group, help="Read runs recorded in the ledger.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(ledger: LedgerOpt = None, json_out: JsonOpt = False,
+              limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 50) -> None:
+    """List runs, newest first."""
+    from benchrun.report.terminal import render_runs
+
+    led = open_ledger(ledger)
+    rows = []
+    for r in led.list_runs(limit):
+        rows.append({
+            "id": r.id, "name": r.name, "status": r.status, "created_at": r.created_at.isoformat(),
+            "dataset": r.dataset_name, "dataset_version": r.dataset_version, "dataset_hash": r.dataset_hash,
+            "models": [m["key"] for m in json.loads(r.models)], "judge": r.judge_model,
+            "totals": json.loads(r.totals or "{}"),
+        })
+    if json_out:
+        print_json(rows)
+    else:
+        render_runs(out(), rows)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    ledger: LedgerOpt = None,
+    json_out: JsonOpt = False,
+    fail_on: Annotated[Severity | None, typer.Option("--fail-on")] = None,
+    min_pass_rate: Annotated[float | None, typer.Option("--min-pass-rate", min=0, max=1)] = None,
+) -> None:
+    """Show a run's conditions, per-model table and failure breakdown."""
+    from benchrun.report.summary import build_summary, gate_failures
+    from benchrun.report.terminal import render_summary
+
+    led = open_ledger(ledger)
+    summary = build_summary(led, led.get_run(run_id))
+    if json_out:
+        print_json(summary)
+    else:
+        render_summary(out(), summary)
+    exit_on_gate_failures(gate_failures(summary, fail_on.value if fail_on else None, min_pass_rate))

@@ -1,0 +1,212 @@
+"""Terminal rendering of comparisons, condition diffs, reproductions and the shortlist (rich).
+
+Only presentation: each function takes the plain dict its builder returns
+(`benchrun.report.comparison`, `benchrun.report.shortlist`, `benchrun.reproduce`) and prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _pts(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.1f}"
+
+
+def _iv_pts(iv: Mapping[str, Any] | None) -> str:
+    return "n/a" if not iv else f"[{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}]"
+
+
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def render_compare(console: Console, d: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    a, b, c = d["a"], d["b"], d["comparison"]
+    console.print(f"[bold]Compare[/bold] A = {escape(a['name'])} (run {a['run_id']})  vs  "
+                  f"B = {escape(b['name'])} (run {b['run_id']})")
+    for w in d["warnings"]:
+        console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
+    console.print(f"[bold]{escape(d['verdict'])}[/bold]")
+    t = Table(title="Paired comparison (A − B)", title_justify="left")
+    for col in ("measure", "A", "B", "A − B", "95% interval"):
+        t.add_column(col, justify="left" if col == "measure" else "right")
+    t.add_row(f"pass rate ({c['n_pairs']} paired cases)", _pct(c["pass_rate_a"]), _pct(c["pass_rate_b"]),
+              _pts(c["difference"]) + " pts", f"bootstrap {_iv_pts(c['bootstrap'])}")
+    t.add_row("", "", "", "", f"SE {_iv_pts(c['se_interval'])} ({c['se_method']})")
+    mc = c["mcnemar"]
+    if mc:
+        t.add_row("McNemar exact", f"{mc['a_only']} A-only", f"{mc['b_only']} B-only", f"p = {_p(mc['p_value'])}",
+                  mc["basis"])
+    sc = c["score"]
+    if sc:
+        iv = sc["interval"]
+        t.add_row(f"mean judge score ({sc['n_pairs']} cases)", _num(sc["mean_a"]), _num(sc["mean_b"]),
+                  _num(sc["difference"], "+.2f"),
+                  ("n/a" if not iv else f"[{iv['low']:+.2f}, {iv['high']:+.2f}]") + f" p = {_p(sc['p_value'])}")
+    console.print(t)
+    pw = d["power"]
+    if pw["sentence"]:
+        console.print(escape(pw["sentence"]))
+    elif pw["min_detectable_difference"] is not None:
+        console.print(f"smallest gap these cases detect with 80% power: about "
+                      f"{100 * pw['min_detectable_difference']:.0f} points ({escape(pw['basis'])})")
+    for n in c["notes"]:
+        console.print(f"[dim]note: {escape(n)}[/dim]")
+    g = Table(title="Per category and severity", title_justify="left")
+    for col in ("group", "pairs", "A", "B", "A − B (pts)", "bootstrap", "McNemar p", ""):
+        g.add_column(col, justify="left" if col in ("group", "") else "right")
+    for grp in d["by_group"]:
+        gc = grp["comparison"]
+        flag = "too few pairs" if grp["too_few_pairs"] else ("larger than noise" if gc["larger_than_noise"] else "")
+        g.add_row(f"{grp['dimension']}: {escape(grp['group'])}", str(gc["n_pairs"]), _pct(gc["pass_rate_a"]),
+                  _pct(gc["pass_rate_b"]), _pts(gc["difference"]), _iv_pts(gc["bootstrap"]),
+                  _p(gc["mcnemar"]["p_value"]) if gc["mcnemar"] else "n/a", flag)
+    console.print(g)
+    if d["flips"]:
+        f = Table(title=f"Flips ({len(d['flips'])}), most severe first", title_justify="left")
+        for col in ("severity", "case", "category", "A", "B"):
+            f.add_column(col)
+        for fl in d["flips"]:
+            f.add_row(fl["severity"], escape(fl["case_id"]), escape(fl["category"]),
+                      "pass" if fl["a_passed"] else "[red]fail[/red]", "pass" if fl["b_passed"] else "[red]fail[/red]")
+        console.print(f)
+    else:
+        console.print("no flips: the models pass and fail the same cases")
+    if d["multi_sample"]:
+        m = Table(title="Several samples per case", title_justify="left")
+        m.add_column("model")
+        ks = sorted({int(k) for s in d["multi_sample"].values() for k in s["pass_at_k"]})
+        for k in ks:
+            m.add_column(f"pass@{k}", justify="right")
+        for k in ks:
+            m.add_column(f"pass^{k}", justify="right")
+        m.add_column("consistency", justify="right")
+        m.add_column("inconsistent cases", justify="right")
+        for name, s in d["multi_sample"].items():
+            m.add_row(escape(name), *[_pct(s["pass_at_k"].get(str(k))) for k in ks],
+                      *[_pct(s["pass_hat_k"].get(str(k))) for k in ks], _pct(s["mean_consistency"]),
+                      f"{s['inconsistent_cases']} of {s['n_cases']}")
+        console.print(m)
+
+
+def _short(v: Any, n: int = 60) -> str:
+    s = "—" if v is None else str(v)
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def render_diff(console: Console, d: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    n = len(d["differences"])
+    console.print(f"[bold]Conditions[/bold] A = run {d['run_a']}  vs  B = run {d['run_b']}: {n} difference(s), "
+                  f"{d['score_relevant_differences']} of them can change scores")
+    if n:
+        t = Table(show_header=True)
+        for col in ("section", "field", "A", "B"):
+            t.add_column(col)
+        for x in d["differences"]:
+            style = "bold" if x["affects_scores"] else "dim"
+            t.add_row(x["section"], escape(x["field"]), escape(_short(x["a"])), escape(_short(x["b"])), style=style)
+        console.print(t)
+    if d["cases"]:
+        cs = d["cases"]
+        console.print(f"dataset cases: {len(cs['only_a'])} only in A, {len(cs['only_b'])} only in B, "
+                      f"{len(cs['changed'])} changed" + (f" ({', '.join(cs['changed'][:10])})" if cs["changed"] else ""))
+    console.print("same: " + (", ".join(d["same_sections"]) or "nothing"))
+
+
+def render_reproduce(console: Console, d: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"[bold]Reproduction[/bold] of run {d['original_run']} as run {d['reproduction_run']} "
+                  f"({d['mode']})")
+    for fc in d.get("file_checks", []):
+        style = "" if fc["status"] == "same" else "bold yellow"
+        console.print(escape(fc["message"]), style=style)
+    t = Table(title="Reproduction − original", title_justify="left")
+    for col in ("model", "pass rate", "Δ pts [bootstrap]", "McNemar p", "flips", "answers changed", "Δ mean judge",
+                "Δ cost", "Δ p50", "Δ p95", "version"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for m in d["models"]:
+        c = m["comparison"]
+        sc = c["score"]
+        ver = m["resolved_models"]
+        t.add_row(
+            escape(m["model_key"]), f"{_pct(m['pass_rate_original'])} → {_pct(m['pass_rate_reproduction'])}",
+            f"{_pts(c['difference'])} {_iv_pts(c['bootstrap'])}",
+            _p(c["mcnemar"]["p_value"]) if c["mcnemar"] else "n/a", str(len(m["flips"])),
+            f"{m['answers_changed']}/{m['answers_compared']}",
+            _num(sc["difference"], "+.2f") if sc else "n/a",
+            "n/a" if m["cost_usd"]["delta"] is None else f"${m['cost_usd']['delta']:+.6f}",
+            "n/a" if m["latency_p50_ms"]["delta"] is None else f"{m['latency_p50_ms']['delta']:+.0f} ms",
+            "n/a" if m["latency_p95_ms"]["delta"] is None else f"{m['latency_p95_ms']['delta']:+.0f} ms",
+            "[red]changed[/red]" if ver["changed"] else "same",
+        )
+    console.print(t)
+    for m in d["models"]:
+        if m["version_note"]:
+            console.print(f"[yellow]{escape(m['model_key'])}: {escape(m['version_note'])}[/yellow]")
+        if m["flips"]:
+            console.print(f"[bold]{escape(m['model_key'])} flips[/bold] (most severe first): " + ", ".join(
+                f"{escape(f['case_id'])} ({f['severity']}: {'pass→fail' if f['b_passed'] else 'fail→pass'})"
+                for f in m["flips"][:20]) + (" …" if len(m["flips"]) > 20 else ""))
+    cond = d["conditions"]
+    if cond["differences"]:
+        console.print("conditions that differ: " + ", ".join(
+            f"{x['section']}.{escape(x['field'])}" for x in cond["differences"][:12]))
+    for n in d["notes"]:
+        console.print(f"[dim]note: {escape(n)}[/dim]")
+    style = "bold green" if d["reproduced"] else "bold red"
+    console.print(escape(d["verdict"]), style=style)
+
+
+def render_shortlist(console: Console, d: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    for w in d["warnings"]:
+        console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
+    t = Table(title="Shortlist", title_justify="left", caption=escape(d["method"]), caption_justify="left")
+    for col in ("rank", "candidate", "pass rate (95% CI)", "high sev", "mean judge", "$/1k cases", "p50", "p95",
+                "context", "$/1M in/out", "where", "frontier", "tied with"):
+        t.add_column(col, justify="left" if col in ("candidate", "where", "tied with") else "right")
+    for r in d["ranked"]:
+        c = r["candidate"]
+        pr = c["pass_rate"]
+        judge = "n/a" if c["mean_judge_score"] is None else f"{c['mean_judge_score']:.2f} ({c['judge_calibration']})"
+        price = ("n/a" if c["input_price_per_1m"] is None else
+                 f"{c['input_price_per_1m']:g}/{_num(c['output_price_per_1m'], 'g')}")
+        t.add_row(str(r["rank"]) + (f" ({r['score']:.2f})" if r["score"] is not None else ""), escape(c["key"]),
+                  f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]",
+                  str(c["high_severity_failures"]), escape(judge),
+                  "unknown" if c["cost_per_1k_cases"] is None else f"${c['cost_per_1k_cases']:.4f}",
+                  _num(c["latency_p50_ms"], ",.0f"), _num(c["latency_p95_ms"], ",.0f"),
+                  _num(c["context_window"], ",d") if c["context_window"] else "n/a", price,
+                  "local" if c["local"] else "hosted", "*" if r["pareto"] else "",
+                  escape(", ".join(r["tied_with"])))
+    console.print(t)
+    if d["ranked"]:
+        console.print("coverage: " + escape(d["ranked"][0]["candidate"]["coverage_note"] or "n/a"))
+    for e in d["excluded"]:
+        console.print(f"[red]excluded[/red] {escape(e['candidate']['key'])}: {escape('; '.join(e['reasons']))}")
+    for n in d["notes"]:
+        console.print(f"[dim]note: {escape(n)}[/dim]")

@@ -1,0 +1,176 @@
+"""The CLI's shape: nothing below it imports it, no import cycles, lazy command loading that
+keeps `--help` free of the heavy libraries, and a help table that matches the commands."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from benchrun.cli.app import COMMANDS, load_command
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+CLI_MODULES = ("run", "runs", "dataset", "judge", "compare", "coverage", "ledger")
+
+# What `benchrun --help` and `benchrun COMMAND --help` must not import: our pydantic and SQLModel
+# models, the ledger, the provider gateway, and the heavy libraries behind them.
+FORBIDDEN = ("numpy", "pydantic", "litellm", "sentence_transformers", "jsonschema", "torch", "sklearn", "scipy",
+             "sqlalchemy", "sqlmodel", "openai", "httpx", "benchrun.spec", "benchrun.ledger", "benchrun.providers",
+             "benchrun.runner", "benchrun.coverage")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in (SRC / "benchrun").rglob("*.py"):
+        parts = p.relative_to(SRC).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = p
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an import statement names, at module level or inside a function (lazy imports count)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import"
+            if node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        deps = set()
+        for imp in _imports(path):
+            while imp and imp not in mods:
+                imp = imp.rpartition(".")[0]
+            if imp and imp != name:
+                deps.add(imp)
+        graph[name] = deps
+    return graph
+
+
+def test_nothing_below_the_cli_imports_it() -> None:
+    graph = _graph()
+    offenders = []
+    for name, deps in graph.items():
+        if name == "benchrun.cli" or name.startswith("benchrun.cli."):
+            continue
+        offenders += [f"{name} imports {d}" for d in deps if d == "benchrun.cli" or d.startswith("benchrun.cli.")]
+    assert "benchrun.execution" in graph["benchrun.reproduce"], "the scan misses imports inside functions"
+    assert offenders == []
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """Lazy imports included. A package's submodules importing the package itself are not a cycle of
+    concepts (``benchrun.ledger`` re-exports ``benchrun.ledger.store``), so edges to one's own package
+    are left out."""
+    graph = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in _graph().items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert "benchrun.reproduce" in graph["benchrun.cli.compare"], "the graph misses imports inside functions"
+    assert cycles == []
+
+
+def test_help_table_matches_the_commands() -> None:
+    """`benchrun --help` is built from COMMANDS without importing a command; each line must be the
+    command's own first help paragraph, and every command a module declares must be in the table."""
+    for name, entry in COMMANDS.items():
+        cmd = load_command(name)
+        assert cmd.name == name
+        assert inspect.cleandoc(cmd.help or "").split("\n\n")[0] == entry.help, name
+    declared = {}
+    for mod in CLI_MODULES:
+        group = typer.main.get_group(importlib.import_module(f"benchrun.cli.{mod}").app)
+        declared.update({n: mod for n in group.commands})
+    assert declared == {n: e.module for n, e in COMMANDS.items()}
+
+
+_PROBE = """
+import contextlib, io, json, sys
+from benchrun.cli import main
+forbidden, commands = json.loads(sys.argv[1])
+report = []
+for argv in commands:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main([*argv, "--help"])
+    report.append({"argv": argv, "code": code, "usage": "Usage:" in buf.getvalue(),
+                   "forbidden": [m for m in forbidden if m in sys.modules],
+                   "cli_modules": sorted(m for m in sys.modules if m.startswith("benchrun.cli."))})
+print(json.dumps(report))
+"""
+
+
+def _probe(commands: list[list[str]]) -> list[dict[str, object]]:
+    r = subprocess.run([sys.executable, "-c", _PROBE, json.dumps([FORBIDDEN, commands])], capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    return list(json.loads(r.stdout))
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """One fresh interpreter runs every `--help` in turn: modules only accumulate, so a clean list after
+    each step means no `--help` imported a forbidden module."""
+    groups = {"runs": ["list", "show"], "dataset": ["info", "validate"], "rubric": ["validate"],
+              "labels": ["export", "import", "annotate"], "bias": ["position", "verbosity"], "ledger": ["copy", "info"]}
+    commands = [[], *([n] for n in COMMANDS), *([g, s] for g, subs in groups.items() for s in subs)]
+    report = _probe(commands)
+    assert len(report) == len(commands)
+    for step in report:
+        assert step["code"] == 0 and step["usage"], step
+        assert step["forbidden"] == [], step
+
+
+def test_top_level_help_loads_no_command_module() -> None:
+    first, second = _probe([[], ["run"]])
+    assert first["cli_modules"] == ["benchrun.cli.app", "benchrun.cli.common"]
+    assert second["cli_modules"] == ["benchrun.cli.app", "benchrun.cli.common", "benchrun.cli.run"]
+
+
+def test_probe_sees_heavy_imports() -> None:
+    """The probe is able to fail: a command that does load the spec module shows up."""
+    r = subprocess.run([sys.executable, "-c", "import sys, benchrun.spec; "
+                        f"print([m for m in {FORBIDDEN!r} if m in sys.modules])"],
+                       capture_output=True, text=True, timeout=60, check=True)
+    assert "benchrun.spec" in r.stdout and "pydantic" in r.stdout
