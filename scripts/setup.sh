@@ -13,6 +13,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "setup: installing CPU PyTorch 2.13.0" >&2
   .venv/bin/pip install --quiet --quiet "torch==2.13.0"
 fi
+# llama.cpp's default build targets the build machine's CPU (-march=native). On CPUs with AMX (Sapphire
+# Rapids and newer) that enables ggml's AMX kernels, which died with SIGILL (`tilezero` in a worker thread)
+# on our 2-core CI-class VMs although AMX itself works there; x86-64 builds use the portable AVX2/FMA/F16C
+# path instead, which is as fast for the 135M model. Set CMAKE_ARGS yourself to override.
+if [ "$(uname -m)" = "x86_64" ] && [ -z "${CMAKE_ARGS:-}" ]; then
+  export CMAKE_ARGS="-DGGML_NATIVE=OFF"
+fi
 echo "setup: installing benchrun and its dependencies (the first build of llama-cpp-python takes ~5 minutes)" >&2
 .venv/bin/pip install --quiet --quiet -e ".[local,dev,postgres]"
 echo "setup: done (.venv)" >&2
