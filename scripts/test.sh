@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: set up, then run the whole test suite (and ruff).
 # As root with apt available (CI), it also installs Debian's chromium (HTML report rendering test),
-# postgresql (shared-ledger tests) and strace (SIGKILL inside a ledger commit); without them those
-# tests skip (or skip that one check) and say why.
+# postgresql (shared-ledger tests), strace (SIGKILL inside a ledger commit) and bubblewrap (the sandbox
+# that runs model-written code); without them those tests skip (or skip that one check) and say why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,6 +11,7 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v pg_ctlcluster >/dev/null 2>&1 || [ -d /usr/lib/postgresql ] || missing+=(postgresql)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "test: installing ${missing[*]} from Debian" >&2
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
