@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import keyword
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from benchrun.errors import BadInput
 from benchrun.hashing import content_hash
@@ -55,18 +66,49 @@ class Pattern(_Strict):
         return v
 
 
-class Check(_Strict):
-    """A deterministic rule. ``type`` selects which other fields apply."""
+_CODE_FIELDS = ("tests", "entry_point", "prompt_prefix", "setup", "timeout_s")
 
-    type: Literal["equals", "contains", "regex", "not_regex", "json_schema", "max_words", "numeric"]
+
+def _compiles(code: str) -> str | None:
+    """None when ``code`` is valid Python, else why not (compiled only, never run)."""
+    try:
+        compile(code, "<check>", "exec", dont_inherit=True)
+    except SyntaxError as e:
+        return f"line {e.lineno}: {e.msg}"
+    except (ValueError, RecursionError, MemoryError) as e:
+        return f"{type(e).__name__}: {e}"[:200]
+    return None
+
+
+class Check(_Strict):
+    """A deterministic rule. ``type`` selects which other fields apply.
+
+    ``python_tests`` runs the answer's code against ``tests`` in the sandbox (see ``scoring/code.py``).
+    """
+
+    type: Literal["equals", "contains", "regex", "not_regex", "json_schema", "max_words", "numeric", "python_tests"]
     value: str | float | int | None = None
     pattern: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     max: int | None = None
     tolerance: float = 0.0
     ignore_case: bool = True
+    # python_tests only (left out of the dump when unset, so the hashes of other checks do not change)
+    tests: str | None = None
+    entry_point: str | None = None
+    prompt_prefix: bool = False
+    setup: str | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=600)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_code_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d = handler(self)
+        for k in _CODE_FIELDS:
+            if k in d and d[k] in (None, False):
+                del d[k]
+        return d
 
     @model_validator(mode="before")
     @classmethod
@@ -95,6 +137,20 @@ class Check(_Strict):
                 jsonschema.Draft202012Validator.check_schema(self.schema_)
             except jsonschema.SchemaError as e:
                 raise ValueError(f"check 'json_schema': invalid schema: {e.message}") from None
+        if t == "python_tests":
+            if not self.tests or not self.tests.strip():
+                raise ValueError("check 'python_tests' needs 'tests' (Python code with asserts, or a check(candidate) function)")
+            for name in ("tests", "setup"):
+                why = _compiles(getattr(self, name) or "")
+                if why is not None:
+                    raise ValueError(f"check 'python_tests': '{name}' is not valid Python ({why})")
+            if self.entry_point is not None and not (self.entry_point.isidentifier()
+                                                     and not keyword.iskeyword(self.entry_point)):
+                raise ValueError(f"check 'python_tests': entry_point {self.entry_point!r} is not a Python name")
+        else:
+            given = [k for k in _CODE_FIELDS if getattr(self, k) not in (None, False)]
+            if given:
+                raise ValueError(f"check '{t}': {', '.join(given)} only apply to checks of type 'python_tests'")
         if t == "max_words" and (self.max is None or self.max < 1):
             raise ValueError("check 'max_words' needs 'max' (a positive integer)")
         if t == "numeric":
@@ -108,7 +164,7 @@ class Check(_Strict):
 
 
 class Provenance(_Strict):
-    source: Literal["hand", "synthetic", "production"] = "hand"
+    source: Literal["hand", "synthetic", "production", "imported"] = "hand"
     added: dt.date | None = None
     author: str | None = None
     cluster_id: int | None = None
@@ -157,11 +213,30 @@ class Case(_Strict):
         return "\n".join(m.content for m in self.input if m.role == "user")
 
 
+class DatasetSource(_Strict):
+    """Where an imported dataset came from: the file, its SHA-256, when and under which licence."""
+
+    format: str = Field(min_length=1)
+    file: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    imported: dt.date
+    licence: str | None = None
+    homepage: str | None = None
+
+
 class Dataset(_Strict):
     name: str = Field(min_length=1)
     version: str
     description: str = ""
+    source: DatasetSource | None = None  # set by importers; left out of the dump (and the hash) when absent
     cases: list[Case]
+
+    @model_serializer(mode="wrap")
+    def _omit_no_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d = handler(self)
+        if d.get("source", 0) is None:
+            del d["source"]
+        return d
 
     @field_validator("version", mode="before")
     @classmethod
@@ -569,9 +644,9 @@ def _build_dataset(path: Path, header: dict[str, Any], raw_cases: list[Any], lin
     for k in ("name", "version"):
         if k not in header:
             raise BadInput(path, 1, f"dataset header is missing '{k}'")
-    extra = set(header) - {"name", "version", "description"}
+    extra = set(header) - {"name", "version", "description", "source"}
     if extra:
-        raise BadInput(path, 1, f"unknown header field(s) {sorted(extra)}; allowed: name, version, description")
+        raise BadInput(path, 1, f"unknown header field(s) {sorted(extra)}; allowed: name, version, description, source")
     if not raw_cases:
         raise BadInput(path, None, "dataset has no cases")
     cases: list[Case] = []

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchrun.spec import AnyOf, Case, Check, Pattern
+
+if TYPE_CHECKING:
+    from benchrun.scoring.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -15,9 +18,15 @@ class RuleOutcome:
     rule: str
     passed: bool
     detail: str = ""
+    execution: dict[str, Any] | None = None  # python_tests: the program that ran and what happened (scoring/code.py)
+    error: str | None = None  # the rule could not be evaluated (e.g. no sandbox): the result is an error, not a fail
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for k in ("execution", "error"):
+            if d[k] is None:
+                del d[k]
+        return d
 
 
 def _norm(s: str) -> str:
@@ -49,8 +58,15 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON value found")
 
 
-def run_check(check: Check, response: str) -> RuleOutcome:
+def run_check(check: Check, response: str, case: Case | None = None, sandbox: Sandbox | None = None) -> RuleOutcome:
     t = check.type
+    if t == "python_tests":
+        from benchrun.scoring import code
+
+        if case is None:
+            raise ValueError("a python_tests check needs its case (for prompt_prefix)")
+        r = code.run_python_tests(check, case, response, sandbox)
+        return RuleOutcome("python_tests", r["passed"], r["detail"], r["execution"], r["error"])
     if t == "equals":
         a, b = response.strip(), str(check.value).strip()
         ok = a.casefold() == b.casefold() if check.ignore_case else a == b
@@ -90,7 +106,25 @@ def run_check(check: Check, response: str) -> RuleOutcome:
     raise ValueError(f"unknown check type {t}")  # unreachable: validated by the spec
 
 
-def evaluate(case: Case, response: str) -> list[RuleOutcome]:
+def needs_sandbox(case: Case) -> bool:
+    """Whether evaluating this case runs code (slow, blocking: keep it off an event loop)."""
+    return any(c.type == "python_tests" for c in case.checks)
+
+
+async def evaluate_async(case: Case, response: str, sandbox: Sandbox | None = None) -> list[RuleOutcome]:
+    """:func:`evaluate` for callers on an event loop: cases that run code go to the sandbox's thread pool
+    (one thread per core, independent of model-call concurrency); the others are evaluated inline."""
+    if not needs_sandbox(case):
+        return evaluate(case, response)
+    import asyncio
+
+    from benchrun.scoring import sandbox as sandbox_mod
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(sandbox_mod.executor(), lambda: evaluate(case, response, sandbox))
+
+
+def evaluate(case: Case, response: str, sandbox: Sandbox | None = None) -> list[RuleOutcome]:
     """All rule outcomes for one response, in a stable order."""
     out: list[RuleOutcome] = []
     for item in case.must_include:
@@ -107,5 +141,5 @@ def evaluate(case: Case, response: str) -> list[RuleOutcome]:
         else:
             found = _contains(response, bad)
             out.append(RuleOutcome(f"must_not {bad!r}", not found, "found" if found else ""))
-    out.extend(run_check(c, response) for c in case.checks)
+    out.extend(run_check(c, response, case, sandbox) for c in case.checks)
     return out
