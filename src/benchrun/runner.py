@@ -348,9 +348,13 @@ class Runner:
         if not cres.ok:
             return row, fresh
         assert cres.text is not None
-        outcomes = rules_mod.evaluate(unit.case, cres.text)
+        outcomes = await rules_mod.evaluate_async(unit.case, cres.text)  # code checks run off the event loop
         row.rules = json.dumps([o.to_dict() for o in outcomes])
         row.rules_passed = all(o.passed for o in outcomes)
+        rule_errors = [o.error for o in outcomes if o.error]
+        if rule_errors:  # e.g. no sandbox for a code check: the case could not be scored
+            row.status, row.passed, row.rules_passed, row.error = "error", None, None, rule_errors[0]
+            return row, fresh
 
         assert self.judge_endpoint is not None
         jparams = judge_params(self.loaded)
