@@ -90,7 +90,7 @@ def test_interval_covers_the_true_pass_at_k_95_percent_of_the_time() -> None:
 
 def test_paired_difference_is_quiet_on_noise_and_finds_a_real_gap() -> None:
     rng = np.random.default_rng(7)
-    m, n, reps = 120, 10, 200
+    m, n, reps = 120, 10, 500
     false_pos = 0
     for r in range(reps):
         ps = rng.beta(0.7, 1.0, size=m)  # two models with the same per-problem skill
@@ -99,7 +99,9 @@ def test_paired_difference_is_quiet_on_noise_and_finds_a_real_gap() -> None:
         d = pass_at_k_difference(a, b, 1, n_boot=1000, seed=r)
         false_pos += not (d.low <= 0 <= d.high)
     print(f"false positives {false_pos / reps:.3f}")
-    assert false_pos / reps <= 0.08, false_pos / reps  # nominal 5%; 200 reps: sd 1.5 points
+    # nominal 5%; measured 6.0% in 4,000 replications (percentile bootstrap, 120 problems: slightly liberal, as is
+    # a t interval here, 5.75%); 500 reps: sd 1 point
+    assert false_pos / reps <= 0.08, false_pos / reps
     ps = rng.beta(0.7, 1.0, size=m)
     better = {str(i): (n, int(c)) for i, c in enumerate(rng.binomial(n, np.minimum(1, ps + 0.15)))}
     worse = {str(i): (n, int(c)) for i, c in enumerate(rng.binomial(n, ps))}
