@@ -89,7 +89,7 @@ def import_mbpp(source: Path, *, limit: int | None = None, seed: int | None = No
         tests = "\n".join(t.strip() for t in p["test_list"]) + "\n"
         check: dict[str, Any] = {"type": "python_tests", "tests": tests}
         if p.get("test_setup_code", "").strip():
-            check["setup"] = p["test_setup_code"]
+            check["setup"] = p["test_setup_code"].replace("\r\n", "\n")
         try:
             Check.model_validate(check)
         except ValueError as e:
@@ -97,7 +97,7 @@ def import_mbpp(source: Path, *, limit: int | None = None, seed: int | None = No
         cases.append({
             "id": f"mbpp/{p['task_id']}",
             "input": prompt_for(p["text"], p["test_list"]),
-            "ideal": p["code"],
+            "ideal": p["code"].replace("\r\n", "\n"),  # MBPP's files use Windows line ends in code
             "checks": [check],
             "category": "mbpp",
             "tags": ["mbpp", "code"],
