@@ -183,3 +183,25 @@ def test_humaneval_canonical_solutions_pass_and_truncated_ones_fail() -> None:
     assert all(o.error is None for o in truncated)  # failures, not errors
     outcomes = {o.execution["outcome"] for o in truncated if o.execution}
     assert outcomes <= {"failed_assertion", "exception", "syntax_error"}, outcomes
+
+
+@needs_bwrap
+def test_readme_private_example_scores_right_and_wrong_answers(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    # the YAML block mentions ```python inside its input, so cut at its last line rather than at a fence
+    text = readme[readme.index("name: platform-utils"):]
+    text = text[: text.index("    severity: medium\n") + len("    severity: medium\n")]
+    p = tmp_path / "platform-utils.yaml"
+    p.write_text(text)
+    case = load_dataset(p).cases[0]
+    right = (
+        "Here it is:\n```python\nimport re\n\ndef parse_duration(text: str) -> int:\n"
+        "    m = re.fullmatch(r'(?:(\\d+)h)?(?:(\\d+)m)?(?:(\\d+)s)?', text)\n"
+        "    if not text or m is None:\n        raise ValueError(text)\n"
+        "    h, mi, s = (int(g) if g else 0 for g in m.groups())\n    return h * 3600 + mi * 60 + s\n```\n"
+    )
+    assert rules.evaluate(case, right)[0].passed
+    lenient = right.replace("    if not text or m is None:\n        raise ValueError(text)\n", "    if m is None:\n        return 0\n")
+    out = rules.evaluate(case, lenient)[0]
+    assert not out.passed and out.detail.startswith("failed assertion at test line 10: raise AssertionError("), out.detail
+    assert "parse_duration('') must raise ValueError" in out.detail
