@@ -100,6 +100,18 @@ def test_outcome_record_names_the_failing_test_and_keeps_the_program() -> None:
     assert slow.execution["limits"]["timeout_s"] == 1
 
 
+@needs_bwrap
+def test_odd_characters_in_answers_are_classified_not_crashes() -> None:
+    case = Case.model_validate({"id": "x", "input": "q", "checks": [{"type": "python_tests", "tests": "assert f() == 1"}]})
+    nul = rules.evaluate(case, "def f():\n    return 1\x00")[0]
+    assert nul.execution is not None and nul.execution["outcome"] == "syntax_error" and "null bytes" in nul.detail
+    surrogate = rules.evaluate(case, "def f():\n    return 1  # \ud800 \u00e9\n")[0]
+    assert surrogate.passed, surrogate.detail
+    assert surrogate.execution is not None and "# ? \u00e9" in surrogate.execution["program"]
+    huge = rules.evaluate(case, "x = 1\n" * 200_000)[0]
+    assert not huge.passed and "not run" in huge.detail and huge.error is None
+
+
 def test_no_sandbox_is_an_error_not_a_fail() -> None:
     case = add_case()
     out = rules.evaluate(case, "    return a + b\n", sandbox=Sandbox(bwrap=""))[0]

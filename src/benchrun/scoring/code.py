@@ -123,7 +123,10 @@ def build_program(check: Check, case: Case, answer: str) -> Program:
         parts.append((name, line, line + n - 1))
         line += n
         src.append(text)
-    return Program("".join(src), parts, how)
+    # what runs is UTF-8: code points that cannot be encoded (lone surrogates from JSON escapes) become "?",
+    # here, so that the recorded program is the one that ran
+    source = "".join(src).encode("utf-8", "replace").decode("utf-8")
+    return Program(source, parts, how)
 
 
 def _detail(ex: Execution, prog: Program) -> str:

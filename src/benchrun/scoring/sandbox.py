@@ -397,7 +397,7 @@ class Sandbox:
         progfile = tempfile.TemporaryFile()
         cleanup.append(progfile.close)
         try:
-            progfile.write(program.encode("utf-8", "surrogatepass"))
+            progfile.write(program.encode("utf-8", "replace"))  # a lone surrogate becomes "?"
             progfile.flush()
             progfile.seek(0)
             if iso == ISOLATION_BWRAP:
@@ -421,7 +421,7 @@ class Sandbox:
                 cleanup.append(lambda: shutil.rmtree(work, ignore_errors=True))
                 cleanup.append(lambda: shutil.rmtree(progdir, ignore_errors=True))
                 path = os.path.join(progdir, "program.py")
-                with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+                with open(path, "w", encoding="utf-8", errors="replace") as f:
                     f.write(program)
                 argv = [interp, *self.py_flags, "-c", _BOOT, lim.boot_args(), str(res_w), path]
                 env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8"}
