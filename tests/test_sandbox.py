@@ -385,6 +385,43 @@ def test_run_many_is_parallel_bounded_and_ordered(box: Sandbox) -> None:
 
 
 @needs_bwrap
+def test_no_more_programs_run_at_once_than_there_are_cores(box: Sandbox) -> None:
+    """Callers may bring any number of threads (the runner's event loop, run_many): the sandbox admits one per core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def running() -> int:
+        n = 0
+        for d in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if sb.PROGRAM_PATH.encode() in argv and not argv[0].endswith((b"bwrap", b"setpriv")):
+                n += 1  # the interpreter running a program (not bwrap's own processes)
+        return n
+
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen.append(running())
+            time.sleep(0.02)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        with ThreadPoolExecutor(max_workers=3 * sb.cores()) as ex:
+            got = list(ex.map(lambda _: box.run("import time\ntime.sleep(0.4)\n"), range(3 * sb.cores())))
+    finally:
+        stop.set()
+        t.join()
+    assert all(g.passed for g in got)
+    assert 1 <= max(seen) <= sb.cores(), (max(seen), sb.cores())
+
+
+@needs_bwrap
 def test_a_failing_sandbox_is_an_error_result_not_an_exception() -> None:
     import tempfile
 
