@@ -20,11 +20,12 @@ wall and CPU time, isolation).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from benchrun.scoring.sandbox import Execution, Limits, Sandbox
+from benchrun.scoring.sandbox import Execution, Sandbox
 from benchrun.spec import Case, Check
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -163,7 +164,7 @@ def run_python_tests(check: Check, case: Case, answer: str, sandbox: Sandbox | N
     prog = build_program(check, case, answer)
     box = sandbox or default_sandbox()
     timeout = check.timeout_s if check.timeout_s is not None else DEFAULT_TIMEOUT_S
-    limits = Limits(**{**box.limits.__dict__, "timeout_s": timeout, "cpu_s": None})
+    limits = dataclasses.replace(box.limits, timeout_s=timeout, cpu_s=None)
     if len(prog.source) > MAX_PROGRAM_CHARS:
         return {"passed": False, "detail": f"program longer than {MAX_PROGRAM_CHARS} characters; not run",
                 "error": None, "execution": {"outcome": "not_run", "program": prog.source[:2000]}}
