@@ -123,3 +123,30 @@ def test_imported_mbpp_checks_pass_reference_code_and_fail_wrong_code() -> None:
         assert right.passed, (case.id, right.detail)
         wrong = rules.evaluate(case, case.ideal.replace("return", "return None and"))[0]
         assert not wrong.passed and wrong.error is None, case.id
+
+
+def test_cli_dataset_import(humaneval_file: Path, tmp_path: Path) -> None:
+    from conftest import Project
+
+    project = Project(tmp_path, "http://127.0.0.1:9")  # no server: importing calls nothing
+    r = project.cli("dataset", "import", "humaneval", str(humaneval_file), "--out", "datasets/he.yaml",
+                    "--limit", "3", "--seed", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["cases"] == 3 and info["source"]["sha256"] == hashlib.sha256(humaneval_file.read_bytes()).hexdigest()
+    written = tmp_path / "datasets" / "he.yaml"
+    assert load_dataset(written).hash == info["hash"]
+    r = project.cli("dataset", "info", str(written), "--json")
+    assert json.loads(r.stdout)["by_provenance"] == {"imported": 3}
+    # refuses to overwrite, unknown formats and bad files: one line, exit 2, nothing written
+    r = project.cli("dataset", "import", "humaneval", str(humaneval_file), "--out", str(written))
+    assert r.returncode == 2 and "exists; pass --force" in r.stderr
+    r = project.cli("dataset", "import", "mmlu-pro", str(humaneval_file), "--out", "datasets/x.yaml")
+    assert r.returncode == 2 and "unknown format 'mmlu-pro'; known: humaneval, mbpp" in r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": 1}\n')
+    r = project.cli("dataset", "import", "mbpp", str(bad), "--out", "datasets/bad.yaml")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "bad.jsonl:line 1:" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "datasets" / "bad.yaml").exists()
+    r = project.cli("dataset", "import", "mbpp", str(MBPP), "--out", "datasets/mbpp.yaml")
+    assert r.returncode == 0 and "5 cases" in r.stdout

@@ -1,4 +1,4 @@
-"""`benchrun dataset info | validate`, `benchrun rubric validate`, `benchrun validate`: check files, call nothing."""
+"""`benchrun dataset info | validate | import`, `benchrun rubric validate`, `benchrun validate`: files only, no model calls."""
 
 from __future__ import annotations
 
@@ -50,6 +50,37 @@ def dataset_validate(file: Path, json_out: JsonOpt = False) -> None:
         print_json({"valid": True, "file": str(file), "cases": info["cases"], "hash": info["hash"]})
     else:
         out().print(f"{file}: valid, {info['cases']} cases, hash {info['hash'][:12]}", markup=False)
+
+
+@dataset_app.command("import")
+def dataset_import(
+    fmt: str = typer.Argument(..., metavar="FORMAT", help="humaneval | mbpp"),
+    source: Path = typer.Argument(..., metavar="SOURCE", help="The public file, e.g. HumanEval.jsonl.gz or mbpp.jsonl"),
+    out_file: Path = typer.Option(..., "--out", help="Dataset file to write (YAML), e.g. datasets/humaneval.yaml"),
+    limit: int | None = typer.Option(None, "--limit", help="Keep N problems (the first N, or a seeded sample)"),
+    seed: int | None = typer.Option(None, "--seed", help="With --limit: a seeded random sample, kept in source order"),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a public benchmark file as an ordinary, hashed dataset with its provenance."""
+    from benchrun.errors import UsageError
+    from benchrun.importers import IMPORTERS, get_importer, write_dataset
+    from benchrun.spec import Dataset
+
+    if fmt not in IMPORTERS:
+        raise UsageError(f"unknown format {fmt!r}; known: {', '.join(sorted(IMPORTERS))}")
+    if out_file.exists() and not force:
+        raise UsageError(f"{out_file} exists; pass --force to overwrite it")
+    data = get_importer(fmt)(source, limit=limit, seed=seed)
+    write_dataset(data, out_file)
+    ds = Dataset.model_validate(data)
+    info = {"file": str(out_file), "format": fmt, "name": ds.name, "version": ds.version, "hash": ds.hash,
+            "cases": len(ds.cases), "source": data["source"]}
+    if json_out:
+        print_json(info)
+    else:
+        out().print(f"{out_file}: {len(ds.cases)} cases from {source} ({fmt}, sha256 {data['source']['sha256'][:12]}), "
+                    f"hash {ds.hash[:12]}", markup=False)
 
 
 @rubric_app.command("validate")

@@ -22,6 +22,20 @@ from benchrun.errors import BadInput
 
 T = TypeVar("T")
 
+# format -> (module, function); imported only when used
+IMPORTERS: dict[str, tuple[str, str]] = {
+    "humaneval": ("benchrun.importers.humaneval", "import_humaneval"),
+    "mbpp": ("benchrun.importers.mbpp", "import_mbpp"),
+}
+
+
+def get_importer(fmt: str) -> Any:
+    """The importer function for a format name (``KeyError`` for an unknown one)."""
+    import importlib
+
+    module, fn = IMPORTERS[fmt]
+    return getattr(importlib.import_module(module), fn)
+
 
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
