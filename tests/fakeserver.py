@@ -39,6 +39,11 @@ Config keys (all optional)
     resolved_model                  model name reported in responses (default: echo the request).
     no_usage                        true: omit ``usage`` from responses.
     timeout_sleep_s                 how long a "timeout" fault holds the connection (default 30).
+    hold_until_in_flight            N: hold every request (before its latency) until N requests are in
+                                    flight at once, then let everything through from then on (a one-shot
+                                    gate, re-armed by /reset and /config). For tests that need several
+                                    clients to overlap however far apart they start; if N is not reached
+                                    within hold_timeout_s (default 120) the gate opens anyway.
     faults                          [{"kind": ..., "model": regex, "contains": str,
                                       "first_n": N | "rate": p, "seed": s, "retry_after": seconds}]
         kind: "429" | "500" | "502" | "503" (HTTP error with an OpenAI-style error body),
@@ -115,6 +120,8 @@ _CONFIG_KEYS = {
     "resolved_model",
     "faults",
     "timeout_sleep_s",
+    "hold_until_in_flight",
+    "hold_timeout_s",
 }
 _RULE_KEYS = {"model", "contains", "regex", "reply"}
 _FAULT_KEYS = {"kind", "model", "contains", "first_n", "rate", "seed", "retry_after"}
@@ -215,6 +222,8 @@ class Config:
     resolved_model: str | None = None
     faults: tuple[Fault, ...] = ()
     timeout_sleep_s: float = 30.0
+    hold_until_in_flight: int = 0
+    hold_timeout_s: float = 120.0
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -278,6 +287,8 @@ class Config:
             resolved_model=raw.get("resolved_model"),
             faults=tuple(faults),
             timeout_sleep_s=float(raw.get("timeout_sleep_s", 30.0)),
+            hold_until_in_flight=int(raw.get("hold_until_in_flight", 0)),
+            hold_timeout_s=float(raw.get("hold_timeout_s", 120.0)),
             raw=raw,
         )
 
@@ -331,17 +342,21 @@ class _State:
         self.max_in_flight_by_model: dict[str, int] = {}
         self.handlers_alive = 0
         self.idle = threading.Condition(self.lock)
+        self.gate = threading.Condition(self.lock)  # hold_until_in_flight
+        self.gate_open = False
 
     def set_config(self, config: dict[str, Any] | None) -> None:
         parsed = Config.parse(config)
         with self.lock:
             self.config = parsed
             self.fault_seen.clear()
+            self.gate_open = False
 
     def reset(self) -> None:
         with self.lock:
             self.records.clear()
             self.fault_seen.clear()
+            self.gate_open = False
             self.max_in_flight = self.in_flight
             self.max_in_flight_by_model = {m: n for m, n in self.in_flight_by_model.items() if n}
 
@@ -351,6 +366,21 @@ class _State:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             n = self.in_flight_by_model[model] = self.in_flight_by_model.get(model, 0) + 1
             self.max_in_flight_by_model[model] = max(self.max_in_flight_by_model.get(model, 0), n)
+            self.gate.notify_all()
+
+    def pass_gate(self, cfg: Config) -> None:
+        """Wait until ``hold_until_in_flight`` requests are in flight at once (once; see the config keys)."""
+        if cfg.hold_until_in_flight <= 0:
+            return
+        deadline = time.monotonic() + cfg.hold_timeout_s
+        with self.lock:
+            while not self.gate_open and self.in_flight < cfg.hold_until_in_flight and not self.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.gate.wait(min(left, 0.1))
+            self.gate_open = True
+            self.gate.notify_all()
 
     def leave(self, model: str) -> None:
         with self.lock:
@@ -633,6 +663,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _complete_inner(self, state: _State, path: str, body: dict[str, Any]) -> None:
         rec, cfg, fault = state.admit(path, body, self.client_address[1])
+        state.pass_gate(cfg)
         kind = fault.kind if fault else None
         if kind == "timeout":
             state.finish(rec, "timeout", None)

@@ -376,6 +376,35 @@ def test_concurrent_requests_sleep_in_parallel_and_stop_wakes_them() -> None:
     assert len(errors) == 32 and all(isinstance(e, httpx.TransportError) for e in errors)
 
 
+def test_hold_until_in_flight_releases_everyone_at_once_then_stays_open() -> None:
+    """The gate holds requests until N are in flight together; later requests are not held."""
+    with FakeServer({"hold_until_in_flight": 3}) as srv:
+        done: list[float] = []
+
+        def client(i: int) -> None:
+            chat(srv, {"model": "m", "messages": [{"role": "user", "content": str(i)}]})
+            done.append(time.monotonic())
+
+        first = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(2)]
+        for t in first:
+            t.start()
+        time.sleep(0.5)
+        assert done == [] and srv.stats()["in_flight"] == 2  # two of three: both still held
+        third = threading.Thread(target=client, args=(2,), daemon=True)
+        third.start()
+        for t in [*first, third]:
+            t.join(timeout=10)
+        assert len(done) == 3 and srv.stats()["max_in_flight"] == 3
+        # the open gate holds nobody: a lone request is answered (held, it would wait for two more)
+        assert chat(srv, {"model": "m", "messages": [{"role": "user", "content": "late"}]}).status_code == 200
+        http_json(srv.url.removesuffix("/v1") + "/reset", {})
+        t = threading.Thread(target=client, args=(3,), daemon=True)
+        t.start()
+        time.sleep(0.3)
+        assert len(done) == 3  # /reset re-armed the gate: the next request is held again
+    t.join(timeout=10)
+
+
 # --------------------------------------------------------------------------- as a separate process
 
 

@@ -30,9 +30,10 @@ pg_url = relsupport.pg_url
 
 def run_at_once(tmp: Path, url: str, processes: int, cases: int) -> list[dict[str, Any]]:
     """Start ``processes`` runs of one spec against ledger ``url`` together; their JSON summaries."""
-    # 150 ms calls: each run's writes span ~2 s, so they overlap although the processes, importing litellm
-    # together on two cores, start seconds apart (at 40 ms one run once finished before any other began)
-    with FakeServer(fake_config(latency_ms=150)) as srv:
+    # The processes start seconds apart on a busy machine (at 40 ms calls one run once finished before any other
+    # began): the server holds the first calls until every process has its two calls in flight, so all the runs
+    # are under way at once, then answers at 150 ms, so each run's writes span ~1 s while the others write.
+    with FakeServer(fake_config(latency_ms=150, hold_until_in_flight=2 * processes)) as srv:
         project = Project(tmp, srv.url)
         project.write_dataset(make_cases(cases))
         project.write_rubric()
