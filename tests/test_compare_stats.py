@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.proportion import proportion_confint
 
 from benchrun.analysis.compare import (
     Outcome,
@@ -158,7 +159,11 @@ def test_no_discordant_pairs() -> None:
     res = paired_compare(single(a), single(a), n_boot=500)
     assert res.difference == 0
     assert res.mcnemar.n_discordant == 0 and res.mcnemar.p_value == 1.0
-    assert res.bootstrap.low == res.bootstrap.high == 0
+    # no case differs: the intervals do not collapse to the point 0 (issue 13, item 7); |A - B| is at most
+    # the share of cases that differ, bounded by the Wilson upper limit of 0 of 10
+    _, upper = proportion_confint(0, 10, alpha=0.05, method="wilson")
+    assert (res.bootstrap.low, res.bootstrap.high) == pytest.approx((-upper, upper))
+    assert res.se_interval == res.bootstrap
     assert res.standard_error == 0
     assert not res.larger_than_noise
     assert res.verdict.startswith("A and B pass the same share of cases")
@@ -277,18 +282,45 @@ def test_cluster_robust_se_helper_edges() -> None:
     assert cluster_robust_se([0.2, 0.2, 0.2]) == 0
 
 
-def test_majority_mcnemar_with_ties_excluded() -> None:
+def test_several_samples_use_the_sign_flip_test_on_per_case_rates() -> None:
     def case(cid: str, results: list[bool]) -> list[Outcome]:
         return [Outcome(cid, s, r, None, "g", "high") for s, r in enumerate(results)]
 
     a = case("x", [True, True, False]) + case("y", [True, False]) + case("z", [False, False, True]) + case("w", [True] * 3)
     b = case("x", [False, False, True]) + case("y", [True, True]) + case("z", [True, True, True]) + case("w", [True] * 3)
     res = paired_compare(a, b, n_boot=300)
-    # x: A wins by majority; y: A is 50/50 -> excluded; z: B wins; w: both pass
-    assert res.mcnemar.basis == "per-case majority"
-    assert (res.mcnemar.a_only, res.mcnemar.b_only, res.mcnemar.ties_excluded) == (1, 1, 1)
-    assert any("majority" in n for n in res.notes)
-    assert res.difference == pytest.approx(np.mean([2 / 3 - 1 / 3, 0.5 - 1, 1 / 3 - 1, 0]))
+    d = np.array([2 / 3 - 1 / 3, 0.5 - 1, 1 / 3 - 1, 0])
+    assert res.difference == pytest.approx(d.mean())
+    # no majority vote: McNemar is not used, the y case (A split 50/50) counts
+    assert res.mcnemar is None
+    assert res.test is not None and "sign-flip" in res.test.method and "exact" in res.test.method
+    assert (res.test.a_better, res.test.b_better, res.test.n_cases) == (1, 2, 4)
+    ref = stats.permutation_test((d,), np.sum, permutation_type="samples", n_resamples=np.inf,
+                                 alternative="two-sided").pvalue
+    assert res.test.p_value == pytest.approx(ref, rel=1e-9)
+    assert any("sign-flip" in n for n in res.notes)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sign_flip_test_matches_scipy_permutation_test(seed: int) -> None:
+    from benchrun.analysis.compare import sign_flip_test
+
+    rng = np.random.default_rng(seed)
+    ks = rng.integers(1, 6, size=(13, 2))  # samples per case for A and B, 1-5 (unequal, as with errors)
+    ca = rng.binomial(ks[:, 0], 0.6)
+    cb = rng.binomial(ks[:, 1], 0.4)
+    d = ca / ks[:, 0] - cb / ks[:, 1]
+    ours, method = sign_flip_test(d.tolist())
+    assert "exact" in method
+    ref = stats.permutation_test((d,), np.sum, permutation_type="samples", n_resamples=np.inf,
+                                 alternative="two-sided").pvalue
+    assert ours == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    # with unit differences it is McNemar's exact test
+    assert sign_flip_test([1] * 7 + [-1] * 2 + [0] * 5)[0] == pytest.approx(stats.binomtest(7, 9).pvalue)
+    # Monte Carlo when exact enumeration is too large: close to the exact value
+    mc, mc_method = sign_flip_test(d.tolist(), max_exact_work=1, n_mc=40_000)
+    assert "Monte Carlo" in mc_method
+    assert mc == pytest.approx(ref, abs=4 * math.sqrt(ref * (1 - ref) / 40_000) + 1e-4)
 
 
 # ----------------------------------------------------------------------------- judge score
@@ -355,30 +387,63 @@ def test_flips_sorted_by_severity_then_id() -> None:
 # ----------------------------------------------------------------------------- power
 
 
-@pytest.mark.parametrize("n,p", [(50, 0.8), (200, 0.5), (1000, 0.9), (30, 0.3)])
-def test_min_detectable_difference_two_proportions_against_statsmodels(n: int, p: float) -> None:
-    from statsmodels.stats.proportion import power_proportions_2indep
+def _enumerated_power(n: int, p10: float, p01: float, alpha: float = 0.05) -> float:
+    """Exact McNemar power by enumerating every (A-only, B-only) outcome on a 2-D grid: multinomial
+    probabilities from log-gamma, exact p-values from the binomial cdf (scipy)."""
+    from scipy.special import gammaln
 
-    up = min_detectable_difference(n, p, direction="up")
-    down = min_detectable_difference(n, p, direction="down")
-    # statsmodels: prop1 = prop2 + diff, power of the two-sided z test with pooled null variance
-    assert power_proportions_2indep(up, p, n, alpha=0.05, return_results=False) == pytest.approx(0.8, abs=2e-3)
-    assert power_proportions_2indep(-down, p, n, alpha=0.05, return_results=False) == pytest.approx(0.8, abs=2e-3)
-    assert min_detectable_difference(n, p) == min(up, down)
+    a, b = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    ok = a + b <= n
+    rest = np.where(ok, n - a - b, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = (gammaln(n + 1) - gammaln(a + 1) - gammaln(b + 1) - gammaln(rest + 1)
+                + np.where(a > 0, a * np.log(p10) if p10 > 0 else -np.inf, 0.0)
+                + np.where(b > 0, b * np.log(p01) if p01 > 0 else -np.inf, 0.0)
+                + np.where(rest > 0, rest * np.log1p(-(p10 + p01)) if p10 + p01 < 1 else -np.inf, 0.0))
+    prob = np.where(ok, np.exp(logp), 0.0)
+    pval = np.where(a + b > 0, np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(a, b), a + b, 0.5)), 1.0)
+    return float(np.sum(prob[ok & (pval < alpha)]))
 
 
-def test_min_detectable_difference_mcnemar_by_simulation() -> None:
+@pytest.mark.parametrize("n,pa,pb,psi", [(30, 0.7, 0.5, None), (60, 0.8, 0.7, 0.2), (12, 0.9, 0.4, None),
+                                         (5, 1.0, 0.0, None), (45, 0.5, 0.5, 0.3)])
+def test_mcnemar_power_matches_enumeration(n: int, pa: float, pb: float, psi: float | None) -> None:
+    from benchrun.analysis.compare import default_discordance, mcnemar_power
+
+    s = default_discordance(pa, pb) if psi is None else psi
+    p10, p01 = (s + pa - pb) / 2, (s - pa + pb) / 2
+    assert mcnemar_power(n, pa, pb, discordance=psi) == pytest.approx(_enumerated_power(n, p10, p01), abs=1e-9)
+
+
+@pytest.mark.parametrize("n,p", [(50, 0.8), (200, 0.5), (30, 0.3)])
+def test_min_detectable_difference_is_where_the_exact_test_reaches_80_percent(n: int, p: float) -> None:
+    from benchrun.analysis.compare import default_discordance
+
+    for direction, sign in (("up", 1), ("down", -1)):
+        delta = min_detectable_difference(n, p, direction=direction)
+        assert 0 < delta < 1
+        pa = p + sign * delta
+        s = default_discordance(pa, p)
+        assert _enumerated_power(n, (s + pa - p) / 2, (s - pa + p) / 2) >= 0.8 - 1e-9
+        pa2 = p + sign * (delta - 0.01)
+        s2 = default_discordance(pa2, p)
+        assert _enumerated_power(n, (s2 + pa2 - p) / 2, (s2 - pa2 + p) / 2) < 0.8
+    assert min_detectable_difference(n, p) == min(min_detectable_difference(n, p, direction="up"),
+                                                  min_detectable_difference(n, p, direction="down"))
+
+
+def test_min_detectable_difference_with_known_discordance_by_simulation() -> None:
     n, psi = 300, 0.2
     delta = min_detectable_difference(n, 0.7, discordance=psi)
     assert 0 < delta < psi
-    # simulate paired outcomes: P(A only) = (ψ+δ)/2, P(B only) = (ψ-δ)/2; McNemar z test (no continuity correction)
+    # simulate paired outcomes: P(A only) = (ψ+δ)/2, P(B only) = (ψ-δ)/2; exact McNemar p from the binomial cdf
     rng = np.random.default_rng(123)
     reps = 20000
     counts = rng.multinomial(n, [(psi + delta) / 2, (psi - delta) / 2, 1 - psi], size=reps)
     b, c = counts[:, 0], counts[:, 1]
-    z = (b - c) / np.sqrt(np.maximum(b + c, 1))
-    power = np.mean(np.abs(z) > stats.norm.ppf(0.975))
-    assert power == pytest.approx(0.8, abs=0.02)
+    p = np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(b, c), b + c, 0.5))
+    power = np.mean(p < 0.05)
+    assert power == pytest.approx(0.8, abs=0.015)
 
 
 def test_min_detectable_difference_behaviour() -> None:
@@ -399,11 +464,13 @@ def test_power_sentence() -> None:
     assert "nothing to detect" in power_sentence(10, 0.5, 0.5)
 
 
-def test_cases_needed_matches_statsmodels_power() -> None:
-    from statsmodels.stats.proportion import power_proportions_2indep
-
-    n = cases_needed(0.6, 0.5)
-    assert power_proportions_2indep(0.1, 0.5, n, return_results=False) == pytest.approx(0.8, abs=1e-3)
+def test_cases_needed_is_the_first_n_with_enough_exact_power() -> None:
+    n = int(cases_needed(0.6, 0.5))
+    p10, p01 = 0.6 * 0.5, 0.5 * 0.4
+    assert _enumerated_power(n, p10, p01) >= 0.8 > _enumerated_power(n - 1, p10, p01)
+    assert cases_needed(0.5, 0.5) == math.inf
+    # 100% vs 0%: every case is discordant, and 6 is the fewest with which p < 0.05 is possible
+    assert cases_needed(1.0, 0.0) == 6
 
 
 # ----------------------------------------------------------------------------- pass@k, pass^k

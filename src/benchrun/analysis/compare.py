@@ -4,32 +4,44 @@ Everything here is a pure function over `Outcome` lists (one list per model). No
 prints, opens the ledger or calls a model. Results are frozen dataclasses that
 `dataclasses.asdict` turns into JSON-ready dicts (undefined numbers are ``None``, never NaN).
 
-What is computed and why (details in each docstring and in docs/compare.md):
+What is computed and why (details in each docstring, in docs/compare.md and docs/statistics.md):
 
 * pairing by case id: both models answered the same cases, so the per-case difference
   removes case difficulty from the comparison (a paired design is much tighter than
   comparing two independent pass rates);
 * the pass-rate difference with two intervals: a paired bootstrap over cases
   (percentile) and a cluster-robust standard error (cases as clusters);
-* McNemar's exact test on discordant cases;
+* the verdict's test: McNemar's exact test with one sample per case, and with several the
+  exact paired sign-flip (permutation) test on the per-case mean differences, which is
+  McNemar's test generalised (both are exact and use every sample);
 * a paired t interval on the mean judge score;
-* per-category / per-severity breakdowns, the list of flipped cases;
-* power: the smallest difference a number of cases can detect;
+* per-category / per-severity breakdowns with Benjamini-Hochberg adjusted p-values, the list
+  of flipped cases;
+* power of the verdict's exact test (exact enumeration): the smallest difference a number of
+  cases can detect and the cases a difference needs;
 * pass@k and pass^k for several samples per case, and per-case consistency.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Literal
 
-from benchrun.analysis.stats import Interval, z_for
+from benchrun.analysis.stats import Interval, bh_adjust, bounded_mean_interval, wilson_interval, z_for
 from benchrun.errors import BadInput
 
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
 
+MCNEMAR = "McNemar exact"
+SIGN_FLIP_EXACT = "paired sign-flip permutation test on per-case mean differences (exact)"
+SIGN_FLIP_MC = "paired sign-flip permutation test on per-case mean differences (Monte Carlo, {n:,} draws)"
+SIGN_FLIP_NORMAL = ("paired sign-flip permutation test on per-case mean differences (normal approximation to the "
+                    "permutation distribution)")
+_NORMAL_FROM = 300  # cases; below, Monte Carlo when exact enumeration is too large
+BOOTSTRAP = "percentile bootstrap over cases ({n:,} resamples)"
 
 # ----------------------------------------------------------------------------- data model
 
@@ -53,20 +65,38 @@ class Outcome:
 
 @dataclass(frozen=True)
 class McNemarResult:
-    """McNemar's exact test on discordant cases.
+    """McNemar's exact test on discordant cases (one sample per case).
 
     ``a_only`` = cases A passes and B fails (b10), ``b_only`` = cases B passes and A fails
-    (b01). ``basis`` says whether each case is a single sample or the per-case majority of
-    several samples; ``ties_excluded`` counts cases left out because a model's samples were
-    split exactly 50/50 (no majority).
+    (b01). Only computed when every paired case has one sample: with several samples the
+    verdict uses `PairedTest` (sign-flip test), never a majority vote per case.
+    ``basis`` and ``ties_excluded`` are kept for compatibility (always "single sample", 0).
     """
 
     a_only: int
     b_only: int
     n_discordant: int
     p_value: float
-    basis: Literal["single sample", "per-case majority"]
+    basis: Literal["single sample"]
     ties_excluded: int
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The test the verdict uses: two-sided exact p-value for "A and B pass equally often".
+
+    ``method`` is `MCNEMAR` (one sample per case) or the paired sign-flip permutation test
+    (several samples: exact, or Monte Carlo when exact enumeration is too large).
+    ``a_better`` / ``b_better``: cases whose per-case pass rate is higher for A / for B;
+    ``n_cases``: paired cases tested; ``mean_difference``: mean of d_i = p_A,i − p_B,i.
+    """
+
+    method: str
+    p_value: float
+    n_cases: int
+    a_better: int
+    b_better: int
+    mean_difference: float
 
 
 @dataclass(frozen=True)
@@ -83,7 +113,11 @@ class ScoreDifference:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Result of `paired_compare`. Rates are shares in [0, 1]; differences are A - B."""
+    """Result of `paired_compare`. Rates are shares in [0, 1]; differences are A - B.
+
+    ``test`` is what ``larger_than_noise`` is decided on; ``mcnemar`` is the same test's counts
+    with one sample per case (None with several samples).
+    """
 
     name_a: str
     name_b: str
@@ -107,16 +141,27 @@ class PairedComparison:
     larger_than_noise: bool
     verdict: str
     notes: tuple[str, ...] = ()
+    test: PairedTest | None = None
 
 
 @dataclass(frozen=True)
 class GroupComparison:
-    """A `PairedComparison` restricted to one category or one severity."""
+    """A `PairedComparison` restricted to one category or one severity.
+
+    ``p_value`` is the group's own test; ``p_adjusted`` its Benjamini-Hochberg adjusted p-value
+    over every group of the breakdown with at least ``min_pairs`` pairs (None for the others);
+    ``flagged`` = p_adjusted < 1 - level. A group's own ``comparison.larger_than_noise`` is
+    unadjusted: read ``flagged``.
+    """
 
     dimension: Literal["category", "severity"]
     group: str
     comparison: PairedComparison
     too_few_pairs: bool
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    flagged: bool = False
+    adjustment: str = "Benjamini-Hochberg over the groups with enough pairs"
 
 
 @dataclass(frozen=True)
@@ -173,6 +218,10 @@ class _Case:
     @property
     def rate(self) -> float:
         return sum(self.passes) / len(self.passes)
+
+    def fraction(self) -> Fraction:
+        """The pass rate as an exact fraction (for the exact sign-flip test)."""
+        return Fraction(sum(self.passes), len(self.passes))
 
     def majority(self) -> bool | None:
         """True/False by majority of non-error samples; None for an exact split."""
@@ -321,7 +370,84 @@ def bootstrap_mean_interval(values: Sequence[float], level: float = 0.95, n_boot
         idx = rng.integers(0, n, size=(m, n))
         means[start : start + m] = d[idx].mean(axis=1)
     lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return Interval(float(d.mean()), float(lo), float(hi), level)
+    return Interval(float(d.mean()), float(lo), float(hi), level, BOOTSTRAP.format(n=n_boot))
+
+
+def _as_fraction(x: Fraction | int | float) -> Fraction | None:
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, int):
+        return Fraction(x)
+    f = Fraction(x).limit_denominator(10_000)
+    return f if abs(float(f) - x) <= 1e-12 else None
+
+
+def sign_flip_test(differences: Sequence[Fraction | int | float], seed: int = 0, n_mc: int = 100_000,
+                   max_exact_work: float = 1e9) -> tuple[float, str]:
+    """Two-sided paired sign-flip permutation test of "the per-case differences are symmetric about 0".
+
+    Statistic S = Σ_i d_i. Under H0 (A and B interchangeable on every case) each d_i is as
+    likely to be +|d_i| as −|d_i|, so S is distributed as Σ_i ε_i |d_i| with independent fair
+    signs ε_i; p = P(|S| ≥ |s_obs|) (Fisher 1935, ch. 21; Pitman 1937, JRSS Suppl. 4:119-130;
+    Good 2005, *Permutation, Parametric and Bootstrap Tests of Hypotheses*, §3.6). Exact:
+    the |d_i| are rationals (pass counts over sample counts), scaled to integers over their
+    common denominator, and the distribution of S is built by convolution over all 2^G sign
+    vectors at once (no enumeration). When G × range(S) exceeds ``max_exact_work`` (many cases
+    with unequal sample counts, e.g. after errors): with 300 or more non-zero cases the
+    permutation distribution's normal approximation, S / sqrt(Σ d_i²) ~ N(0, 1) (its exact mean
+    and variance; Hoeffding 1952, Ann. Math. Statist. 23:169-192); with fewer, ``n_mc`` random
+    sign vectors (seeded), p = (1 + #{|S*| ≥ |s|}) / (1 + n_mc) (Phipson & Smyth 2010, Stat.
+    Appl. Genet. Mol. Biol. 9:39). ``method`` says which was used.
+
+    With one sample per case (d_i ∈ {−1, 0, 1}) this is exactly McNemar's exact test.
+    Returns (p, method).
+    """
+    import numpy as np
+
+    fr = [_as_fraction(d) for d in differences]
+    nonzero = [f for f in fr if f is None or f != 0]
+    if not nonzero:
+        return 1.0, SIGN_FLIP_EXACT
+    if all(f is not None for f in nonzero):
+        den = 1
+        for f in nonzero:
+            den = den * f.denominator // math.gcd(den, f.denominator)  # type: ignore[union-attr]
+        w = [abs(int(f * den)) for f in nonzero]  # type: ignore[operator]
+        signed = sum(int(f * den) for f in nonzero)  # type: ignore[operator]
+        g = 0
+        for x in w:
+            g = math.gcd(g, x)
+        w = [x // g for x in w]
+        s_obs = abs(signed) // g
+        total = sum(w)
+        if len(w) * (2 * total + 1) <= max_exact_work and total <= 10_000_000:
+            dist = np.zeros(2 * total + 1)
+            dist[total] = 1.0
+            lo_edge = hi_edge = total  # support of the current distribution
+            for x in sorted(w):
+                new = np.zeros_like(dist)
+                new[lo_edge + x : hi_edge + x + 1] += dist[lo_edge : hi_edge + 1]
+                new[lo_edge - x : hi_edge - x + 1] += dist[lo_edge : hi_edge + 1]
+                dist = new * 0.5
+                lo_edge, hi_edge = lo_edge - x, hi_edge + x
+            idx = np.abs(np.arange(-total, total + 1))
+            return float(min(1.0, dist[idx >= s_obs].sum())), SIGN_FLIP_EXACT
+    vals = np.asarray([float(d) for d in differences if float(d) != 0.0])
+    s = abs(float(vals.sum()))
+    if len(vals) >= _NORMAL_FROM:
+        from scipy.stats import norm
+
+        return float(min(1.0, 2 * norm.sf(s / math.sqrt(float(vals @ vals))))), SIGN_FLIP_NORMAL
+    rng = np.random.default_rng(seed)
+    hits = 0
+    chunk = max(1, 2_000_000 // len(vals))
+    done = 0
+    while done < n_mc:
+        m = min(chunk, n_mc - done)
+        signs = rng.integers(0, 2, size=(m, len(vals))) * 2 - 1
+        hits += int(np.sum(np.abs(signs @ vals) >= s - 1e-9 * max(1.0, s)))
+        done += m
+    return (1 + hits) / (1 + n_mc), SIGN_FLIP_MC.format(n=n_mc)
 
 
 # ----------------------------------------------------------------------------- paired comparison
@@ -333,6 +459,52 @@ def _fmt_p(p: float) -> str:
 
 def _excludes_zero(iv: Interval | None) -> bool:
     return iv is not None and (iv.low > 0 or iv.high < 0)
+
+
+def _short(method: str) -> str:
+    return "McNemar" if method == MCNEMAR else "sign-flip test"
+
+
+def _test_cases(ca: dict[str, _Case], cb: dict[str, _Case], paired: Sequence[str], seed: int
+                ) -> tuple[PairedTest, McNemarResult | None]:
+    """The verdict's test over the paired cases (see `paired_compare`)."""
+    multi = any(len(ca[k].passes) > 1 or len(cb[k].passes) > 1 for k in paired)
+    d = [ca[k].fraction() - cb[k].fraction() for k in paired]
+    a_better = sum(1 for x in d if x > 0)
+    b_better = sum(1 for x in d if x < 0)
+    mean = float(sum(d, Fraction(0)) / len(d)) if d else 0.0
+    if not multi:
+        p = mcnemar_exact_p(a_better, b_better)
+        mc = McNemarResult(a_better, b_better, a_better + b_better, p, "single sample", 0)
+        return PairedTest(MCNEMAR, p, len(d), a_better, b_better, mean), mc
+    p, method = sign_flip_test(d, seed=seed)
+    return PairedTest(method, p, len(d), a_better, b_better, mean), None
+
+
+def _all_equal_interval(d: Sequence[float], level: float) -> Interval:
+    """An interval for the mean difference when every per-case difference is the same value c.
+
+    c = 0 (no case differs): |δ| ≤ P(a case differs), bounded by the Wilson upper limit of 0
+    differing cases out of n, so the interval is [−u, u]. Otherwise the Wilson bound for a mean
+    of values in [−1, 1] (`bounded_mean_interval`). Both are conservative; neither is a point.
+    """
+    if d[0] == 0:
+        hi = wilson_interval(0, len(d), level).high
+        return Interval(0.0, -hi, hi, level, "Wilson bound on the share of cases that differ (none differs)")
+    return bounded_mean_interval(d, -1.0, 1.0, level)
+
+
+def paired_test(a: Sequence[Outcome], b: Sequence[Outcome], seed: int = 0, name_a: str = "A",
+                name_b: str = "B") -> PairedTest | None:
+    """Only the test `paired_compare` decides on (no intervals), for many pairs (shortlist ties).
+
+    None when fewer than two cases are paired.
+    """
+    ca, cb = _group(a, name_a), _group(b, name_b)
+    paired = [k for k in sorted(set(ca) & set(cb)) if ca[k].passes and cb[k].passes]
+    if len(paired) < 2:
+        return None
+    return _test_cases(ca, cb, paired, seed)[0]
 
 
 def paired_compare(
@@ -357,14 +529,22 @@ def paired_compare(
     * ``bootstrap``: percentile interval of d̄ over cases resampled with replacement
       (`bootstrap_mean_interval`).
     * ``standard_error``/``se_interval``: d̄ ± t_{G-1} · SE with SE from `cluster_robust_se`
-      (the paired-difference SE with one sample per case; cluster-robust CR1 with several).
-    * ``mcnemar``: exact McNemar test on discordant cases; with several samples each case's
-      pass/fail is its majority and 50/50 splits are excluded (`mcnemar_exact_p`).
+      (the paired-difference SE with one sample per case; cluster-robust CR1 with several),
+      clipped to [-1, 1] with a note when it reaches past (few cases).
+    * When every d_i is the same both intervals would be a single point; they are then the
+      conservative `bounded_mean_interval` of the d_i in [-1, 1], with a note.
+    * ``test``: the verdict's test. One sample per case: McNemar's exact test on the
+      discordant cases (``mcnemar`` holds its counts). Several samples: the exact paired
+      sign-flip test on the d_i (`sign_flip_test`), which uses every sample and reduces to
+      McNemar's test with one sample; never a per-case majority vote.
     * ``score``: paired t interval of the per-case mean judge score (`paired_t_interval`).
 
-    ``larger_than_noise`` is True only when both intervals exclude 0 and McNemar p < 1 - level;
-    when the three disagree the verdict says "borderline". Reference for the approach:
-    Miller (2024), "Adding Error Bars to Evals", arXiv:2411.00640.
+    ``larger_than_noise`` is True when the test's p < 1 - level (and at least 2 cases are
+    paired). It rests on one pre-specified exact test, so its false-positive rate is at most
+    1 - level and its power is what `mcnemar_power` computes. When an interval excludes 0 but
+    the test does not reach p < 1 - level the verdict says "borderline" (treat as not shown).
+    References: McNemar (1947); Fisher (1935); Miller (2024), "Adding Error Bars to Evals",
+    arXiv:2411.00640 (cluster-robust intervals over questions).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -408,31 +588,29 @@ def paired_compare(
     d = [x - y for x, y in zip(ra, rb, strict=True)]
     n = len(d)
     diff = sum(d) / n
-    boot = bootstrap_mean_interval(d, level, n_boot, seed)
     se = cluster_robust_se(d)
     se_iv: Interval | None = None
-    if se is not None:
-        half = _t_ppf(level, n - 1) * se
-        se_iv = Interval(diff, diff - half, diff + half, level)
+    if min(d) == max(d):
+        boot = _all_equal_interval(d, level)
+        se_iv = boot if n >= 2 else None
+        notes.append(f"all {n} paired case(s) differ by the same amount, so the bootstrap and standard-error "
+                     f"intervals would be a single point; both show the {boot.method} instead.")
+    else:
+        boot = bootstrap_mean_interval(d, level, n_boot, seed)
+        if se is not None:
+            half = _t_ppf(level, n - 1) * se
+            lo, hi = diff - half, diff + half
+            if lo < -1.0 or hi > 1.0:
+                se_iv = Interval(diff, max(-1.0, lo), min(1.0, hi), level, f"{se_method}, clipped to [-1, 1]")
+                notes.append(f"the standard-error interval ({100 * lo:+.1f} to {100 * hi:+.1f} points) reached past "
+                             "±100 points and was clipped to [-1, 1]; with so few cases read it as 'very wide'.")
+            else:
+                se_iv = Interval(diff, lo, hi, level, se_method)
 
-    # McNemar on per-case pass/fail (majority when several samples)
-    a_only = b_only = ties = 0
-    for k in paired:
-        ma, mb = ca[k].majority(), cb[k].majority()
-        if ma is None or mb is None:
-            ties += 1
-            continue
-        if ma and not mb:
-            a_only += 1
-        elif mb and not ma:
-            b_only += 1
-    mc = McNemarResult(
-        a_only, b_only, a_only + b_only, mcnemar_exact_p(a_only, b_only),
-        "per-case majority" if multi else "single sample", ties,
-    )
+    test, mc = _test_cases(ca, cb, paired, seed)
     if multi:
-        notes.append("several samples per case: McNemar uses each case's majority verdict"
-                     + (f"; {ties} case(s) split 50/50 were left out of it." if ties else "."))
+        notes.append("several samples per case: the verdict uses the exact paired sign-flip test on the per-case "
+                     "pass rates, so every sample counts (no majority vote per case).")
 
     # judge score
     score_keys = [k for k in paired if ca[k].scores and cb[k].scores]
@@ -444,35 +622,37 @@ def paired_compare(
         ma_, mb_ = sum(sa) / len(sa), sum(sb) / len(sb)
         score = ScoreDifference(len(score_keys), ma_, mb_, ma_ - mb_, iv, p)
 
-    # verdict
+    # verdict: one exact test decides
     alpha = 1 - level
-    ev_boot, ev_se, ev_mc = _excludes_zero(boot), _excludes_zero(se_iv), mc.p_value < alpha
-    larger = ev_boot and ev_se and ev_mc
+    ev_boot, ev_se, ev_test = _excludes_zero(boot), _excludes_zero(se_iv), test.p_value < alpha
+    larger = ev_test and n >= 2
     pts = 100 * diff
     if abs(pts) < 0.05:
         head = f"{name_a} and {name_b} pass the same share of cases"
     else:
         head = f"{name_a} passes {abs(pts):.1f} points {'more' if diff > 0 else 'less'} than {name_b}"
-    text = f"{head} ({pct} CI {100 * boot.low:.1f} to {100 * boot.high:.1f}); McNemar {_fmt_p(mc.p_value)}: "
+    text = f"{head} ({pct} CI {100 * boot.low:.1f} to {100 * boot.high:.1f}); {_short(test.method)} {_fmt_p(test.p_value)}: "
     if n < 2:
         text += "one paired case only; too few to judge."
-        larger = False
     elif larger:
         text += "larger than noise"
-    elif not (ev_boot or ev_se or ev_mc):
-        text += "within noise"
+        missing = [nm for nm, ok in (("bootstrap", ev_boot), ("standard-error", ev_se)) if not ok]
+        if missing:
+            notes.append(f"the {' and '.join(missing)} interval includes 0 although the exact test gives "
+                         f"{_fmt_p(test.p_value)}; the verdict follows the test.")
+    elif ev_boot or ev_se:
+        yes = ", ".join(nm for nm, ok in (("bootstrap interval", ev_boot), ("standard-error interval", ev_se)) if ok)
+        text += (f"borderline (a difference by {yes}, not by {_short(test.method)} p<{alpha:g}); "
+                 "treat as not shown")
     else:
-        checks = (("bootstrap interval", ev_boot), ("standard-error interval", ev_se), (f"McNemar p<{alpha:g}", ev_mc))
-        yes = ", ".join(nm for nm, ok in checks if ok)
-        no = ", ".join(nm for nm, ok in checks if not ok)
-        text += f"borderline (a difference by {yes}, not by {no}); treat as not shown"
-    if mc.n_discordant == 0:
-        notes.append("no discordant cases: the intervals collapse towards a point; that is not certainty, "
-                     "only that these cases cannot separate the models.")
+        text += "within noise"
+    if test.a_better + test.b_better == 0:
+        notes.append("no discordant cases: these cases cannot separate the models; that is not evidence that "
+                     "they are the same.")
     return PairedComparison(
         **common, pass_rate_a=sum(ra) / n, pass_rate_b=sum(rb) / n, difference=diff, bootstrap=boot,
         standard_error=se, se_interval=se_iv, mcnemar=mc, score=score, larger_than_noise=larger,
-        verdict=text, notes=tuple(notes),
+        verdict=text, notes=tuple(notes), test=test,
     )
 
 
@@ -490,18 +670,21 @@ def breakdown_compare(
     name_b: str = "B",
     min_pairs: int = 10,
 ) -> list[GroupComparison]:
-    """`paired_compare` per category and per severity.
+    """`paired_compare` per category and per severity, flagged with Benjamini-Hochberg adjustment.
 
     A case's group is taken from model A's outcomes (B's for cases only B has), so a case
     never lands in different groups for the two models. Groups with fewer than ``min_pairs``
-    paired cases are flagged ``too_few_pairs``: their intervals are wide and the normal/t
-    approximations poor. Order: categories alphabetically, then severities high, medium, low.
-    Each group uses the same ``seed``. Many groups mean many tests: expect about one in
-    twenty groups to look "larger than noise" by chance at the 95% level.
+    paired cases are marked ``too_few_pairs`` (chosen by size alone, before any test): they
+    are shown but never flagged. The other groups' test p-values form one family (categories
+    and severities together) and are adjusted with Benjamini-Hochberg (`bh_adjust`); a group is
+    ``flagged`` when its adjusted p < 1 - level. Under the complete null (the models are equally
+    good everywhere) that bounds the chance of any flag by 1 - level; otherwise it bounds the
+    expected share of false flags. Order: categories alphabetically, then severities high,
+    medium, low. Each group uses the same ``seed``.
     """
     ca_meta = {o.case_id: o for o in b}
     ca_meta.update({o.case_id: o for o in a})
-    out: list[GroupComparison] = []
+    raw: list[tuple[str, str, PairedComparison]] = []
     for dim in ("category", "severity"):
         key = (lambda o: o.category) if dim == "category" else (lambda o: o.severity)
         groups = {key(o) for o in ca_meta.values()}
@@ -510,8 +693,18 @@ def breakdown_compare(
             ids = {cid for cid, o in ca_meta.items() if key(o) == g}
             ga = [o for o in a if o.case_id in ids]
             gb = [o for o in b if o.case_id in ids]
-            cmp = paired_compare(ga, gb, level, n_boot, seed, name_a, name_b)
-            out.append(GroupComparison(dim, g, cmp, cmp.n_pairs < min_pairs))  # type: ignore[arg-type]
+            raw.append((dim, g, paired_compare(ga, gb, level, n_boot, seed, name_a, name_b)))
+    family = [i for i, (_, _, c) in enumerate(raw) if c.n_pairs >= max(2, min_pairs) and c.test is not None]
+    adjusted = bh_adjust([raw[i][2].test.p_value for i in family])  # type: ignore[union-attr]
+    adj = dict(zip(family, adjusted, strict=True))
+    out: list[GroupComparison] = []
+    for i, (dim, g, cmp) in enumerate(raw):
+        p_adj = adj.get(i)
+        out.append(GroupComparison(
+            dim, g, cmp, cmp.n_pairs < min_pairs,  # type: ignore[arg-type]
+            p_value=cmp.test.p_value if cmp.test is not None else None, p_adjusted=p_adj,
+            flagged=p_adj is not None and p_adj < 1 - level,
+        ))
     return out
 
 
@@ -535,28 +728,7 @@ def flips(a: Sequence[Outcome], b: Sequence[Outcome]) -> list[Flip]:
     return out
 
 
-# ----------------------------------------------------------------------------- power
-
-
-def _n_two_proportions(p1: float, p2: float, alpha: float, power: float) -> float:
-    """Cases per model to tell p1 from p2 (two-sided, unpaired; Fleiss, Levin & Paik 2003, eq. 4.14
-    without continuity correction): n = [z_{α/2}·√(2·p̄q̄) + z_β·√(p1q1 + p2q2)]² / (p1 - p2)²."""
-    delta = abs(p1 - p2)
-    if delta == 0:
-        return math.inf
-    za, zb = z_for(1 - alpha), z_for(2 * power - 1)
-    pbar = (p1 + p2) / 2
-    return (za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / delta**2
-
-
-def _n_mcnemar(delta: float, psi: float, alpha: float, power: float) -> float:
-    """Paired cases for McNemar's test (Connor 1987, Biometrics 43:207-211):
-    n = [z_{α/2}·√ψ + z_β·√(ψ - δ²)]² / δ², ψ = share of discordant cases, δ = p_A - p_B."""
-    delta = abs(delta)
-    if delta == 0 or delta > psi:
-        return math.inf
-    za, zb = z_for(1 - alpha), z_for(2 * power - 1)
-    return (za * math.sqrt(psi) + zb * math.sqrt(max(0.0, psi - delta**2))) ** 2 / delta**2
+# ----------------------------------------------------------------------------- power of the verdict's test
 
 
 def _check_power_args(alpha: float, power: float) -> None:
@@ -566,31 +738,180 @@ def _check_power_args(alpha: float, power: float) -> None:
         raise ValueError(f"power must be in (0.5, 1), got {power}")
 
 
-def cases_needed(p_a: float, p_b: float, alpha: float = 0.05, power: float = 0.8,
-                 discordance: float | None = None) -> float:
-    """Cases needed to detect p_a vs p_b (see `min_detectable_difference` for the method); inf if p_a == p_b."""
-    _check_power_args(alpha, power)
+def default_discordance(p_a: float, p_b: float) -> float:
+    """Share of cases the models disagree on if they passed cases independently:
+    ψ = p_A(1 − p_B) + p_B(1 − p_A). Two models usually fail the *same* hard cases, which makes
+    ψ smaller and the paired test more powerful, so assuming independence is conservative."""
+    return p_a * (1 - p_b) + p_b * (1 - p_a)
+
+
+def min_discordant_cases(alpha: float = 0.05) -> int:
+    """The fewest discordant cases with which McNemar's exact test can give p < alpha:
+    the smallest m with 2 / 2^m < alpha (6 at alpha = 0.05: with 5, p is at least 0.0625)."""
+    m = 1
+    while 2 / 2**m >= alpha:
+        m += 1
+    return m
+
+
+def _reject_below(m: Sequence[int] | object, alpha: float) -> object:
+    """k_m = the largest k with 2·P(X ≤ k) < alpha for X ~ Binomial(m, 1/2), or -1 (vectorised).
+
+    McNemar's exact test rejects exactly when min(a_only, b_only) ≤ k_m."""
+    import numpy as np
+    from scipy.stats import binom
+
+    ms = np.asarray(m, dtype=np.int64)
+    k = binom.ppf(alpha / 2, ms, 0.5).astype(np.int64) - 1
+    k = np.maximum(k, -1)
+    # guard the floating-point edge: move k until 2·F(k) < alpha <= 2·F(k + 1)
+    for _ in range(3):
+        too_big = (k >= 0) & (2 * binom.cdf(k, ms, 0.5) >= alpha)
+        k = np.where(too_big, k - 1, k)
+        too_small = (k + 1 < ms) & (2 * binom.cdf(k + 1, ms, 0.5) < alpha)
+        k = np.where(too_small, k + 1, k)
+    return k
+
+
+class _McNemarPower:
+    """Exact power of the two-sided exact McNemar test at level alpha for cases that are
+    A-only with probability p10 and B-only with probability p01 (independent cases).
+
+    power(n) = Σ_m Binom(m; n, ψ) · r(m), ψ = p10 + p01, where given m discordant cases
+    a_only ~ Binomial(m, q = p10/ψ) and r(m) = P(min(a_only, m − a_only) ≤ k_m)
+    = F(k_m; m, q) + 1 − F(m − k_m − 1; m, q). Exact up to floating point; the sum is
+    restricted to m within 9 standard deviations of nψ (the rest has mass below 1e-18).
+    """
+
+    def __init__(self, p10: float, p01: float, alpha: float) -> None:
+        self.p10, self.p01, self.alpha = p10, p01, alpha
+        self.psi = p10 + p01
+        self._r: object | None = None
+        self._r_max = -1
+
+    def _rejection(self, m_max: int) -> object:
+        import numpy as np
+        from scipy.stats import binom
+
+        if m_max > self._r_max:
+            m_max = max(m_max, 2 * self._r_max, 64)
+            ms = np.arange(m_max + 1)
+            k = _reject_below(ms, self.alpha)
+            q = self.p10 / self.psi
+            k_arr = np.asarray(k)
+            low = np.where(k_arr >= 0, binom.cdf(k_arr, ms, q), 0.0)
+            high = np.where(k_arr >= 0, binom.sf(ms - k_arr - 1, ms, q), 0.0)
+            self._r = low + high
+            self._r_max = m_max
+        return self._r
+
+    def __call__(self, n: int) -> float:
+        return float(self.batch(n, n)[0])
+
+    def batch(self, first: int, last: int) -> object:
+        """Power for every n in [first, last] (one vectorised evaluation)."""
+        import numpy as np
+        from scipy.stats import binom
+
+        ns = np.arange(first, last + 1)
+        if self.psi <= 0:
+            return np.zeros(ns.size)
+        sd = math.sqrt(last * self.psi * (1 - self.psi))
+        lo = max(0, int(first * self.psi - 9 * sd) - 1)
+        hi = min(last, int(last * self.psi + 9 * sd) + 1)
+        ms = np.arange(lo, hi + 1)
+        r = np.asarray(self._rejection(hi))[lo : hi + 1]
+        pmf = binom.pmf(ms[None, :], ns[:, None], self.psi)  # zero where m > n
+        out = np.minimum(1.0, pmf @ r)
+        return np.where(ns < 1, 0.0, out)
+
+
+def _cells(p_a: float, p_b: float, discordance: float | None) -> tuple[float, float]:
     for p in (p_a, p_b):
         if not 0 <= p <= 1:
             raise ValueError(f"pass rates must be in [0, 1], got {p}")
-    if discordance is None:
-        return _n_two_proportions(p_a, p_b, alpha, power)
-    if not 0 < discordance <= 1:
+    psi = default_discordance(p_a, p_b) if discordance is None else discordance
+    if discordance is not None and not 0 < discordance <= 1:
         raise ValueError(f"discordance must be in (0, 1], got {discordance}")
-    return _n_mcnemar(p_a - p_b, discordance, alpha, power)
+    delta = p_a - p_b
+    if abs(delta) > psi + 1e-12:
+        raise ValueError(f"a gap of {abs(delta):.3f} needs at least that share of discordant cases, got {psi:.3f}")
+    return max(0.0, (psi + delta) / 2), max(0.0, (psi - delta) / 2)
 
 
-def _solve_increasing(f: Callable[[float], float], lo: float, hi: float) -> float:
-    """Root of an increasing function on [lo, hi] by bisection (f(lo) < 0 <= f(hi))."""
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if f(mid) < 0:
-            lo = mid
-        else:
+def mcnemar_power(n_cases: int, p_a: float, p_b: float, alpha: float = 0.05, discordance: float | None = None) -> float:
+    """Exact power of the verdict's test (two-sided exact McNemar at ``alpha``) with ``n_cases``
+    paired cases when A passes p_a and B p_b of cases.
+
+    ``discordance`` ψ is the share of cases the two models disagree on (from a pilot run); by
+    default `default_discordance` (independent failures, conservative). A-only cases then occur
+    with probability (ψ + δ)/2 and B-only with (ψ − δ)/2, δ = p_a − p_b. Computed by exact
+    enumeration over the number of discordant cases (`_McNemarPower`), not a normal
+    approximation, so it never promises a result the exact test cannot give: with fewer than
+    `min_discordant_cases` cases the power is 0. With several samples per case the verdict uses
+    the sign-flip test, which is at least as powerful (docs/statistics.md), so this is a lower bound.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    p10, p01 = _cells(p_a, p_b, discordance)
+    return _McNemarPower(p10, p01, alpha)(int(n_cases))
+
+
+_SCAN_LIMIT = 50_000
+_MAX_CASES = 1_000_000
+_BLOCK = 128
+
+
+def _n_connor(delta: float, psi: float, alpha: float, power: float) -> float:
+    """Connor (1987, Biometrics 43:207-211) normal approximation, a starting point for the exact search:
+    n = [z_{α/2}·√ψ + z_β·√(ψ − δ²)]² / δ²."""
+    za, zb = z_for(1 - alpha), z_for(2 * power - 1)
+    return (za * math.sqrt(psi) + zb * math.sqrt(max(0.0, psi - delta**2))) ** 2 / delta**2
+
+
+def cases_needed(p_a: float, p_b: float, alpha: float = 0.05, power: float = 0.8,
+                 discordance: float | None = None) -> float:
+    """The smallest number of paired cases at which the verdict's exact test reaches ``power``
+    (`mcnemar_power`), as a float; ``inf`` when p_a == p_b or more than 1,000,000 would be needed.
+
+    Exact power is not monotone in n (it saw-tooths because the test is discrete); this is the
+    first n that reaches the power, found by scanning every n upwards from a point where the
+    power is still below target (up to 50,000 cases past that point; beyond, bisection).
+    """
+    import numpy as np
+
+    _check_power_args(alpha, power)
+    p10, p01 = _cells(p_a, p_b, discordance)
+    delta = p10 - p01
+    if delta == 0:
+        return math.inf
+    approx = _n_connor(delta, p10 + p01, alpha, power)
+    if approx > _MAX_CASES:
+        return math.inf
+    f = _McNemarPower(p10, p01, alpha)
+    start = max(1, int(0.8 * approx))
+    while start > 1 and f(start) >= power:
+        start //= 2
+    stop = min(_MAX_CASES, start + _SCAN_LIMIT)
+    n = start
+    while n <= stop:
+        last = min(stop, n + _BLOCK - 1)
+        hit = np.flatnonzero(np.asarray(f.batch(n, last)) >= power)
+        if hit.size:
+            return float(n + int(hit[0]))
+        n = last + 1
+    lo, hi = stop, min(_MAX_CASES, 2 * stop)
+    while f(hi) < power:
+        if hi >= _MAX_CASES:
+            return math.inf
+        lo, hi = hi, min(_MAX_CASES, 2 * hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if f(mid) >= power:
             hi = mid
-        if hi - lo < 1e-12:
-            break
-    return hi
+        else:
+            lo = mid
+    return float(hi)
 
 
 def min_detectable_difference(
@@ -601,18 +922,14 @@ def min_detectable_difference(
     discordance: float | None = None,
     direction: Literal["either", "up", "down"] = "either",
 ) -> float:
-    """Smallest pass-rate difference ``n_cases`` paired cases detect with the given power.
+    """Smallest pass-rate difference δ that ``n_cases`` paired cases detect with the given power,
+    by the verdict's exact test (`mcnemar_power` with p_a = p_base ± δ, p_b = p_base).
 
-    * ``discordance`` unknown (default): the two-proportion formula (`_n_two_proportions`,
-      Fleiss et al. 2003) solved for δ with p1 = p_base and p2 = p_base ± δ. It ignores the
-      pairing, which is conservative when the two models tend to pass the same cases (the
-      usual situation): the paired test can then detect smaller differences.
-    * ``discordance`` ψ known (share of cases the models disagree on, e.g. from a pilot run):
-      Connor's (1987) McNemar formula (`_n_mcnemar`) solved for δ; δ can be at most ψ.
-
-    ``direction``: "up" (p_base + δ), "down" (p_base - δ), or "either" (the smaller of the
-    two). Normal approximation, two-sided test at level ``alpha``. Returns ``math.inf`` when
-    no difference within [0, 1] reaches the power.
+    ``discordance`` as in `mcnemar_power` (default: independent failures, conservative); with
+    a known ψ, δ can be at most ψ. ``direction``: "up" (p_base + δ), "down" (p_base − δ), or
+    "either" (the smaller). Solved by bisection on δ (power increases with δ). Returns
+    ``math.inf`` when no difference within [0, 1] reaches the power, e.g. always with fewer
+    than `min_discordant_cases` cases.
     """
     _check_power_args(alpha, power)
     if n_cases < 1:
@@ -622,22 +939,25 @@ def min_detectable_difference(
     if discordance is not None and not 0 < discordance <= 1:
         raise ValueError(f"discordance must be in (0, 1], got {discordance}")
 
+    def pw(delta: float, sign: int) -> float:
+        p_a = min(1.0, max(0.0, p_base + sign * delta))
+        p10, p01 = _cells(p_a, p_base, discordance)
+        return _McNemarPower(p10, p01, alpha)(n_cases)
+
     def one(sign: int) -> float:
         room = (1 - p_base) if sign > 0 else p_base
         if discordance is not None:
             room = min(room, discordance)
-        if room <= 0:
+        if room <= 0 or pw(room, sign) < power:
             return math.inf
-
-        def needed(delta: float) -> float:
-            if discordance is None:
-                return _n_two_proportions(p_base, p_base + sign * delta, alpha, power)
-            return _n_mcnemar(delta, discordance, alpha, power)
-
-        # needed(δ) decreases in δ; find the δ where it falls to n_cases
-        if needed(room) > n_cases:
-            return math.inf
-        return _solve_increasing(lambda dl: n_cases - needed(dl) if dl > 0 else -math.inf, 0.0, room)
+        lo, hi = 0.0, room
+        while hi - lo > 1e-5:
+            mid = (lo + hi) / 2
+            if pw(mid, sign) >= power:
+                hi = mid
+            else:
+                lo = mid
+        return hi
 
     if direction == "up":
         return one(+1)
@@ -653,25 +973,33 @@ def _pct(p: float) -> str:
 
 def power_sentence(n_cases: int, p_a: float, p_b: float, alpha: float = 0.05, power: float = 0.8,
                    discordance: float | None = None) -> str:
-    """A plain sentence: can ``n_cases`` tell p_a from p_b at the given power?
+    """A plain sentence: can ``n_cases`` paired cases tell p_a from p_b with the verdict's test?
 
     E.g. "50 cases cannot tell 82% from 80%: with 80% power they detect only gaps of about
-    24 points or more; about 6,000 cases would be needed." Method: `min_detectable_difference`
-    measured from p_b towards p_a, and `cases_needed`.
+    29 points or more; about 6,700 cases would be needed." Method: the exact power of the
+    exact McNemar test (`mcnemar_power`, `min_detectable_difference` measured from p_b towards
+    p_a, `cases_needed`); the numbers in docs/compare.md are computed by this function.
     """
-    need = cases_needed(p_a, p_b, alpha, power, discordance)
+    _check_power_args(alpha, power)
     if p_a == p_b:
-        return f"{p_a:.0%} and {p_b:.0%} are the same rate; there is nothing to detect."
+        return f"{_pct(p_a)} and {_pct(p_b)} are the same rate; there is nothing to detect."
+    pw_txt = f"{round(power * 100):d}%"
+    have = mcnemar_power(n_cases, p_a, p_b, alpha, discordance)
+    need = cases_needed(p_a, p_b, alpha, power, discordance)
+    need_txt = "more than 1,000,000 cases would be needed" if math.isinf(need) else f"about {math.ceil(need):,} cases would be needed"
+    if have >= power:
+        return (f"{n_cases} cases can tell {_pct(p_a)} from {_pct(p_b)}: the exact test's power is "
+                f"{100 * have:.0f}% (at least {pw_txt} from {math.ceil(need):,} cases).")
     direction: Literal["up", "down"] = "up" if p_a > p_b else "down"
     mdd = min_detectable_difference(n_cases, p_b, alpha, power, discordance, direction)
-    pw = f"{round(power * 100):d}%"
-    gap = "no gap reachable" if math.isinf(mdd) else f"gaps of about {100 * mdd:.0f} points or more"
-    need_txt = "no number of cases would be enough" if math.isinf(need) else f"about {math.ceil(need):,} cases"
-    if need <= n_cases:
-        return (f"{n_cases} cases can tell {_pct(p_a)} from {_pct(p_b)} (with {pw} power they detect {gap}; "
-                f"{need_txt} would suffice).")
-    return (f"{n_cases} cases cannot tell {_pct(p_a)} from {_pct(p_b)}: with {pw} power they detect only {gap}; "
-            f"{need_txt} would be needed.")
+    m_min = min_discordant_cases(alpha)
+    if math.isinf(mdd):
+        why = (f"with fewer than {m_min} cases on which the models disagree no result can reach p < {alpha:g}"
+               if n_cases < m_min else f"no gap from {_pct(p_b)} reaches {pw_txt} power with so few cases")
+        return f"{n_cases} cases cannot tell {_pct(p_a)} from {_pct(p_b)}: {why}; {need_txt}."
+    return (f"{n_cases} cases cannot tell {_pct(p_a)} from {_pct(p_b)} (the exact test's power is "
+            f"{100 * have:.0f}%): with {pw_txt} power they detect only gaps of about {100 * mdd:.0f} points or more; "
+            f"{need_txt}.")
 
 
 # ----------------------------------------------------------------------------- several samples
