@@ -6,10 +6,12 @@ import dataclasses
 import json
 
 import pytest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportions_ztest
 
-from benchrun.analysis.compare import Outcome, paired_compare
-from benchrun.analysis.shortlist import Candidate, pareto_frontier, shortlist, wilson_overlap_tie
-from benchrun.analysis.stats import Interval, wilson_interval
+from benchrun.analysis.compare import Outcome, paired_test
+from benchrun.analysis.shortlist import Candidate, pareto_frontier, shortlist
+from benchrun.analysis.stats import Interval, SignificanceTest, wilson_interval
 from benchrun.errors import BadInput
 
 
@@ -18,7 +20,8 @@ def cand(key: str, passes: int, n: int = 200, cost: float | None = 1.0, p95: flo
     return Candidate(key=key, model=f"provider/{key}", pass_rate=wilson_interval(passes, n),
                      high_severity_failures=high, failure_modes={"hallucination": n - passes},
                      mean_judge_score=None, judge_calibration=None, cost_per_1k_cases=cost,
-                     latency_p50_ms=None if p95 is None else p95 / 2, latency_p95_ms=p95, local=local)
+                     latency_p50_ms=None if p95 is None else p95 / 2, latency_p95_ms=p95, local=local,
+                     n_effective=n)
 
 
 def pool() -> list[Candidate]:
@@ -34,40 +37,60 @@ def by_key(res, key):  # type: ignore[no-untyped-def]
     return next(r for r in res.ranked if r.candidate.key == key)
 
 
-def test_default_ranking_ties_overlapping_intervals_and_orders_ties_by_cost() -> None:
-    c = {x.key: x for x in pool()}
-    # premises about the Wilson intervals the expected ranks rely on
-    assert wilson_overlap_tie(c["big"], c["mid"]) and wilson_overlap_tie(c["small"], c["local"])
-    assert not wilson_overlap_tie(c["big"], c["small"]) and not wilson_overlap_tie(c["mid"], c["small"])
+def test_default_ranking_ties_by_holm_adjusted_tests_and_orders_ties_by_cost() -> None:
+    counts = {"big": 180, "mid": 176, "small": 150, "local": 148}
+    keys = list(counts)
+    pairs = [(x, y) for i, x in enumerate(keys) for y in keys[i + 1:]]
+    raw = [proportions_ztest([counts[x], counts[y]], [200, 200])[1] for x, y in pairs]
+    _, holm, _, _ = multipletests(raw, alpha=0.05, method="holm")
+    separated = {frozenset(p) for p, adj in zip(pairs, holm) if adj < 0.05}
+    # premises the expected ranks rely on (independent of benchrun): only the two close pairs stay tied
+    assert separated == {frozenset(p) for p in pairs} - {frozenset(("big", "mid")), frozenset(("small", "local"))}
     res = shortlist(pool())
     assert [(r.candidate.key, r.rank) for r in res.ranked] == [("mid", 1), ("big", 1), ("local", 3), ("small", 3)]
     assert by_key(res, "big").tied_with == ("mid",)
     assert by_key(res, "local").tied_with == ("small",)
+    got = {frozenset((t.a, t.b)): t for t in res.comparisons}
+    for (x, y), p, adj in zip(pairs, raw, holm):
+        t = got[frozenset((x, y))]
+        assert t.p_value == pytest.approx(p, rel=1e-9) and t.p_adjusted == pytest.approx(adj, rel=1e-9)
+        assert t.tied is bool(adj >= 0.05)
     assert res.excluded == ()
     assert all(r.score is None for r in res.ranked)
-    assert "lexicographic" in res.method
+    assert "lexicographic" in res.method and "Holm" in res.tie_rule
     json.dumps(dataclasses.asdict(res), allow_nan=False)
 
 
 def test_non_transitive_ties_use_count_of_clearly_better() -> None:
-    # x ~ y, y ~ z, but x clearly beats z: ranks 1, 1, 2
-    x = Candidate("x", "m/x", Interval(0.90, 0.85, 0.95), cost_per_1k_cases=3.0)
-    y = Candidate("y", "m/y", Interval(0.85, 0.80, 0.90), cost_per_1k_cases=2.0)
-    z = Candidate("z", "m/z", Interval(0.78, 0.73, 0.83), cost_per_1k_cases=1.0)
+    # x ~ y, y ~ z, but x clearly beats z (Holm over the 3 pairs): ranks 1, 1, 2
+    x = Candidate("x", "m/x", wilson_interval(180, 200), cost_per_1k_cases=3.0, n_effective=200)
+    y = Candidate("y", "m/y", wilson_interval(170, 200), cost_per_1k_cases=2.0, n_effective=200)
+    z = Candidate("z", "m/z", wilson_interval(156, 200), cost_per_1k_cases=1.0, n_effective=200)
+    _, holm, _, _ = multipletests([proportions_ztest([a, b], [200, 200])[1] for a, b in ((180, 170), (180, 156), (170, 156))],
+                                  method="holm")
+    assert holm[0] >= 0.05 and holm[1] < 0.05 and holm[2] >= 0.05
     res = shortlist([z, y, x])
     assert [(r.candidate.key, r.rank) for r in res.ranked] == [("y", 1), ("x", 1), ("z", 2)]
 
 
-def test_custom_tie_fn_never_tied_ranks_by_quality_then_cost() -> None:
+def test_unknown_effective_sample_size_counts_as_tied_and_says_so() -> None:
+    a = Candidate("a", "m/a", Interval(0.9, 0.85, 0.95), cost_per_1k_cases=1.0)
+    b = Candidate("b", "m/b", Interval(0.5, 0.45, 0.55), cost_per_1k_cases=1.0)
+    res = shortlist([a, b])
+    assert [r.rank for r in res.ranked] == [1, 1]
+    assert res.comparisons[0].p_value is None and res.comparisons[0].tied
+    assert any("no quality test possible" in n for n in res.notes)
+
+
+def test_custom_pair_test_never_tied_ranks_by_quality_then_cost() -> None:
     cands = [*pool(), cand("twin", 176, cost=2.0, p95=1500)]  # same pass rate as mid, cheaper
-    res = shortlist(cands, tie_fn=lambda a, b: False)
+    res = shortlist(cands, pair_test=lambda a, b: SignificanceTest(0.0, "always different"))
     assert [(r.candidate.key, r.rank) for r in res.ranked] == [
         ("big", 1), ("twin", 2), ("mid", 2), ("small", 4), ("local", 5)]
     assert all(r.tied_with == () for r in res.ranked)
-    assert not any("Wilson" in n for n in res.notes)
 
 
-def test_tie_fn_built_from_paired_compare() -> None:
+def test_pair_test_built_from_the_paired_test() -> None:
     # strong passes 45/50, weak passes 30/50 on the same cases; close passes 44/50
     def outcomes(passed_ids: set[int]) -> list[Outcome]:
         return [Outcome(f"q{i}", 0, i in passed_ids, None, "g", "medium") for i in range(50)]
@@ -76,11 +99,13 @@ def test_tie_fn_built_from_paired_compare() -> None:
     cands = [Candidate(k, k, wilson_interval(sum(o.passed for o in v), 50), cost_per_1k_cases=1.0)
              for k, v in runs.items()]
 
-    def tie(a: Candidate, b: Candidate) -> bool:
-        return not paired_compare(runs[a.key], runs[b.key], n_boot=2000).larger_than_noise
+    def test(a: Candidate, b: Candidate) -> SignificanceTest | None:
+        t = paired_test(runs[a.key], runs[b.key])
+        return None if t is None else SignificanceTest(t.p_value, t.method)
 
-    res = shortlist(cands, tie_fn=tie)
+    res = shortlist(cands, pair_test=test)
     assert [(r.candidate.key, r.rank) for r in res.ranked] == [("strong", 1), ("close", 1), ("weak", 3)]
+    assert all("McNemar" in t.method for t in res.comparisons)
 
 
 def test_exclusions_list_every_reason() -> None:

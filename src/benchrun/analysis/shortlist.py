@@ -3,15 +3,17 @@
 Pure functions over `Candidate` records (built by the caller from the ledger). Results are
 frozen dataclasses that `dataclasses.asdict` turns into JSON-ready dicts.
 
-Ranking and ties (details in `shortlist` and docs/compare.md):
+Ranking and ties (details in `shortlist`, docs/compare.md and docs/statistics.md):
 
 * Exclusion: each hard limit a candidate breaks (or cannot be checked against because the
   number is unknown) is listed as a reason.
 * Default order is lexicographic: quality (pass rate), then cost per 1k cases, then p95
-  latency. Quality differences within noise do not count: a candidate's rank is
-  1 + the number of candidates whose quality is higher *and not tied* with it (the rule
-  Chatbot Arena uses for its rank column; Chiang et al. 2024, arXiv:2403.04132). Candidates
-  with the same rank are ordered by cost, then latency.
+  latency. Quality differences within noise do not count: every pair of candidates is tested
+  (a paired test when the caller supplies one, else a two-proportion test on effective sample
+  sizes), the p-values are Holm-adjusted over all pairs, and two candidates are *tied* unless
+  the adjusted p < 1 - level. A candidate's rank is 1 + the number of candidates whose quality
+  is higher *and not tied* with it (the rule Chatbot Arena uses for its rank column; Chiang
+  et al. 2024, arXiv:2403.04132). Candidates with the same rank are ordered by cost, then latency.
 * With ``weights`` the order is a weighted sum of min-max normalised quality, cost and latency.
 * The Pareto frontier of quality (higher better) vs cost (lower better) is marked; a candidate
   with unknown cost is never on it.
@@ -23,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from benchrun.analysis.stats import Interval
+from benchrun.analysis.stats import Interval, SignificanceTest, holm_adjust, two_proportion_test
 from benchrun.errors import BadInput
 
 WEIGHT_KEYS = ("quality", "cost", "latency")
@@ -33,7 +35,10 @@ WEIGHT_KEYS = ("quality", "cost", "latency")
 class Candidate:
     """One model (with its settings) evaluated on a dataset.
 
-    ``pass_rate`` is usually a Wilson interval from `benchrun.analysis.stats.wilson_interval`;
+    ``pass_rate`` is usually the interval from `benchrun.analysis.breakdown.summarize` (Wilson, or
+    clustered Wilson with several samples per case); ``n_effective`` is the number of independent
+    samples behind it (the scored samples divided by the design effect; the number of cases with
+    one sample each), used by the default tie test; None when unknown.
     ``cost_per_1k_cases`` is None when the price is unknown (0.0 for a free local model);
     latencies are in milliseconds; prices are per 1M tokens.
     """
@@ -53,6 +58,7 @@ class Candidate:
     output_price_per_1m: float | None = None
     local: bool = False
     coverage_note: str | None = None
+    n_effective: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,25 +80,47 @@ class Ranked:
 
 
 @dataclass(frozen=True)
+class QualityTest:
+    """The quality test between two shortlisted candidates.
+
+    ``p_value`` from the pair test (None: no test was possible, so they count as tied),
+    ``p_adjusted`` Holm-adjusted over every tested pair, ``tied`` unless p_adjusted < 1 - level.
+    """
+
+    a: str
+    b: str
+    p_value: float | None
+    p_adjusted: float | None
+    method: str
+    tied: bool
+
+
+@dataclass(frozen=True)
 class ShortlistResult:
     ranked: tuple[Ranked, ...]
     excluded: tuple[Excluded, ...]
     method: str
     notes: tuple[str, ...] = ()
+    comparisons: tuple[QualityTest, ...] = ()
+    tie_rule: str = ""
 
 
-TieFn = Callable[[Candidate, Candidate], bool]
+PairTestFn = Callable[[Candidate, Candidate], SignificanceTest | None]
 
 
-def wilson_overlap_tie(x: Candidate, y: Candidate) -> bool:
-    """Default tie rule: the two pass-rate intervals overlap.
-
-    Conservative (overlapping 95% intervals can still differ significantly; Schenker &
-    Gentleman 2001, Am. Stat. 55:182-186) and blind to pairing; prefer a rule built from
-    `benchrun.analysis.compare.paired_compare` (``not larger_than_noise``) when both candidates
-    ran on the same cases.
+def unpaired_pair_test(x: Candidate, y: Candidate) -> SignificanceTest | None:
+    """Default pair test: two-sided two-proportion z-test on the pass-rate estimates with each
+    candidate's effective sample size (`benchrun.analysis.stats.two_proportion_test`; Rao &
+    Scott 1992 for several samples per case). None when either ``n_effective`` is unknown or a
+    pass rate is undefined. It ignores pairing: when both candidates ran on the same cases,
+    pass a paired test instead (`benchrun.analysis.compare.paired_test`), which is more sensitive.
     """
-    return x.pass_rate.low <= y.pass_rate.high and y.pass_rate.low <= x.pass_rate.high
+    if x.n_effective is None or y.n_effective is None or x.n_effective <= 0 or y.n_effective <= 0:
+        return None
+    px, py = x.pass_rate.estimate, y.pass_rate.estimate
+    if math.isnan(px) or math.isnan(py):
+        return None
+    return two_proportion_test(px, x.n_effective, py, y.n_effective)
 
 
 def _quality(c: Candidate) -> float:
@@ -183,7 +211,8 @@ def shortlist(
     max_high_severity: int | None = None,
     min_pass_rate: float | None = None,
     weights: Mapping[str, float] | None = None,
-    tie_fn: TieFn | None = None,
+    pair_test: PairTestFn | None = None,
+    level: float = 0.95,
 ) -> ShortlistResult:
     """Exclude, rank and mark the frontier.
 
@@ -192,8 +221,13 @@ def shortlist(
     candidate when that limit is set. ``min_pass_rate`` compares the point estimate. A
     candidate with no scored cases is always excluded.
 
-    Ties: ``tie_fn(x, y)`` returns True when x's and y's quality differ only by noise; the
-    default is `wilson_overlap_tie`. It must be symmetric.
+    Ties: ``pair_test(x, y)`` returns a two-sided test of "x and y have the same pass rate"
+    (a `SignificanceTest`, or None when it cannot be tested); the default is
+    `unpaired_pair_test`. Every pair of shortlisted candidates is tested, the p-values are
+    adjusted with Holm's method over all tested pairs (`holm_adjust`, family-wise error rate
+    <= 1 - level under any dependence), and a pair is tied unless its adjusted p < 1 - level.
+    So with several equally good candidates, the chance that any two get different ranks is
+    at most 1 - level (unadjusted pairwise tests reached 26% with 6 candidates).
 
     Lexicographic (default): rank = 1 + #{candidates with a higher pass rate that are not tied
     with it}; equal ranks are ordered by cost per 1k cases, then p95 latency (unknown last),
@@ -214,7 +248,7 @@ def shortlist(
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
         raise BadInput(None, f"candidate {dup[0]}", "appears more than once; give each candidate a unique key")
-    tie = tie_fn or wilson_overlap_tie
+    test_fn = pair_test or unpaired_pair_test
     excluded: list[Excluded] = []
     kept: list[Candidate] = []
     for c in cands:
@@ -224,8 +258,24 @@ def shortlist(
         else:
             kept.append(c)
 
+    pairs = [(x, y) for i, x in enumerate(kept) for y in kept[i + 1 :]]
+    raw = [test_fn(x, y) for x, y in pairs]
+    tested = [i for i, t in enumerate(raw) if t is not None]
+    adjusted = dict(zip(tested, holm_adjust([raw[i].p_value for i in tested]), strict=True))  # type: ignore[union-attr]
+    alpha = 1 - level
+    comparisons: list[QualityTest] = []
+    tied_pairs: set[frozenset[str]] = set()
+    for i, (x, y) in enumerate(pairs):
+        t = raw[i]
+        p_adj = adjusted.get(i)
+        is_tied = p_adj is None or p_adj >= alpha
+        if is_tied:
+            tied_pairs.add(frozenset((x.key, y.key)))
+        comparisons.append(QualityTest(x.key, y.key, None if t is None else t.p_value, p_adj,
+                                       "no test possible" if t is None else t.method, is_tied))
     tied: dict[str, tuple[str, ...]] = {
-        c.key: tuple(sorted(o.key for o in kept if o is not c and tie(c, o))) for c in kept
+        c.key: tuple(sorted(o.key for o in kept if o is not c and frozenset((c.key, o.key)) in tied_pairs))
+        for c in kept
     }
     front = pareto_frontier(kept)
     notes: list[str] = []
@@ -233,9 +283,11 @@ def shortlist(
     if unknown_cost:
         notes.append(f"cost unknown for {', '.join(unknown_cost)}: never on the Pareto frontier and ranked "
                      "last among equals on cost.")
-    if tie_fn is None and kept:
-        notes.append("ties: overlapping Wilson intervals (conservative, ignores pairing); "
-                     "a paired comparison can separate candidates this calls tied.")
+    untested = [f"{x.key}/{y.key}" for i, (x, y) in enumerate(pairs) if raw[i] is None]
+    if untested:
+        notes.append(f"no quality test possible for {', '.join(untested[:6])}{' …' if len(untested) > 6 else ''} "
+                     "(effective sample size unknown): counted as tied.")
+    tie_rule = f"tied unless the pairwise test's Holm-adjusted p < {alpha:g} ({len(tested)} pair(s) tested)"
 
     ranked: list[Ranked] = []
     if weights is None:
@@ -260,4 +312,4 @@ def shortlist(
         for c in order:
             rank = 1 + sum(1 for o in kept if scores[o.key] > scores[c.key])
             ranked.append(Ranked(rank, c, scores[c.key], c.key in front, tied[c.key]))
-    return ShortlistResult(tuple(ranked), tuple(excluded), method, tuple(notes))
+    return ShortlistResult(tuple(ranked), tuple(excluded), method, tuple(notes), tuple(comparisons), tie_rule)
