@@ -23,9 +23,11 @@ from benchrun.analysis.bias import (
     pad_variants,
     parse_verdict,
     partial_correlation,
+    partial_spearman,
     position_bias_report,
     same_family,
     verbosity_report,
+    verbosity_sign_test,
 )
 from benchrun.errors import BadInput
 
@@ -209,26 +211,98 @@ def test_partial_correlation_edge_cases() -> None:
     assert r.value is None and r.note is not None
 
 
-def test_verbosity_report_rates_and_intervals() -> None:
+def test_partial_spearman_is_the_partial_formula_on_spearman_coefficients() -> None:
+    rng = np.random.default_rng(5)
+    n = 50
+    human = rng.integers(1, 6, n).astype(float)
+    length = np.exp(rng.normal(4, 1, n)) + 10 * human  # heavy right tail
+    judge = np.clip(np.round(human + rng.normal(0, 0.8, n)), 1, 5)
+    rho = stats.spearmanr(np.column_stack([length, judge, human])).statistic
+    rxy, rxz, ryz = rho[0, 1], rho[0, 2], rho[1, 2]
+    expected = (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
+    ours = partial_spearman(length.tolist(), judge.tolist(), human.tolist())
+    assert ours.value == pytest.approx(expected, abs=1e-10)
+    t = expected * np.sqrt((n - 3) / (1 - expected**2))
+    assert ours.p_value == pytest.approx(2 * stats.t.sf(abs(t), n - 3), rel=1e-9)
+
+
+def _brute_force_p(items: list[VerbosityItem]) -> float:
+    """P(S >= s_obs) by enumerating every relabelling of every item's judgements (independent of benchrun)."""
+    def sign(x: float) -> int:
+        return int(x > 1e-12) - int(x < -1e-12)
+
+    per_item = []
+    s_obs = 0
+    for it in items:
+        unp = [it.original_score, *it.rejudged_scores]
+        pad = list(it.padded_scores.values())
+        pooled = unp + pad
+        s_obs += sign(np.mean(pad) - np.mean(unp))
+        opts = []
+        for idx in itertools.combinations(range(len(pooled)), len(unp)):
+            u = [pooled[k] for k in idx]
+            p = [pooled[k] for k in range(len(pooled)) if k not in idx]
+            opts.append(sign(np.mean(p) - np.mean(u)))
+        per_item.append(opts)
+    hits = total = 0
+    for combo in itertools.product(*per_item):
+        total += 1
+        hits += sum(combo) >= s_obs
+    return hits / total
+
+
+def test_verbosity_sign_test_is_the_sign_test_with_one_judgement_each() -> None:
+    rng = random.Random(2)
+    items = []
+    for i in range(40):
+        o = rng.randint(1, 5)
+        items.append(VerbosityItem(f"i{i}", float(o), {"list": float(min(5, max(1, o + rng.choice((-1, 0, 1, 1)))))}))
+    higher = sum(1 for it in items if it.padded_scores["list"] > it.original_score)
+    lower = sum(1 for it in items if it.padded_scores["list"] < it.original_score)
+    p, s = verbosity_sign_test(items)
+    assert s == higher - lower
+    assert p == pytest.approx(stats.binomtest(higher, higher + lower, 0.5, alternative="greater").pvalue, rel=1e-9)
+
+
+def test_verbosity_sign_test_matches_brute_force_with_ties_and_rejudgements() -> None:
+    rng = random.Random(9)
+    items = []
+    for i in range(7):
+        o = float(rng.randint(3, 5))
+        items.append(VerbosityItem(f"i{i}", o, {v: float(min(5, o + rng.choice((0, 1)))) for v in ("restate", "list")},
+                                   rejudged_scores=(float(max(1, o - rng.choice((0, 1)))),)))
+    p, _ = verbosity_sign_test(items)
+    assert p == pytest.approx(_brute_force_p(items), abs=1e-12)
+
+
+def test_verbosity_report_shares_noise_floor_and_intervals() -> None:
     rng = random.Random(11)
     items = []
     for i in range(50):
         orig = rng.randint(1, 5)
-        padded = {k: min(5, orig + (1 if rng.random() < 0.2 else 0)) for k in ("restate", "list", "filler")}
-        items.append(VerbosityItem(f"i{i}", float(orig), padded, human_score=float(orig), original_words=rng.randint(20, 200)))
+        rejudge = min(5, max(1, orig + rng.choice((-1, 0, 0, 1))))
+        padded = {k: min(5, orig + (1 if rng.random() < 0.4 else 0)) for k in ("restate", "list", "filler")}
+        items.append(VerbosityItem(f"i{i}", float(orig), padded, human_score=float(orig),
+                                   original_words=rng.randint(20, 200), rejudged_scores=(float(rejudge),)))
     rep = verbosity_report(items)
-    fails = sum(1 for it in items if any(s > it.original_score for s in it.padded_scores.values()))
+    deltas = np.array([np.mean(list(it.padded_scores.values())) - np.mean([it.original_score, *it.rejudged_scores])
+                       for it in items])
+    higher, lower = int(np.sum(deltas > 0)), int(np.sum(deltas < 0))
     assert rep.n == 50
-    assert rep.failure_rate.estimate == pytest.approx(fails / 50)
-    assert (rep.failure_rate.low, rep.failure_rate.high) == pytest.approx(_wilson(fails, 50))
+    assert rep.padded.higher.estimate == pytest.approx(higher / 50)
+    assert rep.padded.lower.estimate == pytest.approx(lower / 50)
+    assert (rep.padded.higher.low, rep.padded.higher.high) == pytest.approx(_wilson(higher, 50))
+    assert rep.net_rate == pytest.approx((higher - lower) / 50)
+    noise_up = sum(1 for it in items if it.rejudged_scores[0] > it.original_score)
+    assert rep.noise_floor is not None and rep.noise_floor.higher.estimate == pytest.approx(noise_up / 50)
     k_list = sum(1 for it in items if it.padded_scores["list"] > it.original_score)
-    assert rep.per_variant["list"].estimate == pytest.approx(k_list / 50)
-    deltas = np.array([np.mean([s - it.original_score for s in it.padded_scores.values()]) for it in items])
+    assert rep.repetitive_list_rate is not None and rep.repetitive_list_rate.estimate == pytest.approx(k_list / 50)
     lo, hi = stats.t.interval(0.95, len(deltas) - 1, loc=deltas.mean(), scale=stats.sem(deltas))
     assert rep.inflation is not None
     assert rep.inflation.estimate == pytest.approx(deltas.mean())
     assert (rep.inflation.low, rep.inflation.high) == pytest.approx((lo, hi))
-    assert rep.flagged is (fails / 50 > 0.10)
+    assert rep.flagged is (rep.p_value < 0.05 and rep.net_rate > 0.10)
+    assert rep.flagged  # 40% of padded variants gain a point: a real length effect
     assert rep.length_partial is not None and rep.length_partial.n == 50
     json.dumps(rep.to_dict(), allow_nan=False)
 
@@ -236,18 +310,30 @@ def test_verbosity_report_rates_and_intervals() -> None:
 def test_verbosity_report_not_flagged_for_robust_judge() -> None:
     items = [VerbosityItem(f"i{i}", 4.0, {"restate": 4.0, "list": 3.0, "filler": 4.0}) for i in range(30)]
     rep = verbosity_report(items)
-    assert rep.failure_rate.estimate == 0.0 and not rep.flagged
+    assert rep.padded.higher.estimate == 0.0 and not rep.flagged
     assert rep.mean_inflation == pytest.approx(-1 / 3)
-    assert rep.length_partial is None
+    assert rep.length_partial is None and rep.noise_floor is None
     with pytest.raises(ValueError):
         verbosity_report([])
 
 
-def test_verbosity_flag_threshold_is_strictly_above_ten_percent() -> None:
-    items = [VerbosityItem(f"i{i}", 3.0, {"list": 4.0 if i < 3 else 3.0}) for i in range(30)]  # exactly 10%
-    assert verbosity_report(items).flagged is False
-    items[3] = VerbosityItem("i3", 3.0, {"list": 5.0})  # 4/30
-    assert verbosity_report(items).flagged is True
+def test_verbosity_flag_needs_significance_and_a_net_rate_above_ten_percent() -> None:
+    # 6 of 30 items padded higher, none lower: p = 2^-6, net 20% -> flagged
+    items = [VerbosityItem(f"i{i}", 3.0, {"list": 4.0 if i < 6 else 3.0}) for i in range(30)]
+    rep = verbosity_report(items)
+    assert rep.p_value == pytest.approx(stats.binomtest(6, 6, alternative="greater").pvalue)
+    assert rep.flagged is True
+    # 4 of 30 higher: net 13% but p = 1/16, not significant -> not flagged (the old rule flagged it)
+    few = [VerbosityItem(f"i{i}", 3.0, {"list": 4.0 if i < 4 else 3.0}) for i in range(30)]
+    assert verbosity_report(few).flagged is False
+    # significant but small: 18 of 200 higher, none lower, net 9% -> not flagged
+    small = [VerbosityItem(f"i{i}", 3.0, {"list": 4.0 if i < 18 else 3.0}) for i in range(200)]
+    rep_small = verbosity_report(small)
+    assert rep_small.p_value < 1e-4 and rep_small.flagged is False
+    # as many lower as higher: pure noise, not flagged however many are higher
+    noisy = [VerbosityItem(f"i{i}", 3.0, {"list": 4.0 if i % 2 else 2.0}) for i in range(30)]
+    rep_noisy = verbosity_report(noisy)
+    assert rep_noisy.padded.higher.estimate == 0.5 and not rep_noisy.flagged
 
 
 # ----------------------------------------------------------------------------- self-preference

@@ -15,7 +15,6 @@ from scipy import stats
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
-from statsmodels.stats.proportion import proportion_confint
 
 from benchrun.analysis.calibration import (
     MIN_ITEMS,
@@ -30,6 +29,7 @@ from benchrun.analysis.calibration import (
     cohen_kappa,
     cohen_kappa_from_table,
     fleiss_kappa,
+    kappa_wald_interval,
     krippendorff_alpha,
     spearman,
     weighted_kappa,
@@ -104,9 +104,10 @@ def test_kappa_se_and_ci_match_fleiss_paik_example_in_statpsych() -> None:
     r = cohen_kappa_from_table([[31, 12], [4, 58]])
     assert r.value == pytest.approx(0.6756757, abs=1e-7)
     assert r.se == pytest.approx(0.07344761, abs=1e-8)
-    assert r.interval is not None
-    assert r.interval.low == pytest.approx(0.5317210, abs=1e-7)
-    assert r.interval.high == pytest.approx(0.8196303, abs=1e-7)
+    w = kappa_wald_interval([[31, 12], [4, 58]])  # the published CI is the Wald one (kept for comparison)
+    assert w is not None
+    assert w.low == pytest.approx(0.5317210, abs=1e-7)
+    assert w.high == pytest.approx(0.8196303, abs=1e-7)
 
 
 def test_kappa_se_matches_stata_kapci_published_output() -> None:
@@ -115,9 +116,13 @@ def test_kappa_se_matches_stata_kapci_published_output() -> None:
     r = cohen_kappa_from_table([[1395, 118], [261, 158]])
     assert r.value == pytest.approx(0.3411969207847029, abs=1e-12)
     assert r.se == pytest.approx(0.0262913719660408, abs=1e-12)
+    w = kappa_wald_interval([[1395, 118], [261, 158]])
+    assert w is not None
+    assert w.low == pytest.approx(0.2896667786271169, abs=1e-9)
+    assert w.high == pytest.approx(0.3927270629422889, abs=1e-9)
+    # at n = 1932 the default (Jeffreys) interval agrees with the Wald one to about 0.005
     assert r.interval is not None
-    assert r.interval.low == pytest.approx(0.2896667786271169, abs=1e-9)
-    assert r.interval.high == pytest.approx(0.3927270629422889, abs=1e-9)
+    assert r.interval.low == pytest.approx(w.low, abs=0.006) and r.interval.high == pytest.approx(w.high, abs=0.006)
 
 
 def test_kappa_se_matches_statsmodels_on_4x4_sas_skin_condition_table() -> None:
@@ -126,9 +131,11 @@ def test_kappa_se_matches_statsmodels_on_4x4_sas_skin_condition_table() -> None:
     r = cohen_kappa_from_table(table)
     assert r.value == pytest.approx(ref.kappa, abs=1e-12)
     assert r.se == pytest.approx(ref.std_kappa, abs=1e-12)
-    assert r.interval is not None
-    assert r.interval.low == pytest.approx(ref.kappa_low, abs=1e-9)
-    assert r.interval.high == pytest.approx(ref.kappa_upp, abs=1e-9)
+    w = kappa_wald_interval(table)
+    assert w is not None
+    assert w.low == pytest.approx(ref.kappa_low, abs=1e-9)
+    assert w.high == pytest.approx(ref.kappa_upp, abs=1e-9)
+    assert r.interval is not None and r.interval.low < r.value < r.interval.high
 
 
 def test_kappa_all_one_class_is_undefined_not_one() -> None:
@@ -150,16 +157,16 @@ def test_kappa_judge_constant_humans_mixed_is_zero_like_sklearn() -> None:
 
 
 def test_kappa_perfect_agreement_interval_does_not_collapse() -> None:
-    # asymptotic SE is 0 at perfect agreement; the interval falls back to Wilson on p_o
+    # the asymptotic SE is 0 at perfect agreement (statsmodels agrees), so a Wald interval would be [1, 1];
+    # the Jeffreys posterior interval still says how much 20 items can vouch for
     r = cohen_kappa([True] * 10 + [False] * 10, [True] * 10 + [False] * 10)
     assert r.value == pytest.approx(1.0)
     assert sm_cohens_kappa(np.array([[10, 0], [0, 10]])).std_kappa == pytest.approx(0.0, abs=1e-12)
-    wl, _ = proportion_confint(20, 20, alpha=0.05, method="wilson")
     assert r.interval is not None
-    assert r.interval.low == pytest.approx((wl - 0.5) / 0.5)
-    assert r.interval.high == pytest.approx(1.0)
-    assert r.interval.low < 0.7  # 20 items cannot prove more
-    assert r.note is not None and "Wilson" in r.note
+    assert r.interval.high == 1.0
+    assert 0.3 < r.interval.low < 0.7  # 20 items cannot prove more
+    assert r.note is not None and "perfect agreement" in r.note
+    assert r.method is not None and "Jeffreys" in r.method
     # so 20 perfectly agreeing items do not earn trust at threshold 0.7
     rep = calibrate(_pairs([5] * 10 + [1] * 10, [5] * 10 + [1] * 10), threshold=0.7)
     assert rep.trusted is False

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 STRATA_KEYS = ("model", "category", "severity", "judge_pass")
+REJUDGE_SAMPLE = 1
+"""Sample index of the verbosity probe's second, independent judgement of an unpadded answer
+(the runner's own judgement is sample 0, so this one is never served from the run's cache entry)."""
 
 
 # ----------------------------------------------------------------------------- the run
@@ -249,18 +252,21 @@ def make_caller(led: Ledger, ctx: RunContext, ref: ModelRef, use_cache: bool = T
     )
 
 
-async def judge_answer(call: Any, rubric: Rubric, case: Case, response: str) -> tuple[Any, str | None]:
-    """Judge one answer exactly as the runner does (same messages, one re-ask); (verdict | None, error)."""
+async def judge_answer(call: Any, rubric: Rubric, case: Case, response: str, sample: int = 0) -> tuple[Any, str | None]:
+    """Judge one answer exactly as the runner does (same messages, one re-ask); (verdict | None, error).
+
+    ``sample`` > 0 asks for an independent judgement of the same answer (a different cache key;
+    the runner's own judgement is sample 0)."""
     from benchrun.scoring import judge as judge_mod
 
     messages = judge_mod.judge_messages(rubric, case, response)
-    res = await call(messages, "judge")
+    res = await call(messages, "judge", sample)
     if not res.ok:
         return None, f"judge call failed: {res.error}"
     try:
         return judge_mod.parse_verdict(rubric, res.text), None
     except judge_mod.JudgeFormatError as e:
-        res2 = await call(judge_mod.reask_messages(messages, res.text, str(e), rubric), "judge")
+        res2 = await call(judge_mod.reask_messages(messages, res.text, str(e), rubric), "judge", sample)
         if not res2.ok:
             return None, f"judge call failed on re-ask: {res2.error}"
         try:
@@ -514,8 +520,12 @@ def verbosity_from_run(
 ) -> dict[str, Any]:
     """Pad a stratified sample of answers (no new information), re-judge, report score inflation.
 
+    Per answer: the judge scores the unpadded answer (as in the run: usually a cache hit), scores
+    it once more as an independent judgement (``REJUDGE_SAMPLE``: the noise floor, same judge and
+    sampling), and scores each padded variant; `verbosity_report` then asks whether padded
+    scores beat unpadded ones more often than the judge's noise explains.
     With ``labels_path`` the sample is drawn from the labelled items, and their human scores
-    give the partial correlation of answer length and judge score.
+    give the rank-based partial correlation of answer length and judge score.
     """
     from benchrun.analysis.bias import VerbosityItem, pad_variants, verbosity_report
     from benchrun.analysis.calibration import aggregate_annotators
@@ -546,9 +556,11 @@ def verbosity_from_run(
         case = ctx.case(r.case_id)
         text = r.response_text or ""
         variants = pad_variants(case.input_text(), text)
-        names = ["original", *variants]
-        texts = [text, *variants.values()]
-        outs = await asyncio.gather(*(judge_answer(call, rubric, case, t) for t in texts))
+        names = ["original", "rejudged", *variants]
+        texts = [text, text, *variants.values()]
+        samples = [0, REJUDGE_SAMPLE, *([0] * len(variants))]
+        outs = await asyncio.gather(*(judge_answer(call, rubric, case, t, sm) for t, sm in zip(texts, samples,
+                                                                                             strict=True)))
         scores = {n: v for n, (v, _) in zip(names, outs, strict=True) if v is not None}
         errs = [f"{n}: {e}" for n, (v, e) in zip(names, outs, strict=True) if v is None]
         return r, scores, errs
@@ -565,14 +577,18 @@ def verbosity_from_run(
         if errs:
             errors[iid] = errs
         orig = scores.get("original")
-        padded = {k: float(v.score) for k, v in scores.items() if k != "original"}
+        again = scores.get("rejudged")
+        padded = {k: float(v.score) for k, v in scores.items() if k not in ("original", "rejudged")}
         if orig is None or not padded:
             continue
         words = len((r.response_text or "").split())
-        items.append(VerbosityItem(iid, float(orig.score), padded, human.get(iid), words if iid in human else None))
-        rows.append({"item_id": iid, "case_id": r.case_id, "original_score": orig.score, "padded_scores": padded,
+        rejudged = () if again is None else (float(again.score),)
+        items.append(VerbosityItem(iid, float(orig.score), padded, human.get(iid), words if iid in human else None,
+                                   rejudged))
+        rows.append({"item_id": iid, "case_id": r.case_id, "original_score": orig.score,
+                     "rejudged_score": None if again is None else again.score, "padded_scores": padded,
                      "original_passed": orig.passed,
-                     "padded_passed": {k: v.passed for k, v in scores.items() if k != "original"},
+                     "padded_passed": {k: v.passed for k, v in scores.items() if k not in ("original", "rejudged")},
                      "human_score": human.get(iid), "original_words": words})
     if not items:
         first = next(iter(errors.values()), ["?"])
@@ -581,13 +597,17 @@ def verbosity_from_run(
     models = {m["key"]: m["model"] for m in ctx.candidate_models()}
     sampled_keys = sorted({r.model_key for r, _, _ in judged})
     sp = self_preference_warnings(ref.model, [(k, models.get(k, k)) for k in sampled_keys])
-    fr = rep.failure_rate
+    sh = rep.padded
+    noise = ("noise floor not measured" if rep.noise_floor is None else
+             f"re-judging the same answer moved its score on {1 - rep.noise_floor.equal.estimate:.0%}")
     summary = (f"{'FLAGGED' if rep.flagged else 'not flagged'}: padded answers scored higher for "
-               f"{fr.estimate:.0%} of {rep.n} item(s) (95% CI {fr.low:.0%} to {fr.high:.0%}); "
+               f"{sh.higher.estimate:.0%} and lower for {sh.lower.estimate:.0%} of {rep.n} item(s) "
+               f"(net {rep.net_rate:+.0%}, one-sided p={rep.p_value:.3g}); {noise}; "
                f"mean inflation {rep.mean_inflation:+.2f} points")
     payload = sanitize({
         "run_id": ctx.run.id, "judge_model": ref.model, "judge_prompt_hash": rubric.judge_prompt_hash,
-        "flagged": rep.flagged, "failure_rate": fr.estimate, "summary": summary, "report": rep.to_dict(),
+        "flagged": rep.flagged, "padded_higher": sh.higher.estimate, "padded_lower": sh.lower.estimate,
+        "net_rate": rep.net_rate, "p_value": rep.p_value, "summary": summary, "report": rep.to_dict(),
         "sample": sample, "seed": seed, "labels_hash": labels_hash, "items": rows, "errors": errors,
         "self_preference": sp, "usage": call.usage(),
     })

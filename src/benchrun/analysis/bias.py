@@ -12,10 +12,13 @@ Zheng L. et al. (2023) Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena. N
 Wang P. et al. (2023) Large Language Models are not Fair Evaluators. arXiv:2305.17926.
 Panickssery A., Bowman S., Feng S. (2024) LLM Evaluators Recognize and Favor Their Own
     Generations. arXiv:2404.13076.
+Good P. (2005) Permutation, Parametric and Bootstrap Tests of Hypotheses, 3rd ed. Springer.
+    (conditional permutation tests within strata, used for the verbosity flag.)
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -252,10 +255,14 @@ def pad_variants(question: str, answer: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class VerbosityItem:
-    """The judge's score of one original answer and of its padded variants.
+    """The judge's scores of one unpadded answer and of its padded variants.
 
-    ``human_score`` (optional) is the human score of the original answer and
-    ``original_words`` its length in words; both are needed for the partial correlation.
+    ``original_score``: the judge's score of the unpadded answer; ``rejudged_scores``: further,
+    independent judgements of the *same unpadded* answer by the same judge with the same
+    sampling (the noise floor: how much the judge's score moves when nothing changes);
+    ``padded_scores``: one score per padding variant. ``human_score`` (optional) is the human
+    score of the answer and ``original_words`` its length in words; both are needed for the
+    length correlation.
     """
 
     item_id: str
@@ -263,29 +270,63 @@ class VerbosityItem:
     padded_scores: Mapping[str, float]
     human_score: float | None = None
     original_words: int | None = None
+    rejudged_scores: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Shares:
+    """How often a comparison came out higher / equal / lower, each with a Wilson interval, over ``n`` items."""
+
+    n: int
+    higher: Interval
+    equal: Interval
+    lower: Interval
+
+
+def _shares(signs: Sequence[int], level: float) -> Shares:
+    n = len(signs)
+    return Shares(n, wilson_interval(sum(1 for x in signs if x > 0), n, level),
+                  wilson_interval(sum(1 for x in signs if x == 0), n, level),
+                  wilson_interval(sum(1 for x in signs if x < 0), n, level))
+
+
+def _sign(x: float) -> int:
+    return 1 if x > 1e-12 else (-1 if x < -1e-12 else 0)
 
 
 @dataclass(frozen=True)
 class VerbosityReport:
-    """Verbosity-bias measurements.
+    """Verbosity-bias measurements (see `verbosity_report`).
 
-    ``failure_rate``: share of items where at least one padded variant scored strictly
-    higher than the original (the padding added no information, so any gain is bias),
-    with a Wilson interval. ``per_variant`` gives the same share per padding style.
-    ``inflation``: mean over items of the mean (padded − original) score, with a t
-    interval. ``length_partial``: partial correlation between answer length and judge
-    score controlling for the human score, when human scores and lengths are given.
-    ``flagged`` when the failure rate point estimate exceeds ``flag_above`` (10%).
+    ``padded`` = per item, mean padded score vs mean unpadded score: higher / equal / lower
+    shares. ``net_rate`` = share higher − share lower, the part of "padding scored higher" that
+    judge noise does not explain (noise alone makes higher and lower equally likely).
+    ``p_value`` (one-sided, "padded higher" beyond "padded lower") from ``test_method``.
+    ``flagged`` when p_value < 1 - level **and** net_rate > ``flag_above``.
+    ``noise_floor``: re-judged unpadded vs first judgement of the same answer (None without
+    re-judgements). ``per_variant``: each padding style vs the mean unpadded score.
+    ``repetitive_list_rate``: secondary, MT-Bench style: share of items whose "list" variant
+    (the repetitive-list attack) scored strictly higher than the first judgement of the
+    unpadded answer; it includes judge noise, so read it against ``noise_floor``.
+    ``inflation``: mean (padded − unpadded) score with a t interval. ``length_partial``:
+    rank-based (Spearman) partial correlation of answer length and judge score given the
+    human score, when human scores and lengths are given.
     """
 
     n: int
-    failure_rate: Interval
-    per_variant: dict[str, Interval]
+    padded: Shares
+    net_rate: float
+    p_value: float
+    test_method: str
+    flagged: bool
+    flag_above: float
+    noise_floor: Shares | None
+    per_variant: dict[str, Shares]
+    repetitive_list_rate: Interval | None
     inflation: Interval | None
     mean_inflation: float
     length_partial: Correlation | None
-    flagged: bool
-    flag_above: float
+    level: float = 0.95
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -326,48 +367,148 @@ def partial_correlation(x: Sequence[float], y: Sequence[float], z: Sequence[floa
     return Correlation(r, _t_p_value(r, n - 3), n)
 
 
+def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> Correlation:
+    """Rank-based (Spearman) partial correlation of x and y controlling for z.
+
+    Each variable is replaced by its ranks (ties get the average rank) and the Pearson partial
+    correlation of the ranks is taken (`partial_correlation`), which equals the partial
+    correlation formula applied to Spearman's coefficients:
+    ρ_xy·z = (ρ_xy − ρ_xz ρ_yz) / sqrt((1 − ρ_xz²)(1 − ρ_yz²)) (Conover 1999, *Practical
+    Nonparametric Statistics*, §5.5). Robust to a few very long answers and to a judge score
+    that is ordinal. p-value: t with n − 3 degrees of freedom (approximate).
+    """
+    from scipy.stats import rankdata
+
+    if not (len(x) == len(y) == len(z)):
+        raise ValueError("x, y and z must have the same length")
+    return partial_correlation(*(list(rankdata(list(v))) for v in (x, y, z)))
+
+
+def _item_null(unpadded: Sequence[float], padded: Sequence[float]) -> tuple[int, dict[int, float]]:
+    """The observed sign of mean(padded) − mean(unpadded) and its exact null distribution.
+
+    Under H0 (padding changes nothing) the item's judgements are exchangeable: every way of
+    choosing which len(unpadded) of the pooled scores were the unpadded ones is equally likely.
+    """
+    pooled = [*unpadded, *padded]
+    u = len(unpadded)
+    counts = {-1: 0, 0: 0, 1: 0}
+    combos = list(itertools.combinations(range(len(pooled)), u))
+    total = math.fsum(pooled)
+    for idx in combos:
+        su = math.fsum(pooled[i] for i in idx)
+        counts[_sign((total - su) / (len(pooled) - u) - su / u)] += 1
+    obs = _sign(math.fsum(padded) / len(padded) - math.fsum(unpadded) / u)
+    return obs, {k: v / len(combos) for k, v in counts.items()}
+
+
+def verbosity_sign_test(items: Sequence[VerbosityItem]) -> tuple[float, int]:
+    """One-sided exact test that padding raises scores more often than it lowers them.
+
+    Per item, s_i = sign(mean padded score − mean unpadded score) ∈ {−1, 0, +1}; the statistic
+    is S = Σ s_i = #higher − #lower (a sign test). Its null distribution is exact and needs no
+    assumption about the judge's noise (symmetric or not, ties or not): conditionally on an
+    item's pooled scores, every assignment of which judgements were "unpadded" is equally
+    likely when padding has no effect (a permutation test within items; Good 2005, §3.5), so
+    each item contributes an independent {−1, 0, +1} variable with known probabilities, and
+    P(S ≥ s) follows by convolution. When an item's unpadded answer was judged once and its
+    variants once each, this is the classical sign test on "padded vs unpadded" except that
+    it stays exact with ties and with the clipping at the ends of the scale. Returns (p, S).
+    """
+    import numpy as np
+
+    dist = np.ones(1)  # S = 0 with certainty before any item
+    offset = 0
+    s_obs = 0
+    for it in items:
+        if not it.padded_scores:
+            continue
+        obs, null = _item_null([it.original_score, *it.rejudged_scores], list(it.padded_scores.values()))
+        s_obs += obs
+        new = np.zeros(dist.size + 2)
+        new[0 : dist.size] += dist * null[-1]
+        new[1 : dist.size + 1] += dist * null[0]
+        new[2 : dist.size + 2] += dist * null[1]
+        dist = new
+        offset += 1
+    if offset == 0:
+        return 1.0, 0
+    values = np.arange(-offset, offset + 1)
+    return float(min(1.0, dist[values >= s_obs].sum())), s_obs
+
+
+VERBOSITY_TEST = ("one-sided sign test of padded vs unpadded scores per item, exact by permutation of "
+                  "the judgements within each item")
+
+
 def verbosity_report(
     items: Sequence[VerbosityItem], level: float = 0.95, flag_above: float = 0.10
 ) -> VerbosityReport:
-    """Does padding an answer (longer, no new information) raise the judge's score?"""
-    n = len(items)
-    if n == 0:
+    """Does padding an answer (longer, no new information) raise the judge's score beyond its noise?
+
+    For each item with at least one padded score: unpadded = [first judgement, re-judgements],
+    padded = the variants' scores; the item counts as higher / equal / lower by the sign of
+    mean(padded) − mean(unpadded). A judge with noise but no length effect makes "higher" and
+    "lower" equally likely, so the evidence is how far "higher" exceeds "lower":
+    `verbosity_sign_test` gives the one-sided exact p-value, and ``net_rate`` = share higher −
+    share lower estimates the share of items padding really helps. ``flagged`` only when
+    p < 1 - level and net_rate > ``flag_above`` (default 10%), so a judge with pure noise is
+    flagged at most 1 - level of the time (the old "any variant scored higher" rule flagged
+    every noisy judge).
+    """
+    n_all = len(items)
+    if n_all == 0:
         raise ValueError("no verbosity items to analyse")
     notes: list[str] = []
-    fails = sum(1 for it in items if any(s > it.original_score for s in it.padded_scores.values()))
-    variants = sorted({k for it in items for k in it.padded_scores})
+    used = [it for it in items if it.padded_scores]
+    if len(used) < n_all:
+        notes.append(f"{n_all - len(used)} item(s) have no padded score and were left out")
+    if not used:
+        raise ValueError("no verbosity item has a padded score")
+    deltas = [math.fsum(it.padded_scores.values()) / len(it.padded_scores)
+              - math.fsum([it.original_score, *it.rejudged_scores]) / (1 + len(it.rejudged_scores)) for it in used]
+    signs = [_sign(d) for d in deltas]
+    padded = _shares(signs, level)
+    net = padded.higher.estimate - padded.lower.estimate
+    p, _ = verbosity_sign_test(used)
+    rej = [it for it in used if it.rejudged_scores]
+    noise = _shares([_sign(it.rejudged_scores[0] - it.original_score) for it in rej], level) if rej else None
+    if noise is None:
+        notes.append("no re-judged unpadded answers: the judge's noise floor was not measured (the test is still "
+                     "exact, but there is nothing to compare the padded rates with)")
+    variants = sorted({k for it in used for k in it.padded_scores})
     per_variant = {}
     for v in variants:
-        scored = [it for it in items if v in it.padded_scores]
-        k = sum(1 for it in scored if it.padded_scores[v] > it.original_score)
-        per_variant[v] = wilson_interval(k, len(scored), level)
-    deltas = [
-        math.fsum(s - it.original_score for s in it.padded_scores.values()) / len(it.padded_scores)
-        for it in items
-        if it.padded_scores
-    ]
-    if len(deltas) < n:
-        notes.append(f"{n - len(deltas)} item(s) have no padded score and count as not inflated")
+        scored = [it for it in used if v in it.padded_scores]
+        per_variant[v] = _shares([_sign(it.padded_scores[v] - math.fsum([it.original_score, *it.rejudged_scores])
+                                        / (1 + len(it.rejudged_scores))) for it in scored], level)
+    with_list = [it for it in used if "list" in it.padded_scores]
+    list_rate = (wilson_interval(sum(1 for it in with_list if it.padded_scores["list"] > it.original_score),
+                                 len(with_list), level) if with_list else None)
     inflation = t_interval(deltas, level)
-    mean_infl = math.fsum(deltas) / len(deltas) if deltas else 0.0
-    with_h = [it for it in items if it.human_score is not None and it.original_words is not None]
+    with_h = [it for it in used if it.human_score is not None and it.original_words is not None]
     partial: Correlation | None = None
     if with_h:
-        partial = partial_correlation(
+        partial = partial_spearman(
             [float(it.original_words) for it in with_h],  # type: ignore[arg-type]
             [it.original_score for it in with_h],
             [float(it.human_score) for it in with_h],  # type: ignore[arg-type]
         )
-    rate = wilson_interval(fails, n, level)
     return VerbosityReport(
-        n=n,
-        failure_rate=rate,
-        per_variant=per_variant,
-        inflation=inflation,
-        mean_inflation=mean_infl,
-        length_partial=partial,
-        flagged=rate.estimate > flag_above,
+        n=len(used),
+        padded=padded,
+        net_rate=net,
+        p_value=p,
+        test_method=VERBOSITY_TEST,
+        flagged=p < 1 - level and net > flag_above,
         flag_above=flag_above,
+        noise_floor=noise,
+        per_variant=per_variant,
+        repetitive_list_rate=list_rate,
+        inflation=inflation,
+        mean_inflation=math.fsum(deltas) / len(deltas),
+        length_partial=partial,
+        level=level,
         notes=notes,
     )
 
