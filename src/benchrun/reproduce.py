@@ -153,14 +153,17 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     latency and model-version changes, and a verdict.
 
     Per model, ``comparison`` is `paired_compare(reproduction, original)`, so ``difference`` is
-    new - old. A model is *reproduced within noise* when neither its pass-rate difference
-    (``larger_than_noise``) nor its judge-score difference (paired t interval excludes 0 and
-    p < 1 - level, or every case moved by the same non-zero amount) is larger than noise, and the
-    reproduction has no more errored cells than the original. Flips inside the noise are listed
+    new - old. A model is *reproduced within noise* when neither its pass-rate difference (the
+    paired exact test of `paired_compare`) nor its judge-score difference (paired t interval
+    excludes 0, or every case moved by the same non-zero amount) is larger than noise, and the
+    reproduction has no more errored cells than the original. With several models these are
+    several tests: their p-values are Holm-adjusted together (``p_adjusted``), so a run that
+    reproduced is called "NOT reproduced" by chance at most 1 - level of the time. Flips inside the noise are listed
     but do not fail the verdict: at temperature > 0 a few flips are expected.
     """
     from benchrun.analysis.breakdown import summarize
     from benchrun.analysis.compare import flips, paired_compare
+    from benchrun.analysis.stats import holm_adjust
     from benchrun.report.comparison import conditions_diff, outcomes_for
     from benchrun.report.plain import jsonable
     from benchrun.report.summary import result_dicts
@@ -174,9 +177,19 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     alpha = 1 - level
     models: list[dict[str, Any]] = []
     problems: list[str] = []
+    cmps = {key: paired_compare(outcomes_for(rows_n, key), outcomes_for(rows_o, key), level=level, n_boot=n_boot,
+                                name_a="reproduction", name_b="original") for key in order}
+    # one family of tests: every model's pass-rate test and judge-score test, Holm-adjusted
+    family: list[tuple[str, str, float]] = []
+    for key, c in cmps.items():
+        if c.test is not None and c.n_pairs >= 2:
+            family.append((key, "pass", c.test.p_value))
+        if c.score is not None and c.score.n_pairs >= 2 and c.score.p_value is not None:
+            family.append((key, "score", c.score.p_value))
+    adjusted = {(k, what): adj for (k, what, _), adj in zip(family, holm_adjust([p for *_, p in family]), strict=True)}
     for key in order:
         a, b = outcomes_for(rows_n, key), outcomes_for(rows_o, key)
-        cmp = paired_compare(a, b, level=level, n_boot=n_boot, name_a="reproduction", name_b="original")
+        cmp = cmps[key]
         fl = flips(a, b)
         text_o = {(r["case_id"], r["sample_index"]): r["response_text"] for r in rows_o if r["model_key"] == key}
         text_n = {(r["case_id"], r["sample_index"]): r["response_text"] for r in rows_n if r["model_key"] == key}
@@ -187,12 +200,14 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
         if cmp.score is not None and cmp.score.interval is not None and cmp.score.n_pairs >= 2:
             iv = cmp.score.interval
             excludes = iv.low > 0 or iv.high < 0
-            score_beyond = excludes and (cmp.score.p_value is None or cmp.score.p_value < alpha)
+            score_beyond = excludes and (cmp.score.p_value is None or adjusted[(key, "score")] < alpha)
         err_o = so.errors if so else 0
         err_n = sn.errors if sn else 0
         reasons: list[str] = []
-        if cmp.larger_than_noise:
-            reasons.append(f"pass rate moved {100 * (cmp.difference or 0):+.1f} points, larger than noise")
+        pass_adj = adjusted.get((key, "pass"))
+        if pass_adj is not None and pass_adj < alpha:
+            reasons.append(f"pass rate moved {100 * (cmp.difference or 0):+.1f} points, larger than noise "
+                           f"(Holm-adjusted p={pass_adj:.3g})")
         if score_beyond and cmp.score is not None:
             reasons.append(f"mean judge score moved {cmp.score.difference:+.2f}, larger than noise")
         if err_n > err_o:
@@ -210,6 +225,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
             "pass_rate_original": so.pass_rate.estimate if so else None,
             "pass_rate_reproduction": sn.pass_rate.estimate if sn else None,
             "comparison": cmp,
+            "p_adjusted": {"pass_rate": pass_adj, "judge_score": adjusted.get((key, "score"))},
             "flips": fl,
             "answers_changed": len(changed_answers),
             "answers_compared": len(shared),
