@@ -184,11 +184,13 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <td class="num">{{ ms(m.latency_p50_ms) }}</td><td class="num">{{ ms(m.latency_p95_ms) }}</td></tr>
 {% endfor %}
 </table>
+{% set methods = s.models | map(attribute="pass_rate") | map(attribute="method") | reject("none") | unique | list %}
+{% if methods %}<p class="muted">pass-rate interval: {{ methods | join("; ") }}</p>{% endif %}
 
 <h2 id="charts">Quality vs cost</h2>
 {{ scatter }}
 <div id="chart-legend" class="muted"></div>
-<p class="muted">Dots: pass rate over scored results; bars: 95% Wilson interval. Cost: candidate calls only (judge excluded), per 1,000 answers.</p>
+<p class="muted">Dots: pass rate over scored results; bars: its 95% interval (method above the chart). Cost: candidate calls only (judge excluded), per 1,000 answers.</p>
 
 <h2 id="breakdown">Failure breakdown</h2>
 {{ severity_chart }}
@@ -211,18 +213,18 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>measure</th><th>A</th><th>B</th><th>A − B</th><th>95% interval</th></tr>
 <tr><td>pass rate ({{ k.n_pairs }} paired cases)</td><td class="num">{{ pct(k.pass_rate_a) }}</td><td class="num">{{ pct(k.pass_rate_b) }}</td>
 <td class="num">{{ pts(k.difference) }} pts</td><td>bootstrap {{ ivpts(k.bootstrap) }}; SE {{ ivpts(k.se_interval) }} ({{ k.se_method }})</td></tr>
-{% if k.mcnemar %}<tr><td>McNemar exact ({{ k.mcnemar.basis }})</td><td class="num">{{ k.mcnemar.a_only }} A-only</td><td class="num">{{ k.mcnemar.b_only }} B-only</td><td class="num">p = {{ pval(k.mcnemar.p_value) }}</td><td></td></tr>{% endif %}
+{% if k.test %}<tr><td>{{ k.test.method }}</td><td class="num">{{ k.test.a_better }} A better</td><td class="num">{{ k.test.b_better }} B better</td><td class="num">p = {{ pval(k.test.p_value) }}</td><td>decides the verdict</td></tr>{% endif %}
 {% if k.score %}<tr><td>mean judge score ({{ k.score.n_pairs }} cases)</td><td class="num">{{ "%.2f" | format(k.score.mean_a) }}</td><td class="num">{{ "%.2f" | format(k.score.mean_b) }}</td>
 <td class="num">{{ "%+.2f" | format(k.score.difference) }}</td><td>{% if k.score.interval %}[{{ "%+.2f" | format(k.score.interval.low) }}, {{ "%+.2f" | format(k.score.interval.high) }}]{% endif %} p = {{ pval(k.score.p_value) }}</td></tr>{% endif %}
 </table>
 {% if cmp.power.sentence %}<p>{{ cmp.power.sentence }}</p>{% elif cmp.power.min_detectable_difference is not none %}<p>Smallest gap these cases detect with 80% power: about {{ "%.0f" | format(100 * cmp.power.min_detectable_difference) }} points.</p>{% endif %}
 {% for n in k.notes %}<p class="muted">note: {{ n }}</p>{% endfor %}
 <table id="compare-groups">
-<tr><th>group</th><th>pairs</th><th>A</th><th>B</th><th>A − B</th><th>bootstrap</th><th>McNemar p</th><th></th></tr>
+<tr><th>group</th><th>pairs</th><th>A</th><th>B</th><th>A − B</th><th>bootstrap</th><th>p</th><th>p adjusted (BH)</th><th></th></tr>
 {% for g in cmp.by_group %}{% set gc = g.comparison %}
 <tr><td>{{ g.dimension }}: {{ g.group }}</td><td class="num">{{ gc.n_pairs }}</td><td class="num">{{ pct(gc.pass_rate_a) }}</td><td class="num">{{ pct(gc.pass_rate_b) }}</td>
-<td class="num">{{ pts(gc.difference) }}</td><td>{{ ivpts(gc.bootstrap) }}</td><td class="num">{{ pval(gc.mcnemar.p_value) if gc.mcnemar else "n/a" }}</td>
-<td>{% if g.too_few_pairs %}<span class="muted">too few pairs</span>{% elif gc.larger_than_noise %}larger than noise{% endif %}</td></tr>
+<td class="num">{{ pts(gc.difference) }}</td><td>{{ ivpts(gc.bootstrap) }}</td><td class="num">{{ pval(g.p_value) }}</td><td class="num">{{ pval(g.p_adjusted) }}</td>
+<td>{% if g.too_few_pairs %}<span class="muted">too few pairs</span>{% elif g.flagged %}larger than noise{% endif %}</td></tr>
 {% endfor %}
 </table>
 <table id="flips-table">
@@ -250,6 +252,12 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <td>{{ "local" if cd.local else "hosted" }}</td><td>{{ "yes" if r.pareto else "" }}</td><td>{{ r.tied_with | join(", ") }}</td></tr>
 {% endfor %}
 </table>
+{% if sl.comparisons %}<p class="muted">ties: {{ sl.tie_rule }}</p>
+<table id="shortlist-tests">
+<tr><th>pair</th><th>test</th><th>p</th><th>p adjusted (Holm)</th><th></th></tr>
+{% for t in sl.comparisons %}<tr><td>{{ t.a }} / {{ t.b }}</td><td>{{ t.method }}</td><td class="num">{{ pval(t.p_value) }}</td><td class="num">{{ pval(t.p_adjusted) }}</td><td>{{ "tied" if t.tied else "different" }}</td></tr>
+{% endfor %}
+</table>{% endif %}
 {% for e in sl.excluded %}<p class="warn">excluded {{ e.candidate.key }}: {{ e.reasons | join("; ") }}</p>{% endfor %}
 {% for n in sl.notes %}<p class="muted">note: {{ n }}</p>{% endfor %}
 {% endif %}

@@ -1,6 +1,7 @@
 """Build the run summary (a plain dict) from the ledger: what `run`, `runs show` and `--json` print.
 
-Every number comes with what it depends on: pass rates with Wilson intervals,
+Every number comes with what it depends on: pass rates with 95% intervals (Wilson; with several
+samples per case, cases as clusters; each interval names its method),
 judge scores with the judge's latest calibration (or "uncalibrated"), and the
 dataset's coverage against production when a coverage report exists.
 """

@@ -67,6 +67,9 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                   f"[red]{m['errors']}[/red]" if m["errors"] else "0", judge, cost,
                   _money(m["cost_per_case"]), _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"]))
     console.print(t)
+    methods = sorted({m["pass_rate"].get("method") for m in s["models"] if m["pass_rate"].get("method")})
+    if methods:
+        console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")
 
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
