@@ -262,15 +262,16 @@ def sim_jsd_floor(reps: int, seed: int) -> list[Row]:
     for m in SIZES:
         rng = np.random.default_rng([seed, 5, m])
         hit = tot = 0
-        for _ in range(max(20, reps // 20)):
+        for _ in range(max(20, reps // 10)):
             p_true = rng.dirichlet(np.ones(20))
             p_est = rng.multinomial(2000, p_true) / 2000
-            _, p95 = jsd_floor(p_est, m, draws=200, seed=int(rng.integers(1 << 30)))
-            for _ in range(20):
+            _, p95 = jsd_floor(p_est, m, draws=200, seed=int(rng.integers(1 << 30)), n_production=2000)
+            for _ in range(10):
                 tot += 1
                 hit += jensen_shannon_divergence(p_est, rng.multinomial(m, p_true)) <= p95
         cov[m] = hit / tot
-    return [Row("JSD floor (95th percentile of random m-case samples)", "200 multinomial draws", cov, "coverage")]
+    return [Row("JSD floor (95th percentile of random m-case samples)",
+                "200 draws of eval and production samples", cov, "coverage")]
 
 
 # ----------------------------------------------------------------------------- decision rules
