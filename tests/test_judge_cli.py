@@ -24,6 +24,18 @@ from conftest import RUBRIC, Project, fake_config, make_cases
 from fakeserver import FakeServer
 
 
+def _jeffreys_kappa_interval(table: np.ndarray) -> tuple[float, float]:
+    """95% equal-tailed interval of Cohen's kappa under the Dirichlet(n + 1/2) posterior, by scipy Monte Carlo."""
+    from scipy.stats import dirichlet
+
+    p = dirichlet.rvs(np.asarray(table, dtype=float).ravel() + 0.5, size=200_000, random_state=7)
+    po = p[:, 0] + p[:, 3]
+    r1, c1 = p[:, 2] + p[:, 3], p[:, 1] + p[:, 3]
+    pe = r1 * c1 + (1 - r1) * (1 - c1)
+    lo, hi = np.quantile((po - pe) / (1 - pe), [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def start_run(project: Project, cases: int = 6, **spec: Any) -> str:
     project.write_dataset(make_cases(cases))
     project.write_rubric()
@@ -120,8 +132,13 @@ def test_export_import_calibrate_matches_sklearn_and_shows_in_run(project: Proje
     table = np.array([[sum(1 for h, j in zip(human_p, judge_p, strict=True) if h == a and j == b)
                        for b in (False, True)] for a in (False, True)])
     sm = sm_cohens_kappa(table)
-    assert cal["kappa_interval"] == pytest.approx([sm.kappa_low, sm.kappa_upp], abs=1e-9)
-    assert cal["trusted"] is bool(sm.kappa_low >= 0.6)
+    assert rep["kappa"]["se"] == pytest.approx(sm.std_kappa, abs=1e-12)
+    # the interval is the Jeffreys posterior interval (issue 13), checked with an independent Monte Carlo
+    lo, hi = _jeffreys_kappa_interval(table)
+    assert cal["kappa_interval"] == pytest.approx([lo, hi], abs=0.01)
+    assert "Jeffreys" in rep["kappa"]["method"]
+    if abs(lo - 0.6) > 0.01:
+        assert cal["trusted"] is bool(lo >= 0.6)
     assert rep["pass_confusion"] == table.tolist()
     assert any("only 30 labelled items" in w for w in rep["warnings"])  # sample-size warning below 100
 
@@ -137,11 +154,12 @@ def test_export_import_calibrate_matches_sklearn_and_shows_in_run(project: Proje
     assert r.returncode == 0 and cal2["kappa"] == pytest.approx(cohen_kappa_score(hp2, jp2)) == pytest.approx(1.0)
     _r, shown = project.cli_json("runs", "show", run_id)
     assert shown["judge_calibration"]["report_id"] == cal2["report_id"]
-    # at perfect agreement the interval comes from the Wilson interval of 30/30 mapped to kappa (p_e = 0.5 here)
-    p_e = np.mean(jp2) ** 2 + (1 - np.mean(jp2)) ** 2
-    w_lo, _ = proportion_confint(30, 30, method="wilson")
-    assert cal2["kappa_interval"][0] == pytest.approx((w_lo - p_e) / (1 - p_e))
-    assert cal2["trusted"] is bool((w_lo - p_e) / (1 - p_e) >= 0.6) is True
+    # at perfect agreement the Jeffreys interval needs no special case: upper end 1, lower end from the posterior
+    table2 = np.array([[sum(1 for h, j in zip(hp2, jp2, strict=True) if h == a and j == b)
+                        for b in (False, True)] for a in (False, True)])
+    lo2, _ = _jeffreys_kappa_interval(table2)
+    assert cal2["kappa_interval"][0] == pytest.approx(lo2, abs=0.01) and cal2["kappa_interval"][1] == 1.0
+    assert lo2 > 0.61 and cal2["trusted"] is True
     assert shown["judge_calibration"]["trusted"] is True
     # the human-readable form names the verdict
     text_out = project.cli("calibrate", "--labels", str(perfect), "--run", run_id)
@@ -374,25 +392,35 @@ def _verbose_judge(pads_win: bool) -> dict[str, Any]:
 @pytest.mark.parametrize("pads_win", [True, False])
 def test_verbosity_bias(project: Project, server: FakeServer, pads_win: bool) -> None:
     server.set_config(_verbose_judge(pads_win))
-    run_id = start_run(project)
-    r, info = project.cli_json("bias", "verbosity", "--run", run_id, "--sample", "8")
+    run_id = start_run(project, cases=12)
+    r, info = project.cli_json("bias", "verbosity", "--run", run_id, "--sample", "12")
     assert r.returncode == 0, r.stderr
     rep = info["report"]
-    assert rep["n"] == 8
-    k = 8 if pads_win else 0
-    lo, hi = proportion_confint(k, 8, method="wilson")
-    assert rep["failure_rate"]["estimate"] == k / 8
-    assert (rep["failure_rate"]["low"], rep["failure_rate"]["high"]) == pytest.approx((lo, hi), abs=1e-9)
+    assert rep["n"] == 12
+    k = 12 if pads_win else 0
+    lo, hi = proportion_confint(k, 12, method="wilson")
+    assert rep["padded"]["higher"]["estimate"] == k / 12 and rep["padded"]["lower"]["estimate"] == 0
+    assert (rep["padded"]["higher"]["low"], rep["padded"]["higher"]["high"]) == pytest.approx((lo, hi), abs=1e-9)
+    # this judge has no noise: the re-judged unpadded answer scores the same as the first judgement
+    assert rep["noise_floor"]["equal"]["estimate"] == 1.0
+    if pads_win:
+        # every item: unpadded 3, 3 and padded 5, 5, 5; of the C(5, 2) = 10 ways to pick the two "unpadded"
+        # judgements, 7 make the padded mean higher, so S = 12 has null probability 0.7^12
+        assert rep["p_value"] == pytest.approx(0.7**12, rel=1e-9)
+    else:
+        assert rep["p_value"] == 1.0
     assert info["flagged"] is pads_win and rep["flagged"] is pads_win
     assert set(rep["per_variant"]) == {"restate", "list", "filler"}
+    assert rep["repetitive_list_rate"]["estimate"] == k / 12
     assert rep["mean_inflation"] == pytest.approx(2.0 if pads_win else 0.0)
-    assert all(it["original_score"] == 3 for it in info["items"])
-    # each item: the original (cached from the run) and three padded variants were judged
-    assert info["usage"]["calls"] == 32 and info["usage"]["cached"] == 8
+    assert all(it["original_score"] == 3 and it["rejudged_score"] == 3 for it in info["items"])
+    # each item: the original (cached from the run), a fresh re-judgement of it and three padded variants
+    assert info["usage"]["calls"] == 60 and info["usage"]["cached"] == 12
     stored = ledger_rows(project, "SELECT * FROM report WHERE kind = 'bias_verbosity'")
     assert len(stored) == 1 and json.loads(stored[0]["payload"])["flagged"] is pads_win
-    text = project.cli("bias", "verbosity", "--run", run_id, "--sample", "8")
+    text = project.cli("bias", "verbosity", "--run", run_id, "--sample", "12")
     assert ("FLAGGED" in text.stdout) is pads_win
+    assert "noise floor" in text.stdout and "sign test" in text.stdout
 
 
 def test_verbosity_with_labels_reports_partial_correlation(project: Project) -> None:
@@ -415,9 +443,12 @@ def test_verbosity_with_labels_reports_partial_correlation(project: Project) -> 
     assert {it["item_id"] for it in items} == {row["item_id"] for row in rows}  # sampled from the labelled items
     lp = info["report"]["length_partial"]
     assert lp["n"] == 10
-    x = np.array([it["original_words"] for it in items], float)
-    y = np.array([it["original_score"] for it in items], float)
-    z = sm.add_constant(np.array([it["human_score"] for it in items], float))
+    from scipy.stats import rankdata
+
+    # rank-based (Spearman) partial correlation: ranks, then the residual method with statsmodels OLS
+    x = rankdata([it["original_words"] for it in items])
+    y = rankdata([it["original_score"] for it in items])
+    z = sm.add_constant(rankdata([it["human_score"] for it in items]))
     rx, ry = sm.OLS(x, z).fit().resid, sm.OLS(y, z).fit().resid
     assert np.ptp(rx) > 0 and np.ptp(ry) > 0
     assert lp["value"] == pytest.approx(float(np.corrcoef(rx, ry)[0, 1]))

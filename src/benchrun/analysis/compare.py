@@ -972,17 +972,27 @@ def _pct(p: float) -> str:
 
 
 def power_sentence(n_cases: int, p_a: float, p_b: float, alpha: float = 0.05, power: float = 0.8,
-                   discordance: float | None = None) -> str:
+                   discordance: float | None = None, samples_per_case: int = 1) -> str:
     """A plain sentence: can ``n_cases`` paired cases tell p_a from p_b with the verdict's test?
 
-    E.g. "50 cases cannot tell 82% from 80%: with 80% power they detect only gaps of about
-    29 points or more; about 6,700 cases would be needed." Method: the exact power of the
-    exact McNemar test (`mcnemar_power`, `min_detectable_difference` measured from p_b towards
-    p_a, `cases_needed`); the numbers in docs/compare.md are computed by this function.
+    E.g. "50 cases cannot tell 82% from 80% (the exact test's power is 3%): with 80% power they
+    detect only gaps of about 18 points or more; about 6,137 cases would be needed." Method: the
+    exact power of the exact McNemar test (`mcnemar_power`, `min_detectable_difference`
+    measured from p_b towards p_a, `cases_needed`); the example in docs/compare.md is this
+    function's output. With ``samples_per_case`` > 1 the verdict uses the sign-flip test, at
+    least as powerful, and the sentence says its numbers are a lower bound.
     """
     _check_power_args(alpha, power)
     if p_a == p_b:
         return f"{_pct(p_a)} and {_pct(p_b)} are the same rate; there is nothing to detect."
+    return _power_sentence(n_cases, p_a, p_b, alpha, power, discordance) + (
+        "" if samples_per_case <= 1 else
+        f" (Computed for one sample per case; with {samples_per_case} samples per case the sign-flip test is at "
+        "least this powerful, so these numbers are a lower bound.)")
+
+
+def _power_sentence(n_cases: int, p_a: float, p_b: float, alpha: float, power: float,
+                    discordance: float | None) -> str:
     pw_txt = f"{round(power * 100):d}%"
     have = mcnemar_power(n_cases, p_a, p_b, alpha, discordance)
     need = cases_needed(p_a, p_b, alpha, power, discordance)

@@ -157,7 +157,7 @@ def bias_verbosity(
     sample: Annotated[int, typer.Option("--sample", "-n", help="How many answers to pad.")] = 30,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stratified sample.")] = 0,
     labels: Annotated[Path | None, typer.Option("--labels", help="Human labels: sample from them and report the "
-                                                "length-score partial correlation.")] = None,
+                                                "length-score rank partial correlation.")] = None,
     judge: JudgeOpt = None,
     api_base: ApiBaseOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
@@ -165,8 +165,9 @@ def bias_verbosity(
     ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verbosity bias: pad answers with no new information (restated question, repeated list, filler),
-    re-judge them with the run's rubric, report how often padding raised the score (flagged above 10%)."""
+    """Verbosity bias: pad answers with no new information (restated question, repeated list, filler), judge
+    them and the unpadded answer again with the run's rubric, report how often padding scored higher, equal or
+    lower (flagged when an exact sign test finds higher beats lower and the net rate exceeds 10%)."""
     from benchrun import judge_trust as jt
     from benchrun.report.judge_trust import render_verbosity
 

@@ -123,10 +123,13 @@ def compare_payload(led: Ledger, a: tuple[Run, str], b: tuple[Run, str], level: 
     power: dict[str, Any] = {"sentence": None, "min_detectable_difference": None, "basis": None}
     if cmp.n_pairs and cmp.pass_rate_a is not None and cmp.pass_rate_b is not None:
         power["min_detectable_difference"] = min_detectable_difference(cmp.n_pairs, cmp.pass_rate_b, 1 - level)
-        power["basis"] = (f"{cmp.n_pairs} paired cases, from {name_b}'s pass rate, two-sided test at "
-                          f"{1 - level:.2g}, 80% power, ignoring pairing (conservative)")
+        power["basis"] = (f"{cmp.n_pairs} paired cases, from {name_b}'s pass rate, exact power of the two-sided "
+                          f"exact McNemar test at {1 - level:.2g}, 80% power, models failing independently "
+                          "(conservative)"
+                          + ("; with several samples per case a lower bound" if cmp.max_samples_per_case > 1 else ""))
         if not cmp.larger_than_noise:
-            power["sentence"] = power_sentence(cmp.n_pairs, cmp.pass_rate_a, cmp.pass_rate_b, 1 - level)
+            power["sentence"] = power_sentence(cmp.n_pairs, cmp.pass_rate_a, cmp.pass_rate_b, 1 - level,
+                                               samples_per_case=cmp.max_samples_per_case)
     multi = None
     if max(run_a.samples_per_case, run_b.samples_per_case) > 1:
         ks = sorted({1, 3, 5, max(run_a.samples_per_case, run_b.samples_per_case)})

@@ -51,5 +51,5 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
         a, b = (resolve_ref(led, ref, run.id) for ref in compare)
         data["compare"] = compare_payload(led, a, b, n_boot=n_boot)
     if with_shortlist:
-        data["shortlist"] = shortlist_payload(led, [run.id], n_boot=n_boot)
+        data["shortlist"] = shortlist_payload(led, [run.id])
     return jsonable(data)

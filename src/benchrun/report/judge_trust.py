@@ -38,6 +38,8 @@ def render_calibration(o: Console, info: dict[str, Any]) -> None:
     t.add_column("value")
     t.add_row("percent agreement (pass/fail)", _iv(rep["percent_agreement"], pct=True))
     t.add_row("Cohen's kappa (pass/fail)", _iv(k["interval"]) if k["interval"] else (k["note"] or "n/a"))
+    if k.get("method"):
+        t.add_row("  kappa interval", k["method"])
     t.add_row("quadratic-weighted kappa (1-5)", _num(rep["weighted_kappa"]) + (
         f"  ({rep['weighted_kappa_note']})" if rep.get("weighted_kappa_note") else ""))
     sp = rep["spearman"]
@@ -88,20 +90,31 @@ def render_position(o: Console, info: dict[str, Any]) -> None:
 
 
 def render_verbosity(o: Console, info: dict[str, Any]) -> None:
-    """Verbosity-bias summary: how often padding raised the score, per variant, and the inflation."""
+    """Verbosity-bias summary: padded vs unpadded shares, the sign test, the noise floor, per variant, inflation."""
     rep = info["report"]
     style = "bold red" if info["flagged"] else "bold green"
     o.print(f"[{style}]verbosity bias of judge {info['judge_model']}: "
             f"{'FLAGGED' if info['flagged'] else 'not flagged'}[/{style}]")
-    o.print(f"padded variant scored higher for {_iv(rep['failure_rate'], pct=True)} of {rep['n']} item(s) "
-            f"(flagged above {rep['flag_above']:.0%})", markup=False)
-    for v, iv in rep["per_variant"].items():
-        o.print(f"  {v}: {_iv(iv, pct=True)}", markup=False)
+    sh = rep["padded"]
+    o.print(f"padded vs unpadded score over {rep['n']} item(s): higher {_iv(sh['higher'], pct=True)}, "
+            f"equal {_iv(sh['equal'], pct=True)}, lower {_iv(sh['lower'], pct=True)}", markup=False)
+    o.print(f"net (higher - lower) {rep['net_rate']:+.0%}; {rep['test_method']}: p = {rep['p_value']:.3g} "
+            f"(flagged when p < {1 - rep['level']:.2g} and net > {rep['flag_above']:.0%})", markup=False)
+    nf = rep.get("noise_floor")
+    if nf:
+        o.print(f"noise floor (same answer judged again): higher {_iv(nf['higher'], pct=True)}, "
+                f"equal {_iv(nf['equal'], pct=True)}, lower {_iv(nf['lower'], pct=True)}", markup=False)
+    for v, sv in rep["per_variant"].items():
+        o.print(f"  {v}: higher {_iv(sv['higher'], pct=True)}, lower {_iv(sv['lower'], pct=True)}", markup=False)
+    if rep.get("repetitive_list_rate"):
+        o.print(f"secondary, MT-Bench repetitive-list rate (list variant above the first judgement, includes "
+                f"noise): {_iv(rep['repetitive_list_rate'], pct=True)}", markup=False)
     o.print(f"mean score inflation {_iv(rep['inflation'])}", markup=False)
     lp = rep.get("length_partial")
     if lp:
         val = lp["value"]
-        o.print(f"length vs judge score, controlling for the human score: r = {_num(val)} over {lp['n']} item(s)"
+        o.print(f"length vs judge score, controlling for the human score (Spearman partial): rho = {_num(val)} "
+                f"over {lp['n']} item(s)"
                 + (f" ({lp['note']})" if lp.get("note") else ""), markup=False)
     for note in rep.get("notes") or []:
         o.print(note, markup=False)

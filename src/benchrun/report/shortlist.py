@@ -1,5 +1,5 @@
 """Ledger rows to the shortlist decision table: candidates built from runs, ranked by
-`benchrun.analysis.shortlist`, with ties decided by paired comparisons on shared cases."""
+`benchrun.analysis.shortlist`, with ties decided by Holm-adjusted pairwise tests (paired on shared cases)."""
 
 from __future__ import annotations
 
@@ -73,11 +73,12 @@ def _calibration_note(cal: dict[str, Any] | None) -> str:
 def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | None = None,
                       max_p95_ms: float | None = None, max_high_severity: int | None = None,
                       min_pass_rate: float | None = None, weights: dict[str, float] | None = None,
-                      level: float = 0.95, n_boot: int = 10000) -> dict[str, Any]:
+                      level: float = 0.95) -> dict[str, Any]:
     """Build `Candidate`s from runs, rank them with `benchrun.analysis.shortlist.shortlist`."""
     from benchrun.analysis.breakdown import breakdown, summarize
-    from benchrun.analysis.compare import paired_compare
-    from benchrun.analysis.shortlist import Candidate, shortlist, wilson_overlap_tie
+    from benchrun.analysis.compare import paired_test
+    from benchrun.analysis.shortlist import Candidate, shortlist, unpaired_pair_test
+    from benchrun.analysis.stats import SignificanceTest
     from benchrun.errors import UsageError
     from benchrun.report.summary import coverage_qualifier, judge_calibration
 
@@ -94,7 +95,7 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
     warnings: list[str] = []
     if len({r.dataset_hash for r in runs}) > 1:
         warnings.append("the runs used DIFFERENT dataset versions: pass rates are over different cases; candidates "
-                        "from different datasets are tied unless their Wilson intervals separate")
+                        "from different datasets are compared with an unpaired two-proportion test (less sensitive)")
     for run in runs:
         rows = rows_of(led, run.id)
         order = model_keys(run)
@@ -127,6 +128,7 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
                 input_price_per_1m=price["input_per_1m"] if price else info["input_per_1m"],
                 output_price_per_1m=price["output_per_1m"] if price else info["output_per_1m"],
                 local=is_local(m["model"], m.get("api_base")), coverage_note=cov_note,
+                n_effective=s.n_effective,
             ))
             outcomes[ck] = (run.dataset_hash, outcomes_for(mrows, key))
             extra[ck] = {"run_id": run.id, "model_key": key, "errors": s.errors, "results": s.results,
@@ -134,29 +136,22 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
                          "eval_cost_unknown_calls": s.cost_unknown_calls,
                          "resolved_models": m.get("resolved_models") or []}
 
-    pair_cache: dict[frozenset[str], bool] = {}
-    paired_pairs = 0
-
-    def tie(x: Candidate, y: Candidate) -> bool:
-        nonlocal paired_pairs
+    def pair_test(x: Candidate, y: Candidate) -> SignificanceTest | None:
         hx, ox = outcomes[x.key]
         hy, oy = outcomes[y.key]
         if hx != hy:
-            return wilson_overlap_tie(x, y)
-        k = frozenset((x.key, y.key))
-        if k not in pair_cache:
-            paired_pairs += 1
-            pair_cache[k] = not paired_compare(ox, oy, level=level, n_boot=n_boot, name_a=x.key,
-                                               name_b=y.key).larger_than_noise
-        return pair_cache[k]
+            return unpaired_pair_test(x, y)
+        t = paired_test(ox, oy, name_a=x.key, name_b=y.key)
+        return None if t is None else SignificanceTest(t.p_value, t.method)
 
     res = shortlist(cands, max_cost_per_1k=max_cost_per_1k, max_p95_ms=max_p95_ms,
-                    max_high_severity=max_high_severity, min_pass_rate=min_pass_rate, weights=weights, tie_fn=tie)
+                    max_high_severity=max_high_severity, min_pass_rate=min_pass_rate, weights=weights,
+                    pair_test=pair_test, level=level)
     notes = list(res.notes)
-    notes.append("ties: candidates on the same dataset are tied unless a paired comparison (bootstrap, standard "
-                 "error and McNemar all agree) finds the pass-rate gap larger than noise"
-                 + ("; across datasets, overlapping Wilson intervals" if len({h for h, _ in outcomes.values()}) > 1
-                    else ""))
+    notes.append("ties: every pair is tested (on the same dataset: the exact paired test of `benchrun compare`"
+                 + ("; across datasets: a two-proportion test on effective sample sizes" if len(
+                     {h for h, _ in outcomes.values()}) > 1 else "")
+                 + f"), p-values Holm-adjusted over all pairs; tied unless the adjusted p < {1 - level:g}")
     notes.append("cost per 1k cases: candidate calls only (judge excluded), mean cost per answer × 1000; "
                  "unknown when any answer's price is unknown")
     payload = jsonable(res)

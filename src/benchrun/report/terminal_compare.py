@@ -48,11 +48,12 @@ def render_compare(console: Console, d: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "measure" else "right")
     t.add_row(f"pass rate ({c['n_pairs']} paired cases)", _pct(c["pass_rate_a"]), _pct(c["pass_rate_b"]),
               _pts(c["difference"]) + " pts", f"bootstrap {_iv_pts(c['bootstrap'])}")
-    t.add_row("", "", "", "", f"SE {_iv_pts(c['se_interval'])} ({c['se_method']})")
-    mc = c["mcnemar"]
-    if mc:
-        t.add_row("McNemar exact", f"{mc['a_only']} A-only", f"{mc['b_only']} B-only", f"p = {_p(mc['p_value'])}",
-                  mc["basis"])
+    se_iv = c["se_interval"]
+    t.add_row("", "", "", "", f"SE {_iv_pts(se_iv)} ({escape((se_iv or {}).get('method') or c['se_method'])})")
+    test = c.get("test")
+    if test:
+        t.add_row(escape(test["method"]), f"{test['a_better']} A better", f"{test['b_better']} B better",
+                  f"p = {_p(test['p_value'])}", "decides the verdict")
     sc = c["score"]
     if sc:
         iv = sc["interval"]
@@ -69,15 +70,16 @@ def render_compare(console: Console, d: dict[str, Any]) -> None:
     for n in c["notes"]:
         console.print(f"[dim]note: {escape(n)}[/dim]")
     g = Table(title="Per category and severity", title_justify="left")
-    for col in ("group", "pairs", "A", "B", "A − B (pts)", "bootstrap", "McNemar p", ""):
+    for col in ("group", "pairs", "A", "B", "A − B (pts)", "bootstrap", "p", "p adj. (BH)", ""):
         g.add_column(col, justify="left" if col in ("group", "") else "right")
     for grp in d["by_group"]:
         gc = grp["comparison"]
-        flag = "too few pairs" if grp["too_few_pairs"] else ("larger than noise" if gc["larger_than_noise"] else "")
+        flag = "too few pairs" if grp["too_few_pairs"] else ("larger than noise" if grp.get("flagged") else "")
         g.add_row(f"{grp['dimension']}: {escape(grp['group'])}", str(gc["n_pairs"]), _pct(gc["pass_rate_a"]),
                   _pct(gc["pass_rate_b"]), _pts(gc["difference"]), _iv_pts(gc["bootstrap"]),
-                  _p(gc["mcnemar"]["p_value"]) if gc["mcnemar"] else "n/a", flag)
+                  _p(grp.get("p_value")), _p(grp.get("p_adjusted")), flag)
     console.print(g)
+    console.print("[dim]per-group flags: Benjamini-Hochberg adjusted over the groups with enough pairs[/dim]")
     if d["flips"]:
         f = Table(title=f"Flips ({len(d['flips'])}), most severe first", title_justify="left")
         for col in ("severity", "case", "category", "A", "B"):
@@ -143,7 +145,7 @@ def render_reproduce(console: Console, d: dict[str, Any]) -> None:
         style = "" if fc["status"] == "same" else "bold yellow"
         console.print(escape(fc["message"]), style=style)
     t = Table(title="Reproduction − original", title_justify="left")
-    for col in ("model", "pass rate", "Δ pts [bootstrap]", "McNemar p", "flips", "answers changed", "Δ mean judge",
+    for col in ("model", "pass rate", "Δ pts [bootstrap]", "test p (Holm adj.)", "flips", "answers changed", "Δ mean judge",
                 "Δ cost", "Δ p50", "Δ p95", "version"):
         t.add_column(col, justify="left" if col == "model" else "right")
     for m in d["models"]:
@@ -153,7 +155,8 @@ def render_reproduce(console: Console, d: dict[str, Any]) -> None:
         t.add_row(
             escape(m["model_key"]), f"{_pct(m['pass_rate_original'])} → {_pct(m['pass_rate_reproduction'])}",
             f"{_pts(c['difference'])} {_iv_pts(c['bootstrap'])}",
-            _p(c["mcnemar"]["p_value"]) if c["mcnemar"] else "n/a", str(len(m["flips"])),
+            ("n/a" if not c.get("test") else f"{_p(c['test']['p_value'])} ({_p((m.get('p_adjusted') or {}).get('pass_rate'))})"),
+            str(len(m["flips"])),
             f"{m['answers_changed']}/{m['answers_compared']}",
             _num(sc["difference"], "+.2f") if sc else "n/a",
             "n/a" if m["cost_usd"]["delta"] is None else f"${m['cost_usd']['delta']:+.6f}",
@@ -206,6 +209,16 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
     console.print(t)
     if d["ranked"]:
         console.print("coverage: " + escape(d["ranked"][0]["candidate"]["coverage_note"] or "n/a"))
+    comps = d.get("comparisons") or []
+    if comps:
+        q = Table(title="Quality tests between candidates", title_justify="left",
+                  caption=escape(d.get("tie_rule") or ""), caption_justify="left")
+        for col in ("pair", "test", "p", "p adj. (Holm)", ""):
+            q.add_column(col, justify="right" if col.startswith("p") and col != "pair" else "left")
+        for x in comps:
+            q.add_row(f"{escape(x['a'])} / {escape(x['b'])}", escape(x["method"]), _p(x["p_value"]),
+                      _p(x["p_adjusted"]), "tied" if x["tied"] else "different")
+        console.print(q)
     for e in d["excluded"]:
         console.print(f"[red]excluded[/red] {escape(e['candidate']['key'])}: {escape('; '.join(e['reasons']))}")
     for n in d["notes"]:
