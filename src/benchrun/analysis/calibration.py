@@ -511,7 +511,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> Interval | None:
         return None
     sd = statistics.stdev(values)
     half = float(t_dist.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, level)
+    return Interval(mean, mean - half, mean + half, level, "Student t")
 
 
 def krippendorff_alpha(

@@ -338,13 +338,13 @@ def paired_t_interval(a: Sequence[float], b: Sequence[float], level: float = 0.9
     mean = sum(d) / n
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
     if sd == 0:
-        return Interval(mean, mean, mean, level), None
+        return Interval(mean, mean, mean, level, "paired t (all differences equal: a point)"), None
     se = sd / math.sqrt(n)
     half = _t_ppf(level, n - 1) * se
     from scipy.stats import t
 
     p = float(2 * t.sf(abs(mean / se), n - 1))
-    return Interval(mean, mean - half, mean + half, level), p
+    return Interval(mean, mean - half, mean + half, level, "paired t"), p
 
 
 def bootstrap_mean_interval(values: Sequence[float], level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> Interval:
