@@ -123,7 +123,7 @@ _CONFIG_KEYS = {
     "hold_until_in_flight",
     "hold_timeout_s",
 }
-_RULE_KEYS = {"model", "contains", "regex", "reply"}
+_RULE_KEYS = {"model", "contains", "regex", "reply", "replies"}
 _FAULT_KEYS = {"kind", "model", "contains", "first_n", "rate", "seed", "retry_after"}
 _ERROR_TEXT = {
     "429": ("Rate limit reached for requests", "rate_limit_exceeded"),
@@ -187,6 +187,7 @@ class Rule:
     model: re.Pattern[str] | None = None
     contains: str | None = None
     regex: re.Pattern[str] | None = None
+    replies: tuple[str, ...] = ()  # the n-th request of a prompt key gets replies[n % len] (samples that differ)
 
     def matches(self, model: str, text: str) -> bool:
         if self.model is not None and not self.model.search(model):
@@ -247,11 +248,16 @@ class Config:
         rules = []
         for i, r in enumerate(raw.get("rules") or []):
             bad = set(r) - _RULE_KEYS
-            if bad or "reply" not in r:
-                raise ValueError(f"fakeserver config: rules[{i}] needs 'reply' and only {sorted(_RULE_KEYS)}")
+            if bad or ("reply" in r) == ("replies" in r):
+                raise ValueError(f"fakeserver config: rules[{i}] needs exactly one of 'reply' or 'replies', and only "
+                                 f"{sorted(_RULE_KEYS)}")
+            replies = r.get("replies")
+            if replies is not None and (not isinstance(replies, list) or not replies):
+                raise ValueError(f"fakeserver config: rules[{i}].replies must be a non-empty list")
             rules.append(
                 Rule(
-                    reply=str(r["reply"]),
+                    reply=str(r.get("reply", "")),
+                    replies=tuple(str(x) for x in replies or ()),
                     model=re.compile(r["model"]) if r.get("model") is not None else None,
                     contains=r.get("contains"),
                     regex=re.compile(r["regex"]) if r.get("regex") is not None else None,
@@ -312,6 +318,7 @@ class RequestRecord:
     messages: list[dict[str, Any]]
     sampling: dict[str, Any]
     prompt_key: str
+    occurrence: int = 0  # how many earlier requests had the same prompt key (a rule's `replies` index)
     outcome: str = "pending"
     status: int | None = None
     reply: str | None = None
@@ -335,6 +342,7 @@ class _State:
         self.config = Config.parse(config)
         self.records: list[RequestRecord] = []
         self.fault_seen: dict[tuple[int, str], int] = {}
+        self.key_seen: dict[str, int] = {}  # requests per prompt key since the last config/reset
         self.stopping = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -350,12 +358,14 @@ class _State:
         with self.lock:
             self.config = parsed
             self.fault_seen.clear()
+            self.key_seen.clear()
             self.gate_open = False
 
     def reset(self) -> None:
         with self.lock:
             self.records.clear()
             self.fault_seen.clear()
+            self.key_seen.clear()
             self.gate_open = False
             self.max_in_flight = self.in_flight
             self.max_in_flight_by_model = {m: n for m, n in self.in_flight_by_model.items() if n}
@@ -405,8 +415,10 @@ class _State:
                 messages=messages,
                 sampling=sampling,
                 prompt_key=key,
+                occurrence=self.key_seen.get(key, 0),
                 client_port=client_port,
             )
+            self.key_seen[key] = rec.occurrence + 1
             self.records.append(rec)
             fired: Fault | None = None
             for i, fault in enumerate(cfg.faults):
@@ -460,12 +472,12 @@ class _State:
 # --------------------------------------------------------------------------- HTTP
 
 
-def _reply_for(cfg: Config, model: str, messages: list[dict[str, Any]]) -> str:
+def _reply_for(cfg: Config, model: str, messages: list[dict[str, Any]], occurrence: int = 0) -> str:
     text = "\n".join(message_text(m.get("content")) for m in messages if isinstance(m, dict))
     reply = cfg.default_reply
     for rule in cfg.rules:
         if rule.matches(model, text):
-            reply = rule.reply
+            reply = rule.replies[occurrence % len(rule.replies)] if rule.replies else rule.reply
             break
     if "{last_user}" in reply:
         last_user = ""
@@ -705,7 +717,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 model = str(body.get("model", ""))
                 messages = body["messages"]
-                reply = "" if kind == "empty" else _reply_for(cfg, model, messages)
+                reply = "" if kind == "empty" else _reply_for(cfg, model, messages, rec.occurrence)
                 data = json.dumps(_completion_body(cfg, model, messages, reply)).encode("utf-8")
                 if kind == "truncated":
                     state.finish(rec, "truncated", 200)
