@@ -46,6 +46,7 @@ def execute_run(
     *,
     use_cache: bool = True,
     call_workers: int = 0,
+    unsafe_exec: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     on_start: Callable[[], None] | None = None,
     interrupt_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
@@ -54,9 +55,13 @@ def execute_run(
 
     Raises `RunAborted` when interrupted (Ctrl-C, or a `KeyboardInterrupt` the guard raises); other
     errors propagate after the run was marked. Returns the runner's outcome otherwise, whatever its
-    status: the caller decides what a non-completed outcome means to it.
+    status: the caller decides what a non-completed outcome means to it. ``unsafe_exec`` lets code
+    checks run without bubblewrap (rlimits only); without it such a run is refused (`UsageError`)
+    before anything is called or marked.
     """
     from benchrun import runner
+
+    sandbox, _ = runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)
 
     guard = interrupt_guard() if interrupt_guard is not None else contextlib.nullcontext()
     with guard:
@@ -69,7 +74,8 @@ def execute_run(
                 pool = CallPool(call_workers, loaded.spec.concurrency.global_)
             if on_start is not None:
                 on_start()
-            r = runner.Runner(loaded, ledger, run_id, use_cache=use_cache, on_progress=on_progress, pool=pool)
+            r = runner.Runner(loaded, ledger, run_id, use_cache=use_cache, on_progress=on_progress, pool=pool,
+                              sandbox=sandbox)
             try:
                 outcome = asyncio.run(r.execute())
             except KeyboardInterrupt:

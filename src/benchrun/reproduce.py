@@ -273,7 +273,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
 
 
 def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int = 10000, *,
-              on_progress: Callable[[Progress], None] | None = None, on_start: Callable[[], None] | None = None,
+              unsafe_exec: bool = False, on_progress: Callable[[Progress], None] | None = None, on_start: Callable[[], None] | None = None,
               interrupt_guard: Callable[[], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
     """Re-run RUN_ID from its stored snapshot as a new run and compare. Returns the diff payload.
 
@@ -304,10 +304,10 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
         if not loaded.spec.cache:  # the spec switched the cache off; replaying needs it on (hashes unchanged)
             exec_loaded = LoadedSpec(spec=loaded.spec.model_copy(update={"cache": True}), dataset=loaded.dataset,
                                      rubric=loaded.rubric, path=loaded.path)
-    new_id = runner.create_run(loaded, ledger)
+    new_id = runner.create_run(loaded, ledger, unsafe_exec=unsafe_exec)
     workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
     outcome = execute_run(exec_loaded, ledger, new_id, use_cache=from_cache, call_workers=workers,
-                          on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard)
+                          unsafe_exec=unsafe_exec, on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard)
     if outcome.status != "completed":
         raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
                          f"Resume with: benchrun run --resume {new_id}")

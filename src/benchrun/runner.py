@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
 
@@ -32,6 +32,9 @@ from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import rules as rules_mod
 from benchrun.spec import Case, LoadedSpec, ModelRef
+
+if TYPE_CHECKING:
+    from benchrun.scoring.sandbox import Sandbox
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
 # how litellm words "could not reach the server" (it reports refused connections as InternalServerError)
@@ -95,12 +98,36 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def create_run(loaded: LoadedSpec, ledger: Ledger) -> str:
+def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sandbox | None, str | None]:
+    """The sandbox for the run's code checks and its isolation (``(None, None)`` when no case runs code).
+
+    Refused before any model is called when code must run and cannot be isolated: bubblewrap missing
+    or not working, and ``--unsafe-exec`` not given (a shared spec cannot turn that on: it is a flag of
+    the person running). Otherwise every answer would be paid for and every code case be an error.
+    """
+    cases = loaded.cases()
+    if not any(rules_mod.needs_sandbox(c) for c in cases):
+        return None, None
+    from benchrun.scoring.code import sandbox_for_run
+    from benchrun.scoring.sandbox import SandboxUnavailable
+
+    try:
+        return sandbox_for_run(cases, unsafe=unsafe_exec)
+    except SandboxUnavailable as e:
+        n = sum(1 for c in cases if rules_mod.needs_sandbox(c))
+        raise UsageError(f"{n} case(s) of dataset {loaded.dataset.name} run model-written code: {e}") from None
+
+
+def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
     """Validate everything that can be checked offline, then record a new run."""
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
     for cand in spec.candidates:  # render every prompt now: a bad template is bad input, not a crash mid-run
         for case in loaded.cases():
             candidate_messages(loaded, cand, case)
+    _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
+    versions = package_versions()
+    if isolation is not None:
+        versions["code sandbox"] = isolation  # what ran the answers' code: part of the run's conditions
     run_id = new_run_id()
     ledger.create_run(
         Run(
@@ -125,7 +152,7 @@ def create_run(loaded: LoadedSpec, ledger: Ledger) -> str:
             judge_model=spec.judge.model,
             judge_prompt_hash=rb.judge_prompt_hash,
             judge_sampling=json.dumps(judge_params(loaded)),
-            package_versions=json.dumps(package_versions()),
+            package_versions=json.dumps(versions),
             git_commit=git_commit(),
         )
     )
@@ -231,8 +258,10 @@ class Runner:
         use_cache: bool = True,
         on_progress: Callable[[Progress], None] | None = None,
         pool: CallPool | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.loaded = loaded
+        self.sandbox = sandbox  # runs the code checks (None: the default, bwrap or refuse)
         self.ledger = ledger
         self.run_id = run_id
         self.use_cache = use_cache and loaded.spec.cache
@@ -348,7 +377,7 @@ class Runner:
         if not cres.ok:
             return row, fresh
         assert cres.text is not None
-        outcomes = await rules_mod.evaluate_async(unit.case, cres.text)  # code checks run off the event loop
+        outcomes = await rules_mod.evaluate_async(unit.case, cres.text, self.sandbox)  # code checks: off the loop
         row.rules = json.dumps([o.to_dict() for o in outcomes])
         row.rules_passed = all(o.passed for o in outcomes)
         rule_errors = [o.error for o in outcomes if o.error]

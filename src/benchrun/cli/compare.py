@@ -71,6 +71,9 @@ def reproduce(
                                              )] = False,
     ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
+    unsafe_exec: Annotated[
+        bool, typer.Option("--unsafe-exec", help="Run code checks without bubblewrap (rlimits only; recorded).")
+    ] = False,
 ) -> None:
     """Re-run a recorded run from its stored snapshot and say whether the result reproduced (exit 1 if not)."""
     from benchrun.report.terminal_compare import render_reproduce
@@ -81,7 +84,7 @@ def reproduce(
         err().print(f"reproducing run {led.get_run(run_id).id} " + ("from the cache (no calls)" if from_cache else
                                                                        "with fresh calls (cache not read)"))
     with ProgressBar(not json_out) as bar:
-        d = do_reproduce(led, run_id, from_cache=from_cache, **bar.hooks())
+        d = do_reproduce(led, run_id, from_cache=from_cache, unsafe_exec=unsafe_exec, **bar.hooks())
     if json_out:
         print_json(d)
     else:

@@ -45,6 +45,10 @@ def run(
                           "uses one per 8 calls in flight (2-8) for runs of 250+ cells at concurrency 16+ on "
                           "remote models with 2+ cores, else 0.")
     ] = "auto",
+    unsafe_exec: Annotated[
+        bool, typer.Option("--unsafe-exec", help="Run code checks without bubblewrap: a plain subprocess with "
+                           "rlimits only, which can read your files and reach the network (recorded in the run).")
+    ] = False,
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
     from benchrun import providers, runner
@@ -63,6 +67,7 @@ def run(
         loaded.path = prior.spec_path
         n_workers = runner.call_workers_for(loaded, call_workers)
         run_id = prior.id
+        runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)  # refuse before the run is marked running
         led.update_run(run_id, status="running", message=None, finished_at=None)
     else:
         if spec is None:
@@ -71,7 +76,7 @@ def run(
         n_workers = runner.call_workers_for(loaded, call_workers)
         if require_calibrated:
             _check_calibrated(led, loaded)
-        run_id = runner.create_run(loaded, led)
+        run_id = runner.create_run(loaded, led, unsafe_exec=unsafe_exec)
     if not json_out:
         from benchrun.ledger.store import redact_url
 
@@ -79,7 +84,8 @@ def run(
                if n_workers else "calls in this process")
         err().print(f"run {run_id}: {loaded.spec.name} — ledger {redact_url(led.url)} — {how}", markup=False)
     with ProgressBar(not json_out) as bar:
-        outcome = execute_run(loaded, led, run_id, use_cache=not no_cache, call_workers=n_workers, **bar.hooks())
+        outcome = execute_run(loaded, led, run_id, use_cache=not no_cache, call_workers=n_workers,
+                              unsafe_exec=unsafe_exec, **bar.hooks())
     summary = build_summary(led, led.get_run(run_id))
     if json_out:
         print_json(summary)

@@ -22,10 +22,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from benchrun.scoring.sandbox import Execution, Sandbox
+from benchrun.scoring.sandbox import ISOLATION_BWRAP, Execution, Sandbox
 from benchrun.spec import Case, Check
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -41,6 +42,23 @@ def default_sandbox() -> Sandbox:
     if _default_sandbox is None:
         _default_sandbox = Sandbox()
     return _default_sandbox
+
+
+def sandbox_for_run(cases: Iterable[Case], *, unsafe: bool = False) -> tuple[Sandbox | None, str | None]:
+    """The sandbox a run's code checks use and the isolation it gives, before any model is called.
+
+    ``(None, None)`` when no case runs code. Raises :class:`SandboxUnavailable` when some case does
+    and nothing may run it (no working bubblewrap and ``unsafe`` not given): such a run would pay for
+    every answer and then record every code case as an error, so it is refused up front.
+    """
+    if not any(c.type == "python_tests" for case in cases for c in case.checks):
+        return None, None
+    box = Sandbox(unsafe=unsafe)
+    iso = box.require()
+    if iso == ISOLATION_BWRAP:
+        version = box.probe().version
+        return box, f"bwrap (Python {version} inside)" if version else iso
+    return box, f"{iso} (--unsafe-exec: no isolation, rlimits only)"
 
 
 def extract_code(answer: str) -> tuple[str, str]:
