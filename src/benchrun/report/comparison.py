@@ -130,10 +130,11 @@ def compare_payload(led: Ledger, a: tuple[Run, str], b: tuple[Run, str], level: 
         if not cmp.larger_than_noise:
             power["sentence"] = power_sentence(cmp.n_pairs, cmp.pass_rate_a, cmp.pass_rate_b, 1 - level,
                                                samples_per_case=cmp.max_samples_per_case)
-    multi = None
+    multi = multi_stats = None
     if max(run_a.samples_per_case, run_b.samples_per_case) > 1:
         ks = sorted({1, 3, 5, max(run_a.samples_per_case, run_b.samples_per_case)})
         multi = {name_a: multi_sample_summary(oa, ks), name_b: multi_sample_summary(ob, ks)}
+        multi_stats = _pass_at_k_stats(oa, ob, ks, name_a, name_b, level, n_boot, seed)
     return jsonable({
         "a": {"name": name_a, "run_id": run_a.id, "model_key": key_a, "dataset_hash": run_a.dataset_hash},
         "b": {"name": name_b, "run_id": run_b.id, "model_key": key_b, "dataset_hash": run_b.dataset_hash},
@@ -146,7 +147,31 @@ def compare_payload(led: Ledger, a: tuple[Run, str], b: tuple[Run, str], level: 
         "flips": flips(oa, ob),
         "power": power,
         "multi_sample": multi,
+        "pass_at_k": multi_stats,
     })
+
+
+def _pass_at_k_stats(oa: Any, ob: Any, ks: list[int], name_a: str, name_b: str, level: float, n_boot: int,
+                     seed: int) -> dict[str, Any]:
+    """pass@k with bootstrap intervals over problems for each model, and the paired difference per k
+    with its exact sign-flip test (see `benchrun.analysis.passk.pass_at_k_tests`)."""
+    from benchrun.analysis.passk import counts_from_outcomes, pass_at_k_by_k, pass_at_k_tests
+
+    ca, cb = counts_from_outcomes(oa), counts_from_outcomes(ob)
+    boot = min(n_boot, 2000)
+
+    def drop_per_problem(v: Any) -> dict[str, Any]:
+        d = v.to_dict()
+        d.pop("per_problem", None)
+        return d
+
+    return {
+        "models": {name: {str(k): drop_per_problem(v) for k, v in pass_at_k_by_k(c, ks, confidence=level,
+                                                                                   n_boot=boot, seed=seed).items()}
+                   for name, c in ((name_a, ca), (name_b, cb))},
+        "differences": [t.to_dict() for t in pass_at_k_tests(ca, cb, ks, confidence=level, n_boot=boot, seed=seed)],
+        "estimator": "Chen et al. (2021) unbiased pass@k, mean over problems with at least k scored samples",
+    }
 
 
 def run_condition_fields(run: Run) -> dict[str, dict[str, Any]]:

@@ -97,7 +97,24 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         ],
         "judge_calibration": judge_calibration(ledger, run),
         "coverage": coverage_qualifier(ledger, run),
+        "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
     }
+
+
+def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
+    """pass@k for every k up to the samples per case, per model: the mean of the per-case unbiased
+    estimates (Chen et al. 2021) over cases with at least k scored samples, with a percentile bootstrap
+    interval over cases, and each case's own estimate. Errored samples are left out of n."""
+    from benchrun.analysis.passk import counts_from_results, pass_at_k_by_k
+
+    counts = counts_from_results(rows)
+    out: dict[str, Any] = {}
+    for key in order:
+        c = counts.get(key, {})
+        ks = range(1, max((n for n, _ in c.values()), default=0) + 1)
+        out[key] = {str(k): v.to_dict() for k, v in pass_at_k_by_k(c, ks).items()}
+    return {"models": out, "method": "Chen et al. (2021) unbiased estimator, mean over cases; 95% percentile "
+            "bootstrap over cases (2,000 resamples)"}
 
 
 def gate_failures(summary: dict[str, Any], fail_on: str | None, min_pass_rate: float | None) -> list[str]:

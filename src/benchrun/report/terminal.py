@@ -70,6 +70,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     methods = sorted({m["pass_rate"].get("method") for m in s["models"] if m["pass_rate"].get("method")})
     if methods:
         console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")
+    _render_pass_at_k(console, s.get("pass_at_k"))
 
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
@@ -113,3 +114,28 @@ def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
     for dim in ("severity", "category", "provenance"):
         counts = info[f"by_{dim}"]
         console.print(f"  by {dim}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+
+
+def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
+    """pass@k per model for a few k (1, 5, 10 and the largest; --json has every k and every case)."""
+    if not pk:
+        return
+    from rich.markup import escape as e
+    from rich.table import Table
+
+    all_ks = sorted({int(k) for per in pk["models"].values() for k in per})
+    if not all_ks:
+        return
+    ks = [k for k in all_ks if k in (1, 5, 10) or k == all_ks[-1]]
+    t = Table(title="pass@k (several samples per case)", title_justify="left")
+    t.add_column("model")
+    for k in ks:
+        t.add_column(f"pass@{k}", justify="right")
+    for key, per in pk["models"].items():
+        cells = []
+        for k in ks:
+            v = per.get(str(k))
+            cells.append("n/a" if v is None else f"{_pct(v['estimate'])} [{_pct(v['low'])}, {_pct(v['high'])}]")
+        t.add_row(e(key), *cells)
+    console.print(t)
+    console.print("[dim]pass@k: " + e(pk["method"]) + "[/dim]")

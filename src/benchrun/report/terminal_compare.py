@@ -105,6 +105,22 @@ def render_compare(console: Console, d: dict[str, Any]) -> None:
                       *[_pct(s["pass_hat_k"].get(str(k))) for k in ks], _pct(s["mean_consistency"]),
                       f"{s['inconsistent_cases']} of {s['n_cases']}")
         console.print(m)
+    pk = d.get("pass_at_k")
+    if pk and pk["differences"]:
+        a, b = d["a"]["name"], d["b"]["name"]
+        t = Table(title=f"pass@k, paired by problem ({escape(a)} − {escape(b)})", title_justify="left")
+        for col in ("k", escape(a), escape(b), "difference", "interval", "p", "problems"):
+            t.add_column(col, justify="right")
+        for diff in pk["differences"]:
+            k = str(diff["k"])
+            ma, mb = pk["models"][a].get(k), pk["models"][b].get(k)
+            lvl = f"{100 * diff['confidence']:.0f}%"
+            t.add_row(k, _pct(ma["estimate"]) if ma else "n/a", _pct(mb["estimate"]) if mb else "n/a",
+                      _pts(diff["difference"]), f"{lvl} {_pts(diff['low'])} to {_pts(diff['high'])}",
+                      _p(diff["p_value"]) + (" *" if diff["larger_than_noise"] else ""), str(diff["n_problems"]))
+        console.print(t)
+        console.print(f"{pk['estimator']}; interval: paired percentile bootstrap over problems; p: exact paired "
+                      "sign-flip test on per-problem pass@k (* = larger than noise at this level)", markup=False)
 
 
 def _short(v: Any, n: int = 60) -> str:
