@@ -57,6 +57,8 @@ COMMANDS: dict[str, Entry] = {
                              "versions)."),
     "shortlist": Entry("compare", "Decision table: exclude by limits (with reasons), rank the rest, mark ties and the "
                                   "quality/cost frontier."),
+    "arena": Entry("arena", "Which model do people prefer? Bradley-Terry ratings of pairwise battles with "
+                            "case-bootstrap intervals."),
     "report": Entry("compare", "One self-contained HTML report (no network needed): conditions, tables, charts, "
                                "per-case drill-down."),
     "runs": Entry("runs", "Read runs recorded in the ledger."),
