@@ -20,23 +20,32 @@ from benchrun.errors import BadInput
 from conftest import Project
 
 
-def _simulate(theta: np.ndarray, n_cases: int, per_case: int, seed: int, tie_rate: float = 0.1,
-              case_effect: float = 0.0) -> list[Battle]:
-    """Battles from known log-strengths; ``case_effect`` adds a per-case shift to one random side (correlation
-    within a case)."""
+def _outcome(u: float, p: float, tau: float) -> str:
+    """Verdict for the first model from a uniform ``u``: win, tie or loss with probabilities p − τ/2, τ, 1 − p − τ/2,
+    so its expected score (ties half) is exactly p = σ(θ_i − θ_j): the Bradley-Terry model with ties as half a win."""
+    return "win" if u < p - tau / 2 else ("tie" if u < p + tau / 2 else "loss")
+
+
+def _simulate(theta: np.ndarray, n_cases: int, pairs_per_case: int, seed: int, tie: float = 0.3,
+              rho: float = 0.7) -> list[Battle]:
+    """Battles from known log-strengths θ. Per case, ``pairs_per_case`` random pairs, each judged in both orders;
+    the two orders share one uniform with probability ``rho`` (a consistent judge: battles on one case are
+    correlated), otherwise each order draws its own. Ties have probability ``tie``·min(p, 1 − p). Every battle
+    still has the exact BT marginal, so the true ratings are 1000 + 400·log10-odds of θ − mean θ."""
     rng = np.random.default_rng(seed)
     k = len(theta)
     out = []
     for c in range(n_cases):
-        shift = rng.normal(0, case_effect, k) if case_effect else np.zeros(k)
-        for _ in range(per_case):
+        for _ in range(pairs_per_case):
             i, j = rng.choice(k, 2, replace=False)
-            p = 1 / (1 + math.exp(-(theta[i] + shift[i] - theta[j] - shift[j])))
-            if rng.random() < tie_rate:
-                w = "tie"
-            else:
-                w = "model_a" if rng.random() < p else "model_b"
-            out.append(Battle(f"m{i}", f"m{j}", w, case_id=f"c{c}"))
+            p = 1 / (1 + math.exp(-(theta[i] - theta[j])))
+            tau = tie * min(p, 1 - p)
+            u = rng.random()
+            for first in (True, False):
+                res = _outcome(u if first or rng.random() < rho else rng.random(), p, tau)
+                w = "tie" if res == "tie" else ("model_a" if (res == "win") == first else "model_b")
+                out.append(Battle(f"m{i}", f"m{j}", w, case_id=f"c{c}") if first
+                           else Battle(f"m{j}", f"m{i}", w, case_id=f"c{c}"))
     return out
 
 
@@ -65,7 +74,7 @@ def _sklearn_ratings(battles: list[Battle], models: list[str], c: float | None) 
 @pytest.mark.parametrize("ridge", [0.0, 1e-4, 0.5])
 def test_bradley_terry_matches_sklearn_logistic_regression(ridge: float) -> None:
     theta = np.array([0.8, 0.3, 0.0, -0.2, -0.9])
-    battles = _simulate(theta, 150, 4, seed=3, tie_rate=0.15)
+    battles = _simulate(theta, 150, 4, seed=3, tie=0.5)
     res = rate(battles, n_boot=20, ridge=ridge, by_category=False)
     models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
     ref = _sklearn_ratings(battles, models, None if ridge == 0 else 1 / ridge)
@@ -97,7 +106,7 @@ def test_ties_are_half_a_win_and_anchor_sets_1000() -> None:
 def test_bootstrap_resamples_cases_not_battles() -> None:
     """Ten copies of each battle on the same case carry no more information than one: the interval must not
     shrink. Bootstrapping battles would shrink it by about √10."""
-    base = _simulate(np.array([0.4, 0.0, -0.4]), 80, 1, seed=5, tie_rate=0.0)
+    base = _simulate(np.array([0.4, 0.0, -0.4]), 80, 1, seed=5, tie=0.0)
     copies = [bt for bt in base for _ in range(10)]
     own_case = [Battle(bt.model_a, bt.model_b, bt.winner, case_id=None) for bt in copies]
     w = {name: {r.model: r.interval.width for r in rate(bs, n_boot=400, by_category=False).ratings}
@@ -109,14 +118,14 @@ def test_bootstrap_resamples_cases_not_battles() -> None:
 
 def test_bootstrap_coverage_by_simulation() -> None:
     """CI-sized coverage study (benchmarks/arena_coverage.py runs the full 8 models × 200 cases): 8 models,
-    40 simulated datasets of 120 cases with correlated battles within a case. 320 intervals, but those of one
+    40 simulated datasets of 120 cases (2 pairs per case, each judged in both orders, correlated). 320 intervals, but those of one
     dataset are correlated, so the tolerance is binomial on the 40 datasets (3 sd: 0.95 ± 0.10)."""
     theta = np.linspace(-1.0, 1.0, 8)
     truth = 1000 + ELO_SCALE * (theta - theta.mean())
     covered = total = 0
     reps = 40
     for rep in range(reps):
-        res = rate(_simulate(theta, 120, 4, seed=100 + rep, case_effect=0.5), n_boot=200, seed=rep, by_category=False)
+        res = rate(_simulate(theta, 120, 2, seed=100 + rep), n_boot=200, seed=rep, by_category=False)
         for r in res.ratings:
             covered += r.interval.low <= truth[int(r.model[1:])] <= r.interval.high
             total += 1
@@ -144,7 +153,7 @@ def test_equal_models_are_tied_and_distinct_ones_are_not() -> None:
 def test_win_matrix_counts_and_wilson_match_statsmodels() -> None:
     from statsmodels.stats.proportion import proportion_confint
 
-    battles = _simulate(np.array([0.6, 0.0, -0.6]), 90, 3, seed=2, tie_rate=0.0)
+    battles = _simulate(np.array([0.6, 0.0, -0.6]), 90, 3, seed=2, tie=0.0)
     res = rate(battles, n_boot=20, by_category=False)
     for c in res.matrix:
         met = [bt for bt in battles if {bt.model_a, bt.model_b} == {c.a, c.b}]
