@@ -284,3 +284,14 @@ def test_arena_cli_json_and_terminal_escape_names(tmp_path: Path) -> None:
     assert "[bold red]evil[/bold red]" in t.stdout and "anchor plain = 1000" in t.stdout
     bad = proj.cli("arena", "--battles", str(p), "--anchor", "nobody", "--draws", "100")
     assert bad.returncode == 2 and "nobody" in bad.stderr and str(p) in bad.stderr
+
+
+def test_unbounded_or_thin_pairs_are_not_tested_and_count_as_tied() -> None:
+    """A model that never lost has no maximum-likelihood rating: its gap to the others is set by the ridge, and a
+    bootstrap over 2-4 cases cannot estimate a spread. Such pairs are untested (tied, with a note), not 'significant'."""
+    battles = [Battle("a", "b", "model_a", "1"), Battle("b", "a", "model_b", "1"), Battle("a", "c", "model_a", "2"),
+               Battle("b", "c", "tie", "3"), Battle("c", "b", "model_a", "4")]
+    res = rate(battles, n_boot=200, by_category=False)
+    assert all(t.tied and t.p_value is None for t in res.tests)
+    assert {r.rank for r in res.ratings} == {1}
+    assert any("do not exist" in n for n in res.notes) and any("not tested" in n for n in res.notes)

@@ -18,6 +18,9 @@ of battles `rate` computes (formulas and references in docs/arena.md):
   z-test of θ_i − θ_j with its case-bootstrap standard error, which includes the covariance of
   the two ratings, so it is the paired analogue of the shortlist's test, not interval overlap),
   the p-values are Holm-adjusted over all pairs, and a pair is tied unless p_adjusted < 0.05.
+  A pair is not tested (so tied) when a model has battles on fewer than 5 cases (a bootstrap
+  over so few cases cannot estimate the spread) or when the two are in different strongly
+  connected components of the "scored against" graph (their gap is unbounded in the data).
   rank = 1 + #models with a higher rating that are not tied with it (Chiang et al. 2024).
 * **Win-rate matrix**: for every pair that met, the row model's win rate over the column model
   (ties half), with the Wilson interval on the number of battles (battles treated as
@@ -45,6 +48,7 @@ WINNERS = ("model_a", "model_b", "tie")
 ELO_SCALE = 400.0 / math.log(10.0)
 INITIAL = 1000.0
 BOOT_METHOD = "percentile bootstrap over cases"
+MIN_TEST_CASES = 5  # a pair is tested only when both models have battles on at least this many cases
 WILSON_BATTLES = "Wilson score on battles"
 TIE_RULE = ("tied unless the z-test of the rating difference (case-bootstrap standard error) has a "
             "Holm-adjusted p < {alpha:g} over all {n} pair(s)")
@@ -419,7 +423,7 @@ def _ratings(d: _Design, anchor: str | None, n_boot: int, seed: int, level: floa
     ai = None if anchor is None else d.models.index(anchor)
     point = _to_elo(theta, present, ai)[0]
     ii, jj = np.nonzero(s[0] > 0)
-    n_strong, _ = _components(k, ii, jj, strong=True)
+    n_strong, component = _components(k, ii, jj, strong=True)
     if n_strong > 1:
         notes.append("the maximum-likelihood ratings do not exist: some model(s) never lost (or never won) against "
                      "the rest, so the gaps at the ends are set by the ridge penalty and are only lower bounds")
@@ -450,15 +454,24 @@ def _ratings(d: _Design, anchor: str | None, n_boot: int, seed: int, level: floa
     alpha = 1 - level
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     raw: list[tuple[float, float | None, float | None]] = []
+    model_cases = [len(np.unique(d.case[(d.a == i) | (d.b == i)])) for i in range(k)]
+    untestable = 0
     for i, j in pairs:
         diff = boot[:, i] - boot[:, j]
         diff = diff[~np.isnan(diff)]
         se = float(np.std(diff, ddof=1)) if len(diff) > 1 else 0.0
         est = float(point[i] - point[j])
-        if se > 0:
+        if component[i] != component[j] or min(model_cases[i], model_cases[j]) < MIN_TEST_CASES:
+            untestable += 1
+            raw.append((est, None, None))
+        elif se > 0:
             raw.append((est, se, math.erfc(abs(est) / se / math.sqrt(2.0))))
         else:
             raw.append((est, None, None))
+    if untestable:
+        notes.append(f"{untestable} pair(s) not tested, so counted as tied: a model with battles on fewer than "
+                     f"{MIN_TEST_CASES} cases, or ratings whose gap the data cannot bound (no maximum-likelihood "
+                     "estimate between them)")
     tested = [t for t, r in enumerate(raw) if r[2] is not None]
     adj = dict(zip(tested, holm_adjust([raw[t][2] for t in tested]), strict=True))  # type: ignore[misc]
     tests: list[PairTest] = []

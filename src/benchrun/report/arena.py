@@ -116,14 +116,16 @@ def render_arena(console: Console, d: dict[str, Any], matrix_limit: int = 12) ->
         for x in d["length_controlled"]:
             raw, lc = x["raw_win_rate"], x["lc_win_rate"]
             if lc is None:
-                t.add_row(escape(x["model"]), str(x["battles"]), _pct(raw["estimate"]), "", "n/a", "",
-                          escape(x["note"] or ""), "")
+                t.add_row(escape(x["model"]), str(x["battles"]), _pct(raw["estimate"]), "", "n/a", "", "", "")
                 continue
             t.add_row(escape(x["model"]), str(x["battles"]), _pct(raw["estimate"]),
                       f"[{_pct(raw['low'])}, {_pct(raw['high'])}]", _pct(lc["estimate"]),
                       f"[{_pct(lc['low'])}, {_pct(lc['high'])}]", f"{x['length_coef']:+.2f}",
                       f"{100 * (raw['estimate'] - lc['estimate']):+.1f} pts")
         console.print(t)
+        for x in d["length_controlled"]:
+            if x["note"]:
+                console.print(f"  note ({escape(x['model'])}): {escape(x['note'])}")
     for c in d["categories"]:
         if c["models"]:
             console.print(_ratings_table(f"Category {c['category']} ({c['battles']} battles)", c["models"]))
