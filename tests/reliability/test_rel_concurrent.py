@@ -42,7 +42,7 @@ def run_at_once(tmp: Path, url: str, processes: int, cases: int) -> list[dict[st
         procs = [subprocess.Popen([BENCHRUN, "run", str(spec), "--json"], cwd=tmp, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for _ in range(processes)]
         try:
-            outs = [p.communicate(timeout=300) for p in procs]
+            outs = [p.communicate(timeout=900) for p in procs]  # a hang guard, not a speed check: 8 processes at load 20 took >300 s
         finally:
             for p in procs:
                 if p.poll() is None:
