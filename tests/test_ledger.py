@@ -66,7 +66,7 @@ def test_store_basics(backend_url: str) -> None:
     led.close()
     # an independent reader agrees
     assert query(backend_url, "SELECT COUNT(*) FROM result WHERE run_id = 'r1'") == [(3,)]
-    assert query(backend_url, "SELECT version FROM schema_version") == [(m.version,) for m in MIGRATIONS]
+    assert query(backend_url, "SELECT version FROM schema_version ORDER BY version") == [(m.version,) for m in MIGRATIONS]
 
 
 WRITER = r"""
@@ -92,7 +92,7 @@ def test_many_processes_open_a_new_ledger_at_once(backend_url: str) -> None:
     outs = [p.communicate(timeout=180) for p in procs]
     for p, (_o, e) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and e.strip() == "", e[-2000:]
-    assert query(backend_url, "SELECT version, COUNT(*) FROM schema_version GROUP BY version") == [
+    assert query(backend_url, "SELECT version, COUNT(*) FROM schema_version GROUP BY version ORDER BY version") == [
         (m.version, 1) for m in MIGRATIONS]
     assert query(backend_url, "SELECT COUNT(*), COUNT(DISTINCT run_id) FROM result") == [(25 * n, n)]
     assert query(backend_url, "SELECT COUNT(*) FROM cache") == [(25,)]

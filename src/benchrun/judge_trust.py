@@ -53,6 +53,7 @@ class RunContext:
 
     @property
     def rubric(self) -> Rubric:
+        assert self.loaded.rubric is not None  # open_run refuses runs without a judge
         return self.loaded.rubric
 
     def case(self, case_id: str) -> Case:
@@ -102,6 +103,11 @@ def open_run(led: Ledger, run_id: str) -> RunContext:
     run = led.get_run(run_id)
     loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))
     loaded.path = run.spec_path
+    if loaded.rubric is None or loaded.spec.judge is None:
+        from benchrun.errors import UsageError
+
+        raise UsageError(f"run {run.id} was scored by rules only: it has no judge or rubric to label, "
+                         "calibrate or audit; pick a run with a judge")
     return RunContext(run, loaded, led.results(run.id))
 
 

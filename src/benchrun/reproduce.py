@@ -69,10 +69,10 @@ def check_files(run: Run) -> list[FileCheck]:
     spec_path = Path(run.spec_path) if run.spec_path else None
     base = spec_path.parent if spec_path is not None else Path.cwd()
     out: list[FileCheck] = []
-    for kind, rel, recorded, loader in (
-        ("dataset", snap["spec"]["dataset"], run.dataset_hash, load_dataset),
-        ("rubric", snap["spec"]["rubric"], run.rubric_hash, load_rubric),
-    ):
+    files: list[tuple[str, str, str, Any]] = [("dataset", snap["spec"]["dataset"], run.dataset_hash, load_dataset)]
+    if snap["spec"].get("rubric") is not None:  # none in a run scored by rules only
+        files.append(("rubric", snap["spec"]["rubric"], run.rubric_hash, load_rubric))
+    for kind, rel, recorded, loader in files:
         p = resolve_path(base, rel)
         if not p.exists():
             out.append(FileCheck(kind, str(p), "missing", recorded))
@@ -125,6 +125,9 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
                 if hit is None or hit.get("text") is None:
                     miss(f"{where}: answer")
                     continue
+                if not loaded.judged(case):
+                    continue
+                assert spec.judge is not None and rubric is not None
                 jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
                 jhit = ledger.cache_get(runner.cache_key(spec.judge, jmsgs, jparams, 0, "judge"))
                 if jhit is None or jhit.get("text") is None:
@@ -290,7 +293,8 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     checks = check_files(original)
     loaded = LoadedSpec.from_snapshot(json.loads(original.spec_snapshot))
     loaded.path = original.spec_path
-    if loaded.dataset.hash != original.dataset_hash or loaded.rubric.hash != original.rubric_hash:
+    rubric_hash = loaded.rubric.hash if loaded.rubric is not None else ""
+    if loaded.dataset.hash != original.dataset_hash or rubric_hash != original.rubric_hash:
         raise UsageError(f"run {original.id}: the stored snapshot no longer hashes as recorded "
                          "(ledger edited, or written by an incompatible benchrun version); cannot reproduce it exactly")
     exec_loaded = loaded

@@ -140,17 +140,17 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
             dataset_name=ds.name,
             dataset_version=ds.version,
             dataset_hash=ds.hash,
-            rubric_name=rb.name,
-            rubric_version=rb.version,
-            rubric_hash=rb.hash,
+            rubric_name=rb.name if rb is not None else "",  # "" with judge_model "": scored by rules only
+            rubric_version=rb.version if rb is not None else "",
+            rubric_hash=rb.hash if rb is not None else "",
             prompt_hashes=json.dumps({c.key: spec.prompt_for(c).hash for c in spec.candidates}),
             models=json.dumps(
                 [{"key": c.key, "model": c.model, "alias": c.alias, "api_base": c.api_base} for c in spec.candidates]
             ),
             sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
             samples_per_case=spec.samples,
-            judge_model=spec.judge.model,
-            judge_prompt_hash=rb.judge_prompt_hash,
+            judge_model=spec.judge.model if spec.judge is not None else "",
+            judge_prompt_hash=rb.judge_prompt_hash if rb is not None else "",
             judge_sampling=json.dumps(judge_params(loaded)),
             package_versions=json.dumps(versions),
             git_commit=git_commit(),
@@ -183,13 +183,16 @@ def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
         return min(n, loaded.spec.concurrency.global_)  # each worker needs one of the global slots
     spec = loaded.spec
     n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples
-    any_local = any(providers.is_local(ref) for ref in [*spec.candidates, spec.judge])
+    any_local = any(providers.is_local(ref) for ref in [*spec.candidates, *([spec.judge] if spec.judge else [])])
     return callpool.auto_workers(n_units, spec.concurrency.global_, any_local)
 
 
 def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
-    """Sampling for the judge (temperature 0 unless the spec says otherwise) and its output constraint."""
+    """Sampling for the judge (temperature 0 unless the spec says otherwise) and its output constraint
+    (``{}`` for a run scored by rules only)."""
     judge = loaded.spec.judge
+    if judge is None or loaded.rubric is None:
+        return {}
     base: dict[str, Any] = {"temperature": 0}
     if judge.sampling is not None:
         base.update(judge.sampling.as_params())
@@ -303,6 +306,11 @@ class Runner:
         cand_max = int(cand_params.get("max_tokens") or 4096)
         cand_prompt = providers.count_message_tokens(unit.messages)
         c = providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], cand_prompt, cand_max)
+        if not self.loaded.judged(unit.case):
+            if c is None:
+                raise RunAborted("cannot bound cost for the budget: a model has no known price")
+            return c
+        assert spec.judge is not None and self.loaded.rubric is not None
         jparams = judge_params(self.loaded)
         j_max = int(jparams.get("max_tokens") or 1024)
         j_prompt = providers.count_message_tokens(judge_mod.judge_messages(self.loaded.rubric, unit.case, "")) + cand_max
@@ -316,7 +324,7 @@ class Runner:
         spec = self.loaded.spec
         if spec.budget_usd is None:
             return
-        for ref in [*spec.candidates, spec.judge]:
+        for ref in [*spec.candidates, *([spec.judge] if spec.judge else [])]:
             ep = self.judge_endpoint if ref is spec.judge else self.endpoints[ref.key]
             assert ep is not None
             if providers.cost_of(ref, ep, 1000, 1000) is None:
@@ -372,6 +380,7 @@ class Runner:
             completion_tokens=cres.completion_tokens, tokens_estimated=cres.tokens_estimated,
             cost_usd=cres.cost_usd, latency_ms=cres.latency_ms, retries=cres.retries,
             attempts=json.dumps(cres.attempts), cached=cres.cached, error=cres.error,
+            scored_by=self.loaded.scored_by(unit.case),
         )
         fresh = (cres.cost_usd or 0.0) if not cres.cached else 0.0
         if not cres.ok:
@@ -384,8 +393,12 @@ class Runner:
         if rule_errors:  # e.g. no sandbox for a code check: the case could not be scored
             row.status, row.passed, row.rules_passed, row.error = "error", None, None, rule_errors[0]
             return row, fresh
+        if not self.loaded.judged(unit.case):  # scored by its rules alone: one call per case
+            row.passed = row.rules_passed
+            row.status = "passed" if row.passed else "failed"
+            return row, fresh
 
-        assert self.judge_endpoint is not None
+        assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
         jparams = judge_params(self.loaded)
         messages = judge_mod.judge_messages(rubric, unit.case, cres.text)
         jcost = _JudgeCost()
@@ -450,7 +463,8 @@ class Runner:
         spec = self.loaded.spec
         for cand in spec.candidates:
             self.endpoints[cand.key] = await asyncio.to_thread(providers.resolve, cand, self.loaded.path or "spec")
-        self.judge_endpoint = await asyncio.to_thread(providers.resolve, spec.judge, self.loaded.path or "spec")
+        if spec.judge is not None:
+            self.judge_endpoint = await asyncio.to_thread(providers.resolve, spec.judge, self.loaded.path or "spec")
         self.check_budget_prices()
         await providers.warm_up()
 
@@ -461,7 +475,7 @@ class Runner:
         for u in units:
             queue.put_nowait(u)
         sems = {c.key: asyncio.Semaphore(c.concurrency or spec.concurrency.per_model) for c in spec.candidates}
-        judge_sem = asyncio.Semaphore(spec.judge.concurrency or spec.concurrency.per_model)
+        judge_sem = asyncio.Semaphore((spec.judge.concurrency if spec.judge else None) or spec.concurrency.per_model)
         budget = spec.budget_usd
 
         async def worker() -> None:

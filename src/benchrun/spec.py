@@ -568,15 +568,21 @@ class Selection(_Strict):
 
 
 class RunSpec(_Strict):
+    """A run. ``rubric`` and ``judge`` are optional together: without them every case is scored by its
+    rules alone (a case passes when every rule passes). With them, ``judge_when`` says which cases the
+    judge sees: ``always`` (every case; rules must pass too) or ``no_rules`` (only cases without any
+    rule; the others are scored by their rules alone)."""
+
     name: str = Field(min_length=1)
     description: str = ""
     dataset: str
-    rubric: str
+    rubric: str | None = None
     prompt: Prompt = Field(default_factory=Prompt)
     candidates: list[ModelRef] = Field(min_length=1)
     sampling: Sampling = Field(default_factory=Sampling)
     samples: int = Field(default=1, ge=1, le=100)
-    judge: JudgeSpec
+    judge: JudgeSpec | None = None
+    judge_when: Literal["always", "no_rules"] = "always"
     concurrency: Concurrency = Field(default_factory=Concurrency)
     timeout_s: float = Field(default=60.0, gt=0)
     retries: Retries = Field(default_factory=Retries)
@@ -592,6 +598,27 @@ class RunSpec(_Strict):
         if dup:
             raise ValueError(f"candidates share the name {dup}; give each an 'alias'")
         return v
+
+    @model_validator(mode="after")
+    def _judge_with_rubric(self) -> RunSpec:
+        if (self.rubric is None) != (self.judge is None):
+            given, missing = ("judge", "rubric") if self.rubric is None else ("rubric", "judge")
+            raise ValueError(f"'{given}' is set but '{missing}' is not: a judge grades against a rubric; "
+                             f"give both, or neither to score by rules only")
+        if self.judge is None and self.judge_when != "always":
+            raise ValueError("judge_when only applies to a run with a judge")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a judged spec dumps (and hashes) exactly as before these fields became optional
+        d = handler(self)
+        for k in ("rubric", "judge"):
+            if d.get(k, 0) is None:
+                del d[k]
+        if d.get("judge_when") == "always":
+            del d["judge_when"]
+        return d
 
     def prompt_for(self, cand: ModelRef) -> Prompt:
         return cand.prompt or self.prompt
@@ -754,8 +781,20 @@ class LoadedSpec(BaseModel):
 
     spec: RunSpec
     dataset: Dataset
-    rubric: Rubric
+    rubric: Rubric | None = None  # None: a run scored by rules only
     path: str | None = None
+
+    def judged(self, case: Case) -> bool:
+        """Whether the judge scores this case (see `RunSpec.judge_when`)."""
+        if self.spec.judge is None:
+            return False
+        return self.spec.judge_when == "always" or not case_has_rules(case)
+
+    def scored_by(self, case: Case) -> str:
+        """How a result of this case is scored: ``rules``, ``judge`` or ``rules+judge`` (recorded per result)."""
+        if not self.judged(case):
+            return "rules"
+        return "rules+judge" if case_has_rules(case) else "judge"
 
     def cases(self) -> list[Case]:
         """The dataset cases this run uses (the spec's ``select``, or all)."""
@@ -768,23 +807,30 @@ class LoadedSpec(BaseModel):
         return {
             "spec": self.spec.model_dump(mode="json", by_alias=True),
             "dataset": self.dataset.model_dump(mode="json", by_alias=True),
-            "rubric": self.rubric.model_dump(mode="json"),
+            "rubric": self.rubric.model_dump(mode="json") if self.rubric is not None else None,
         }
 
     @property
     def spec_hash(self) -> str:
         d = self.spec.model_dump(mode="json", by_alias=True)
         d["dataset"] = self.dataset.hash
-        d["rubric"] = self.rubric.hash
+        if self.rubric is not None:
+            d["rubric"] = self.rubric.hash
         return content_hash(d)
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> LoadedSpec:
+        rubric = snap.get("rubric")
         return cls(
             spec=RunSpec.model_validate(snap["spec"]),
             dataset=Dataset.model_validate(snap["dataset"]),
-            rubric=Rubric.model_validate(snap["rubric"]),
+            rubric=Rubric.model_validate(rubric) if rubric is not None else None,
         )
+
+
+def case_has_rules(case: Case) -> bool:
+    """Whether a case carries any deterministic rule (must_include, must_not or a typed check)."""
+    return bool(case.must_include or case.must_not or case.checks)
 
 
 def load_run_spec(path: str | Path) -> LoadedSpec:
@@ -792,7 +838,7 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     p = Path(path)
     data, node = load_yaml(p)
     if not isinstance(data, dict):
-        raise BadInput(p, 1, "the run spec must be a mapping (name, dataset, rubric, candidates, judge, ...)")
+        raise BadInput(p, 1, "the run spec must be a mapping (name, dataset, candidates, optional rubric and judge, ...)")
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as e:
@@ -800,11 +846,12 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
         raise BadInput(p, node_line(node, loc), msg) from None
     base = p.parent
     ds_path = resolve_path(base, spec.dataset)
-    rb_path = resolve_path(base, spec.rubric)
+    rb_path = resolve_path(base, spec.rubric) if spec.rubric is not None else None
     for field, fp in (("dataset", ds_path), ("rubric", rb_path)):
-        if not fp.exists():
+        if fp is not None and not fp.exists():
             raise BadInput(p, key_line(node, field), f"{field} file '{fp}' not found; paths are relative to the spec file")
-    loaded = LoadedSpec(spec=spec, dataset=load_dataset(ds_path), rubric=load_rubric(rb_path), path=str(p))
+    loaded = LoadedSpec(spec=spec, dataset=load_dataset(ds_path),
+                        rubric=load_rubric(rb_path) if rb_path is not None else None, path=str(p))
     if spec.select is not None:
         if spec.select.ids:
             known = {c.id for c in loaded.dataset.cases}
@@ -813,6 +860,12 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
                 raise BadInput(p, key_line(node, "select"), f"select.ids names unknown cases {unknown[:5]}")
         if not loaded.cases():
             raise BadInput(p, key_line(node, "select"), "select matches no case of the dataset; loosen it")
+    if spec.judge is None:
+        for case in loaded.cases():
+            if not case_has_rules(case):
+                raise BadInput(ds_path, f"case {case.id}",
+                               "has no rule (must_include, must_not or checks) and the run has no judge, so it "
+                               "could never be scored; add a rule to the case, or a judge and rubric to the spec")
     return loaded
 
 

@@ -105,9 +105,12 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
     loaded = load_run_spec(spec)
     n = len(loaded.cases())
     info = {"valid": True, "file": str(spec), "spec_hash": loaded.spec_hash, "dataset_hash": loaded.dataset.hash,
-            "rubric_hash": loaded.rubric.hash, "cases": n, "dataset_cases": len(loaded.dataset.cases),
+            "rubric_hash": loaded.rubric.hash if loaded.rubric is not None else None, "cases": n,
+            "dataset_cases": len(loaded.dataset.cases),
             "candidates": [c.key for c in loaded.spec.candidates], "samples": loaded.spec.samples,
-            "calls_planned": n * len(loaded.spec.candidates) * loaded.spec.samples * 2}
+            # one answer per cell, plus one judge call for each judged case (re-asks not counted)
+            "calls_planned": sum(1 + loaded.judged(c) for c in loaded.cases()) * len(loaded.spec.candidates)
+            * loaded.spec.samples}
     if json_out:
         print_json(info)
     else:

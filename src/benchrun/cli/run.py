@@ -99,6 +99,8 @@ def run(
 def _check_calibrated(led: Any, loaded: Any) -> None:
     from benchrun.report.summary import latest_calibration
 
+    if loaded.spec.judge is None or loaded.rubric is None:
+        return  # scored by rules only: there is no judge to calibrate
     judge, rb = loaded.spec.judge.model, loaded.rubric
     cal = latest_calibration(led, judge, rb.judge_prompt_hash, rb.hash)
     if cal is None:

@@ -118,8 +118,9 @@ def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]],
             continue
         keys.add(cache_key(cand, json.loads(r["messages"]), spec.sampling_for(cand).as_params(), r["sample_index"],
                            "candidate"))
-        if r["response_text"] is None:
+        if r["response_text"] is None or not loaded.judged(case):
             continue
+        assert spec.judge is not None and rubric is not None
         jmsgs = judge_mod.judge_messages(rubric, case, r["response_text"])
         k = cache_key(spec.judge, jmsgs, jparams, 0, "judge")
         keys.add(k)

@@ -30,8 +30,20 @@ def _create(*models: type[SQLModel]) -> Callable[[Connection], None]:
     return run
 
 
+def _add_column(table: str, column: str, sql_type: str) -> Callable[[Connection], None]:
+    """``ALTER TABLE ... ADD COLUMN`` (nullable), skipped when migration 1 already created the column
+    (it creates the tables from today's models)."""
+
+    def run(conn: Connection) -> None:
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+    return run
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "core: run, result, cache, report", _create(t.Run, t.Result, t.CacheEntry, t.Report)),
+    Migration(2, "result.scored_by: which method scored each result", _add_column("result", "scored_by", "VARCHAR")),
 ]
 
 

@@ -82,6 +82,7 @@ class Result(SQLModel, table=True):
     # rules
     rules: str = "[]"  # JSON list of {rule, passed, detail}
     rules_passed: bool | None = None
+    scored_by: str | None = None  # rules | judge | rules+judge (None: recorded before this column existed)
     # judge
     judge_score: int | None = None
     judge_pass: bool | None = None

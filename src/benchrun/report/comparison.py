@@ -112,8 +112,7 @@ def compare_payload(led: Ledger, a: tuple[Run, str], b: tuple[Run, str], level: 
             run_a.judge_prompt_hash != run_b.judge_prompt_hash:
         warnings.append(
             "DIFFERENT SCORING: the runs used a different rubric, judge model or judge prompt "
-            f"({run_a.rubric_name} v{run_a.rubric_version} / {run_a.judge_model} vs {run_b.rubric_name} "
-            f"v{run_b.rubric_version} / {run_b.judge_model}); a gap may come from the scoring, not the models."
+            f"({_scoring_name(run_a)} vs {_scoring_name(run_b)}); a gap may come from the scoring, not the models."
         )
     rows_a = rows_of(led, run_a.id)
     rows_b = rows_a if same_run else rows_of(led, run_b.id)
@@ -174,6 +173,12 @@ def _pass_at_k_stats(oa: Any, ob: Any, ks: list[int], name_a: str, name_b: str, 
     }
 
 
+def _scoring_name(run: Run) -> str:
+    if not run.judge_model:
+        return "rules only, no judge"
+    return f"{run.rubric_name} v{run.rubric_version} / {run.judge_model}"
+
+
 def run_condition_fields(run: Run) -> dict[str, dict[str, Any]]:
     """A run's recorded conditions, flattened into sections of ``field -> value``."""
     from benchrun.spec import RunSpec
@@ -201,9 +206,14 @@ def run_condition_fields(run: Run) -> dict[str, dict[str, Any]]:
     sec["samples"]["samples_per_case"] = run.samples_per_case
     sec["dataset"].update(name=run.dataset_name, version=run.dataset_version, hash=run.dataset_hash,
                           cases=len(snap["dataset"]["cases"]))
-    sec["rubric"].update(name=run.rubric_name, version=run.rubric_version, hash=run.rubric_hash)
-    sec["judge"].update(model=run.judge_model, api_base=spec.judge.api_base, prompt_hash=run.judge_prompt_hash,
-                        both_orders=spec.judge.both_orders)
+    if spec.judge is None:  # scored by rules only: a diff against a judged run shows the judge as added/removed
+        sec["judge"].update(model=None, judge_when=None)
+    else:
+        sec["rubric"].update(name=run.rubric_name, version=run.rubric_version, hash=run.rubric_hash)
+        sec["judge"].update(model=run.judge_model, api_base=spec.judge.api_base, prompt_hash=run.judge_prompt_hash,
+                            both_orders=spec.judge.both_orders)
+        if spec.judge_when != "always":  # shown only when set, so diffs of older runs stay as they were
+            sec["judge"]["judge_when"] = spec.judge_when
     for p, v in json.loads(run.judge_sampling).items():
         sec["judge"][f"sampling.{p}"] = v
     sec["packages"].update(json.loads(run.package_versions))

@@ -30,6 +30,7 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
             "rules": json.loads(r["rules"] or "[]"), "judge_score": r["judge_score"], "judge_pass": r["judge_pass"],
             "judge_reason": r["judge_reason"], "failure_mode": r["judge_failure_mode"],
             "judge_error": r["judge_error"], "latency_ms": r["latency_ms"], "cost_usd": r["cost_usd"],
+            "scored_by": r.get("scored_by"),
         })
     cases = []
     for c in snap["dataset"]["cases"]:

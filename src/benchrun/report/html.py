@@ -158,9 +158,11 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <h2 id="conditions">Run conditions</h2>
 <table id="conditions-table">
 <tr><th>dataset</th><td>{{ c.dataset.name }} v{{ c.dataset.version }} <span class="muted">{{ c.dataset.hash }}</span></td></tr>
+{% if c.judge %}
 <tr><th>rubric</th><td>{{ c.rubric.name }} v{{ c.rubric.version }} <span class="muted">{{ c.rubric.hash }}</span></td></tr>
 <tr><th>judge</th><td>{{ c.judge.model }} · prompt <span class="muted">{{ c.judge.prompt_hash }}</span> · sampling {{ c.judge.sampling | tojson }}</td></tr>
-<tr><th>judge calibration</th><td>{% if s.judge_calibration %}{{ "trusted" if s.judge_calibration.trusted else "NOT trusted" }}: {{ s.judge_calibration.summary }}{% else %}<span class="warn">uncalibrated</span> — judge scores are unverified{% endif %}</td></tr>
+{% endif %}
+<tr><th>judge calibration</th><td>{% if not c.judge %}scored by rules only (no judge){% elif s.judge_calibration %}{{ "trusted" if s.judge_calibration.trusted else "NOT trusted" }}: {{ s.judge_calibration.summary }}{% else %}<span class="warn">uncalibrated</span> — judge scores are unverified{% endif %}</td></tr>
 <tr><th>coverage</th><td>{% if s.coverage %}JSD {{ "%.3f" | format(s.coverage.jsd or 0) }} ({{ s.coverage.band }}) vs {{ s.coverage.production }}{% else %}no coverage report for this dataset version{% endif %}</td></tr>
 <tr><th>samples per case</th><td>{{ c.samples_per_case }}</td></tr>
 {% for m in c.models %}
@@ -173,12 +175,12 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 
 <h2 id="models">Per model</h2>
 <table id="models-table">
-<tr><th>model</th><th>pass rate (95% CI)</th><th>passed</th><th>failed</th><th>errors</th><th>mean judge</th><th>cost</th><th>cost/case</th><th>p50</th><th>p95</th></tr>
+<tr><th>model</th><th>pass rate (95% CI)</th><th>passed</th><th>failed</th><th>errors</th>{% if c.judge %}<th>mean judge</th>{% endif %}<th>cost</th><th>cost/case</th><th>p50</th><th>p95</th></tr>
 {% for m in s.models %}
 <tr><td>{{ m.model_key }}</td>
 <td class="num">{{ pct(m.pass_rate.estimate) }} [{{ pct(m.pass_rate.low) }}, {{ pct(m.pass_rate.high) }}]</td>
 <td class="num">{{ m.passed }}</td><td class="num">{{ m.failed }}</td><td class="num{% if m.errors %} warn{% endif %}">{{ m.errors }}</td>
-<td class="num">{{ "n/a" if m.mean_judge_score is none else "%.2f" | format(m.mean_judge_score) }}{% if not s.judge_calibration and m.mean_judge_score is not none %} <span class="muted">(uncal.)</span>{% endif %}</td>
+{% if c.judge %}<td class="num">{{ "n/a" if m.mean_judge_score is none else "%.2f" | format(m.mean_judge_score) }}{% if not s.judge_calibration and m.mean_judge_score is not none %} <span class="muted">(uncal.)</span>{% endif %}</td>{% endif %}
 <td class="num">{{ money(m.cost_usd) }}{% if m.cost_unknown_calls %} + {{ m.cost_unknown_calls }} unpriced{% endif %}</td>
 <td class="num">{{ money(m.cost_per_case) }}</td>
 <td class="num">{{ ms(m.latency_p50_ms) }}</td><td class="num">{{ ms(m.latency_p95_ms) }}</td></tr>
@@ -280,7 +282,8 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <pre>{{ smp.answer if smp.answer is not none else "(no answer)" }}</pre>
 {% if smp.error %}<p class="warn">error: {{ smp.error }}</p>{% endif %}
 {% if smp.rules %}<ul>{% for r in smp.rules %}<li class="{{ 'ok' if r.passed else 'warn' }}">{{ r.rule }}: {{ "ok" if r.passed else "FAILED" }}{% if r.detail %} — {{ r.detail }}{% endif %}</li>{% endfor %}</ul>{% endif %}
-<p>judge: {% if smp.judge_score is not none %}score {{ smp.judge_score }}, {{ "pass" if smp.judge_pass else "fail" }}, mode {{ smp.failure_mode }} — {{ smp.judge_reason }}{% elif smp.judge_error %}<span class="warn">{{ smp.judge_error }}</span>{% else %}—{% endif %}</p>
+{% if smp.scored_by %}<p class="muted">scored by {{ smp.scored_by }}</p>{% endif %}
+{% if smp.scored_by != "rules" %}<p>judge: {% if smp.judge_score is not none %}score {{ smp.judge_score }}, {{ "pass" if smp.judge_pass else "fail" }}, mode {{ smp.failure_mode }} — {{ smp.judge_reason }}{% elif smp.judge_error %}<span class="warn">{{ smp.judge_error }}</span>{% else %}—{% endif %}</p>{% endif %}
 </div>
 {% endfor %}{% endfor %}
 </details>

@@ -80,7 +80,7 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
     from benchrun.analysis.shortlist import Candidate, shortlist, unpaired_pair_test
     from benchrun.analysis.stats import SignificanceTest
     from benchrun.errors import UsageError
-    from benchrun.report.summary import coverage_qualifier, judge_calibration
+    from benchrun.report.summary import coverage_qualifier, judge_calibration, rules_only
 
     runs = []
     for rid in run_ids:
@@ -121,7 +121,8 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
                 key=ck, model=m["model"], pass_rate=s.pass_rate,
                 high_severity_failures=len(bd.high_severity_failures) if bd else 0,
                 failure_modes=dict(bd.failure_modes) if bd else {},
-                mean_judge_score=s.mean_judge_score, judge_calibration=_calibration_note(cal),
+                mean_judge_score=s.mean_judge_score,
+                judge_calibration="scored by rules only" if rules_only(run) else _calibration_note(cal),
                 cost_per_1k_cases=candidate_cost_per_1k(mrows),
                 latency_p50_ms=s.latency_p50_ms, latency_p95_ms=s.latency_p95_ms,
                 context_window=info["context_window"],

@@ -20,8 +20,15 @@ def result_dicts(rows: list[Result]) -> list[dict[str, Any]]:
     return [r.model_dump() for r in rows]
 
 
+def rules_only(run: Run) -> bool:
+    """Whether the run had no judge (every result scored by its rules alone)."""
+    return not run.judge_model
+
+
 def judge_calibration(ledger: Ledger, run: Run) -> dict[str, Any] | None:
     """The latest calibration of this run's judge (model + prompt hash + rubric hash), if any."""
+    if rules_only(run):
+        return None
     return latest_calibration(ledger, run.judge_model, run.judge_prompt_hash, run.rubric_hash)
 
 
@@ -57,13 +64,15 @@ def run_conditions(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "spec_hash": run.spec_hash,
         "dataset": {"name": run.dataset_name, "version": run.dataset_version, "hash": run.dataset_hash},
-        "rubric": {"name": run.rubric_name, "version": run.rubric_version, "hash": run.rubric_hash},
+        # rubric and judge are None in a run scored by rules only
+        "rubric": None if rules_only(run) else {"name": run.rubric_name, "version": run.rubric_version,
+                                                 "hash": run.rubric_hash},
         "models": json.loads(run.models),
         "prompt_hashes": json.loads(run.prompt_hashes),
         "sampling": json.loads(run.sampling),
         "samples_per_case": run.samples_per_case,
-        "judge": {"model": run.judge_model, "prompt_hash": run.judge_prompt_hash,
-                  "sampling": json.loads(run.judge_sampling)},
+        "judge": None if rules_only(run) else {"model": run.judge_model, "prompt_hash": run.judge_prompt_hash,
+                                                "sampling": json.loads(run.judge_sampling)},
         "package_versions": json.loads(run.package_versions),
         "git_commit": run.git_commit,
     }
@@ -95,6 +104,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
             }
             for b in bds
         ],
+        "scoring": scoring(rows, rules_only(run)),
         "judge_calibration": judge_calibration(ledger, run),
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
@@ -115,6 +125,22 @@ def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str,
         out[key] = {str(k): v.to_dict() for k, v in pass_at_k_by_k(c, ks).items()}
     return {"models": out, "method": "Chen et al. (2021) unbiased estimator, mean over cases; 95% percentile "
             "bootstrap over cases (2,000 resamples)"}
+
+
+def scoring(rows: list[dict[str, Any]], no_judge: bool) -> dict[str, Any]:
+    """How the run's results were scored: ``"scored by rules only"``, ``"judge"`` or ``"mixed"``,
+    and how many results each method scored (``rules``, ``judge``, ``rules+judge``)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        k = r.get("scored_by") or ("rules" if no_judge else "rules+judge")  # rows from before the column existed
+        counts[k] = counts.get(k, 0) + 1
+    if no_judge:
+        method = "scored by rules only"
+    elif "rules" in counts:
+        method = "mixed"
+    else:
+        method = "judge"
+    return {"method": method, "results_by_method": dict(sorted(counts.items()))}
 
 
 def gate_failures(summary: dict[str, Any], fail_on: str | None, min_pass_rate: float | None) -> list[str]:

@@ -30,12 +30,16 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         + (f"  ({e(c['message'])})" if c.get("message") else "")
     )
     ds, rb, j = c["dataset"], c["rubric"], c["judge"]
+    scored = (f"rubric {e(rb['name'])} v{e(rb['version'])} ({rb['hash'][:12]})  judge {e(j['model'])} "
+              f"(prompt {j['prompt_hash'][:12]})" if j is not None else "no judge")
     console.print(
-        f"dataset {e(ds['name'])} v{e(ds['version'])} ({ds['hash'][:12]})  rubric {e(rb['name'])} v{e(rb['version'])} "
-        f"({rb['hash'][:12]})  judge {e(j['model'])} (prompt {j['prompt_hash'][:12]})  samples/case {c['samples_per_case']}"
+        f"dataset {e(ds['name'])} v{e(ds['version'])} ({ds['hash'][:12]})  {scored}  samples/case {c['samples_per_case']}"
     )
     cal = s.get("judge_calibration")
-    if cal:
+    no_judge = j is None
+    if no_judge:
+        cal_txt = "scored by rules only (no judge: every case passes when all its rules pass)"
+    elif cal:
         verdict = "trusted" if cal.get("trusted") else "NOT trusted"
         cal_txt = f"judge calibration: {verdict} — {e(cal.get('summary') or '')}"
     else:
@@ -53,8 +57,10 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         )
 
     t = Table(title="Per model", title_justify="left")
-    for col in ("model", "pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "cost", "cost/case",
-                "p50", "p95"):
+    cols = ["model", "pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "cost", "cost/case", "p50", "p95"]
+    if no_judge:
+        cols.remove("mean judge")
+    for col in cols:
         t.add_column(col, justify="left" if col == "model" else "right")
     for m in s["models"]:
         pr = m["pass_rate"]
@@ -63,9 +69,12 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         if not cal and m["mean_judge_score"] is not None:
             judge += " (uncal.)"
         cost = _money(m["cost_usd"]) + (f" + {m['cost_unknown_calls']} unpriced" if m["cost_unknown_calls"] else "")
-        t.add_row(e(m["model_key"]), ci, str(m["passed"]), str(m["failed"]),
-                  f"[red]{m['errors']}[/red]" if m["errors"] else "0", judge, cost,
-                  _money(m["cost_per_case"]), _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"]))
+        cells = [e(m["model_key"]), ci, str(m["passed"]), str(m["failed"]),
+                 f"[red]{m['errors']}[/red]" if m["errors"] else "0", judge, cost,
+                 _money(m["cost_per_case"]), _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"])]
+        if no_judge:
+            del cells[5]
+        t.add_row(*cells)
     console.print(t)
     methods = sorted({m["pass_rate"].get("method") for m in s["models"] if m["pass_rate"].get("method")})
     if methods:
