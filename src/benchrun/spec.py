@@ -67,6 +67,7 @@ class Pattern(_Strict):
 
 
 _CODE_FIELDS = ("tests", "entry_point", "prompt_prefix", "setup", "timeout_s")
+_MATCH_FIELDS = ("rel_tolerance", "values", "normalize")
 
 
 def _compiles(code: str) -> str | None:
@@ -86,7 +87,8 @@ class Check(_Strict):
     ``python_tests`` runs the answer's code against ``tests`` in the sandbox (see ``scoring/code.py``).
     """
 
-    type: Literal["equals", "contains", "regex", "not_regex", "json_schema", "max_words", "numeric", "python_tests"]
+    type: Literal["equals", "equals_any", "contains", "regex", "not_regex", "json_schema", "max_words", "numeric",
+                  "python_tests"]
     value: str | float | int | None = None
     pattern: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
@@ -99,13 +101,19 @@ class Check(_Strict):
     prompt_prefix: bool = False
     setup: str | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=600)
+    # numeric: relative tolerance (passes when within tolerance OR rel_tolerance × |value|)
+    rel_tolerance: float | None = Field(default=None, ge=0)
+    # equals / equals_any: the acceptable answers of equals_any, and normalisations applied to both
+    # sides before comparing (see scoring/extract.py; when unset, equals strips and honours ignore_case)
+    values: list[str] | None = None
+    normalize: list[Literal["nfkc", "case", "punctuation", "articles", "whitespace", "squad"]] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_serializer(mode="wrap")
     def _omit_unset_code_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         d = handler(self)
-        for k in _CODE_FIELDS:
+        for k in (*_CODE_FIELDS, *_MATCH_FIELDS):  # unset: left out, so the hashes of existing checks do not change
             if k in d and d[k] in (None, False):
                 del d[k]
         return d
@@ -123,6 +131,14 @@ class Check(_Strict):
         t = self.type
         if t in ("equals", "contains") and self.value is None:
             raise ValueError(f"check '{t}' needs 'value'")
+        if t == "equals_any" and not self.values:
+            raise ValueError("check 'equals_any' needs 'values' (a non-empty list of acceptable answers)")
+        if self.values is not None and t != "equals_any":
+            raise ValueError(f"check '{t}': 'values' only applies to checks of type 'equals_any'")
+        if self.normalize is not None and t not in ("equals", "equals_any"):
+            raise ValueError(f"check '{t}': 'normalize' only applies to checks of type 'equals' and 'equals_any'")
+        if self.rel_tolerance is not None and t != "numeric":
+            raise ValueError(f"check '{t}': 'rel_tolerance' only applies to checks of type 'numeric'")
         if t in ("regex", "not_regex"):
             if not self.pattern:
                 raise ValueError(f"check '{t}' needs 'pattern'")

@@ -51,12 +51,21 @@ def runs_show(
     json_out: JsonOpt = False,
     fail_on: Annotated[Severity | None, typer.Option("--fail-on")] = None,
     min_pass_rate: Annotated[float | None, typer.Option("--min-pass-rate", min=0, max=1)] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Show one case: every answer, each rule with what it "
+                                                            "extracted and why it failed, the judge's verdict.")] = None,
 ) -> None:
     """Show a run's conditions, per-model table and failure breakdown."""
-    from benchrun.report.summary import build_summary, gate_failures
-    from benchrun.report.terminal import render_summary
+    from benchrun.report.summary import build_summary, case_detail, gate_failures
+    from benchrun.report.terminal import render_case, render_summary
 
     led = open_ledger(ledger)
+    if case is not None:
+        detail = case_detail(led, led.get_run(run_id), case)
+        if json_out:
+            print_json(detail)
+        else:
+            render_case(out(), detail)
+        return
     summary = build_summary(led, led.get_run(run_id))
     if json_out:
         print_json(summary)

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 # format -> (module, function); imported only when used
 IMPORTERS: dict[str, tuple[str, str]] = {
+    "gsm8k": ("benchrun.importers.gsm8k", "import_gsm8k"),
     "humaneval": ("benchrun.importers.humaneval", "import_humaneval"),
     "mbpp": ("benchrun.importers.mbpp", "import_mbpp"),
 }

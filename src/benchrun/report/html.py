@@ -281,7 +281,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 {% if smp.latency_ms is not none %}<span class="muted"> · {{ "%.0f" | format(smp.latency_ms) }} ms</span>{% endif %}
 <pre>{{ smp.answer if smp.answer is not none else "(no answer)" }}</pre>
 {% if smp.error %}<p class="warn">error: {{ smp.error }}</p>{% endif %}
-{% if smp.rules %}<ul>{% for r in smp.rules %}<li class="{{ 'ok' if r.passed else 'warn' }}">{{ r.rule }}: {{ "ok" if r.passed else "FAILED" }}{% if r.detail %} — {{ r.detail }}{% endif %}</li>{% endfor %}</ul>{% endif %}
+{% if smp.rules %}<ul>{% for r in smp.rules %}<li class="{{ 'ok' if r.passed else 'warn' }}">{{ r.rule }}: {{ "ok" if r.passed else "FAILED" }}{% if r.extracted is defined and r.extracted is not none %} · extracted <code>{{ r.extracted }}</code> ({{ r.extracted_by }}){% endif %}{% if r.detail %} — {{ r.detail }}{% endif %}</li>{% endfor %}</ul>{% endif %}
 {% if smp.scored_by %}<p class="muted">scored by {{ smp.scored_by }}</p>{% endif %}
 {% if smp.scored_by != "rules" %}<p>judge: {% if smp.judge_score is not none %}score {{ smp.judge_score }}, {{ "pass" if smp.judge_pass else "fail" }}, mode {{ smp.failure_mode }} — {{ smp.judge_reason }}{% elif smp.judge_error %}<span class="warn">{{ smp.judge_error }}</span>{% else %}—{% endif %}</p>{% endif %}
 </div>

@@ -127,6 +127,34 @@ def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str,
             "bootstrap over cases (2,000 resamples)"}
 
 
+def case_detail(ledger: Ledger, run: Run, case_id: str) -> dict[str, Any]:
+    """Every result of one case: the answer, how it was scored, each rule with what it extracted and why it
+    failed, and the judge's verdict (what `runs show --case` prints)."""
+    from benchrun.errors import UsageError
+    from benchrun.spec import LoadedSpec
+
+    loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))
+    try:
+        case = loaded.dataset.case(case_id)
+    except KeyError:
+        raise UsageError(f"run {run.id} has no case {case_id!r}; `runs show {run.id} --json` lists the results") from None
+    results = []
+    for r in ledger.results(run.id):
+        if r.case_id != case_id:
+            continue
+        results.append({
+            "model_key": r.model_key, "sample_index": r.sample_index, "status": r.status, "passed": r.passed,
+            "scored_by": r.scored_by, "error": r.error, "answer": r.response_text,
+            "rules": json.loads(r.rules or "[]"),
+            "judge": None if r.judge_raw is None and r.judge_error is None else {
+                "score": r.judge_score, "pass": r.judge_pass, "failure_mode": r.judge_failure_mode,
+                "reason": r.judge_reason, "error": r.judge_error},
+        })
+    results.sort(key=lambda x: (x["model_key"], x["sample_index"]))
+    return {"run_id": run.id, "case_id": case.id, "category": case.category, "severity": case.severity,
+            "input": case.input_text(), "ideal": case.ideal, "results": results}
+
+
 def scoring(rows: list[dict[str, Any]], no_judge: bool) -> dict[str, Any]:
     """How the run's results were scored: ``"scored by rules only"``, ``"judge"`` or ``"mixed"``,
     and how many results each method scored (``rules``, ``judge``, ``rules+judge``)."""

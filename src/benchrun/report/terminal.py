@@ -105,6 +105,33 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             console.print("  failure modes: " + e(", ".join(f"{k} {v}" for k, v in b["failure_modes"].items())))
 
 
+def render_case(console: Console, d: dict[str, Any]) -> None:
+    """One case of a run: each model's answer, how it was scored, every rule (extracted answer, why it failed)."""
+    console.print(f"[bold]Case {e(d['case_id'])}[/bold]  run {d['run_id']}  {e(d['category'])}  {d['severity']}")
+    console.print("input: " + d["input"], markup=False, highlight=False)
+    if d["ideal"]:
+        console.print("ideal: " + d["ideal"], markup=False, highlight=False)
+    for r in d["results"]:
+        console.print(f"[bold]{e(r['model_key'])}[/bold] sample {r['sample_index']}: {r['status']}"
+                      + (f" (scored by {e(r['scored_by'])})" if r["scored_by"] else ""))
+        if r["error"]:
+            console.print("  error: " + r["error"], markup=False, highlight=False)
+        console.print("  answer: " + (r["answer"] if r["answer"] is not None else "(no answer)"), markup=False,
+                      highlight=False)
+        for o in r["rules"]:
+            line = f"  {'ok  ' if o['passed'] else 'FAIL'} {o['rule']}"
+            if o.get("extracted") is not None:
+                line += f" — extracted {o['extracted']!r} ({o.get('extracted_by')})"
+            if o.get("detail") and not o["passed"]:
+                line += f" — {o['detail']}"
+            console.print(line, markup=False, highlight=False)
+        j = r["judge"]
+        if j is not None:
+            txt = (f"score {j['score']}, {'pass' if j['pass'] else 'fail'}, mode {j['failure_mode']} — {j['reason']}"
+                   if j["score"] is not None else f"error: {j['error']}")
+            console.print("  judge: " + txt, markup=False, highlight=False)
+
+
 def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
     t = Table(title="Runs")
     for col in ("id", "name", "status", "created", "dataset", "models", "results", "cost"):

@@ -20,10 +20,12 @@ class RuleOutcome:
     detail: str = ""
     execution: dict[str, Any] | None = None  # python_tests: the program that ran and what happened (scoring/code.py)
     error: str | None = None  # the rule could not be evaluated (e.g. no sandbox): the result is an error, not a fail
+    extracted: str | None = None  # numeric / equals: the answer as extracted or normalised before comparing
+    extracted_by: str | None = None  # the rule that extracted it (e.g. "after ####", "last number")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("execution", "error"):
+        for k in ("execution", "error", "extracted", "extracted_by"):
             if d[k] is None:
                 del d[k]
         return d
@@ -35,9 +37,6 @@ def _norm(s: str) -> str:
 
 def _contains(haystack: str, needle: str) -> bool:
     return _norm(needle) in _norm(haystack)
-
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 def extract_json(text: str) -> Any:
@@ -67,6 +66,8 @@ def run_check(check: Check, response: str, case: Case | None = None, sandbox: Sa
             raise ValueError("a python_tests check needs its case (for prompt_prefix)")
         r = code.run_python_tests(check, case, response, sandbox)
         return RuleOutcome("python_tests", r["passed"], r["detail"], r["execution"], r["error"])
+    if t in ("equals", "equals_any") and (check.normalize is not None or t == "equals_any"):
+        return _equals_normalised(check, response)
     if t == "equals":
         a, b = response.strip(), str(check.value).strip()
         ok = a.casefold() == b.casefold() if check.ignore_case else a == b
@@ -96,14 +97,40 @@ def run_check(check: Check, response: str, case: Case | None = None, sandbox: Sa
         ok = n <= (check.max or 0)
         return RuleOutcome(f"max_words {check.max}", ok, f"{n} words")
     if t == "numeric":
+        from benchrun.scoring.extract import extract_number, numbers_match
+
         target = float(check.value)  # type: ignore[arg-type]
-        nums = [m.group(0).replace(",", "") for m in _NUMBER.finditer(response)]
-        if not nums:
-            return RuleOutcome(f"numeric {target:g}", False, "no number in response")
-        got = float(nums[-1])
-        ok = abs(got - target) <= check.tolerance
-        return RuleOutcome(f"numeric {target:g}", ok, f"last number {got:g}")
+        name = f"numeric {target:g}"
+        num = extract_number(response)
+        if num is None:
+            return RuleOutcome(name, False, "no number in response")
+        ok = numbers_match(num.value, target, check.tolerance, check.rel_tolerance or 0.0)
+        tol = f"tolerance {check.tolerance:g}" + (f", rel {check.rel_tolerance:g}" if check.rel_tolerance else "")
+        detail = (f"{num.rule} {num.shown()}" if ok
+                  else f"extracted {num.shown()} ({num.rule}, written {num.text!r}) != {target:g} ({tol})")
+        return RuleOutcome(name, ok, detail, extracted=num.shown(), extracted_by=num.rule)
     raise ValueError(f"unknown check type {t}")  # unreachable: validated by the spec
+
+
+def _equals_normalised(check: Check, response: str) -> RuleOutcome:
+    """``equals`` with ``normalize`` and ``equals_any``: both sides normalised the same way, then compared."""
+    from benchrun.scoring.extract import normalise
+
+    steps: list[str] = list(check.normalize) if check.normalize is not None else ["whitespace"]
+    if check.normalize is None and check.ignore_case:
+        steps.append("case")  # equals_any without normalize: what plain equals does (strip, ignore_case)
+    accepted = list(check.values or []) if check.type == "equals_any" else [str(check.value)]
+    got = normalise(response, steps)
+    targets = [normalise(a, steps) for a in accepted]
+    ok = got in targets
+    name = (f"equals_any {accepted!r}" if check.type == "equals_any" else f"equals {str(check.value)!r}")
+    how = "normalised: " + ", ".join(steps)
+    if ok:
+        return RuleOutcome(name, True, how, extracted=got[:500], extracted_by=how)
+    shown = got if len(got) <= 80 else got[:77] + "..."
+    want = ", ".join(repr(x) for x in targets[:5]) + (" ..." if len(targets) > 5 else "")
+    return RuleOutcome(name, False, f"{shown!r} is not {'any of ' if len(targets) > 1 else ''}{want} ({how})",
+                       extracted=got[:500], extracted_by=how)
 
 
 def needs_sandbox(case: Case) -> bool:
