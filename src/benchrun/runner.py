@@ -52,7 +52,13 @@ def candidate_messages(loaded: LoadedSpec, cand: ModelRef, case: Case) -> list[d
         if prompt.system:
             msgs.append({"role": "system", "content": prompt.system})
         try:
-            content = judge_mod.template(prompt.template).render(input=case.input, case=case.model_dump(mode="json"))
+            extra: dict[str, Any] = {}
+            if case.choices is not None:  # multiple choice: the list, and the lettered block of public harnesses
+                from benchrun.scoring.extract import choice_block
+
+                extra = {"choices": case.choices, "choices_block": choice_block(case.choices)}
+            content = judge_mod.template(prompt.template).render(input=case.input, case=case.model_dump(mode="json"),
+                                                                 **extra)
         except TemplateError as e:
             raise BadInput(loaded.path, f"case {case.id}", f"prompt template failed: {e}") from None
         msgs.append({"role": "user", "content": content})

@@ -202,6 +202,53 @@ class Case(_Strict):
     tags: list[str] = Field(default_factory=list)
     provenance: Provenance = Field(default_factory=Provenance)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # multiple choice: the choices (shown to the model as `choices` / `choices_block` in the prompt template)
+    # and the right one: a letter (A = first), a 0-based index, or the text of a choice
+    choices: list[str] | None = None
+    answer: str | int | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_no_choices(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d = handler(self)  # left out when unset, so the hashes of existing datasets do not change
+        for k in ("choices", "answer"):
+            if k in d and d[k] is None:
+                del d[k]
+        return d
+
+    @model_validator(mode="after")
+    def _choices_and_answer(self) -> Case:
+        if self.choices is None and self.answer is None:
+            return self
+        if self.choices is None or self.answer is None:
+            raise ValueError("'choices' and 'answer' go together: give the list of choices and the right one")
+        if not 2 <= len(self.choices) <= 26:
+            raise ValueError("choices: give between 2 and 26 choices (letters A to Z)")
+        if any(not c.strip() for c in self.choices):
+            raise ValueError("choices: a choice is empty")
+        if len({c.strip().casefold() for c in self.choices}) != len(self.choices):
+            raise ValueError("choices: two choices have the same text")
+        self.answer_index()  # raises ValueError naming what is wrong
+        return self
+
+    def answer_index(self) -> int:
+        """The 0-based index of the right choice (``answer`` as a letter, an index or a choice's text)."""
+        choices, a = self.choices or [], self.answer
+        if isinstance(a, bool):
+            raise ValueError("answer must be a letter, a 0-based index or the text of a choice")
+        if isinstance(a, int):
+            if not 0 <= a < len(choices):
+                raise ValueError(f"answer index {a} is outside 0..{len(choices) - 1}")
+            return a
+        s = str(a).strip()
+        if len(s) == 1 and s.upper() in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+            i = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".index(s.upper())
+            if i >= len(choices):
+                raise ValueError(f"answer {s!r} names choice {i + 1} but there are {len(choices)}")
+            return i
+        for i, c in enumerate(choices):
+            if c.strip() == s:
+                return i
+        raise ValueError(f"answer {s!r} is not a letter, an index or the text of one of the choices")
 
     @field_validator("id", mode="before")
     @classmethod
@@ -845,8 +892,8 @@ class LoadedSpec(BaseModel):
 
 
 def case_has_rules(case: Case) -> bool:
-    """Whether a case carries any deterministic rule (must_include, must_not or a typed check)."""
-    return bool(case.must_include or case.must_not or case.checks)
+    """Whether a case carries any deterministic rule (must_include, must_not, a typed check, or choices)."""
+    return bool(case.must_include or case.must_not or case.checks or case.choices)
 
 
 def load_run_spec(path: str | Path) -> LoadedSpec:

@@ -54,7 +54,7 @@ def dataset_validate(file: Path, json_out: JsonOpt = False) -> None:
 
 @dataset_app.command("import")
 def dataset_import(
-    fmt: str = typer.Argument(..., metavar="FORMAT", help="gsm8k | humaneval | mbpp"),
+    fmt: str = typer.Argument(..., metavar="FORMAT", help="arc | gsm8k | humaneval | mbpp | mmlu"),
     source: Path = typer.Argument(..., metavar="SOURCE", help="The public file, e.g. HumanEval.jsonl.gz or mbpp.jsonl"),
     out_file: Path = typer.Option(..., "--out", help="Dataset file to write (YAML), e.g. datasets/humaneval.yaml"),
     limit: int | None = typer.Option(None, "--limit", help="Keep N problems (the first N, or a seeded sample)"),

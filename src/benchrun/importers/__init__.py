@@ -24,9 +24,11 @@ T = TypeVar("T")
 
 # format -> (module, function); imported only when used
 IMPORTERS: dict[str, tuple[str, str]] = {
+    "arc": ("benchrun.importers.arc", "import_arc"),
     "gsm8k": ("benchrun.importers.gsm8k", "import_gsm8k"),
     "humaneval": ("benchrun.importers.humaneval", "import_humaneval"),
     "mbpp": ("benchrun.importers.mbpp", "import_mbpp"),
+    "mmlu": ("benchrun.importers.mmlu", "import_mmlu"),
 }
 
 

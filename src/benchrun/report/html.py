@@ -175,11 +175,11 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 
 <h2 id="models">Per model</h2>
 <table id="models-table">
-<tr><th>model</th><th>pass rate (95% CI)</th><th>passed</th><th>failed</th><th>errors</th>{% if c.judge %}<th>mean judge</th>{% endif %}<th>cost</th><th>cost/case</th><th>p50</th><th>p95</th></tr>
+<tr><th>model</th><th>pass rate (95% CI)</th><th>passed</th><th>failed</th>{% if s.choice_cases %}<th>unparsed</th>{% endif %}<th>errors</th>{% if c.judge %}<th>mean judge</th>{% endif %}<th>cost</th><th>cost/case</th><th>p50</th><th>p95</th></tr>
 {% for m in s.models %}
 <tr><td>{{ m.model_key }}</td>
 <td class="num">{{ pct(m.pass_rate.estimate) }} [{{ pct(m.pass_rate.low) }}, {{ pct(m.pass_rate.high) }}]</td>
-<td class="num">{{ m.passed }}</td><td class="num">{{ m.failed }}</td><td class="num{% if m.errors %} warn{% endif %}">{{ m.errors }}</td>
+<td class="num">{{ m.passed }}</td><td class="num">{{ m.failed }}</td>{% if s.choice_cases %}<td class="num">{{ m.unparsed }}</td>{% endif %}<td class="num{% if m.errors %} warn{% endif %}">{{ m.errors }}</td>
 {% if c.judge %}<td class="num">{{ "n/a" if m.mean_judge_score is none else "%.2f" | format(m.mean_judge_score) }}{% if not s.judge_calibration and m.mean_judge_score is not none %} <span class="muted">(uncal.)</span>{% endif %}</td>{% endif %}
 <td class="num">{{ money(m.cost_usd) }}{% if m.cost_unknown_calls %} + {{ m.cost_unknown_calls }} unpriced{% endif %}</td>
 <td class="num">{{ money(m.cost_per_case) }}</td>

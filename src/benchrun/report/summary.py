@@ -86,6 +86,9 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     expected = len(loaded.cases()) * len(loaded.spec.candidates) * run.samples_per_case
     order = [m["key"] for m in json.loads(run.models)]
     models = [s.to_dict() for s in summarize(rows, order)]
+    unparsed = unparsed_counts(rows)
+    for m in models:  # multiple choice: answers naming no choice (or several); already counted as failed
+        m["unparsed"] = unparsed.get(m["model_key"], 0)
     bds = breakdown(rows, order)
     return {
         "conditions": run_conditions(run),
@@ -105,6 +108,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
             for b in bds
         ],
         "scoring": scoring(rows, rules_only(run)),
+        "choice_cases": sum(1 for c in loaded.cases() if c.choices is not None),
         "judge_calibration": judge_calibration(ledger, run),
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
@@ -125,6 +129,15 @@ def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str,
         out[key] = {str(k): v.to_dict() for k, v in pass_at_k_by_k(c, ks).items()}
     return {"models": out, "method": "Chen et al. (2021) unbiased estimator, mean over cases; 95% percentile "
             "bootstrap over cases (2,000 resamples)"}
+
+
+def unparsed_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Per model: results whose multiple-choice answer was unparsed (named no choice, or several)."""
+    out: dict[str, int] = {}
+    for r in rows:
+        if '"unparsed"' in (r.get("rules") or "") and any(o.get("unparsed") for o in json.loads(r["rules"])):
+            out[r["model_key"]] = out.get(r["model_key"], 0) + 1
+    return out
 
 
 def case_detail(ledger: Ledger, run: Run, case_id: str) -> dict[str, Any]:

@@ -60,6 +60,9 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     cols = ["model", "pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "cost", "cost/case", "p50", "p95"]
     if no_judge:
         cols.remove("mean judge")
+    mc = bool(s.get("choice_cases"))
+    if mc:  # multiple choice: unparsed answers, apart (they are also in "failed")
+        cols.insert(4, "unparsed")
     for col in cols:
         t.add_column(col, justify="left" if col == "model" else "right")
     for m in s["models"]:
@@ -74,8 +77,13 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
                  _money(m["cost_per_case"]), _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"])]
         if no_judge:
             del cells[5]
+        if mc:
+            cells.insert(4, f"[yellow]{m['unparsed']}[/yellow]" if m["unparsed"] else "0")
         t.add_row(*cells)
     console.print(t)
+    if mc:
+        console.print(f"[dim]{s['choice_cases']} multiple-choice case(s); unparsed = the answer named no choice or "
+                      "several (counted in failed too; see `runs show RUN --case ID`)[/dim]")
     methods = sorted({m["pass_rate"].get("method") for m in s["models"] if m["pass_rate"].get("method")})
     if methods:
         console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")

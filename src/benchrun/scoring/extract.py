@@ -126,3 +126,101 @@ def normalise(text: str, steps: list[str] | tuple[str, ...]) -> str:
     if "whitespace" in steps:
         s = " ".join(s.split())
     return s
+
+
+# ----------------------------------------------------------------------------- multiple choice
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The choice an answer names (``index`` into the choices), or why none could be read (``index`` None)."""
+
+    index: int | None
+    rule: str  # which rule read it, or why the answer is unparsed
+
+    @property
+    def letter(self) -> str | None:
+        return None if self.index is None else LETTERS[self.index]
+
+
+_DECOR = " \t\r\n*_`'\"“”‘’"
+_LONE = re.compile(r"^[(\[]?([A-Za-z])[)\].:]?$")
+_MARKER = re.compile(
+    r"(?:answer|option|choice)\s*(?:is|would be|will be|=)?\s*(?:option|choice|letter)?\s*[:\-]?\s*[*_`'\"(\[]*"
+    r"([A-Za-z])(?![A-Za-z'])[*_`'\")\].:]*"
+    r"(?:\s*(?:or|and|,|/|&)\s*[*_`'\"(\[]*([A-Za-z])(?![A-Za-z']))?",
+    re.IGNORECASE,
+)
+_LEADING = re.compile(r"^[*_`(\[]*([A-Z])[*_`]*(?:[)\].:]|\s+-)[*_`]*(?:\s|$)")
+_LEADING_LOWER = re.compile(r"^[(\[]?([a-z])\)(?:\s|$)")
+
+
+_LETTER_END = re.compile(r"[*_`'\")\]]*(?:[.:,;!?]*\s*$|[.:,;!?)]*\s*\n|[.:,;!?)]+\s)")
+
+
+def _ends_letter(text: str, pos: int) -> bool:
+    """Whether a lower-case letter at ``pos - 1`` stands alone (end of answer, line or sentence)."""
+    return _LETTER_END.match(text, pos) is not None
+
+
+def choice_block(choices: list[str]) -> str:
+    """The lettered block public harnesses show: ``A) first`` … one per line."""
+    return "\n".join(f"{LETTERS[i]}) {c}" for i, c in enumerate(choices))
+
+
+def _norm_choice(s: str) -> str:
+    return normalise(s, ("nfkc", "case", "punctuation", "whitespace"))
+
+
+def extract_choice(answer: str, choices: list[str]) -> Choice:
+    """Which choice an answer names. The first rule that applies decides, in this order:
+
+    1. ``lone letter``: the whole answer, without markdown and quotes, is one letter, maybe in
+       parentheses or followed by ``)``, ``.`` or ``:`` (``B``, ``(b)``, ``**B**``, ``B.``);
+    2. ``answer marker``: "answer is", "answer:", "option", "choice" followed by a letter
+       (``The answer is (B).``, ``Answer: b``, ``the correct option is C``); every marker in the
+       answer must name the same letter, and "B or C" after a marker is ambiguous;
+    3. ``leading letter``: the answer starts with a capital letter and ``)``, ``.``, ``:`` or `` -``
+       (``B. Paris``, ``(B) Paris``, ``**C)** ...``), or with a lower-case letter and ``)``;
+    4. ``choice text``: exactly one choice's text occurs in the answer (case, punctuation and
+       spacing ignored; a choice contained in another counts only as the longer one);
+    otherwise, or when a rule finds several different choices or a letter past the last choice, the
+    answer is **unparsed** (``index`` None, ``rule`` says why). Only the first 20,000 characters are read.
+    """
+    n = len(choices)
+    text = answer[:MAX_SCAN]
+    core = text.strip(_DECOR)
+    m = _LONE.match(core)
+    if m:
+        i = LETTERS.index(m.group(1).upper())
+        return Choice(i, "lone letter") if i < n else Choice(None, f"letter {m.group(1).upper()} is not a choice")
+    named: set[int] = set()
+    for m in _MARKER.finditer(text):
+        for k in (1, 2):
+            g = m.group(k)
+            if g is None or (g.islower() and not _ends_letter(text, m.end(k))):
+                continue  # "the answer is a bit unclear": a lower-case word, not a letter
+            i = LETTERS.index(g.upper())
+            if i >= n:
+                return Choice(None, f"letter {g.upper()} after an answer marker is not a choice")
+            named.add(i)
+    if len(named) == 1:
+        return Choice(named.pop(), "answer marker")
+    if len(named) > 1:
+        return Choice(None, "ambiguous: answer markers name " + ", ".join(LETTERS[i] for i in sorted(named)))
+    m = _LEADING.match(core) or _LEADING_LOWER.match(core)
+    if m:
+        i = LETTERS.index(m.group(1).upper())
+        return Choice(i, "leading letter") if i < n else Choice(None, f"letter {m.group(1).upper()} is not a choice")
+    hay = f" {_norm_choice(text)} "
+    found = [i for i, c in enumerate(choices) if _norm_choice(c) and f" {_norm_choice(c)} " in hay]
+    found = [i for i in found if not any(j != i and _norm_choice(choices[i]) in _norm_choice(choices[j])
+                                         for j in found)]
+    if len(found) == 1:
+        return Choice(found[0], "choice text")
+    if len(found) > 1:
+        return Choice(None, "ambiguous: the answer contains the text of choices "
+                      + ", ".join(LETTERS[i] for i in found))
+    return Choice(None, "names no choice")

@@ -22,12 +22,15 @@ class RuleOutcome:
     error: str | None = None  # the rule could not be evaluated (e.g. no sandbox): the result is an error, not a fail
     extracted: str | None = None  # numeric / equals: the answer as extracted or normalised before comparing
     extracted_by: str | None = None  # the rule that extracted it (e.g. "after ####", "last number")
+    unparsed: bool = False  # multiple choice: the answer names no choice, or several (counted apart from fails)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("execution", "error", "extracted", "extracted_by"):
             if d[k] is None:
                 del d[k]
+        if not d["unparsed"]:
+            del d["unparsed"]
         return d
 
 
@@ -169,4 +172,21 @@ def evaluate(case: Case, response: str, sandbox: Sandbox | None = None) -> list[
             found = _contains(response, bad)
             out.append(RuleOutcome(f"must_not {bad!r}", not found, "found" if found else ""))
     out.extend(run_check(c, response, case, sandbox) for c in case.checks)
+    if case.choices is not None:
+        out.append(choice_outcome(case, response))
     return out
+
+
+def choice_outcome(case: Case, response: str) -> RuleOutcome:
+    """Multiple choice: the letter the answer names (see `extract.extract_choice`) against the case's answer."""
+    from benchrun.scoring.extract import LETTERS, extract_choice
+
+    assert case.choices is not None
+    want = case.answer_index()
+    name = f"choice {LETTERS[want]}"
+    got = extract_choice(response, case.choices)
+    if got.index is None:
+        return RuleOutcome(name, False, f"unparsed: {got.rule}", extracted_by=got.rule, unparsed=True)
+    ok = got.index == want
+    return RuleOutcome(name, ok, "" if ok else f"chose {got.letter} ({got.rule}), the answer is {LETTERS[want]}",
+                       extracted=got.letter, extracted_by=got.rule)
