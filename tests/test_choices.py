@@ -3,6 +3,7 @@ the lettered block in the prompt, and unparsed answers counted per model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,29 @@ def test_multiple_choice_run_counts_unparsed_per_model(tmp_path: Path) -> None:
         assert o["unparsed"] is True and o["detail"] == "unparsed: ambiguous: answer markers name A, B"
         good = next(x for x in detail["results"] if x["model_key"] == "good")
         assert good["rules"][0]["extracted"] == "A" and good["rules"][0]["extracted_by"] == "choice text"
+        r, cmp = project.cli_json("compare", "good", "vague", "--run", run_id)
+        assert r.returncode == 0, r.stderr
+        [w] = [w for w in cmp["warnings"] if w.startswith("MOSTLY UNPARSED")]
+        assert "in 2 of the 3 result(s) where good and vague differ" in w
+
+
+def test_unparsed_warning_only_when_most_differences_are_unparsed() -> None:
+    from benchrun.report.comparison import unparsed_warning
+
+    def row(case: str, key: str, status: str, unparsed: bool = False) -> dict[str, Any]:
+        rule = {"rule": "choice A", "passed": status == "passed", "detail": ""}
+        if unparsed:
+            rule["unparsed"] = True
+        return {"case_id": case, "sample_index": 0, "model_key": key, "status": status, "rules": json.dumps([rule])}
+
+    a = [row(f"c{i}", "a", "passed") for i in range(4)]
+    wrong = [row("c0", "b", "failed"), row("c1", "b", "failed"), row("c2", "b", "failed", unparsed=True),
+             row("c3", "b", "passed")]
+    assert unparsed_warning(a, wrong, "a", "b", None, "a", "b") is None  # 1 of 3 differences: knowledge
+    vague = [row("c0", "b", "failed", True), row("c1", "b", "failed", True), row("c2", "b", "failed"),
+             row("c3", "b", "passed")]
+    assert "in 2 of the 3 result(s)" in (unparsed_warning(a, vague, "a", "b", None, "a", "b") or "")
+    half = [row("c0", "b", "failed", True), row("c1", "b", "failed"), row("c2", "b", "passed"),
+            row("c3", "b", "passed")]
+    assert unparsed_warning(a, half, "a", "b", None, "a", "b") is None  # exactly half is not "mostly"
+    assert unparsed_warning(a, a, "a", "a", None, "a", "a") is None  # no differences

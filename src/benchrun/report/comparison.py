@@ -33,6 +33,34 @@ def outcomes_for(rows: Iterable[Mapping[str, Any]], model_key: str, case_ids: se
     return out
 
 
+def _unparsed(row: Mapping[str, Any]) -> bool:
+    rules = row.get("rules") or ""
+    return '"unparsed"' in rules and any(o.get("unparsed") for o in json.loads(rules))
+
+
+def unparsed_warning(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping[str, Any]], key_a: str, key_b: str,
+                     case_ids: set[str] | None, name_a: str, name_b: str) -> str | None:
+    """A warning when most of the (case, sample) cells where A and B differ are ones where the model that did
+    not pass gave a multiple-choice answer naming no choice (or several): a gap of format, not knowledge."""
+    def cells(rows: Iterable[Mapping[str, Any]], key: str) -> dict[tuple[str, int], Mapping[str, Any]]:
+        return {(r["case_id"], int(r["sample_index"])): r for r in rows
+                if r["model_key"] == key and (case_ids is None or r["case_id"] in case_ids)}
+
+    ca, cb = cells(rows_a, key_a), cells(rows_b, key_b)
+    differ = by_unparsed = 0
+    for k in ca.keys() & cb.keys():
+        ra, rb = ca[k], cb[k]
+        if "error" in (ra["status"], rb["status"]) or (ra["status"] == "passed") == (rb["status"] == "passed"):
+            continue
+        differ += 1
+        by_unparsed += _unparsed(rb if ra["status"] == "passed" else ra)
+    if differ == 0 or 2 * by_unparsed <= differ:
+        return None
+    return (f"MOSTLY UNPARSED: in {by_unparsed} of the {differ} result(s) where {name_a} and {name_b} differ, the "
+            "one that did not pass gave a multiple-choice answer that named no choice (or several): the gap may "
+            "be about answer format, not knowledge; check the prompt's answer instruction (`runs show RUN --case ID`)")
+
+
 def rows_of(led: Ledger, run_id: str) -> list[dict[str, Any]]:
     from benchrun.report.summary import result_dicts
 
@@ -117,6 +145,9 @@ def compare_payload(led: Ledger, a: tuple[Run, str], b: tuple[Run, str], level: 
     rows_a = rows_of(led, run_a.id)
     rows_b = rows_a if same_run else rows_of(led, run_b.id)
     oa, ob = outcomes_for(rows_a, key_a, case_ids), outcomes_for(rows_b, key_b, case_ids)
+    mostly_unparsed = unparsed_warning(rows_a, rows_b, key_a, key_b, case_ids, name_a, name_b)
+    if mostly_unparsed:
+        warnings.append(mostly_unparsed)
     cmp = paired_compare(oa, ob, level=level, n_boot=n_boot, seed=seed, name_a=name_a, name_b=name_b)
     groups = breakdown_compare(oa, ob, level=level, n_boot=n_boot, seed=seed, name_a=name_a, name_b=name_b)
     power: dict[str, Any] = {"sentence": None, "min_detectable_difference": None, "basis": None}
