@@ -96,3 +96,9 @@ def test_imported_mmlu_run_by_subject_with_unparsed(tmp_path: Path) -> None:
         assert b["by_category"]["high_school_geography"] == {"n": 3, "failed": 3, "errors": 0}
         sent = json.dumps([q.messages for q in srv.requests()])
         assert "A) Femur\\nB) Sternum\\nC) Humerus\\nD) Radius\\nAnswer:" in sent
+        cats = s["categories"]["m"]
+        assert cats["n_categories"] == 2 and cats["micro"]["estimate"] == 4 / 7
+        assert cats["macro"]["estimate"] == (1.0 + 0.0) / 2  # anatomy 4/4, geography 0/3
+        assert cats["by_category"]["anatomy"]["scored"] == 4
+        r = project.cli("runs", "show", s["conditions"]["run_id"])
+        assert "over 2 categories: micro 57.1%" in r.stdout and "macro 50.0%" in r.stdout

@@ -109,6 +109,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         ],
         "scoring": scoring(rows, rules_only(run)),
         "choice_cases": sum(1 for c in loaded.cases() if c.choices is not None),
+        "categories": _categories(rows, order),
         "judge_calibration": judge_calibration(ledger, run),
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
@@ -129,6 +130,20 @@ def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str,
         out[key] = {str(k): v.to_dict() for k, v in pass_at_k_by_k(c, ks).items()}
     return {"models": out, "method": "Chen et al. (2021) unbiased estimator, mean over cases; 95% percentile "
             "bootstrap over cases (2,000 resamples)"}
+
+
+def _categories(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
+    """Per model: pass rate per category with intervals, micro and macro averages (analysis/categories.py)."""
+    from dataclasses import asdict
+
+    from benchrun.analysis.categories import category_pass_rates
+
+    out: dict[str, Any] = {}
+    for key, v in category_pass_rates(rows, order).items():
+        out[key] = {"n_categories": v["n_categories"], "micro": asdict(v["micro"]), "macro": asdict(v["macro"]),
+                    "by_category": {c: {"passed": d["passed"], "scored": d["scored"],
+                                        "pass_rate": asdict(d["pass_rate"])} for c, d in v["categories"].items()}}
+    return out
 
 
 def unparsed_counts(rows: list[dict[str, Any]]) -> dict[str, int]:

@@ -106,6 +106,12 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             if cnt and cnt["n"]:
                 bt.add_row(sev, f"{cnt['failed']}/{cnt['errors']} of {cnt['n']}")
         console.print(bt)
+        cats = (s.get("categories") or {}).get(b["model_key"])
+        if cats and cats["n_categories"] > 1:
+            mi, ma = cats["micro"], cats["macro"]
+            console.print(f"  over {cats['n_categories']} categories: micro {_pct(mi['estimate'])} [{_pct(mi['low'])}, "
+                          f"{_pct(mi['high'])}] (every result counts once), macro {_pct(ma['estimate'])} "
+                          f"[{_pct(ma['low'])}, {_pct(ma['high'])}] (every category counts once)")
         worst = [(k, v) for k, v in b["by_category"].items() if v["failed"] + v["errors"]][:6]
         if worst:
             console.print("  categories: " + e(", ".join(f"{k} {v['failed'] + v['errors']}/{v['n']}" for k, v in worst)))
