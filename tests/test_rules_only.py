@@ -105,6 +105,16 @@ def test_rules_only_run_one_call_per_case_and_everything_downstream(project: Pro
     assert "scored by rules only" in page and "mean judge" not in page
     assert "scored by rules" in page  # the drill-down names the method of each result
 
+    # a rules-only run copies to another ledger with its results (and the answers' cache entries)
+    dst = tmp_path / "copy.sqlite"
+    r, stats = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", str(dst), "--run", run_id)
+    assert r.returncode == 0, r.stderr
+    con = sqlite3.connect(dst)
+    copied = con.execute("SELECT scored_by, COUNT(*) FROM result GROUP BY scored_by").fetchall()
+    n_cache = con.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
+    con.close()
+    assert copied == [("rules", 12)] and n_cache == 12, (copied, n_cache, stats)
+
 
 def test_judged_run_compared_with_rules_only_run_warns_different_scoring(project: Project, server: FakeServer) -> None:
     judged = project.setup(name="judged")
