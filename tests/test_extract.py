@@ -53,6 +53,10 @@ def test_extract_number_none_and_bounded() -> None:
     # the final answer sits at the end; a huge answer is scanned only in its tail
     n = extract_number("7 " * 50_000 + " so the answer is 9")
     assert n is not None and n.shown() == "9"
+    # hostile answers: a 20,000-digit number is skipped (Python's int() refuses > 4,300 digits), not a crash
+    n = extract_number("the answer is 12 " + "9" * 19_000)
+    assert n is not None and n.shown() == "12"
+    assert extract_number("9" * 20_000) is None
 
 
 def test_numbers_match_tolerances_exact_rationals() -> None:

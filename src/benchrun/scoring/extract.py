@@ -14,7 +14,7 @@ thousands separators (``1,080``; only groups of three digits), a decimal part (`
 a simple fraction (``3/4``), or a percent sign after it (``50%`` reads as 50, the way GSM8K writes
 percentages). A minus sign counts only when it does not follow a letter or digit (``3-5`` is a range,
 not minus five). Only the last 20,000 characters are searched (a bound on work per answer; the
-final answer is at the end).
+final answer is at the end), and a number of more than 100 digits is skipped.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 MAX_SCAN = 20_000
+MAX_DIGITS = 100
 
 _NUM = re.compile(
     r"(?P<sign>[-\u2212]\s?)?(?P<cur>[$\u20ac\u00a3\u00a5]\s?)?"
@@ -59,7 +60,10 @@ def _numbers(text: str) -> list[tuple[Fraction, str]]:
         if not m.group("sign") and (before.isdigit() or before == "."):
             continue  # the tail of a token that is not one number ("12.5.3")
         negative = bool(m.group("sign")) and not before.isalnum()  # "3-5", "x-1": a hyphen, not a sign
-        value = Fraction((m.group("int") or "0").replace(",", "") + (m.group("dec") or ""))
+        digits = (m.group("int") or "0").replace(",", "") + (m.group("dec") or "")
+        if len(digits) > MAX_DIGITS:
+            continue  # a digit string this long is no answer to compare (and int() refuses > 4,300 digits)
+        value = Fraction(digits)
         if m.group("den") is not None:
             den = int(m.group("den"))
             if den == 0 or m.group("dec"):
