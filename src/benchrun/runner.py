@@ -44,28 +44,77 @@ _CONNECTION_SIGNS = ("APIConnectionError", "Connection error", "Timeout", "timed
 # ----------------------------------------------------------------------------- messages
 
 
+def _render_user(loaded: LoadedSpec, template: str, case: Case) -> str:
+    assert isinstance(case.input, str)
+    try:
+        extra: dict[str, Any] = {}
+        if case.choices is not None:  # multiple choice: the list, and the lettered block of public harnesses
+            from benchrun.scoring.extract import choice_block
+
+            extra = {"choices": case.choices, "choices_block": choice_block(case.choices)}
+        return judge_mod.template(template).render(input=case.input, case=case.model_dump(mode="json"), **extra)
+    except TemplateError as e:
+        raise BadInput(loaded.path, f"case {case.id}", f"prompt template failed: {e}") from None
+
+
+def _exemplar_answer(case: Case) -> str | None:
+    if case.ideal.strip():
+        return case.ideal
+    if case.choices is not None:
+        return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[case.answer_index()]
+    return None
+
+
+def fewshot_exemplars(loaded: LoadedSpec, case: Case) -> list[tuple[Case, str]]:
+    """The few-shot exemplars of a case (see `spec.FewShot`): never the case itself, the same for the same
+    settings (a generator seeded with ``seed`` and the case id), in dataset order."""
+    import random
+
+    fs = loaded.spec.fewshot
+    if fs is None:
+        return []
+    pool = [(c, a) for c in loaded.dataset.cases
+            if c.id != case.id and isinstance(c.input, str) and (fs.split is None or fs.split in c.tags)
+            and (a := _exemplar_answer(c)) is not None]
+    if len(pool) < fs.n:
+        raise BadInput(loaded.path, f"case {case.id}",
+                       f"fewshot needs {fs.n} exemplars but only {len(pool)} other case(s)"
+                       + (f" tagged {fs.split!r}" if fs.split else "") + " have an ideal answer or a choice answer")
+    keep = sorted(random.Random(f"{fs.seed}:{case.id}").sample(range(len(pool)), fs.n))
+    return [pool[i] for i in keep]
+
+
 def candidate_messages(loaded: LoadedSpec, cand: ModelRef, case: Case) -> list[dict[str, str]]:
-    """The exact messages a candidate receives for a case."""
+    """The exact messages a candidate receives for a case (few-shot exemplars included)."""
     prompt = loaded.spec.prompt_for(cand)
     msgs: list[dict[str, str]] = []
+    shots = fewshot_exemplars(loaded, case)
+    inline = loaded.spec.fewshot is not None and loaded.spec.fewshot.as_ == "inline"
+    turns: list[dict[str, str]] = []
+    if not inline:
+        for ex, answer in shots:
+            turns += [{"role": "user", "content": _render_user(loaded, prompt.template, ex)},
+                      {"role": "assistant", "content": answer}]
     if isinstance(case.input, str):
         if prompt.system:
             msgs.append({"role": "system", "content": prompt.system})
-        try:
-            extra: dict[str, Any] = {}
-            if case.choices is not None:  # multiple choice: the list, and the lettered block of public harnesses
-                from benchrun.scoring.extract import choice_block
-
-                extra = {"choices": case.choices, "choices_block": choice_block(case.choices)}
-            content = judge_mod.template(prompt.template).render(input=case.input, case=case.model_dump(mode="json"),
-                                                                 **extra)
-        except TemplateError as e:
-            raise BadInput(loaded.path, f"case {case.id}", f"prompt template failed: {e}") from None
+        content = _render_user(loaded, prompt.template, case)
+        if inline and shots:
+            content = "\n\n".join(f"{_render_user(loaded, prompt.template, ex)}\n{answer}" for ex, answer in shots
+                                   ) + "\n\n" + content
+        msgs.extend(turns)
         msgs.append({"role": "user", "content": content})
     else:
         conv = [m.model_dump() for m in case.input]
         if prompt.system and not any(m["role"] == "system" for m in conv):
             msgs.append({"role": "system", "content": prompt.system})
+        if inline and shots:  # a conversation gets its exemplars as turns
+            turns = [t for ex, answer in shots for t in (
+                {"role": "user", "content": _render_user(loaded, prompt.template, ex)},
+                {"role": "assistant", "content": answer})]
+        if turns:  # exemplars go after the conversation's own system message(s), before its turns
+            lead = [m for m in conv if m["role"] == "system"]
+            conv = lead + turns + [m for m in conv if m["role"] != "system"]
         msgs.extend(conv)
     return msgs
 

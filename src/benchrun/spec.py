@@ -630,6 +630,21 @@ class Selection(_Strict):
         return out[: self.limit] if self.limit is not None else out
 
 
+class FewShot(_Strict):
+    """Few-shot exemplars for every case: ``n`` other cases of the same dataset (``from: same``; with
+    ``split``, only cases tagged with it), drawn per case with a seeded generator, shown with their
+    ``ideal`` (or, for multiple choice, the right letter) as ``multiturn`` user/assistant turns before
+    the case or ``inline`` in one user message. They are part of the exact messages recorded and hashed."""
+
+    n: int = Field(ge=1, le=64)
+    from_: Literal["same"] = Field(default="same", alias="from")
+    split: str | None = None
+    seed: int = 0
+    as_: Literal["multiturn", "inline"] = Field(default="multiturn", alias="as")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
 class RunSpec(_Strict):
     """A run. ``rubric`` and ``judge`` are optional together: without them every case is scored by its
     rules alone (a case passes when every rule passes). With them, ``judge_when`` says which cases the
@@ -646,6 +661,7 @@ class RunSpec(_Strict):
     samples: int = Field(default=1, ge=1, le=100)
     judge: JudgeSpec | None = None
     judge_when: Literal["always", "no_rules"] = "always"
+    fewshot: FewShot | None = None
     concurrency: Concurrency = Field(default_factory=Concurrency)
     timeout_s: float = Field(default=60.0, gt=0)
     retries: Retries = Field(default_factory=Retries)
@@ -676,7 +692,7 @@ class RunSpec(_Strict):
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a judged spec dumps (and hashes) exactly as before these fields became optional
         d = handler(self)
-        for k in ("rubric", "judge"):
+        for k in ("rubric", "judge", "fewshot"):
             if d.get(k, 0) is None:
                 del d[k]
         if d.get("judge_when") == "always":

@@ -231,6 +231,8 @@ def run_condition_fields(run: Run) -> dict[str, dict[str, Any]]:
         sec["prompts"][f"{cand.key}.template"] = p.template
         price = cand.price.model_dump() if cand.price else None
         sec["models"][f"{cand.key}.price"] = json.dumps(price, sort_keys=True) if price else None
+    if spec.fewshot is not None:  # shown only when set, so diffs of runs without few-shot stay as they were
+        sec["prompts"]["fewshot"] = json.dumps(spec.fewshot.model_dump(mode="json", by_alias=True), sort_keys=True)
     for key, params in json.loads(run.sampling).items():
         for p, v in params.items():
             sec["sampling"][f"{key}.{p}"] = v
