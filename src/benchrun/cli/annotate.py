@@ -42,6 +42,7 @@ def labels_annotate(
     from benchrun.errors import BadInput
     from benchrun.io import load_csv
     from benchrun.labels import TEMPLATE_COLUMNS
+    from benchrun.report.escape import escape, strip_controls
 
     annotator = annotator.strip()
     if not annotator:
@@ -76,7 +77,7 @@ def labels_annotate(
             "Enter q to stop (progress is saved).", markup=False)
 
     def ask(prompt: str) -> str | None:
-        sys.stdout.write(prompt)
+        sys.stdout.write(strip_controls(prompt, newlines=False))
         sys.stdout.flush()
         line = sys.stdin.readline()
         if line == "":
@@ -88,7 +89,7 @@ def labels_annotate(
     labelled = 0
     for n, iid in enumerate(todo, start=1):
         src = items[iid]
-        o.rule(f"item {n}/{len(todo)}  case {src.get('case_id', '')}")
+        o.rule(f"item {n}/{len(todo)}  case {escape(src.get('case_id', ''))}")
         for title, key in (("REQUEST", "input"), ("REFERENCE", "ideal"), ("RESPONSE", "response")):
             if src.get(key, "").strip():
                 o.print(f"{title}:\n{src[key]}\n", markup=False)

@@ -56,21 +56,22 @@ _consoles: dict[str, Console] = {}
 
 
 def out() -> Console:
-    """Standard output. Piped output (files, CI logs) gets a wide fixed width instead of rich's 80 columns."""
+    """Standard output (a `SafeConsole`: control sequences in data never reach the terminal; markup
+    in data still needs ``benchrun.report.escape.escape``). Piped output (files, CI logs) gets a wide fixed width instead of rich's 80 columns."""
     if "out" not in _consoles:
-        from rich.console import Console
+        from benchrun.report.escape import SafeConsole
 
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-        _consoles["out"] = Console(highlight=False, soft_wrap=True, width=width)
+        _consoles["out"] = SafeConsole(highlight=False, soft_wrap=True, width=width)
     return _consoles["out"]
 
 
 def err() -> Console:
     """Standard error: progress, warnings, one-line errors."""
     if "err" not in _consoles:
-        from rich.console import Console
+        from benchrun.report.escape import SafeConsole
 
-        _consoles["err"] = Console(stderr=True, highlight=False, soft_wrap=True)
+        _consoles["err"] = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
     return _consoles["err"]
 
 

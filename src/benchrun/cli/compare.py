@@ -82,7 +82,8 @@ def reproduce(
     led = open_ledger(ledger)
     if not json_out:
         err().print(f"reproducing run {led.get_run(run_id).id} " + ("from the cache (no calls)" if from_cache else
-                                                                       "with fresh calls (cache not read)"))
+                                                                       "with fresh calls (cache not read)"),
+                    markup=False)
     with ProgressBar(not json_out) as bar:
         d = do_reproduce(led, run_id, from_cache=from_cache, unsafe_exec=unsafe_exec, **bar.hooks())
     if json_out:
@@ -178,4 +179,4 @@ def report(
         html.write_text(render_report(data), encoding="utf-8")
     except OSError as e:
         raise UsageError(f"cannot write {html}: {e.strerror}") from None
-    out().print(f"wrote {html}")
+    out().print(f"wrote {html}", markup=False)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from benchrun.errors import UsageError
+from benchrun.report.escape import SafeConsole, escape, strip_controls
 
 _STATUS_STYLE = {
     "uncovered": "bold white on rgb(170,30,30)",
@@ -32,7 +32,7 @@ def _plural(unit: str) -> str:
 
 
 def _console(console: Console | None) -> Console:
-    return console or Console()
+    return console or SafeConsole()
 
 
 def _heat(share: float, vmax: float) -> str:
@@ -63,13 +63,13 @@ def coverage_renderable(report: dict[str, Any], max_rows: int = 25) -> Table:
         ps, es = c["production_share"], c["eval_share"]
         t.add_row(
             "~" if c["id"] < 0 else str(c["id"]),
-            c["label"],
+            escape(c["label"]),
             Text(f"{100 * ps:5.1f}", style=_heat(ps, vmax)),
             Text(f"{100 * es:5.1f}", style=_heat(es, vmax)),
             str(c["eval_count"]),
-            Text(c["status"], style=_STATUS_STYLE.get(c["status"], "")),
-            c["newest_eval_added"] or "-",
-            (c["representatives"] or [""])[0],
+            Text(strip_controls(c["status"]), style=_STATUS_STYLE.get(c["status"], "")),
+            escape(c["newest_eval_added"] or "-"),
+            escape(strip_controls((c["representatives"] or [""])[0], newlines=False)),
         )
     if len(clusters) > max_rows:
         rest = clusters[max_rows:]
@@ -102,12 +102,13 @@ def print_coverage(report: dict[str, Any], console: Console | None = None, max_r
             f"refresh > {s['thresholds']['refresh_above']:g})",
         )
     )
-    con.print(report["headline"])
+    con.print(escape(report["headline"]))
     con.print(coverage_renderable(report, max_rows))
     d, p = report["dataset"], report["production"]
     con.print(
-        f"dataset {d['name']} v{d['version']} ({d['n_cases']} cases, {d['hash'][:12]}) vs production "
-        f"{p['source']} ({p['units']} {_plural(p['unit'])}, {p['rows_used']}/{p['rows_read']} rows used; {p['skipped_summary']})"
+        f"dataset {escape(d['name'])} v{escape(d['version'])} ({d['n_cases']} cases, {escape(d['hash'][:12])}) vs "
+        f"production {escape(p['source'])} ({p['units']} {_plural(p['unit'])}, {p['rows_used']}/{p['rows_read']} rows "
+        f"used; {escape(p['skipped_summary'])})"
     )
     con.print(
         f"a random sample of {d['n_cases']} production {_plural(p['unit'])} would score about {s['floor_median']:.3f} "
@@ -116,7 +117,7 @@ def print_coverage(report: dict[str, Any], console: Console | None = None, max_r
     out = report["outside_production"]
     if out["count"]:
         ids = ", ".join(out["case_ids"][:10]) + (" ..." if out["count"] > 10 else "")
-        con.print(f"outside production ({out['count']}): {ids}")
+        con.print(f"outside production ({out['count']}): {escape(ids)}")
 
 
 def print_refresh(result: dict[str, Any], console: Console | None = None) -> None:
@@ -133,16 +134,16 @@ def print_refresh(result: dict[str, Any], console: Console | None = None) -> Non
         if u["allocated"] == 0:
             continue
         t.add_row(
-            u["unit"],
-            u["label"],
+            escape(u["unit"]),
+            escape(u["label"]),
             f"{100 * u['production_share']:.1f}",
             f"{100 * u['eval_share']:.1f}",
             str(u["allocated"]),
-            u["why"],
+            escape(u["why"]),
         )
     con.print(t)
     if result["out_path"]:
-        con.print(f"wrote {result['n_selected']} candidate cases to {result['out_path']}; review them and fill in 'ideal'")
+        con.print(f"wrote {result['n_selected']} candidate cases to {escape(result['out_path'])}; review them and fill in 'ideal'")
 
 
 def print_json(obj: Any, file: Any = None) -> None:
@@ -152,7 +153,7 @@ def print_json(obj: Any, file: Any = None) -> None:
 
 def print_error(message: str) -> None:
     """One line on stderr, never wrapped to the console width (scripts and CI logs read it)."""
-    Console(stderr=True, soft_wrap=True).print(Text(" ".join(message.split()), style="bold red"))
+    SafeConsole(stderr=True, soft_wrap=True).print(Text(" ".join(strip_controls(message).split()), style="bold red"))
 
 
 def _bars_svg(report: dict[str, Any], max_rows: int) -> str:
@@ -252,7 +253,7 @@ def write_png(report: dict[str, Any], path: str | Path, max_rows: int = 40) -> P
 
 def print_history(rows: list[dict[str, Any]], console: Console | None = None) -> None:
     """The stored coverage reports as a table, newest first (the JSD trend)."""
-    console = console or Console()
+    console = console or SafeConsole()
     if not rows:
         console.print("no coverage reports in this ledger yet (run `benchrun coverage --production F --dataset F`)")
         return
@@ -260,6 +261,6 @@ def print_history(rows: list[dict[str, Any]], console: Console | None = None) ->
     for col in ("id", "when", "dataset", "production", "JSD", "band", "uncovered clusters"):
         t.add_column(col)
     for r in rows:
-        t.add_row(str(r["id"]), r["created_at"][:19], escape(f"{r['dataset']} v{r['dataset_version']} ({r['dataset_hash'][:12]})"),
-                  escape(str(r["production"])), f"{r['jsd']:.3f}", r["band"], str(r["uncovered_clusters"]))
+        t.add_row(str(r["id"]), escape(r["created_at"][:19]), escape(f"{r['dataset']} v{r['dataset_version']} ({r['dataset_hash'][:12]})"),
+                  escape(str(r["production"])), f"{r['jsd']:.3f}", escape(r["band"]), str(r["uncovered_clusters"]))
     console.print(t)

@@ -26,9 +26,11 @@ def render_calibration(o: Console, info: dict[str, Any]) -> None:
     """The calibration verdict, the agreement table and the failure-mode table."""
     from rich.table import Table
 
+    from benchrun.report.escape import escape
+
     rep = info["report"]
     style = "bold green" if info["trusted"] else "bold red"
-    o.print(f"[{style}]judge {info['judge_model']}: {info['verdict'].upper()}[/{style}]")
+    o.print(f"[{style}]judge {escape(info['judge_model'])}: {escape(info['verdict'].upper())}[/{style}]")
     o.print(f"{info['verdict_reason']}", markup=False)
     k = rep["kappa"]
     o.print(f"items {rep['n']} (labels {info['labels']} by {len(info['annotators'])} annotator(s), "
@@ -37,15 +39,15 @@ def render_calibration(o: Console, info: dict[str, Any]) -> None:
     t.add_column("measure")
     t.add_column("value")
     t.add_row("percent agreement (pass/fail)", _iv(rep["percent_agreement"], pct=True))
-    t.add_row("Cohen's kappa (pass/fail)", _iv(k["interval"]) if k["interval"] else (k["note"] or "n/a"))
+    t.add_row("Cohen's kappa (pass/fail)", _iv(k["interval"]) if k["interval"] else escape(k["note"] or "n/a"))
     if k.get("method"):
-        t.add_row("  kappa interval", k["method"])
+        t.add_row("  kappa interval", escape(k["method"]))
     t.add_row("quadratic-weighted kappa (1-5)", _num(rep["weighted_kappa"]) + (
-        f"  ({rep['weighted_kappa_note']})" if rep.get("weighted_kappa_note") else ""))
+        f"  ({escape(rep['weighted_kappa_note'])})" if rep.get("weighted_kappa_note") else ""))
     sp = rep["spearman"]
     t.add_row("Spearman rho (scores)", _num(sp["value"]) + (
         f"  p={sp['p_value']:.3g}" if sp.get("p_value") is not None else "") + (
-        f"  ({sp['note']})" if sp.get("note") else ""))
+        f"  ({escape(sp['note'])})" if sp.get("note") else ""))
     t.add_row("leniency (judge - human score)", _iv(rep["leniency"]))
     t.add_row("judge / human pass rate", f"{rep['judge_pass_rate']:.0%} / {rep['human_pass_rate']:.0%}")
     pc = rep["pass_confusion"]
@@ -61,7 +63,7 @@ def render_calibration(o: Console, info: dict[str, Any]) -> None:
     if rep["failure_modes"]:
         ft = Table("failure mode", "human", "judge", "both", "precision", "recall", header_style="bold")
         for f in rep["failure_modes"]:
-            ft.add_row(f["mode"], str(f["human_count"]), str(f["judge_count"]), str(f["both"]),
+            ft.add_row(escape(f["mode"]), str(f["human_count"]), str(f["judge_count"]), str(f["both"]),
                        _num(f["precision"]), _num(f["recall"]))
         o.print(ft)
     if info["items_without_verdict"]:
@@ -91,9 +93,11 @@ def render_position(o: Console, info: dict[str, Any]) -> None:
 
 def render_verbosity(o: Console, info: dict[str, Any]) -> None:
     """Verbosity-bias summary: padded vs unpadded shares, the sign test, the noise floor, per variant, inflation."""
+    from benchrun.report.escape import escape
+
     rep = info["report"]
     style = "bold red" if info["flagged"] else "bold green"
-    o.print(f"[{style}]verbosity bias of judge {info['judge_model']}: "
+    o.print(f"[{style}]verbosity bias of judge {escape(info['judge_model'])}: "
             f"{'FLAGGED' if info['flagged'] else 'not flagged'}[/{style}]")
     sh = rep["padded"]
     o.print(f"padded vs unpadded score over {rep['n']} item(s): higher {_iv(sh['higher'], pct=True)}, "

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape as e
 from rich.table import Table
+
+from benchrun.report.escape import escape as e
 
 
 def _pct(x: float | None) -> str:
@@ -26,14 +27,14 @@ def _ms(x: float | None) -> str:
 def render_summary(console: Console, s: dict[str, Any]) -> None:
     c = s["conditions"]
     console.print(
-        f"[bold]Run {c['run_id']}[/bold]  {e(c['name'])}  status: [bold]{c['status']}[/bold]"
+        f"[bold]Run {e(c['run_id'])}[/bold]  {e(c['name'])}  status: [bold]{e(c['status'])}[/bold]"
         + (f"  ({e(c['message'])})" if c.get("message") else "")
     )
     ds, rb, j = c["dataset"], c["rubric"], c["judge"]
-    scored = (f"rubric {e(rb['name'])} v{e(rb['version'])} ({rb['hash'][:12]})  judge {e(j['model'])} "
-              f"(prompt {j['prompt_hash'][:12]})" if j is not None else "no judge")
+    scored = (f"rubric {e(rb['name'])} v{e(rb['version'])} ({e(rb['hash'][:12])})  judge {e(j['model'])} "
+              f"(prompt {e(j['prompt_hash'][:12])})" if j is not None else "no judge")
     console.print(
-        f"dataset {e(ds['name'])} v{e(ds['version'])} ({ds['hash'][:12]})  {scored}  samples/case {c['samples_per_case']}"
+        f"dataset {e(ds['name'])} v{e(ds['version'])} ({e(ds['hash'][:12])})  {scored}  samples/case {c['samples_per_case']}"
     )
     cal = s.get("judge_calibration")
     no_judge = j is None
@@ -53,7 +54,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     if s["recorded_results"] < s["expected_results"]:
         console.print(
             f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; "
-            f"finish with `benchrun run --resume {c['run_id']}`[/yellow]"
+            f"finish with `benchrun run --resume {e(c['run_id'])}`[/yellow]"
         )
 
     t = Table(title="Per model", title_justify="left")
@@ -104,7 +105,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         for sev in ("high", "medium", "low"):
             cnt = b["by_severity"].get(sev)
             if cnt and cnt["n"]:
-                bt.add_row(sev, f"{cnt['failed']}/{cnt['errors']} of {cnt['n']}")
+                bt.add_row(e(sev), f"{cnt['failed']}/{cnt['errors']} of {cnt['n']}")
         console.print(bt)
         cats = (s.get("categories") or {}).get(b["model_key"])
         if cats and cats["n_categories"] > 1:
@@ -151,7 +152,7 @@ def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
     for col in ("id", "name", "status", "created", "dataset", "models", "results", "cost"):
         t.add_column(col)
     for r in runs:
-        t.add_row(r["id"], e(r["name"]), r["status"], r["created_at"][:19], e(f"{r['dataset']} v{r['dataset_version']}"),
+        t.add_row(e(r["id"]), e(r["name"]), e(r["status"]), r["created_at"][:19], e(f"{r['dataset']} v{r['dataset_version']}"),
                   e(", ".join(r["models"])), str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd")))
     console.print(t)
 
@@ -159,7 +160,7 @@ def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
 def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
     console.print(f"[bold]{e(info['name'])}[/bold] v{e(info['version'])}  hash {info['hash']}")
     if info.get("description"):
-        console.print(info["description"], markup=False)
+        console.print(info["description"], markup=False)  # SafeConsole strips control sequences
     console.print(f"{info['cases']} cases")
     for dim in ("severity", "category", "provenance"):
         counts = info[f"by_{dim}"]

@@ -34,8 +34,9 @@ def _p(p: float | None) -> str:
 
 
 def render_compare(console: Console, d: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from benchrun.report.escape import escape
 
     a, b, c = d["a"], d["b"], d["comparison"]
     console.print(f"[bold]Compare[/bold] A = {escape(a['name'])} (run {a['run_id']})  vs  "
@@ -130,8 +131,9 @@ def _short(v: Any, n: int = 60) -> str:
 
 
 def render_diff(console: Console, d: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from benchrun.report.escape import escape
 
     n = len(d["differences"])
     console.print(f"[bold]Conditions[/bold] A = run {d['run_a']}  vs  B = run {d['run_b']}: {n} difference(s), "
@@ -152,8 +154,9 @@ def render_diff(console: Console, d: dict[str, Any]) -> None:
 
 
 def render_reproduce(console: Console, d: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from benchrun.report.escape import escape
 
     console.print(f"[bold]Reproduction[/bold] of run {d['original_run']} as run {d['reproduction_run']} "
                   f"({d['mode']})")
@@ -199,8 +202,9 @@ def render_reproduce(console: Console, d: dict[str, Any]) -> None:
 
 
 def render_shortlist(console: Console, d: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from benchrun.report.escape import escape
 
     for w in d["warnings"]:
         console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
