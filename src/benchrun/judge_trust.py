@@ -14,7 +14,6 @@ model names, so a labelling template never reveals who wrote an answer.
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import math
 import sys
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from benchrun.errors import RunAborted, UsageError
 from benchrun.hashing import content_hash
+from benchrun.io import csv_cell_out, csv_writer
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Result, Run
 from benchrun.spec import Case, LoadedSpec, ModelRef, Rubric
@@ -423,10 +423,11 @@ def _write_pair_verdicts(path: str | Path, rows: Sequence[dict[str, Any]]) -> No
     with p.open("w", encoding="utf-8", newline="") as fh:
         fh.write("# label: fill in the better answer in A/B terms (A>B, B>A or tie) to measure accuracy;\n")
         fh.write("# verdict_ba_raw is in displayed positions (A>B there means the answer shown first, B, won)\n")
-        w = csv.writer(fh, lineterminator="\n")
+        w = csv_writer(fh)
         w.writerow(["pair_id", "case_id", "label", "verdict_ab", "verdict_ba_raw"])
         for r in rows:
-            w.writerow([r["pair_id"], r["case_id"], "", r["verdict_ab"], r["verdict_ba_raw"]])
+            cells = (r["pair_id"], r["case_id"], "", r["verdict_ab"], r["verdict_ba_raw"])
+            w.writerow(["" if x is None else csv_cell_out(str(x)) for x in cells])
 
 
 def position_from_run(

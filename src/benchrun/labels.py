@@ -27,7 +27,6 @@ same rows in another order, have the same hash.
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Any, TypeVar
 
 from benchrun.errors import BadInput
 from benchrun.hashing import content_hash
-from benchrun.io import load_csv, load_jsonl
+from benchrun.io import csv_cell_out, csv_writer, load_csv, load_jsonl
 
 T = TypeVar("T")
 
@@ -184,7 +183,7 @@ def load_labels(
     if suffix == ".jsonl":
         rows = load_jsonl(p)
     elif suffix == ".csv":
-        header, csv_rows, comments = load_csv(p)
+        header, csv_rows, comments = load_csv(p, restore_formulas=True)
         header_line = len(comments) + 1
         unknown = [h for h in header if h not in allowed]
         if unknown:
@@ -313,7 +312,9 @@ def write_label_template(
     failure_mode, annotator, note. Leading ``#`` lines explain the columns (the loader skips
     them). Model names are never written; ``hide`` lists strings (model names, aliases)
     that must not appear in item or case ids, and a `ValueError` is raised if one does.
-    Rows are written in the given order (`stratified_sample` already shuffles them).
+    Rows are written in the given order (`stratified_sample` already shuffles them). Every cell is
+    quoted, and text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first)
+    gets a leading ``'`` (`benchrun.io.csv_cell_out`); `load_labels` undoes it exactly.
     """
     hidden = [h.lower() for h in hide if h and h.strip()]
     p = Path(path)
@@ -325,7 +326,7 @@ def write_label_template(
             fh.write(f"# failure_mode one of: {' / '.join(failure_modes)} (blank = not labelled)\n")
         fh.write("# annotator: your name or initials (required); note: optional\n")
         fh.write("# Do not look up which model wrote a response. Rows left blank are skipped.\n")
-        writer = csv.writer(fh, lineterminator="\n")
+        writer = csv_writer(fh)
         writer.writerow(TEMPLATE_COLUMNS)
         for r in rows:
             d = {
@@ -339,7 +340,8 @@ def write_label_template(
                         raise ValueError(
                             f"{col} '{d[col]}' reveals the hidden name '{h}'; use blind_item_id() for item ids"
                         )
-            writer.writerow([d["item_id"], d["case_id"], d["input"], d["ideal"], d["response"], "", "", "", "", ""])
+            cells = [d["item_id"], d["case_id"], d["input"], d["ideal"], d["response"]]
+            writer.writerow([csv_cell_out(c) for c in cells] + ["", "", "", "", ""])
             count += 1
     return count
 

@@ -172,7 +172,7 @@ def load_pair_verdicts(path: str | Path) -> list[PairVerdict]:
     if suffix == ".jsonl":
         rows = load_jsonl(p)
     elif suffix == ".csv":
-        header, csv_rows, _ = load_csv(p)
+        header, csv_rows, _ = load_csv(p, restore_formulas=True)
         for col in ("pair_id", "verdict_ab", "verdict_ba_raw"):
             if col not in header:
                 raise BadInput(p, 1, f"CSV header has no '{col}' column; needed: pair_id, verdict_ab, verdict_ba_raw")

@@ -16,16 +16,16 @@ _HUMAN = ("human_score", "human_pass", "failure_mode", "annotator", "note")
 
 
 def _save_rows(path: Path, comments: list[str], header: list[str], rows: list[dict[str, str]]) -> None:
-    import csv
+    from benchrun.io import csv_cell_out, csv_writer
 
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
         for c in comments:
             fh.write(f"# {c}\n")
-        w = csv.writer(fh, lineterminator="\n")
+        w = csv_writer(fh)
         w.writerow(header)
         for r in rows:
-            w.writerow([r.get(h, "") for h in header])
+            w.writerow([csv_cell_out(r.get(h, "")) for h in header])
     os.replace(tmp, path)
 
 
@@ -50,7 +50,7 @@ def labels_annotate(
     led = open_ledger(ledger)
     ctx = jt.open_run(led, run)
     rubric = ctx.rubric
-    header, csv_rows, comments = load_csv(file)
+    header, csv_rows, comments = load_csv(file, restore_formulas=True)
     for col in ("item_id", "response"):
         if col not in header:
             raise BadInput(file, len(comments) + 1, f"CSV header has no '{col}' column; use a `labels export` template")

@@ -34,12 +34,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import numpy as np
 
 from benchrun.errors import BadInput
-from benchrun.io import read_text
+from benchrun.io import csv_field_limit, read_text
 
 DEFAULT_COLUMNS: dict[str, str] = {
     "text": "text",
@@ -201,7 +201,7 @@ def parse_production_path(path: str | Path, table: str | None = None) -> tuple[P
     """Split ``sqlite:///file.db?table=NAME`` / ``file.db`` / ``file.jsonl`` into (path, format, table)."""
     s = str(path)
     if s.startswith("sqlite:"):
-        u = urlparse(s)
+        u = urlparse(s, allow_fragments=False)  # a '#' is part of the file name, not a fragment
         p = Path(u.path if not u.netloc else u.netloc + u.path)
         q = parse_qs(u.query).get("table")
         return p, "sqlite", table or (q[0] if q else None)
@@ -265,7 +265,14 @@ def _read_csv(
     if not text.strip():
         raise BadInput(p, None, "file is empty; production CSV needs a header row with a 'text' column")
     delim = "\t" if p.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delim)
+    with csv_field_limit():
+        return _csv_records(p, csv.reader(io.StringIO(text), delimiter=delim), skipped, bad_lines)
+
+
+def _csv_records(
+    p: Path, reader: Any, skipped: Counter[str], bad_lines: list[int]
+) -> tuple[list[tuple[int, dict[str, Any]]], set[str] | None]:
+    """One entry (a row or one skipped row) per CSV record; a field is never limited below the file size."""
     try:
         header = [h.strip() for h in next(reader)]
     except (csv.Error, StopIteration) as e:
@@ -298,7 +305,8 @@ def _read_sqlite(
     if not p.exists():
         raise BadInput(p, None, "file not found; check the path")
     try:
-        con = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True)
+        # quoted: a '#' or '?' in the path would otherwise end it (and drop mode=ro, creating a file)
+        con = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True)
     except sqlite3.Error as e:
         raise BadInput(p, None, f"cannot open SQLite database: {e}") from None
     try:
