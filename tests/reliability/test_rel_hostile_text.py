@@ -15,6 +15,7 @@ import io
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -180,3 +181,16 @@ def test_labels_annotate_with_markup_case_id_and_escapes_in_the_answer(
     out = assert_clean(r.stdout)
     assert "case [/bold]" in out and f"{LINK}click me[/link] click done" in out
     assert "labelled 2 item(s)" in out
+
+
+def test_no_module_bypasses_the_helper() -> None:
+    """New printing code uses `escape` and `SafeConsole`, not rich's escape or a bare Console."""
+    src = Path(__file__).resolve().parents[2] / "src" / "benchrun"
+    offenders = []
+    for f in sorted(src.rglob("*.py")):
+        if f.name == "escape.py" and f.parent.name == "report":
+            continue
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
+            if "rich.markup import" in line or re.search(r"(?<![A-Za-z])Console\(", line):
+                offenders.append(f"{f.relative_to(src)}:{i}: {line.strip()}")
+    assert offenders == []

@@ -171,7 +171,6 @@ def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
     """pass@k per model for a few k (1, 5, 10 and the largest; --json has every k and every case)."""
     if not pk:
         return
-    from rich.markup import escape as e
     from rich.table import Table
 
     all_ks = sorted({int(k) for per in pk["models"].values() for k in per})
