@@ -118,6 +118,18 @@ def test_coverage_shows_llama_format_logs_and_links_literally(project: Project) 
     # the stored report keeps the text as it was (escaping is for the terminal only)
     r = project.cli("coverage", "history", "--json")
     assert r.returncode == 0 and len(json.loads(r.stdout)) == 1  # stored before it was printed
+    r = _tty_cli(project, "coverage", "history")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "prod.jsonl" in assert_clean(r.stdout)
+    # refresh: the table of clusters and why they get new cases, with the same texts
+    r = _tty_cli(project, "refresh", "--production", "prod.jsonl", "--dataset", "datasets/mini.yaml", "--k", "2",
+                 "--n", "4", "--out", "new_cases.yaml")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = assert_clean(r.stdout)
+    assert_clean(r.stderr)
+    assert "Refresh:" in out and "new_cases.yaml" in out
+    new = (project.root / "new_cases.yaml").read_text(encoding="utf-8")
+    assert "[/INST]" in new or "[link=" in new  # the proposed cases keep the production text as it was
 
 
 def test_run_summary_runs_show_and_compare_show_hostile_case_ids(project: Project, server: FakeServer) -> None:
