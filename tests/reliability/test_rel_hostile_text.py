@@ -164,6 +164,8 @@ def test_error_messages_strip_controls(project: Project) -> None:
     assert r.returncode == 2, r.stderr
     err = assert_clean(r.stderr)
     assert err.strip().count("\n") == 0 and "nope" in err and "[/bold]" in err
+    r = project.cli("runs", "show", "two\nlines\tand a tab")  # an error names data: still one line
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "two lines and a tab" in r.stderr, r.stderr
 
 
 def test_labels_annotate_with_markup_case_id_and_escapes_in_the_answer(

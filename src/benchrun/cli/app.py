@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             _err().print(f"see: {ctx.command_path} --help", markup=False)
         return 2
     except BenchrunError as e:
-        _err().print(f"error: {_redact(str(e))}", markup=False)
+        _err().print(f"error: {_one_line(_redact(str(e)))}", markup=False)
         return e.exit_code
     except KeyboardInterrupt:
         _err().print("interrupted")
@@ -180,10 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line, unless debugging
         if os.environ.get("BENCHRUN_DEBUG"):
             raise
-        _err().print(f"internal error: {type(e).__name__}: {_redact(str(e))} (set BENCHRUN_DEBUG=1 for a traceback)",
+        _err().print(f"internal error: {type(e).__name__}: {_one_line(_redact(str(e)))} (set BENCHRUN_DEBUG=1 for a traceback)",
                      markup=False)
         return 1
     return 0
+
+
+def _one_line(text: str) -> str:
+    """An error names data (ids, paths, answers); a newline or control sequence in it must not break the line."""
+    from benchrun.report.escape import strip_controls
+
+    return strip_controls(text, newlines=False)
 
 
 def _err() -> Any:
