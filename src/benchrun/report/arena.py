@@ -1,7 +1,8 @@
 """`benchrun arena`: the plain data of an `ArenaResult` (for --json) and its terminal rendering (rich).
 
 Model names, categories and notes come from the user's battles file: every one goes through
-`rich.markup.escape` before it is printed, so a name like ``[bold]x`` or ``[link=…]`` prints as text.
+`benchrun.report.escape.escape` (markup escaped, control sequences stripped) before it is printed,
+so a name like ``[bold]x`` or ``[link=…]`` prints as text.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def _pct(x: float | None) -> str:
 
 
 def _ratings_table(title: str, models: list[dict[str, Any]]) -> Any:
-    from rich.markup import escape
     from rich.table import Table
+
+    from benchrun.report.escape import escape
 
     t = Table(title=escape(title), title_justify="left")
     for col in ("rank", "model", "rating", "95% interval", "rank range", "battles", "W/L/T", "win rate", "tied with"):
@@ -81,8 +83,9 @@ def _ratings_table(title: str, models: list[dict[str, Any]]) -> Any:
 
 
 def render_arena(console: Console, d: dict[str, Any], matrix_limit: int = 12) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from benchrun.report.escape import escape
 
     console.print(f"[bold]Arena[/bold]: {d['battles']} battles on {d['cases']} cases, {len(d['models'])} models")
     console.print(escape(d["method"]))
