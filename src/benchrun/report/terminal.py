@@ -122,7 +122,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
 
 def render_case(console: Console, d: dict[str, Any]) -> None:
     """One case of a run: each model's answer, how it was scored, every rule (extracted answer, why it failed)."""
-    console.print(f"[bold]Case {e(d['case_id'])}[/bold]  run {d['run_id']}  {e(d['category'])}  {d['severity']}")
+    console.print(f"[bold]Case {e(d['case_id'])}[/bold]  run {e(d['run_id'])}  {e(d['category'])}  {e(d['severity'])}")
     console.print("input: " + d["input"], markup=False, highlight=False)
     if d["ideal"]:
         console.print("ideal: " + d["ideal"], markup=False, highlight=False)
