@@ -142,7 +142,7 @@ def test_cli_dataset_import(humaneval_file: Path, tmp_path: Path) -> None:
     r = project.cli("dataset", "import", "humaneval", str(humaneval_file), "--out", str(written))
     assert r.returncode == 2 and "exists; pass --force" in r.stderr
     r = project.cli("dataset", "import", "mmlu-pro", str(humaneval_file), "--out", "datasets/x.yaml")
-    assert r.returncode == 2 and "unknown format 'mmlu-pro'; known: arc, gsm8k, humaneval, mbpp, mmlu" in r.stderr
+    assert r.returncode == 2 and "unknown format 'mmlu-pro'; known: arc, gsm8k, humaneval, jsonl, mbpp, mmlu, openai-evals, promptfoo" in r.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"task_id": 1}\n')
     r = project.cli("dataset", "import", "mbpp", str(bad), "--out", "datasets/bad.yaml")

@@ -285,6 +285,15 @@ class DatasetSource(_Strict):
     imported: dt.date
     licence: str | None = None
     homepage: str | None = None
+    # what the import did not carry over or chose (e.g. a field map, unsupported assertions); left out when unset
+    notes: list[str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_no_notes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d = handler(self)
+        if d.get("notes", 0) is None:
+            del d["notes"]
+        return d
 
 
 class Dataset(_Strict):

@@ -54,12 +54,15 @@ def dataset_validate(file: Path, json_out: JsonOpt = False) -> None:
 
 @dataset_app.command("import")
 def dataset_import(
-    fmt: str = typer.Argument(..., metavar="FORMAT", help="arc | gsm8k | humaneval | mbpp | mmlu"),
+    fmt: str = typer.Argument(..., metavar="FORMAT",
+                              help="arc | gsm8k | humaneval | jsonl | mbpp | mmlu | openai-evals | promptfoo"),
     source: Path = typer.Argument(..., metavar="SOURCE", help="The public file, e.g. HumanEval.jsonl.gz or mbpp.jsonl"),
     out_file: Path = typer.Option(..., "--out", help="Dataset file to write (YAML), e.g. datasets/humaneval.yaml"),
     limit: int | None = typer.Option(None, "--limit", help="Keep N problems (the first N, or a seeded sample)"),
     seed: int | None = typer.Option(None, "--seed", help="With --limit: a seeded random sample, kept in source order"),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists"),
+    field_map: list[str] | None = typer.Option(None, "--map", help="jsonl: input=FIELD,answer=FIELD,choices=FIELD,"
+                                               "category=FIELD,id=FIELD,ideal=FIELD; promptfoo: input=VAR"),
     json_out: JsonOpt = False,
 ) -> None:
     """Write a public benchmark file as an ordinary, hashed dataset with its provenance."""
@@ -71,7 +74,14 @@ def dataset_import(
         raise UsageError(f"unknown format {fmt!r}; known: {', '.join(sorted(IMPORTERS))}")
     if out_file.exists() and not force:
         raise UsageError(f"{out_file} exists; pass --force to overwrite it")
-    data = get_importer(fmt)(source, limit=limit, seed=seed)
+    kwargs: dict[str, Any] = {}
+    if fmt in ("jsonl", "promptfoo"):
+        from benchrun.importers.jsonl import KEYS, parse_map
+
+        kwargs["field_map"] = parse_map(field_map, KEYS if fmt == "jsonl" else ("input",))
+    elif field_map:
+        raise UsageError(f"--map applies to the jsonl and promptfoo formats, not {fmt}")
+    data = get_importer(fmt)(source, limit=limit, seed=seed, **kwargs)
     write_dataset(data, out_file)
     ds = Dataset.model_validate(data)
     info = {"file": str(out_file), "format": fmt, "name": ds.name, "version": ds.version, "hash": ds.hash,
@@ -81,6 +91,8 @@ def dataset_import(
     else:
         out().print(f"{out_file}: {len(ds.cases)} cases from {source} ({fmt}, sha256 {data['source']['sha256'][:12]}), "
                     f"hash {ds.hash[:12]}", markup=False)
+        for note in data["source"].get("notes") or []:  # e.g. promptfoo assertions benchrun cannot check
+            out().print(f"note: {note}", markup=False)
 
 
 @rubric_app.command("validate")

@@ -1,7 +1,7 @@
 """Importers: public benchmark files → ordinary benchrun datasets (with provenance).
 
 Each importer is a function ``(source: Path, *, limit: int | None, seed: int | None) -> dict``
-returning a dataset as plain data (``name``, ``version``, ``description``, ``source``, ``cases``)
+(``jsonl`` and ``promptfoo`` also take ``field_map``, from ``--map``) returning a dataset as plain data (``name``, ``version``, ``description``, ``source``, ``cases``)
 that :func:`benchrun.spec.Dataset.model_validate` accepts and :func:`write_dataset` saves as YAML.
 ``source`` records the file, its SHA-256, the import date and the licence, so an imported set is
 hashed, diffable and reviewable like any other. Problems in the source file are ``BadInput`` naming
@@ -27,8 +27,11 @@ IMPORTERS: dict[str, tuple[str, str]] = {
     "arc": ("benchrun.importers.arc", "import_arc"),
     "gsm8k": ("benchrun.importers.gsm8k", "import_gsm8k"),
     "humaneval": ("benchrun.importers.humaneval", "import_humaneval"),
+    "jsonl": ("benchrun.importers.jsonl", "import_jsonl"),
     "mbpp": ("benchrun.importers.mbpp", "import_mbpp"),
     "mmlu": ("benchrun.importers.mmlu", "import_mmlu"),
+    "openai-evals": ("benchrun.importers.openai_evals", "import_openai_evals"),
+    "promptfoo": ("benchrun.importers.promptfoo", "import_promptfoo"),
 }
 
 
