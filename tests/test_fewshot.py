@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from benchrun import runner
-from benchrun.spec import load_run_spec
+from benchrun.spec import LoadedSpec, load_run_spec
 from conftest import Project
 from fakeserver import FakeServer
 
@@ -94,3 +94,62 @@ def test_spec_without_fewshot_dumps_as_before(project: Project) -> None:
     project.setup()
     d = load_run_spec(project.write_spec()).spec.model_dump(mode="json", by_alias=True)
     assert "fewshot" not in d
+
+
+def _file_spec(project: Project, pool_cases: list[dict[str, Any]], **fewshot: Any) -> Path:
+    (project.root / "datasets" / "shots.yaml").write_text(yaml.safe_dump(
+        {"name": "shots", "version": "1", "cases": pool_cases}))
+    return _spec(project, **{"from": "../datasets/shots.yaml", **fewshot})
+
+
+def _pool(answer_of_7: str = "14") -> list[dict[str, Any]]:
+    pool = [{"id": f"s{i}", "input": f"What is {i} times 2?", "ideal": str(2 * i), "tags": ["train"]}
+            for i in range(5, 9)]
+    pool[2]["ideal"] = answer_of_7  # s7
+    pool.append({"id": "q1", "input": "same id as a test case", "ideal": "x", "tags": ["train"]})
+    pool.append({"id": "dup", "input": "What is 2 + 1?", "ideal": "3", "tags": ["train"]})  # q2's own question
+    return pool
+
+
+def test_fewshot_from_file_never_the_case_hashed_snapshotted_and_diffed(project: Project, server: FakeServer) -> None:
+    spec = _file_spec(project, _pool(), n=4, split="train", seed=2)
+    loaded = load_run_spec(spec)
+    for case in loaded.dataset.cases:
+        ids = [c.id for c, _ in runner.fewshot_exemplars(loaded, case)]
+        assert len(ids) == 4 and set(ids) <= {"s5", "s6", "s7", "s8", "q1", "dup"}
+        assert case.id not in ids
+        if case.id == "q2":  # a case in the other file asking the same question is never its exemplar
+            assert "dup" not in ids
+    assert any("dup" in [c.id for c, _ in runner.fewshot_exemplars(loaded, k)] for k in loaded.dataset.cases)
+    q2 = loaded.dataset.case("q2")
+    msgs = runner.candidate_messages(loaded, loaded.spec.candidates[0], q2)
+    assert [m["content"] for m in msgs[1:9:2]] == [f"Q: {c.input}" for c, _ in runner.fewshot_exemplars(loaded, q2)]
+    assert load_run_spec(spec).spec_hash == loaded.spec_hash
+    changed = load_run_spec(_file_spec(project, _pool("15"), n=4, split="train", seed=2))
+    assert changed.spec_hash != loaded.spec_hash  # same spec text, the exemplar file's content changed
+    assert LoadedSpec.from_snapshot(loaded.snapshot()).spec_hash == loaded.spec_hash  # re-runs without the file
+
+    server.set_config({"rules": [{"model": "good", "reply": "echo {last_user}"}]})
+    r, s1 = project.cli_json("run", str(_file_spec(project, _pool(), n=4, split="train", seed=2)))
+    assert r.returncode == 0, r.stderr
+    r, s2 = project.cli_json("run", str(_file_spec(project, _pool("15"), n=4, split="train", seed=2)))
+    assert r.returncode == 0, r.stderr
+    a, b = s1["conditions"]["run_id"], s2["conditions"]["run_id"]
+    assert s1["conditions"]["spec_hash"] != s2["conditions"]["spec_hash"]
+    con = sqlite3.connect(project.ledger)
+    (snap,) = con.execute("SELECT spec_snapshot FROM run WHERE id = ?", (a,)).fetchone()
+    con.close()
+    assert [c["id"] for c in json.loads(snap)["fewshot_dataset"]["cases"]][:2] == ["s5", "s6"]
+    r, d = project.cli_json("diff", a, b)
+    [fs] = [x for x in d["differences"] if x["field"] == "fewshot.dataset_hash"]
+    assert fs["section"] == "prompts" and fs["affects_scores"] and fs["a"] != fs["b"]
+
+
+def test_fewshot_from_missing_file_or_too_small_is_bad_input(project: Project, server: FakeServer) -> None:
+    spec = _spec(project, n=2, **{"from": "../datasets/nope.yaml"})
+    r = project.cli("run", str(spec))
+    assert r.returncode == 2 and "fewshot.from file" in r.stderr and "nope.yaml' not found" in r.stderr
+    spec = _file_spec(project, _pool(), n=6, split="train")
+    r = project.cli("run", str(spec))  # q1: s5..s8 and dup only (the file's own q1 is left out)
+    assert r.returncode == 2 and "case q1" in r.stderr and "only 5 other case(s) of ../datasets/shots.yaml" in r.stderr
+    assert server.stats()["total"] == 0

@@ -73,12 +73,14 @@ def fewshot_exemplars(loaded: LoadedSpec, case: Case) -> list[tuple[Case, str]]:
     fs = loaded.spec.fewshot
     if fs is None:
         return []
-    pool = [(c, a) for c in loaded.dataset.cases
-            if c.id != case.id and isinstance(c.input, str) and (fs.split is None or fs.split in c.tags)
-            and (a := _exemplar_answer(c)) is not None]
+    source = loaded.fewshot_dataset if loaded.fewshot_dataset is not None else loaded.dataset
+    pool = [(c, a) for c in source.cases
+            if c.id != case.id and c.input != case.input and isinstance(c.input, str)
+            and (fs.split is None or fs.split in c.tags) and (a := _exemplar_answer(c)) is not None]
     if len(pool) < fs.n:
+        where = "" if loaded.fewshot_dataset is None else f" of {fs.from_}"
         raise BadInput(loaded.path, f"case {case.id}",
-                       f"fewshot needs {fs.n} exemplars but only {len(pool)} other case(s)"
+                       f"fewshot needs {fs.n} exemplars but only {len(pool)} other case(s){where}"
                        + (f" tagged {fs.split!r}" if fs.split else "") + " have an ideal answer or a choice answer")
     keep = sorted(random.Random(f"{fs.seed}:{case.id}").sample(range(len(pool)), fs.n))
     return [pool[i] for i in keep]

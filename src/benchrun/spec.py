@@ -640,13 +640,15 @@ class Selection(_Strict):
 
 
 class FewShot(_Strict):
-    """Few-shot exemplars for every case: ``n`` other cases of the same dataset (``from: same``; with
-    ``split``, only cases tagged with it), drawn per case with a seeded generator, shown with their
-    ``ideal`` (or, for multiple choice, the right letter) as ``multiturn`` user/assistant turns before
-    the case or ``inline`` in one user message. They are part of the exact messages recorded and hashed."""
+    """Few-shot exemplars for every case: ``n`` other cases of the same dataset (``from: same``) or of
+    another dataset file (``from: PATH``, relative to the spec like ``dataset``); a case with the same id
+    or the same input as the case asked is never used; with ``split``, only cases tagged with it; drawn per case with a seeded generator, shown with their ``ideal`` (or, for multiple choice, the
+    right letter) as ``multiturn`` user/assistant turns before the case or ``inline`` in one user
+    message. They are part of the exact messages recorded and hashed; the file's dataset hash is part
+    of the spec hash and of the run's snapshot."""
 
     n: int = Field(ge=1, le=64)
-    from_: Literal["same"] = Field(default="same", alias="from")
+    from_: str = Field(default="same", alias="from", min_length=1)
     split: str | None = None
     seed: int = 0
     as_: Literal["multiturn", "inline"] = Field(default="multiturn", alias="as")
@@ -871,6 +873,7 @@ class LoadedSpec(BaseModel):
     dataset: Dataset
     rubric: Rubric | None = None  # None: a run scored by rules only
     path: str | None = None
+    fewshot_dataset: Dataset | None = None  # fewshot.from a file: that dataset (None for from: same)
 
     def judged(self, case: Case) -> bool:
         """Whether the judge scores this case (see `RunSpec.judge_when`)."""
@@ -892,11 +895,14 @@ class LoadedSpec(BaseModel):
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to re-run without any file on disk."""
-        return {
+        snap = {
             "spec": self.spec.model_dump(mode="json", by_alias=True),
             "dataset": self.dataset.model_dump(mode="json", by_alias=True),
             "rubric": self.rubric.model_dump(mode="json") if self.rubric is not None else None,
         }
+        if self.fewshot_dataset is not None:  # only when set, so snapshots of other runs stay as they were
+            snap["fewshot_dataset"] = self.fewshot_dataset.model_dump(mode="json", by_alias=True)
+        return snap
 
     @property
     def spec_hash(self) -> str:
@@ -904,15 +910,19 @@ class LoadedSpec(BaseModel):
         d["dataset"] = self.dataset.hash
         if self.rubric is not None:
             d["rubric"] = self.rubric.hash
+        if self.fewshot_dataset is not None:  # the exemplars' file by content, not by name
+            d["fewshot_dataset"] = self.fewshot_dataset.hash
         return content_hash(d)
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> LoadedSpec:
         rubric = snap.get("rubric")
+        fs = snap.get("fewshot_dataset")
         return cls(
             spec=RunSpec.model_validate(snap["spec"]),
             dataset=Dataset.model_validate(snap["dataset"]),
             rubric=Rubric.model_validate(rubric) if rubric is not None else None,
+            fewshot_dataset=Dataset.model_validate(fs) if fs is not None else None,
         )
 
 
@@ -938,8 +948,16 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     for field, fp in (("dataset", ds_path), ("rubric", rb_path)):
         if fp is not None and not fp.exists():
             raise BadInput(p, key_line(node, field), f"{field} file '{fp}' not found; paths are relative to the spec file")
+    fs_dataset = None
+    if spec.fewshot is not None and spec.fewshot.from_ != "same":
+        fs_path = resolve_path(base, spec.fewshot.from_)
+        if not fs_path.is_file():
+            raise BadInput(p, key_line(node, "fewshot"), f"fewshot.from file '{fs_path}' not found; give 'same' or a "
+                           "dataset file (relative to the spec file)")
+        fs_dataset = load_dataset(fs_path)
     loaded = LoadedSpec(spec=spec, dataset=load_dataset(ds_path),
-                        rubric=load_rubric(rb_path) if rb_path is not None else None, path=str(p))
+                        rubric=load_rubric(rb_path) if rb_path is not None else None, path=str(p),
+                        fewshot_dataset=fs_dataset)
     if spec.select is not None:
         if spec.select.ids:
             known = {c.id for c in loaded.dataset.cases}

@@ -233,6 +233,10 @@ def run_condition_fields(run: Run) -> dict[str, dict[str, Any]]:
         sec["models"][f"{cand.key}.price"] = json.dumps(price, sort_keys=True) if price else None
     if spec.fewshot is not None:  # shown only when set, so diffs of runs without few-shot stay as they were
         sec["prompts"]["fewshot"] = json.dumps(spec.fewshot.model_dump(mode="json", by_alias=True), sort_keys=True)
+        if snap.get("fewshot_dataset") is not None:  # from a file: its content, which the name alone does not tell
+            from benchrun.spec import Dataset
+
+            sec["prompts"]["fewshot.dataset_hash"] = Dataset.model_validate(snap["fewshot_dataset"]).hash
     for key, params in json.loads(run.sampling).items():
         for p, v in params.items():
             sec["sampling"][f"{key}.{p}"] = v
