@@ -123,6 +123,8 @@ def test_promptfoo_config_default_test_and_input_var() -> None:
     ("promptfoo", "t.yaml", "- vars: {q: a}\n- vars: {q: [a, b]}\n", None, ":line 2", "is a list"),
     ("promptfoo", "t.yaml", "- vars: {q: a}\n  assert: [{type: equals\n", None, ":line 3", "not valid YAML"),
     ("promptfoo", "t.yaml", "tests: file://tests/*.yaml\n", None, "", "inline"),
+    ("promptfoo", "t.yaml", "- vars: {q: a}\n- vars: {q: b}\n  assert: 3\n", None, ":line 2", "'assert' a list"),
+    ("promptfoo", "t.yaml", "defaultTest: {vars: [x]}\ntests:\n  - vars: {q: a}\n", None, ":line 3", "defaultTest"),
 ])
 def test_bad_sources_name_file_and_line(tmp_path: Path, fmt: str, name: str, content: str,
                                         fm: dict[str, str] | None, where: str, what: str) -> None:

@@ -128,6 +128,9 @@ def import_promptfoo(source: Path, *, limit: int | None = None, seed: int | None
     for i, line, test in chosen:
         if not isinstance(test, dict):
             raise BadInput(source, line, "a test must be a mapping with 'vars' and 'assert'")
+        for part, where in ((default, "defaultTest"), (test, "test")):
+            if not isinstance(part.get("vars") or {}, dict) or not isinstance(part.get("assert") or [], list):
+                raise BadInput(source, line, f"{where}: 'vars' must be a mapping and 'assert' a list")
         vars_ = {**(default.get("vars") or {}), **(test.get("vars") or {})}
         if not vars_:
             raise BadInput(source, line, "test has no vars; benchrun needs the input as a var")
