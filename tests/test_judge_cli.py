@@ -317,8 +317,8 @@ def test_position_bias_judge_that_prefers_first_shown(project: Project, server: 
 
 
 def test_position_bias_fair_judge_and_recorded_verdicts_file(project: Project, server: FakeServer) -> None:
-    good_first = {"model": "judge", "regex": r"\[Answer A\]\nSorry about that", "reply": FIRST}
-    good_second = {"model": "judge", "regex": r"\[Answer B\]\nSorry about that",
+    good_first = {"model": "judge", "regex": r"\[Answer A\]\n<<<ANSWER-[^\n]*\nSorry about that", "reply": FIRST}
+    good_second = {"model": "judge", "regex": r"\[Answer B\]\n<<<ANSWER-[^\n]*\nSorry about that",
                    "reply": '{"winner": "B", "reason": "the second answer is better"}'}
     server.set_config(fake_config(rules=[good_first, good_second, *fake_config()["rules"]]))
     # judge and one candidate from the same family: the self-preference warning must appear

@@ -10,7 +10,7 @@ import pytest
 
 from benchrun import providers
 from benchrun.ledger import Ledger
-from benchrun.scoring.judge import JudgeFormatError
+from benchrun.scoring.judge import JudgeFormatError, fence_answer
 from benchrun.scoring.pairwise import (
     DEFAULT_PAIRWISE_PROMPT,
     CachedCaller,
@@ -61,7 +61,7 @@ def test_messages_use_rubric_prompt_or_default() -> None:
     custom = rubric(pairwise_prompt="Q {{ input }} | first {{ response_a }} | second {{ response_b }} | {{ criteria_text }}")
     assert custom.pairwise_prompt is not None
     assert pairwise_messages(custom, CASE, GOOD, BAD)[1]["content"] == (
-        f"Q {CASE.input} | first {GOOD} | second {BAD} | - policy: follows the billing policy")
+        f"Q {CASE.input} | first {fence_answer(GOOD)} | second {fence_answer(BAD)} | - policy: follows the billing policy")
     # the hash changes with the prompt, so reports are tied to what the judge was told
     assert pairwise_prompt_hash(custom) != pairwise_prompt_hash(rubric())
 
@@ -84,7 +84,7 @@ def test_first_position_judge_both_orders_rule_gives_tie(tmp_path: Path) -> None
 
 
 def test_content_judge_wins_in_both_orders(tmp_path: Path) -> None:
-    rules = [{"model": "judge", "regex": r"\[Answer A\]\nOpen a ticket", "reply": WIN_A},
+    rules = [{"model": "judge", "regex": r"\[Answer A\]\n<<<ANSWER-[^\n]*\nOpen a ticket", "reply": WIN_A},
              {"model": "judge", "reply": WIN_B}]
     with FakeServer({"rules": rules}) as srv:
         call = caller(srv, tmp_path)

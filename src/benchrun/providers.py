@@ -12,6 +12,7 @@ litellm's cost map, or is unknown (``None``) — never silently zero.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import re
@@ -68,6 +69,14 @@ class Secrets:
     def add(self, value: str | None) -> None:
         if value and len(value) >= 8:  # shorter values are not keys; redacting them ("true", "1") would garble text
             self._values.add(value)
+
+    def redact_values(self, text: str) -> str:
+        """``text`` without the registered values (for model answers, where the generic patterns of `redact`
+        would garble ordinary text)."""
+        for v in sorted(self._values, key=len, reverse=True):
+            if v in text:
+                text = text.replace(v, "***")
+        return text
 
     def redact(self, text: str | None) -> str | None:
         if text is None:
@@ -206,6 +215,13 @@ class CallResult:
             "latency_ms": self.latency_ms,
             "resolved_model": self.resolved_model,
         }
+
+    def with_secrets_redacted(self) -> CallResult:
+        """This result with registered secret values removed from the answer (`Secrets.redact_values`)."""
+        if self.text is None:
+            return self
+        clean = SECRETS.redact_values(self.text)
+        return self if clean == self.text else dataclasses.replace(self, text=clean)
 
     @classmethod
     def from_cache(cls, d: dict[str, Any]) -> CallResult:

@@ -291,12 +291,22 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     providers.collect_env_secrets()
     original = ledger.get_run(run_id)
     checks = check_files(original)
-    loaded = LoadedSpec.from_snapshot(json.loads(original.spec_snapshot))
+    from pydantic import ValidationError
+
+    try:
+        loaded = LoadedSpec.from_snapshot(json.loads(original.spec_snapshot))
+    except (ValidationError, ValueError, KeyError, TypeError) as e:
+        from benchrun.spec import _format_validation_error
+
+        detail = _format_validation_error(e)[1][:300] if isinstance(e, ValidationError) else type(e).__name__
+        raise UsageError(f"run {original.id}: its stored snapshot is not a valid spec ({detail}); "
+                         "nothing was run (ledger edited, or written by an incompatible benchrun version)") from None
     loaded.path = original.spec_path
     rubric_hash = loaded.rubric.hash if loaded.rubric is not None else ""
     if loaded.dataset.hash != original.dataset_hash or rubric_hash != original.rubric_hash:
         raise UsageError(f"run {original.id}: the stored snapshot no longer hashes as recorded "
                          "(ledger edited, or written by an incompatible benchrun version); cannot reproduce it exactly")
+    runner.check_templates(loaded, f"run {original.id} (stored snapshot)")  # before the cache check renders them
     exec_loaded = loaded
     if from_cache:
         n_miss, shown = cache_misses(loaded, ledger, limit=5)

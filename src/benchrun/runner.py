@@ -30,6 +30,7 @@ from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Result, Run
 from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
+from benchrun.scoring import prompts
 from benchrun.scoring import rules as rules_mod
 from benchrun.spec import Case, LoadedSpec, ModelRef
 
@@ -52,9 +53,9 @@ def _render_user(loaded: LoadedSpec, template: str, case: Case) -> str:
             from benchrun.scoring.extract import choice_block
 
             extra = {"choices": case.choices, "choices_block": choice_block(case.choices)}
-        return judge_mod.template(template).render(input=case.input, case=case.model_dump(mode="json"), **extra)
+        return prompts.render(template, input=case.input, case=case.model_dump(mode="json"), **extra)
     except TemplateError as e:
-        raise BadInput(loaded.path, f"case {case.id}", f"prompt template failed: {e}") from None
+        raise BadInput(loaded.path, f"case {case.id}", f"prompt template failed: {prompts.describe_error(e)}") from None
 
 
 def _exemplar_answer(case: Case) -> str | None:
@@ -121,6 +122,40 @@ def candidate_messages(loaded: LoadedSpec, cand: ModelRef, case: Case) -> list[d
     return msgs
 
 
+def check_templates(loaded: LoadedSpec, source: str | None = None) -> None:
+    """Render every candidate prompt, and the judge prompt for every case (with an empty answer), in the sandbox:
+    a template that cannot render (or tries an unsafe operation) is bad input before the run, not a crash mid-run.
+    ``source`` names where the spec came from when it is not ``loaded.path`` (a stored snapshot)."""
+    for cand in loaded.spec.candidates:
+        for case in loaded.cases():
+            try:
+                candidate_messages(loaded, cand, case)
+            except BadInput as e:
+                if source is None:
+                    raise
+                raise BadInput(source, f"case {case.id}", e.what) from None
+    rubric = loaded.rubric
+    if rubric is None:  # a rules-only run: no judge template
+        return
+    rb_file: str | None = source
+    if rb_file is None and loaded.path and loaded.spec.rubric:
+        from pathlib import Path
+
+        from benchrun.spec import resolve_path
+
+        rb_file = str(resolve_path(Path(loaded.path).parent, loaded.spec.rubric))
+    from benchrun.scoring.pairwise import pairwise_messages
+
+    for case in loaded.cases():
+        for what, render in (("judge_prompt", lambda c: judge_mod.judge_messages(rubric, c, "")),
+                             ("pairwise_prompt", lambda c: pairwise_messages(rubric, c, "", ""))):
+            try:
+                render(case)
+            except TemplateError as e:
+                raise BadInput(rb_file or "rubric", f"case {case.id}",
+                               f"{what} failed: {prompts.describe_error(e)}") from None
+
+
 def cache_key(ref: ModelRef, messages: list[dict[str, Any]], params: dict[str, Any], sample: int, role: str) -> str:
     return content_hash(
         {"model": ref.model, "api_base": ref.api_base, "messages": messages, "params": params, "sample": sample, "role": role}
@@ -178,9 +213,7 @@ def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sand
 def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
     """Validate everything that can be checked offline, then record a new run."""
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
-    for cand in spec.candidates:  # render every prompt now: a bad template is bad input, not a crash mid-run
-        for case in loaded.cases():
-            candidate_messages(loaded, cand, case)
+    check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
     _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
     versions = package_versions()
     if isolation is not None:
@@ -409,13 +442,14 @@ class Runner:
                 res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
             else:
                 res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+        res = res.with_secrets_redacted()  # a provider echoing a key must not put it in the cache or the results
         if res.ok:
             await self._write(self.ledger.cache_put, key, ref.model, res.to_cache())
         return res
 
     async def _score(self, unit: _Unit, cand_sem: asyncio.Semaphore, judge_sem: asyncio.Semaphore) -> tuple[Result, float]:
         """Answer, check and judge one unit; returns the result row and the money newly spent on it."""
-        spec, rubric = self.loaded.spec, self.loaded.rubric
+        spec = self.loaded.spec
         cand = unit.cand
         params = spec.sampling_for(cand).as_params()
         prior = unit.prior
@@ -443,22 +477,36 @@ class Runner:
         if not cres.ok:
             return row, fresh
         assert cres.text is not None
-        outcomes = await rules_mod.evaluate_async(unit.case, cres.text, self.sandbox)  # code checks: off the loop
+        jcost = _JudgeCost()
+        try:
+            await self._grade(row, unit, cres.text, jcost, judge_sem)
+        except Exception as e:  # whatever an answer or a judge reply contains, it fails this result, not the run
+            detail = providers.SECRETS.redact(f"{type(e).__name__}: {e}") or type(e).__name__
+            row.status, row.passed = "error", None
+            row.error = f"scoring failed: {detail[:300]}"
+        return row, fresh + jcost.fresh
+
+    async def _grade(self, row: Result, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore) -> None:
+        """Rule checks, then the judge, filling ``row`` in place."""
+        spec, rubric = self.loaded.spec, self.loaded.rubric
+        if self.loaded.judged(unit.case):
+            row.injection_suspected = judge_mod.injection_signs(text, rubric.judge_prompt if rubric else "")
+        outcomes = await rules_mod.evaluate_async(unit.case, text, self.sandbox)  # code checks: off the loop
         row.rules = json.dumps([o.to_dict() for o in outcomes])
         row.rules_passed = all(o.passed for o in outcomes)
         rule_errors = [o.error for o in outcomes if o.error]
         if rule_errors:  # e.g. no sandbox for a code check: the case could not be scored
             row.status, row.passed, row.rules_passed, row.error = "error", None, None, rule_errors[0]
-            return row, fresh
+            return
         if not self.loaded.judged(unit.case):  # scored by its rules alone: one call per case
             row.passed = row.rules_passed
             row.status = "passed" if row.passed else "failed"
-            return row, fresh
+            return
 
         assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
         jparams = judge_params(self.loaded)
-        messages = judge_mod.judge_messages(rubric, unit.case, cres.text)
-        jcost = _JudgeCost()
+        structured = spec.judge.structured_output != "none"
+        messages = judge_mod.judge_messages(rubric, unit.case, text)
         jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
         self._add_judge_usage(row, jres, jcost)
         verdict = None
@@ -466,7 +514,7 @@ class Runner:
             assert jres.text is not None
             row.judge_raw = jres.text
             try:
-                verdict = judge_mod.parse_verdict(rubric, jres.text)
+                verdict = judge_mod.parse_verdict(rubric, jres.text, structured)
             except judge_mod.JudgeFormatError as e:
                 row.judge_reasks = 1
                 retry_msgs = judge_mod.reask_messages(messages, jres.text, str(e), rubric)
@@ -476,7 +524,7 @@ class Runner:
                     assert jres2.text is not None
                     row.judge_raw = jres2.text
                     try:
-                        verdict = judge_mod.parse_verdict(rubric, jres2.text)
+                        verdict = judge_mod.parse_verdict(rubric, jres2.text, structured)
                     except judge_mod.JudgeFormatError as e2:
                         row.judge_error = f"judge answer invalid after one re-ask: {e2}"
                 else:
@@ -496,7 +544,6 @@ class Runner:
         else:
             row.passed = verdict.passed
             row.status = "passed" if verdict.passed else "failed"
-        return row, fresh + jcost.fresh
 
     @staticmethod
     def _add_judge_usage(row: Result, res: CallResult, acc: _JudgeCost) -> None:

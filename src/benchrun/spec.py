@@ -426,15 +426,21 @@ class Rubric(_Strict):
     @field_validator("judge_prompt", "pairwise_prompt")
     @classmethod
     def _template(cls, v: str | None, info: ValidationInfo) -> str | None:
-        from jinja2 import Environment, TemplateSyntaxError
+        from benchrun.scoring import prompts
 
         if v is not None:
+            names = prompts.JUDGE_VARIABLES if info.field_name == "judge_prompt" else prompts.PAIRWISE_VARIABLES
+            d = info.data
+            sample: dict[str, Any] = {  # values of the types the judge code passes (scoring/judge.py, pairwise.py)
+                "input": "sample input", "ideal": "sample ideal", "response": "sample answer",
+                "response_a": "answer A", "response_b": "answer B", "criteria": d.get("criteria", []),
+                "criteria_text": "", "scale": d.get("scale", {}), "scale_text": "",
+                "failure_modes": d.get("failure_modes", []), "failure_modes_text": "", "schema": "{}", "pass_rule": ""}
             try:
-                Environment().parse(v)
-            except TemplateSyntaxError as e:
-                raise ValueError(
-                    f"{info.field_name} is not a valid template (template line {e.lineno}): {e.message}"
-                ) from None
+                prompts.check(v, names, str(info.field_name))
+                prompts.trial_render(v, {k: sample[k] for k in names}, str(info.field_name))
+            except prompts.TemplateCheckError as e:
+                raise ValueError(str(e)) from None
         return v
 
     def effective_schema(self) -> dict[str, Any]:
@@ -504,12 +510,12 @@ class Prompt(_Strict):
     @field_validator("template")
     @classmethod
     def _template_ok(cls, v: str) -> str:
-        from jinja2 import Environment, TemplateSyntaxError
+        from benchrun.scoring import prompts
 
         try:
-            Environment().parse(v)
-        except TemplateSyntaxError as e:
-            raise ValueError(f"template is not valid (template line {e.lineno}): {e.message}") from None
+            prompts.check(v, prompts.PROMPT_VARIABLES, "template")
+        except prompts.TemplateCheckError as e:
+            raise ValueError(str(e)) from None
         return v
 
     @property

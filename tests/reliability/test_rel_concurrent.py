@@ -67,7 +67,10 @@ def check_ledger(url: str, summaries: list[dict[str, Any]], cases: int) -> None:
     run_ids = sorted(s["conditions"]["run_id"] for s in summaries)
     assert len(set(run_ids)) == len(summaries)
     # read back independently
-    assert query(url, "SELECT version, COUNT(*) FROM schema_version GROUP BY version") == [(1, 1)]
+    from benchrun.ledger.migrations import MIGRATIONS
+
+    assert query(url, "SELECT version, COUNT(*) FROM schema_version GROUP BY version ORDER BY version") == [
+        (m.version, 1) for m in MIGRATIONS]
     assert sorted(query(url, "SELECT id, status FROM run")) == [(r, "completed") for r in run_ids]
     per_run = sorted(query(url, "SELECT run_id, COUNT(*), COUNT(DISTINCT case_id || '/' || model_key || '/' || "
                                 "CAST(sample_index AS TEXT)) FROM result GROUP BY run_id"))

@@ -244,6 +244,18 @@ CORPUS: list[Bad] = [
         ("line 13",), r"unknown failure modes \['made_up'\].*add them to failure_modes"),
     Bad("rb-template-syntax", "rubric", "template.yaml", sub(RUBRIC_TEXT, "{{ response }}", "{{ response }"),
         ("line 16",), r"judge_prompt is not a valid template \(template line 1\)"),
+    # issue 14.5: a misspelt variable fails validation (StrictUndefined against what the template receives)
+    Bad("rb-template-undefined", "rubric", "undefined.yaml", sub(RUBRIC_TEXT, "{{ response }}", "{{ respons }}"),
+        ("line 16",), r"judge_prompt uses undefined variable 'respons' \(template line 1\); did you mean 'response'"),
+    Bad("rb-template-undefined-validate", "rubric", "undefined2.yaml",
+        sub(RUBRIC_TEXT, "{{ response }}", "{{ respons }}"), ("line 16",),
+        r"undefined variable 'respons'.*did you mean 'response'", via="rubric validate"),
+    Bad("rb-template-undefined-spec-validate", "rubric", "undefined3.yaml",
+        sub(RUBRIC_TEXT, "{{ response }}", "{{ respons }}"), ("line 16",),
+        r"undefined variable 'respons'.*did you mean 'response'", via="validate"),
+    Bad("rb-template-unsafe", "rubric", "unsafe.yaml",
+        sub(RUBRIC_TEXT, "{{ response }}", "{{ response }} {{ input.__class__.__mro__ }}"), ("line 16",),
+        r"judge_prompt cannot be rendered.*unsafe operation", via="rubric validate"),
     Bad("rb-bad-schema", "rubric", "schema.yaml",
         RUBRIC_TEXT + "response_schema:\n  type: 5\n  required: [score, pass, reason, failure_mode]\n",
         ("line 17",), r"response_schema is not a valid JSON schema"),
@@ -258,6 +270,11 @@ CORPUS: list[Bad] = [
         ("line 2",), r"gone\.yaml' not found; paths are relative to the spec"),
     Bad("sp-bad-sampling-type", "spec", "sampling.yaml", sub(SPEC, "temperature: 0", "temperature: warm"),
         ("line 15",), r"sampling\.temperature: .*number"),
+    Bad("sp-template-undefined", "spec", "undefined.yaml", sub(SPEC, "template: '{{ input }}'", "template: '{{ inptu }}'"),
+        ("line 6",), r"template uses undefined variable 'inptu' \(template line 1\); did you mean 'input'"),
+    Bad("sp-template-undefined-validate", "spec", "undefined2.yaml",
+        sub(SPEC, "template: '{{ input }}'", "template: 'Q: {{ case.inptu }}'"), ("case-000",),
+        r"prompt template failed: .*inptu", via="validate"),
     Bad("sp-negative-concurrency", "spec", "conc.yaml", sub(SPEC, "global: 4", "global: -1"),
         ("line 21",), r"concurrency\.global: .*greater than or equal to 1"),
     Bad("sp-unknown-candidate-field", "spec", "cand.yaml", sub(SPEC, "  alias: bad\n", "  alias: bad\n  temp: 1\n"),
@@ -386,6 +403,9 @@ def command(bad: Bad, path: Path, base: Base, project: Project) -> list[str]:
             return ["dataset", "validate", rel]
         if bad.via == "rubric validate":
             return ["rubric", "validate", rel]
+        if bad.via == "validate":
+            spec = project.write_spec(name=f"uses-{path.stem}", rubric=f"../{rel}")
+            return ["validate", str(spec.relative_to(project.root))]
         if bad.via == "coverage":
             prod = project.root / "prod" / "ok.jsonl"
             prod.write_text(jsonl({"text": "card lost"}, {"text": "pin blocked"}), encoding="utf-8")

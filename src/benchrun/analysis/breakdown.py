@@ -51,6 +51,7 @@ class Breakdown:
     by_category: dict[str, dict[str, int]] = field(default_factory=dict)
     failure_modes: dict[str, int] = field(default_factory=dict)
     high_severity_failures: list[str] = field(default_factory=list)  # case ids (failed or error)
+    injection_suspected: list[str] = field(default_factory=list)  # case ids whose answer tries to steer the judge
 
     @property
     def do_not_ship(self) -> bool:
@@ -59,6 +60,11 @@ class Breakdown:
 
 def _get(r: Mapping[str, Any] | Any, k: str) -> Any:
     return r[k] if isinstance(r, Mapping) else getattr(r, k)
+
+
+def _opt(r: Mapping[str, Any] | Any, k: str) -> Any:
+    """A column older rows (or hand-made ones) may lack."""
+    return r.get(k) if isinstance(r, Mapping) else getattr(r, k, None)
 
 
 def summarize(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None = None,
@@ -160,6 +166,8 @@ def breakdown(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None =
                 b.failure_modes["rule_violation"] = b.failure_modes.get("rule_violation", 0) + 1
             else:
                 b.failure_modes["low_score"] = b.failure_modes.get("low_score", 0) + 1
+        if _opt(r, "injection_suspected") and _get(r, "case_id") not in b.injection_suspected:
+            b.injection_suspected.append(_get(r, "case_id"))
         if sev == "high" and st in ("failed", "error"):
             cid = _get(r, "case_id")
             if cid not in b.high_severity_failures:

@@ -112,9 +112,11 @@ def rubric_validate(file: Path, json_out: JsonOpt = False) -> None:
 @app.command()
 def validate(spec: Path, json_out: JsonOpt = False) -> None:
     """Check a run spec together with the dataset and rubric it names (no model is called)."""
+    from benchrun.runner import check_templates
     from benchrun.spec import load_run_spec
 
     loaded = load_run_spec(spec)
+    check_templates(loaded)  # every prompt renders (sandboxed) for every case: what `run` would find first
     n = len(loaded.cases())
     info = {"valid": True, "file": str(spec), "spec_hash": loaded.spec_hash, "dataset_hash": loaded.dataset.hash,
             "rubric_hash": loaded.rubric.hash if loaded.rubric is not None else None, "cases": n,

@@ -95,6 +95,7 @@ def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]],
     ``lookup(key) -> dict | None`` reads a cache entry (needed to replay the judge's re-ask,
     whose prompt contains the judge's first, invalid answer).
     """
+    from jinja2 import TemplateError
     from pydantic import ValidationError
 
     from benchrun.runner import cache_key, judge_params
@@ -121,7 +122,11 @@ def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]],
         if r["response_text"] is None or not loaded.judged(case):
             continue
         assert spec.judge is not None and rubric is not None
-        jmsgs = judge_mod.judge_messages(rubric, case, r["response_text"])
+        try:  # the sandboxed renderer (scoring/prompts.py): a hostile snapshot's template runs nothing
+            jmsgs = judge_mod.judge_messages(rubric, case, r["response_text"])
+        except TemplateError:
+            unresolved += 1
+            continue
         k = cache_key(spec.judge, jmsgs, jparams, 0, "judge")
         keys.add(k)
         if r.get("judge_reasks"):

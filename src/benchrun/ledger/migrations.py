@@ -44,6 +44,7 @@ def _add_column(table: str, column: str, sql_type: str) -> Callable[[Connection]
 MIGRATIONS: list[Migration] = [
     Migration(1, "core: run, result, cache, report", _create(t.Run, t.Result, t.CacheEntry, t.Report)),
     Migration(2, "result.scored_by: which method scored each result", _add_column("result", "scored_by", "VARCHAR")),
+    Migration(3, "result.injection_suspected", _add_column("result", "injection_suspected", "TEXT")),
 ]
 
 

@@ -98,6 +98,8 @@ class Result(SQLModel, table=True):
     judge_reasks: int = 0
     passed: bool | None = None  # None when status == error
     created_at: dt.datetime = Field(default_factory=utcnow)
+    # why the answer looks like it tries to steer its judge (scoring/judge.py:injection_signs), None if it does not
+    injection_suspected: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class CacheEntry(SQLModel, table=True):

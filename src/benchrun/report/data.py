@@ -31,6 +31,7 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
             "judge_reason": r["judge_reason"], "failure_mode": r["judge_failure_mode"],
             "judge_error": r["judge_error"], "latency_ms": r["latency_ms"], "cost_usd": r["cost_usd"],
             "scored_by": r.get("scored_by"),
+            "injection_suspected": r.get("injection_suspected"),
         })
     cases = []
     for c in snap["dataset"]["cases"]:

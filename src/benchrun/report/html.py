@@ -202,7 +202,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><td>{{ b.model_key }}</td>
 <td>{% if b.high_severity_failures %}<span class="warn">DO NOT SHIP: {{ b.high_severity_failures | join(", ") }}</span>{% else %}<span class="ok">none</span>{% endif %}</td>
 <td>{% for k, v in b.by_category.items() %}{{ k }} {{ v.failed + v.errors }}/{{ v.n }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-<td>{% for k, v in b.failure_modes.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% else %}—{% endfor %}</td></tr>
+<td>{% for k, v in b.failure_modes.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% else %}—{% endfor %}{% if b.injection_suspected %}<br><span class="warn">injection suspected: {{ b.injection_suspected | join(", ") }}</span>{% endif %}</td></tr>
 {% endfor %}
 </table>
 
@@ -283,7 +283,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 {% if smp.error %}<p class="warn">error: {{ smp.error }}</p>{% endif %}
 {% if smp.rules %}<ul>{% for r in smp.rules %}<li class="{{ 'ok' if r.passed else 'warn' }}">{{ r.rule }}: {{ "ok" if r.passed else "FAILED" }}{% if r.extracted is defined and r.extracted is not none %} · extracted <code>{{ r.extracted }}</code> ({{ r.extracted_by }}){% endif %}{% if r.detail %} — {{ r.detail }}{% endif %}</li>{% endfor %}</ul>{% endif %}
 {% if smp.scored_by %}<p class="muted">scored by {{ smp.scored_by }}</p>{% endif %}
-{% if smp.scored_by != "rules" %}<p>judge: {% if smp.judge_score is not none %}score {{ smp.judge_score }}, {{ "pass" if smp.judge_pass else "fail" }}, mode {{ smp.failure_mode }} — {{ smp.judge_reason }}{% elif smp.judge_error %}<span class="warn">{{ smp.judge_error }}</span>{% else %}—{% endif %}</p>{% endif %}
+{% if smp.scored_by != "rules" %}<p>judge: {% if smp.judge_score is not none %}score {{ smp.judge_score }}, {{ "pass" if smp.judge_pass else "fail" }}, mode {{ smp.failure_mode }} — {{ smp.judge_reason }}{% elif smp.judge_error %}<span class="warn">{{ smp.judge_error }}</span>{% else %}—{% endif %}{% if smp.injection_suspected %} <span class="warn">injection suspected: {{ smp.injection_suspected }}</span>{% endif %}</p>{% endif %}
 </div>
 {% endfor %}{% endfor %}
 </details>

@@ -104,6 +104,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
                 "by_severity": b.by_severity,
                 "by_category": b.by_category,
                 "failure_modes": b.failure_modes,
+                "injection_suspected": b.injection_suspected,
             }
             for b in bds
         ],

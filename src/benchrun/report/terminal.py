@@ -118,6 +118,11 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             console.print("  categories: " + e(", ".join(f"{k} {v['failed'] + v['errors']}/{v['n']}" for k, v in worst)))
         if b["failure_modes"]:
             console.print("  failure modes: " + e(", ".join(f"{k} {v}" for k, v in b["failure_modes"].items())))
+        inj = b.get("injection_suspected") or []
+        if inj:
+            console.print(f"  [yellow]injection suspected[/yellow] (the answer quotes a verdict or a prompt marker; "
+                          f"check the judge was not steered): {len(inj)} case(s): "
+                          + e(", ".join(inj[:8]) + (" …" if len(inj) > 8 else "")))
 
 
 def render_case(console: Console, d: dict[str, Any]) -> None:

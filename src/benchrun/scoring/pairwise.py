@@ -26,8 +26,8 @@ from benchrun import providers
 from benchrun.analysis.bias import Verdict, both_orders_verdict
 from benchrun.hashing import content_hash
 from benchrun.providers import CallResult, Endpoint
-from benchrun.scoring.judge import JudgeFormatError, case_input_text, reask_with_schema, template
-from benchrun.scoring.rules import extract_json
+from benchrun.scoring.judge import JudgeFormatError, case_input_text, fence_answer, last_valid, reask_with_schema
+from benchrun.scoring.prompts import template
 from benchrun.spec import Case, ModelRef, Retries, Rubric
 
 Winner = Literal["A", "B", "tie"]
@@ -83,8 +83,8 @@ def pairwise_messages(rubric: Rubric, case: Case, first: str, second: str) -> li
     prompt = template(pairwise_prompt_source(rubric)).render(
         input=case_input_text(case),
         ideal=case.ideal,
-        response_a=first,
-        response_b=second,
+        response_a=fence_answer(first),
+        response_b=fence_answer(second),
         criteria_text="\n".join(f"- {c.name}: {c.description}" for c in rubric.criteria),
         scale_text="\n".join(f"{k}: {v}" for k, v in sorted(rubric.scale.items())),
         failure_modes_text=", ".join(rubric.failure_modes),
@@ -103,14 +103,7 @@ class PairwiseReply:
         return {"A": "A>B", "B": "B>A", "tie": "tie"}[self.winner]  # type: ignore[return-value]
 
 
-def parse_pairwise(text: str) -> PairwiseReply:
-    """Validate a pairwise judge reply; raises `JudgeFormatError` with what is wrong."""
-    try:
-        value = extract_json(text)
-    except ValueError:
-        raise JudgeFormatError("no JSON object found in the reply") from None
-    if not isinstance(value, dict):
-        raise JudgeFormatError("the reply is JSON but not an object")
+def _pairwise_of(value: Any) -> PairwiseReply:
     if "winner" not in value:
         raise JudgeFormatError("'winner' is a required property")
     raw = str(value["winner"]).strip()
@@ -121,6 +114,11 @@ def parse_pairwise(text: str) -> PairwiseReply:
     if not isinstance(reason, str):
         raise JudgeFormatError("'reason' must be a string")
     return PairwiseReply(norm, reason)  # type: ignore[arg-type]
+
+
+def parse_pairwise(text: str) -> PairwiseReply:
+    """Validate a pairwise judge reply (its last valid object, as for verdicts); raises `JudgeFormatError`."""
+    return last_valid(text, _pairwise_of)  # type: ignore[no-any-return]
 
 
 def _reask(messages: list[dict[str, str]], bad_reply: str, error: str) -> list[dict[str, str]]:
@@ -175,6 +173,7 @@ class CachedCaller:
             self._sem = asyncio.Semaphore(self.concurrency)
         async with self._sem:
             res = await providers.complete(self.ref, self.endpoint, messages, self.params, self.timeout_s, self.retries)
+        res = res.with_secrets_redacted()
         if res.ok:
             await asyncio.to_thread(self.cache.cache_put, key, self.ref.model, res.to_cache())
             if res.cost_usd is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,22 +43,113 @@ def _contains(haystack: str, needle: str) -> bool:
     return _norm(needle) in _norm(haystack)
 
 
+MAX_JSON_DEPTH = 100  # brackets open at once; deeper values are refused before json (or jsonschema) recurses
+MAX_JSON_CHARS = 2_000_000  # longer texts are not searched for JSON at all
+
+
+@dataclass
+class JsonScan:
+    """What a search for JSON values did: ``steps`` characters examined (at most ``budget``)."""
+
+    steps: int = 0
+    budget: int = 0
+    too_deep: bool = False
+    exhausted: bool = False
+
+
+def iter_json(text: str, scan: JsonScan | None = None) -> Iterator[Any]:
+    """Every top-level JSON object or array in ``text``, in order of position.
+
+    Bounded: texts over `MAX_JSON_CHARS` raise `ValueError`; values nested deeper than
+    `MAX_JSON_DEPTH` are skipped (``scan.too_deep``) without being parsed; the search examines at
+    most ``8 * len(text) + 10_000`` characters in all (``scan.exhausted`` when that ran out), so
+    its cost is linear in the text whatever the text is. Only a span whose brackets balance
+    (outside strings) is handed to `json.loads`.
+    """
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"text of {len(text)} characters is over the {MAX_JSON_CHARS} limit for JSON")
+    scan = scan if scan is not None else JsonScan()
+    scan.budget = 8 * len(text) + 10_000
+    n, pos = len(text), 0
+    while pos < n:
+        m = _OPENER.search(text, pos)
+        if m is None:
+            return
+        start = j = m.start()
+        stack: list[str] = []
+        in_str = esc = False
+        end = -1
+        while j < n:
+            scan.steps += 1
+            if scan.steps > scan.budget:
+                scan.exhausted = True
+                return
+            ch = text[j]
+            if in_str:
+                if esc:
+                    esc = False
+                elif ch == "\\":
+                    esc = True
+                elif ch == '"':
+                    in_str = False
+            elif ch == '"':
+                in_str = True
+            elif ch in "{[":
+                stack.append(ch)
+                if len(stack) > MAX_JSON_DEPTH:
+                    scan.too_deep = True
+                    break
+            elif ch in "}]":
+                if not stack or (stack[-1] == "{") != (ch == "}"):
+                    break
+                stack.pop()
+                if not stack:
+                    end = j + 1
+                    break
+            j += 1
+        if end > 0:
+            try:
+                value = json.loads(text[start:end])
+            except ValueError:  # not JSON (or a number too long for int()): look for a value starting later
+                pass
+            else:
+                yield value
+                pos = end
+                continue
+        # too deep: no value starts inside this run of brackets within the depth limit; else try the next opener
+        pos = j if len(stack) > MAX_JSON_DEPTH else start + 1
+
+
+_OPENER = re.compile(r"[\[{]")
+
+
 def extract_json(text: str) -> Any:
-    """Parse the first JSON value in ``text`` (a bare object, or one inside a ``` fence)."""
-    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
-    candidates = [fence.group(1)] if fence else []
-    candidates.append(text)
-    decoder = json.JSONDecoder()
-    for cand in candidates:
-        cand = cand.strip()
-        for i, ch in enumerate(cand):
-            if ch in "{[":
-                try:
-                    value, _ = decoder.raw_decode(cand[i:])
-                    return value
-                except json.JSONDecodeError:
-                    continue
+    """Parse the first JSON value in ``text`` (one inside a ``` fence first, else a bare one); bounded (`iter_json`)."""
+    fence = re.search(r"```(?:json)?\s*(.*?)```", text[:MAX_JSON_CHARS], re.DOTALL)
+    scan = JsonScan()
+    for cand in ([fence.group(1)] if fence else []) + [text]:
+        for value in iter_json(cand, scan):
+            return value
+    if scan.too_deep:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     raise ValueError("no JSON value found")
+
+
+REGEX_TIMEOUT_S = 0.5  # one rule regex on one answer; catastrophic backtracking becomes an error, not a stall
+
+
+def bounded_search(pattern: str, text: str, ignore_case: bool = True) -> Any:
+    """`regex.search` with a time limit (raises `TimeoutError`): a rule pattern such as ``^(\\w+\\s?)*$`` can
+    backtrack exponentially on a short answer, and rules run on the event loop that drives every call."""
+    import regex
+
+    flags = regex.IGNORECASE if ignore_case else 0
+    return regex.search(pattern, text, flags, timeout=REGEX_TIMEOUT_S, concurrent=True)  # concurrent: GIL released
+
+
+def _regex_timeout_message(rule: str) -> str:
+    return (f"check {rule} took over {REGEX_TIMEOUT_S:g}s on this answer (catastrophic backtracking); "
+            "simplify the pattern, e.g. remove nested quantifiers such as (\\w+\\s?)*")
 
 
 def run_check(check: Check, response: str, case: Case | None = None, sandbox: Sandbox | None = None) -> RuleOutcome:
@@ -80,17 +172,21 @@ def run_check(check: Check, response: str, case: Case | None = None, sandbox: Sa
         ok = _contains(response, v) if check.ignore_case else v in response
         return RuleOutcome(f"contains {v!r}", ok, "" if ok else "not found")
     if t in ("regex", "not_regex"):
-        flags = re.IGNORECASE if check.ignore_case else 0
-        found = re.search(check.pattern or "", response, flags) is not None
+        name = f"{t} {check.pattern!r}"
+        try:
+            m = bounded_search(check.pattern or "", response, check.ignore_case)
+        except TimeoutError:
+            return RuleOutcome(name, False, error=_regex_timeout_message(f"{t} /{check.pattern}/"))
+        found = m is not None
         ok = found if t == "regex" else not found
-        return RuleOutcome(f"{t} {check.pattern!r}", ok, "" if ok else ("no match" if t == "regex" else "matched"))
+        return RuleOutcome(name, ok, "" if ok else ("no match" if t == "regex" else "matched"))
     if t == "json_schema":
         import jsonschema
 
         try:
             value = extract_json(response)
-        except ValueError:
-            return RuleOutcome("json_schema", False, "response contains no JSON")
+        except ValueError as e:
+            return RuleOutcome("json_schema", False, f"response contains no usable JSON ({e})")
         errors = sorted(jsonschema.Draft202012Validator(check.schema_ or {}).iter_errors(value), key=str)
         if errors:
             return RuleOutcome("json_schema", False, errors[0].message[:200])
@@ -136,6 +232,11 @@ def _equals_normalised(check: Check, response: str) -> RuleOutcome:
                        extracted=got[:500], extracted_by=how)
 
 
+def uses_regex(case: Case) -> bool:
+    return any(isinstance(b, Pattern) for b in case.must_not) or any(c.type in ("regex", "not_regex")
+                                                                    for c in case.checks)
+
+
 def needs_sandbox(case: Case) -> bool:
     """Whether evaluating this case runs code (slow, blocking: keep it off an event loop)."""
     return any(c.type == "python_tests" for c in case.checks)
@@ -144,9 +245,12 @@ def needs_sandbox(case: Case) -> bool:
 async def evaluate_async(case: Case, response: str, sandbox: Sandbox | None = None) -> list[RuleOutcome]:
     """:func:`evaluate` for callers on an event loop: cases that run code go to the sandbox's thread pool
     (one thread per core, independent of model-call concurrency); the others are evaluated inline."""
-    if not needs_sandbox(case):
-        return evaluate(case, response)
     import asyncio
+
+    if not needs_sandbox(case):
+        if uses_regex(case):  # a slow pattern (up to its timeout) must not hold up every other call's progress
+            return await asyncio.to_thread(evaluate, case, response)
+        return evaluate(case, response)
 
     from benchrun.scoring import sandbox as sandbox_mod
 
@@ -166,8 +270,13 @@ def evaluate(case: Case, response: str, sandbox: Sandbox | None = None) -> list[
             out.append(RuleOutcome(f"must_include {item!r}", ok, "" if ok else "not found"))
     for bad in case.must_not:
         if isinstance(bad, Pattern):
-            m = re.search(bad.regex, response, re.IGNORECASE)
-            out.append(RuleOutcome(f"must_not /{bad.regex}/", m is None, f"matched {m.group(0)!r}" if m else ""))
+            name = f"must_not /{bad.regex}/"
+            try:
+                m = bounded_search(bad.regex, response)
+            except TimeoutError:
+                out.append(RuleOutcome(name, False, error=_regex_timeout_message(name)))
+                continue
+            out.append(RuleOutcome(name, m is None, f"matched {m.group(0)!r}" if m else ""))
         else:
             found = _contains(response, bad)
             out.append(RuleOutcome(f"must_not {bad!r}", not found, "found" if found else ""))
