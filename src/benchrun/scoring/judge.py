@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from benchrun.scoring.prompts import template
@@ -78,14 +79,17 @@ def fence_answer(answer: str) -> str:
             f"{answer}\n<<<END-{d}>>>")
 
 
-def _marker_lines(source: str) -> list[str]:
-    """Literal lines of a judge template that look like section markers (``[End of answer]``, ``### Answer``)."""
+@lru_cache(maxsize=16)
+def _marker_lines(source: str) -> tuple[str, ...]:
+    """Literal lines of a judge template that look like section markers (``[End of answer]``, ``### Answer``);
+    not list items or prose, which answers may repeat innocently."""
     out = []
     for line in source.splitlines():
         t = line.strip()
-        if 4 <= len(t) <= 80 and "{" not in t and (t[0] in "[<#=-" or t.lower().startswith(("end of", "begin"))):
+        if 4 <= len(t) <= 80 and "{" not in t and (t.startswith(("[", "<", "##", "==", "--"))
+                                                   or t.lower().startswith(("end of", "begin"))):
             out.append(t.casefold())
-    return out
+    return tuple(out)
 
 
 def injection_signs(answer: str, *templates: str) -> str | None:
