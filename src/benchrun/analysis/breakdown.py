@@ -173,6 +173,7 @@ def breakdown(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None =
             if cid not in b.high_severity_failures:
                 b.high_severity_failures.append(cid)
     for b in per.values():
+        b.injection_suspected.sort()
         b.failure_modes = dict(Counter(b.failure_modes).most_common())
         b.by_category = dict(sorted(b.by_category.items(), key=lambda kv: (-(kv[1]["failed"] + kv[1]["errors"]), kv[0])))
     return list(per.values())
