@@ -7,6 +7,7 @@ The builders live below the CLI (`benchrun.report.comparison`, `benchrun.report.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -46,16 +47,10 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Is A better than B? Paired per case: pass-rate gap with intervals, McNemar, judge score, flips, power."""
-    from benchrun.report.comparison import compare_payload, resolve_ref
+    from benchrun import api
     from benchrun.report.terminal_compare import render_compare
 
-    led = open_ledger(ledger)
-    ra, rb = resolve_ref(led, a, run), resolve_ref(led, b, run)
-    if ra[0].id == rb[0].id and ra[1] == rb[1]:
-        from benchrun.errors import UsageError
-
-        raise UsageError(f"A and B are the same model ({ra[1]} in run {ra[0].id}); compare two different ones")
-    payload = compare_payload(led, ra, rb)
+    payload = api.compare(a, b, run=run, ledger=open_ledger(ledger)).data
     if json_out:
         print_json(payload)
     else:
@@ -76,8 +71,8 @@ def reproduce(
     ] = False,
 ) -> None:
     """Re-run a recorded run from its stored snapshot and say whether the result reproduced (exit 1 if not)."""
+    from benchrun import api
     from benchrun.report.terminal_compare import render_reproduce
-    from benchrun.reproduce import reproduce as do_reproduce
 
     led = open_ledger(ledger)
     if not json_out:
@@ -85,7 +80,10 @@ def reproduce(
                                                                        "with fresh calls (cache not read)"),
                     markup=False)
     with ProgressBar(not json_out) as bar:
-        d = do_reproduce(led, run_id, from_cache=from_cache, unsafe_exec=unsafe_exec, **bar.hooks())
+        hooks = bar.hooks()
+        d = api.reproduce(run_id, from_cache=from_cache, ledger=led, unsafe_exec=unsafe_exec,
+                          progress=hooks["on_progress"],
+                          on_start=hooks["on_start"], interrupt_guard=hooks["interrupt_guard"]).data
     if json_out:
         print_json(d)
     else:
@@ -133,12 +131,12 @@ def shortlist(
 
     Exits 1 when limits were given and every candidate is excluded.
     """
-    from benchrun.report.shortlist import shortlist_payload
+    from benchrun import api
     from benchrun.report.terminal_compare import render_shortlist
 
-    led = open_ledger(ledger)
-    d = shortlist_payload(led, run_ids, max_cost_per_1k, max_p95_ms, max_high_severity, min_pass_rate,
-                          parse_weights(weights))
+    d = api.shortlist(run_ids, max_cost_per_1k=max_cost_per_1k, max_p95_ms=max_p95_ms,
+                      max_high_severity=max_high_severity, min_pass_rate=min_pass_rate,
+                      weights=parse_weights(weights), ledger=open_ledger(ledger)).data
     if json_out:
         print_json(d)
     else:
@@ -151,32 +149,48 @@ def shortlist(
 @app.command("report")
 def report(
     run_id: Annotated[str, typer.Argument(help="Run id (or prefix).")],
-    html: Annotated[Path | None, typer.Option("--html", help="Write one self-contained HTML file here (required).")
-                    ] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write one self-contained HTML file here.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a compact GitHub-flavoured Markdown summary "
+                                           "(for a pull-request comment or $GITHUB_STEP_SUMMARY).")] = False,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="With --markdown: compare each model with the "
+                                                 "same model key in this earlier run.")] = None,
     compare_: Annotated[str | None, typer.Option("--compare", help="Add a paired comparison: MODEL_A,MODEL_B.")
                         ] = None,
     with_shortlist: Annotated[bool, typer.Option("--shortlist", help="Add the shortlist table.")] = False,
     ledger: LedgerOpt = None,
 ) -> None:
-    """One self-contained HTML report (no network needed): conditions, tables, charts, per-case drill-down."""
-    from benchrun.errors import UsageError
-    from benchrun.report.data import report_data
-    from benchrun.report.html import render_report
+    """One self-contained HTML report (no network needed): conditions, tables, charts, per-case drill-down.
 
-    if html is None:  # checked here, not by typer, so the message is our one line and exit code 2
-        raise UsageError("give the output file: benchrun report RUN_ID --html report.html")
+    With --markdown, a compact Markdown summary on standard output instead (or as well).
+    """
+    from benchrun.errors import UsageError
+
+    if html is None and not markdown:  # checked here, not by typer, so the message is our one line and exit code 2
+        raise UsageError("give the output file: benchrun report RUN_ID --html report.html (or --markdown)")
+    if baseline is not None and not markdown:
+        raise UsageError("--baseline goes with --markdown: benchrun report RUN_ID --markdown --baseline RUN_ID")
     led = open_ledger(ledger)
     run = led.get_run(run_id)
-    pair: tuple[str, str] | None = None
-    if compare_:
-        parts = [p.strip() for p in compare_.split(",")]
-        if len(parts) != 2 or not all(parts):
-            raise UsageError("--compare needs two model keys separated by a comma, e.g. --compare good,bad")
-        pair = (parts[0], parts[1])
-    data = report_data(led, run, pair, with_shortlist)
-    try:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_report(data), encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot write {html}: {e.strerror}") from None
-    out().print(f"wrote {html}", markup=False)
+    if markdown:
+        from benchrun import api
+
+        text = api.report_markdown(run.id, baseline=baseline, ledger=led)
+    if html is not None:
+        from benchrun.report.data import report_data
+        from benchrun.report.html import render_report
+
+        pair: tuple[str, str] | None = None
+        if compare_:
+            parts = [p.strip() for p in compare_.split(",")]
+            if len(parts) != 2 or not all(parts):
+                raise UsageError("--compare needs two model keys separated by a comma, e.g. --compare good,bad")
+            pair = (parts[0], parts[1])
+        data = report_data(led, run, pair, with_shortlist)
+        try:
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(render_report(data), encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot write {html}: {e.strerror}") from None
+        (err() if markdown else out()).print(f"wrote {html}", markup=False)
+    if markdown:
+        sys.stdout.write(text)

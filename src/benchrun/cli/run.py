@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -49,34 +48,38 @@ def run(
         bool, typer.Option("--unsafe-exec", help="Run code checks without bubblewrap: a plain subprocess with "
                            "rlimits only, which can read your files and reach the network (recorded in the run).")
     ] = False,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Also write a JUnit XML file (one test case per case × model).")
+    ] = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Print the calls, tokens and cost the run would take; call nothing.")
+    ] = False,
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
-    from benchrun import providers, runner
-    from benchrun.execution import execute_run
-    from benchrun.report.summary import build_summary, gate_failures
-    from benchrun.report.terminal import render_summary
-    from benchrun.spec import LoadedSpec, load_run_spec
+    from benchrun import api
 
-    providers.collect_env_secrets()
+    if estimate:
+        if resume or spec is None:
+            raise UsageError("--estimate needs a run spec file (it estimates a new run), not --resume")
+        from benchrun.report.estimate import render_estimate
+
+        est = api.estimate(spec, ledger=open_ledger(ledger), cache=not no_cache)
+        if json_out:
+            print_json(est.to_dict())
+        else:
+            render_estimate(out(), est)
+        return
+    if junit is not None:
+        _check_writable(junit)
     led = open_ledger(ledger)
     if resume:
-        prior = led.get_run(resume)
-        if prior.status == "completed" and not _has_errors(led, prior.id):
-            raise UsageError(f"run {prior.id} is already complete; nothing to resume")
-        loaded = LoadedSpec.from_snapshot(json.loads(prior.spec_snapshot))
-        loaded.path = prior.spec_path
-        n_workers = runner.call_workers_for(loaded, call_workers)
-        run_id = prior.id
-        runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)  # refuse before the run is marked running
-        led.update_run(run_id, status="running", message=None, finished_at=None)
+        prepared = api.prepare_resume(resume, ledger=led, call_workers=call_workers, unsafe_exec=unsafe_exec)
     else:
         if spec is None:
             raise UsageError("give a run spec file, or --resume RUN_ID")
-        loaded = load_run_spec(spec)
-        n_workers = runner.call_workers_for(loaded, call_workers)
-        if require_calibrated:
-            _check_calibrated(led, loaded)
-        run_id = runner.create_run(loaded, led, unsafe_exec=unsafe_exec)
+        prepared = api.prepare_run(spec, ledger=led, require_calibrated=require_calibrated, call_workers=call_workers,
+                                   unsafe_exec=unsafe_exec)
+    loaded, run_id, n_workers = prepared.loaded, prepared.run_id, prepared.call_workers
     if not json_out:
         from benchrun.ledger.store import redact_url
 
@@ -84,33 +87,35 @@ def run(
                if n_workers else "calls in this process")
         err().print(f"run {run_id}: {loaded.spec.name} — ledger {redact_url(led.url)} — {how}", markup=False)
     with ProgressBar(not json_out) as bar:
-        outcome = execute_run(loaded, led, run_id, use_cache=not no_cache, call_workers=n_workers,
-                              unsafe_exec=unsafe_exec, **bar.hooks())
-    summary = build_summary(led, led.get_run(run_id))
+        hooks = bar.hooks()
+        result = api.execute(prepared, cache=not no_cache, progress=hooks["on_progress"], on_start=hooks["on_start"],
+                             interrupt_guard=hooks["interrupt_guard"])
+    summary = result.data
+    from benchrun.report.terminal import render_summary
+
+    if junit is not None:
+        _write(junit, api.junit_report(run_id, ledger=led))
     if json_out:
         print_json(summary)
     else:
         render_summary(out(), summary)
-    if outcome.status != "completed":
-        raise RunAborted(f"run {run_id} stopped: {outcome.message}. Resume with: benchrun run --resume {run_id}")
-    exit_on_gate_failures(gate_failures(summary, fail_on.value if fail_on else None, min_pass_rate))
+    if not result.completed:
+        raise RunAborted(f"run {run_id} stopped: {result.message}. Resume with: benchrun run --resume {run_id}")
+    exit_on_gate_failures(result.gate_failures(fail_on.value if fail_on else None, min_pass_rate))
 
 
-def _check_calibrated(led: Any, loaded: Any) -> None:
-    from benchrun.report.summary import latest_calibration
-
-    if loaded.spec.judge is None or loaded.rubric is None:
-        return  # scored by rules only: there is no judge to calibrate
-    judge, rb = loaded.spec.judge.model, loaded.rubric
-    cal = latest_calibration(led, judge, rb.judge_prompt_hash, rb.hash)
-    if cal is None:
-        raise UsageError(
-            f"judge {judge} is uncalibrated for rubric {rb.name} v{rb.version} (prompt {rb.judge_prompt_hash[:12]}); "
-            "run `benchrun calibrate` with human labels first, or drop --require-calibrated"
-        )
-    if not cal.get("trusted"):
-        raise UsageError(f"judge {judge} is not trusted by its latest calibration: {cal.get('summary')}")
+def _check_writable(path: Path) -> None:
+    """Fail before the run, not after it, when the JUnit file cannot be written."""
+    if path.is_dir():
+        raise UsageError(f"--junit {path} is a directory; give a file name, e.g. --junit report.xml")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"--junit {path}: {parent} is not a directory")
 
 
-def _has_errors(led: Any, run_id: str) -> bool:
-    return any(st == "error" for st in led.cells(run_id).values())
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None

@@ -1,0 +1,234 @@
+"""What a run would call and cost, worked out before any call (`benchrun run SPEC --estimate`).
+
+For each candidate and for the judge:
+
+* **calls**: one per case × sample for a candidate, one judge call per answer. With the cache on,
+  a call the ledger's response cache already holds is counted apart (``cached_calls``) and costs
+  nothing, exactly as in the run: the candidate's messages are known, and for a cached answer so
+  are the judge's.
+* **prompt tokens**: counted with tiktoken (cl100k_base, the count benchrun records when a
+  provider reports no usage) over the exact messages each call sends. The judge's prompt holds
+  the answer, unknown before the call: its fixed part is counted, plus the answer's completion
+  tokens (the expectation, or the candidate's ``max_tokens`` for the worst case).
+* **worst case**: every answer uses its ``max_tokens``, and every judge verdict needs its one
+  re-ask (a second call with the bad reply in it). Without ``max_tokens`` there is no bound and
+  the worst case is unknown.
+* **expected**: prompt tokens as counted, completion tokens at the mean this model produced in
+  the ledger's recent runs; unknown when the ledger has no answer of this model.
+* **prices**: the spec's ``price``, else litellm's bundled cost map; the embedded local model is
+  free. A model neither knows stays unknown (never zero), and so does every total it enters.
+
+Pure apart from reading the ledger (cache and history); nothing is called, nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchrun.ledger import Ledger
+    from benchrun.spec import LoadedSpec, ModelRef
+
+HISTORY_RUNS = 20  # recent runs whose answers set the expected completion length
+
+
+@dataclass(frozen=True)
+class RoleEstimate:
+    """One candidate's calls (or the judge's), tokens and cost."""
+
+    key: str  # candidate key, or "judge"
+    model: str
+    calls: int  # calls that would be made (cache hits excluded)
+    cached_calls: int
+    reask_calls_worst: int  # judge only: extra calls if every verdict needs its re-ask
+    prompt_tokens: int  # over the calls to make (judge: fixed part plus the expected answers when known)
+    prompt_tokens_worst: int | None
+    completion_tokens_expected: int | None
+    completion_tokens_worst: int | None  # None: no max_tokens, no bound
+    expected_basis: str
+    price_source: str  # spec | litellm | local | unknown
+    input_per_1m: float | None
+    output_per_1m: float | None
+    expected_cost_usd: float | None
+    worst_case_cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    spec_name: str
+    cases: int
+    samples: int
+    candidates: list[RoleEstimate]
+    judge: RoleEstimate
+    cache: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def roles(self) -> list[RoleEstimate]:
+        return [*self.candidates, self.judge]
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.roles)
+
+    @property
+    def expected_cost_usd(self) -> float | None:
+        return _sum(r.expected_cost_usd for r in self.roles)
+
+    @property
+    def worst_case_cost_usd(self) -> float | None:
+        return _sum(r.worst_case_cost_usd for r in self.roles)
+
+    @property
+    def unknown_prices(self) -> list[str]:
+        return [r.key for r in self.roles if r.price_source == "unknown"]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"spec": self.spec_name, "cases": self.cases, "samples": self.samples, "cache": self.cache,
+                "calls": self.calls, "expected_cost_usd": self.expected_cost_usd,
+                "worst_case_cost_usd": self.worst_case_cost_usd, "unknown_prices": self.unknown_prices,
+                "candidates": [asdict(r) for r in self.candidates], "judge": asdict(self.judge), "notes": self.notes}
+
+
+def _sum(values: Any) -> float | None:
+    total = 0.0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def prices(ref: ModelRef) -> tuple[float | None, float | None, str]:
+    """USD per 1M input and output tokens, and where they come from (the same sources a run uses)."""
+    from benchrun import providers
+
+    if ref.price is not None:
+        return ref.price.input_per_1m, ref.price.output_per_1m, "spec"
+    if providers.is_local(ref):
+        return 0.0, 0.0, "local"
+    ep = providers.Endpoint(ref.model, ref.api_base, None)
+    pin = providers.cost_of(ref, ep, 1_000_000, 0)
+    pout = providers.cost_of(ref, ep, 0, 1_000_000)
+    if pin is None or pout is None:
+        return None, None, "unknown"
+    return pin, pout, "litellm"
+
+
+def _cost(pin: float | None, pout: float | None, prompt: int | None, completion: int | None) -> float | None:
+    if pin is None or pout is None or prompt is None or completion is None:
+        return None
+    return (prompt * pin + completion * pout) / 1_000_000
+
+
+def completion_history(ledger: Ledger, runs: int = HISTORY_RUNS) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Completion tokens per answer by model string, and per judge call by judge model, over recent runs."""
+    answers: dict[str, list[int]] = {}
+    verdicts: dict[str, list[int]] = {}
+    for run in ledger.list_runs(runs):
+        for r in ledger.results(run.id):
+            if r.response_text is not None and r.error is None:
+                answers.setdefault(r.model, []).append(int(r.completion_tokens or 0))
+            if r.judge_completion_tokens is not None:
+                verdicts.setdefault(run.judge_model, []).append(
+                    round(r.judge_completion_tokens / (1 + (r.judge_reasks or 0))))
+    return answers, verdicts
+
+
+def _mean(xs: list[int] | None) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> Estimate:
+    """Count the calls, tokens and cost of a run of ``loaded`` (see the module docstring)."""
+    from benchrun import providers, runner
+    from benchrun.scoring import judge as judge_mod
+
+    spec, rubric = loaded.spec, loaded.rubric
+    cases = loaded.cases()
+    cache = use_cache and spec.cache
+    answers_hist, verdicts_hist = completion_history(ledger)
+    jparams = runner.judge_params(loaded)
+    j_max = jparams.get("max_tokens")
+    jin, jout, jsource = prices(spec.judge)
+    j_calls = j_cached = 0
+    j_fixed = 0  # judge prompt tokens without the answer, over the judge calls to make
+    j_answer_expected: float = 0.0
+    j_answer_worst: int | None = 0
+    cand_out: list[RoleEstimate] = []
+    notes: list[str] = []
+    for cand in spec.candidates:
+        params = spec.sampling_for(cand).as_params()
+        c_max = params.get("max_tokens")
+        mean_ct = _mean(answers_hist.get(cand.model))
+        calls = cached = prompt = 0
+        for case in cases:
+            msgs = runner.candidate_messages(loaded, cand, case)
+            jfix = providers.count_message_tokens(judge_mod.judge_messages(rubric, case, ""))
+            for i in range(spec.samples):
+                hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate")) if cache else None
+                if hit is not None and hit.get("text") is not None:
+                    cached += 1
+                    jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
+                    if ledger.cache_get(runner.cache_key(spec.judge, jmsgs, jparams, 0, "judge")) is not None:
+                        j_cached += 1
+                    else:  # the answer is known: the judge prompt is exact
+                        j_calls += 1
+                        j_fixed += providers.count_message_tokens(jmsgs)
+                    continue
+                calls += 1
+                prompt += providers.count_message_tokens(msgs)
+                j_calls += 1
+                j_fixed += jfix
+                j_answer_expected += mean_ct if mean_ct is not None else 0.0
+                j_answer_worst = None if j_answer_worst is None or c_max is None else j_answer_worst + c_max
+        if mean_ct is None and calls:
+            j_answer_expected = float("nan")  # unknown answer length: the judge's expectation is unknown too
+        pin, pout, source = prices(cand)
+        ct_exp = round(mean_ct * calls) if mean_ct is not None else (0 if not calls else None)
+        ct_worst = c_max * calls if c_max is not None else (0 if not calls else None)
+        basis = (f"mean of {len(answers_hist[cand.model])} recorded answer(s) of {cand.model}: {mean_ct:.1f} tokens"
+                 if mean_ct is not None else f"no recorded answer of {cand.model} in the ledger's last "
+                 f"{HISTORY_RUNS} runs: the answer length is unknown")
+        cand_out.append(RoleEstimate(
+            key=cand.key, model=cand.model, calls=calls, cached_calls=cached, reask_calls_worst=0,
+            prompt_tokens=prompt, prompt_tokens_worst=prompt, completion_tokens_expected=ct_exp,
+            completion_tokens_worst=ct_worst, expected_basis=basis, price_source=source, input_per_1m=pin,
+            output_per_1m=pout, expected_cost_usd=_cost(pin, pout, prompt, ct_exp),
+            worst_case_cost_usd=_cost(pin, pout, prompt, ct_worst),
+        ))
+    mean_jt = _mean(verdicts_hist.get(spec.judge.model))
+    answers_known = j_answer_expected == j_answer_expected  # not NaN
+    j_prompt_exp = j_fixed + round(j_answer_expected) if answers_known else None
+    j_ct_exp = round(mean_jt * j_calls) if mean_jt is not None else (0 if not j_calls else None)
+    # worst case: each verdict re-asked once; the re-ask repeats the prompt and carries the first reply
+    j_prompt_worst = (2 * (j_fixed + j_answer_worst) + j_max * j_calls
+                      if j_answer_worst is not None and j_max is not None else None)
+    j_ct_worst = 2 * j_max * j_calls if j_max is not None else (0 if not j_calls else None)
+    if not j_calls:
+        j_prompt_worst, j_ct_worst = 0, 0
+    j_basis = (f"mean of {len(verdicts_hist[spec.judge.model])} recorded verdict(s) of {spec.judge.model}: "
+               f"{mean_jt:.1f} tokens" if mean_jt is not None else
+               f"no recorded verdict of {spec.judge.model} in the ledger's last {HISTORY_RUNS} runs")
+    if not answers_known:
+        j_basis += "; the judge's prompt holds answers of unknown length"
+    judge = RoleEstimate(
+        key="judge", model=spec.judge.model, calls=j_calls, cached_calls=j_cached, reask_calls_worst=j_calls,
+        prompt_tokens=j_fixed + (round(j_answer_expected) if answers_known else 0),
+        prompt_tokens_worst=j_prompt_worst, completion_tokens_expected=j_ct_exp, completion_tokens_worst=j_ct_worst,
+        expected_basis=j_basis, price_source=jsource, input_per_1m=jin, output_per_1m=jout,
+        expected_cost_usd=_cost(jin, jout, j_prompt_exp, j_ct_exp),
+        worst_case_cost_usd=_cost(jin, jout, j_prompt_worst, j_ct_worst),
+    )
+    if j_max is None or any(spec.sampling_for(c).as_params().get("max_tokens") is None for c in spec.candidates):
+        notes.append("a model without max_tokens has no worst case: set sampling.max_tokens (and the judge's) to "
+                     "bound it")
+    notes.append("tokens counted with tiktoken cl100k_base; providers with other tokenizers bill somewhat different "
+                 "counts")
+    if spec.budget_usd is not None:
+        notes.append(f"the spec's budget_usd {spec.budget_usd} stops the run before it can spend more")
+    return Estimate(spec_name=spec.name, cases=len(cases), samples=spec.samples, candidates=cand_out, judge=judge,
+                    cache=cache, notes=notes)
