@@ -30,6 +30,11 @@ def md(text: Any, limit: int = 200) -> str:
     return s.replace("@", "@\u2060")  # a word joiner after @: GitHub links no mention
 
 
+def ident(text: Any) -> str:
+    """A run id or hash in a code span: only word characters, dots, colons and dashes survive."""
+    return "`" + re.sub(r"[^\w.:-]", "?", str(text))[:80] + "`"
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
 
@@ -50,11 +55,11 @@ def markdown_summary(summary: Mapping[str, Any], comparisons: Sequence[Mapping[s
     comparisons (`benchrun.report.comparison.compare_payload`, this run as A, the baseline as B)."""
     c = summary["conditions"]
     ds, rb, j = c["dataset"], c["rubric"], c["judge"]
-    lines = [f"## benchrun: {md(c['name'])} (run `{md(c['run_id'])}`, {md(c['status'])})", ""]
+    lines = [f"## benchrun: {md(c['name'])} (run {ident(c['run_id'])}, {md(c['status'])})", ""]
     cal = summary.get("judge_calibration")
     cal_txt = ("uncalibrated" if not cal else ("calibrated, trusted" if cal.get("trusted") else
                                                 "calibrated, NOT trusted"))
-    lines.append(f"dataset {md(ds['name'])} v{md(ds['version'])} (`{ds['hash'][:12]}`) · rubric {md(rb['name'])} "
+    lines.append(f"dataset {md(ds['name'])} v{md(ds['version'])} ({ident(ds['hash'][:12])}) · rubric {md(rb['name'])} "
                  f"v{md(rb['version'])} · judge {md(j['model'])} ({cal_txt}) · {c['samples_per_case']} sample(s) "
                  "per case")
     if summary["recorded_results"] < summary["expected_results"]:
@@ -84,7 +89,7 @@ def markdown_summary(summary: Mapping[str, Any], comparisons: Sequence[Mapping[s
         lines.append(f"- **{md(b['model_key'])}: do not ship**, {len(hs)} case(s) not passed: {shown}")
     if comparisons:
         base = comparisons[0]["b"]["run_id"]
-        lines += ["", f"### Against baseline run `{md(base)}`", "",
+        lines += ["", f"### Against baseline run {ident(base)}", "",
                   "| model | this run | baseline | difference (95% CI) | p | verdict |", "|---|---:|---:|---:|---:|---|"]
         for p in comparisons:
             cmp = p["comparison"]
