@@ -47,6 +47,7 @@ class RoleEstimate:
     completion_tokens_expected: int | None
     completion_tokens_worst: int | None  # None: no max_tokens, no bound
     expected_basis: str
+    prompt_tokens_without_answers: bool  # judge only: answers of unknown length are not in prompt_tokens
     price_source: str  # spec | litellm | local | unknown
     input_per_1m: float | None
     output_per_1m: float | None
@@ -196,7 +197,8 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         cand_out.append(RoleEstimate(
             key=cand.key, model=cand.model, calls=calls, cached_calls=cached, reask_calls_worst=0,
             prompt_tokens=prompt, prompt_tokens_worst=prompt, completion_tokens_expected=ct_exp,
-            completion_tokens_worst=ct_worst, expected_basis=basis, price_source=source, input_per_1m=pin,
+            completion_tokens_worst=ct_worst, expected_basis=basis, prompt_tokens_without_answers=False,
+            price_source=source, input_per_1m=pin,
             output_per_1m=pout, expected_cost_usd=_cost(pin, pout, prompt, ct_exp),
             worst_case_cost_usd=_cost(pin, pout, prompt, ct_worst),
         ))
@@ -219,7 +221,8 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         key="judge", model=spec.judge.model, calls=j_calls, cached_calls=j_cached, reask_calls_worst=j_calls,
         prompt_tokens=j_fixed + (round(j_answer_expected) if answers_known else 0),
         prompt_tokens_worst=j_prompt_worst, completion_tokens_expected=j_ct_exp, completion_tokens_worst=j_ct_worst,
-        expected_basis=j_basis, price_source=jsource, input_per_1m=jin, output_per_1m=jout,
+        expected_basis=j_basis, prompt_tokens_without_answers=not answers_known, price_source=jsource,
+        input_per_1m=jin, output_per_1m=jout,
         expected_cost_usd=_cost(jin, jout, j_prompt_exp, j_ct_exp),
         worst_case_cost_usd=_cost(jin, jout, j_prompt_worst, j_ct_worst),
     )

@@ -37,7 +37,8 @@ def render_estimate(console: Console, est: Estimate) -> None:
         ct_exp = "unknown" if r.completion_tokens_expected is None else f"{r.completion_tokens_expected:,}"
         calls = f"{r.calls}" + (f" (+{r.reask_calls_worst} re-asks worst)" if r.reask_calls_worst else "")
         name = f"{e(r.key)} ({e(r.model)})" if r.key != r.model else e(r.key)
-        t.add_row(name, calls, str(r.cached_calls), f"{r.prompt_tokens:,}",
+        prompt = f"{r.prompt_tokens:,}" + (" + answers" if r.prompt_tokens_without_answers else "")
+        t.add_row(name, calls, str(r.cached_calls), prompt,
                   f"{ct_exp} / {_tokens(r.completion_tokens_worst)}", e(price), _money(r.expected_cost_usd),
                   _money(r.worst_case_cost_usd))
     console.print(t)
