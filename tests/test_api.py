@@ -251,3 +251,37 @@ def test_load_spec(project: Project, tmp_path: Path) -> None:
     assert [c.key for c in loaded.spec.candidates] == ["good", "bad"] and len(loaded.cases()) == 6
     with pytest.raises(benchrun.BadInput, match=r"missing\.yaml"):
         benchrun.load_spec(tmp_path / "missing.yaml")
+
+
+def test_measure_coverage_matches_scipy_and_is_stored(project: Project, server: FakeServer, tmp_path: Path) -> None:
+    """Real embedding model on 300 real Banking77 production queries; a narrow eval set of two intents."""
+    import csv
+
+    from scipy.spatial.distance import jensenshannon
+
+    from benchrun.spec import load_dataset
+
+    fix = Path(__file__).parent / "fixtures" / "banking77"
+    with open(fix / "production.csv", encoding="utf-8", newline="") as f:
+        prod_rows = list(csv.DictReader(f))[:300]
+    prod = tmp_path / "production.csv"
+    with prod.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(prod_rows[0]))
+        w.writeheader()
+        w.writerows(prod_rows)
+    with open(fix / "eval_pool.csv", encoding="utf-8", newline="") as f:
+        pool = [r for r in csv.DictReader(f) if r["category"] in ("card_arrival", "exchange_rate")][:20]
+    project.write_dataset([{"id": f"c{i}", "input": r["text"], "category": r["category"]} for i, r in enumerate(pool)])
+    ds = project.root / "datasets" / "mini.yaml"
+    cov = benchrun.measure_coverage(prod, ds, ledger=project.ledger, cache_path=tmp_path / "emb.sqlite", k=20)
+    d = cov.data["distributions"]
+    assert cov.jsd == pytest.approx(float(jensenshannon(d["production"], d["eval"], base=2) ** 2), abs=1e-9)
+    assert cov.band == cov.data["score"]["band"] == "refresh"  # two intents of 77 cannot cover production
+    with benchrun.Ledger(project.ledger) as led:
+        stored = led.store.reports("coverage", dataset_hash=load_dataset(ds).hash)
+    assert [r.id for r in stored] == [cov.report_id]
+    again = benchrun.measure_coverage(prod, ds, ledger=project.ledger, store=False,
+                                      cache_path=tmp_path / "emb.sqlite", k=20)
+    assert again.report_id is None and again.jsd == cov.jsd  # seeded, cached embeddings: identical
+    with pytest.raises(benchrun.BadInput):
+        benchrun.measure_coverage(tmp_path / "nope.jsonl", ds, ledger=project.ledger)

@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
-                     "calibrate", "estimate", "report_markdown", "junit_report", "Ledger", "RunResult", "ModelResult",
-                     "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration"),
+                     "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "Ledger", "RunResult", "ModelResult",
+                     "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration", "CoverageResult"),
                     "benchrun.api"),
     **dict.fromkeys(("BenchrunError", "BadInput", "UsageError", "RunAborted"), "benchrun.errors"),
     "Estimate": "benchrun.estimation",
@@ -34,6 +34,7 @@ __all__ = [
     "BenchrunError",
     "Calibration",
     "Comparison",
+    "CoverageResult",
     "Estimate",
     "Ledger",
     "ModelBreakdown",
@@ -52,6 +53,7 @@ __all__ = [
     "estimate",
     "junit_report",
     "load_spec",
+    "measure_coverage",
     "report_markdown",
     "reproduce",
     "resume",
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from benchrun.api import (
         Calibration,
         Comparison,
+        CoverageResult,
         Ledger,
         ModelBreakdown,
         ModelResult,
@@ -77,6 +80,7 @@ if TYPE_CHECKING:
         estimate,
         junit_report,
         load_spec,
+        measure_coverage,
         report_markdown,
         reproduce,
         resume,

@@ -227,6 +227,17 @@ class Calibration:
     data: dict[str, Any] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class CoverageResult:
+    """`benchrun coverage`: how far the eval set is from production; ``data`` is the full report (``--json``)."""
+
+    jsd: float
+    band: str  # the JSD band: good, watch or refresh (see docs/coverage.md)
+    headline: str | None
+    report_id: int | None  # the ledger report, when stored
+    data: dict[str, Any] = field(repr=False)
+
+
 # ----------------------------------------------------------------------------- the ledger
 
 
@@ -494,6 +505,28 @@ def calibrate(run_id: str, labels: str | Path, *, threshold: float = 0.6, judge:
                                         api_base=api_base, api_key_env=api_key_env, use_cache=cache))
     return Calibration(run_id=info["run_id"], trusted=bool(info["trusted"]), kappa=info["kappa"], n=int(info["n"]),
                        summary=info["summary"], data=info)
+
+
+def measure_coverage(production: str | Path, dataset: str | Path, *, ledger: str | Path | Ledger | None = None,
+                     store: bool = True, **options: Any) -> CoverageResult:
+    """Coverage of ``dataset`` against production traffic, as `benchrun coverage -p PRODUCTION -d DATASET`.
+
+    ``options`` are the command's options by their Python names (``k``, ``method``, ``window_days``,
+    ``sessions``, ``model``, ``cache_path``, ``seed``, ``good_below``, ``refresh_above``, ...; see
+    `benchrun.coverage.pipeline.CoverageOptions`). With ``store`` the report is recorded in the
+    ledger, where `runs show` then finds it for runs of this dataset version.
+    """
+    from benchrun.coverage.history import store_report
+    from benchrun.coverage.pipeline import run_coverage
+
+    report = run_coverage(production, dataset, **options)
+    rid = None
+    if store:
+        rid = store_report(_store(ledger).url, report)
+        report["ledger_report_id"] = rid
+    score = report["score"]
+    return CoverageResult(jsd=float(score["jsd"]), band=str(score["band"]), headline=report.get("headline"),
+                          report_id=rid, data=report)
 
 
 def report_markdown(run_id: str, *, baseline: str | None = None, ledger: str | Path | Ledger | None = None) -> str:
