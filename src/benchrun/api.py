@@ -247,10 +247,10 @@ class Ledger:
     ``None`` means what the CLI uses: ``$BENCHRUN_LEDGER``, else ``runs/ledger.sqlite``.
     """
 
-    def __init__(self, url: str | Path | None = None) -> None:
+    def __init__(self, url: str | Path | _Store | None = None) -> None:
         from benchrun.ledger import Ledger as Store
 
-        self.store: _Store = Store(str(url) if url is not None else None)
+        self.store: _Store = url if isinstance(url, Store) else Store(str(url) if url is not None else None)
 
     @property
     def url(self) -> str:

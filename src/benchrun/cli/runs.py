@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -27,17 +26,12 @@ app.add_typer(runs_app, name="runs")
 def runs_list(ledger: LedgerOpt = None, json_out: JsonOpt = False,
               limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 50) -> None:
     """List runs, newest first."""
+    from dataclasses import asdict
+
+    from benchrun import api
     from benchrun.report.terminal import render_runs
 
-    led = open_ledger(ledger)
-    rows = []
-    for r in led.list_runs(limit):
-        rows.append({
-            "id": r.id, "name": r.name, "status": r.status, "created_at": r.created_at.isoformat(),
-            "dataset": r.dataset_name, "dataset_version": r.dataset_version, "dataset_hash": r.dataset_hash,
-            "models": [m["key"] for m in json.loads(r.models)], "judge": r.judge_model,
-            "totals": json.loads(r.totals or "{}"),
-        })
+    rows = [asdict(r) for r in api.Ledger(open_ledger(ledger)).runs(limit)]
     if json_out:
         print_json(rows)
     else:
@@ -55,7 +49,8 @@ def runs_show(
                                                             "extracted and why it failed, the judge's verdict.")] = None,
 ) -> None:
     """Show a run's conditions, per-model table and failure breakdown."""
-    from benchrun.report.summary import build_summary, case_detail, gate_failures
+    from benchrun import api
+    from benchrun.report.summary import case_detail, gate_failures
     from benchrun.report.terminal import render_case, render_summary
 
     led = open_ledger(ledger)
@@ -66,7 +61,7 @@ def runs_show(
         else:
             render_case(out(), detail)
         return
-    summary = build_summary(led, led.get_run(run_id))
+    summary = api.Ledger(led).run(run_id).data
     if json_out:
         print_json(summary)
     else:
