@@ -234,3 +234,25 @@ def test_md_escape_renders_literally() -> None:
         import html as h
 
         assert h.unescape(cell) == s, (s, cell)
+
+
+def test_rules_only_run_estimate_junit_and_markdown(project: Project, server: FakeServer) -> None:
+    """A run without judge and rubric: the estimate has no judge calls, the JUnit and Markdown say so."""
+    from test_rules_only import rules_only_spec
+
+    spec = rules_only_spec(project)
+    est = benchrun.estimate(spec, ledger=project.ledger)
+    assert est.judge is None and est.calls == 12 and "scored by rules only: no judge calls" in est.notes
+    out = project.root / "junit.xml"
+    r = project.cli("run", str(spec), "--junit", str(out))
+    assert r.returncode == 0, r.stderr
+    assert server.stats()["completed"] == est.calls  # one call per case and model, as estimated
+    root = ET.parse(out).getroot()
+    assert schema_problems(root) == []
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert props["judge"] == "none (scored by rules only)"
+    run_id = props["run_id"]
+    text = benchrun.report_markdown(run_id, ledger=project.ledger)
+    assert "scored by rules only" in text and "judge" not in text.split("\n")[2]
+    bad = benchrun.Ledger(project.ledger).run(run_id).model("bad")
+    assert root.get("failures") == str(bad.failed)

@@ -61,13 +61,13 @@ class Estimate:
     cases: int
     samples: int
     candidates: list[RoleEstimate]
-    judge: RoleEstimate
+    judge: RoleEstimate | None  # None: the run is scored by rules only
     cache: bool
     notes: list[str] = field(default_factory=list)
 
     @property
     def roles(self) -> list[RoleEstimate]:
-        return [*self.candidates, self.judge]
+        return [*self.candidates, *([self.judge] if self.judge is not None else [])]
 
     @property
     def calls(self) -> int:
@@ -91,7 +91,8 @@ class Estimate:
         return {"spec": self.spec_name, "cases": self.cases, "samples": self.samples, "cache": self.cache,
                 "calls": self.calls, "expected_cost_usd": self.expected_cost_usd,
                 "worst_case_cost_usd": self.worst_case_cost_usd, "unknown_prices": self.unknown_prices,
-                "candidates": [asdict(r) for r in self.candidates], "judge": asdict(self.judge), "notes": self.notes}
+                "candidates": [asdict(r) for r in self.candidates],
+                "judge": asdict(self.judge) if self.judge is not None else None, "notes": self.notes}
 
 
 def _sum(values: Any) -> float | None:
@@ -154,7 +155,8 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
     answers_hist, verdicts_hist = completion_history(ledger)
     jparams = runner.judge_params(loaded)
     j_max = jparams.get("max_tokens")
-    jin, jout, jsource = prices(spec.judge)
+    has_judge = spec.judge is not None and rubric is not None
+    jin, jout, jsource = prices(spec.judge) if spec.judge is not None else (None, None, "unknown")
     j_calls = j_cached = 0
     j_fixed = 0  # judge prompt tokens without the answer, over the judge calls to make
     j_answer_expected: float = 0.0
@@ -168,11 +170,14 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         calls = cached = prompt = 0
         for case in cases:
             msgs = runner.candidate_messages(loaded, cand, case)
-            jfix = providers.count_message_tokens(judge_mod.judge_messages(rubric, case, ""))
+            judged = has_judge and loaded.judged(case)
+            jfix = providers.count_message_tokens(judge_mod.judge_messages(rubric, case, "")) if judged else 0
             for i in range(spec.samples):
                 hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate")) if cache else None
                 if hit is not None and hit.get("text") is not None:
                     cached += 1
+                    if not judged:
+                        continue
                     jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
                     if ledger.cache_get(runner.cache_key(spec.judge, jmsgs, jparams, 0, "judge")) is not None:
                         j_cached += 1
@@ -182,11 +187,13 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
                     continue
                 calls += 1
                 prompt += providers.count_message_tokens(msgs)
+                if not judged:
+                    continue
                 j_calls += 1
                 j_fixed += jfix
                 j_answer_expected += mean_ct if mean_ct is not None else 0.0
                 j_answer_worst = None if j_answer_worst is None or c_max is None else j_answer_worst + c_max
-        if mean_ct is None and calls:
+        if mean_ct is None and calls and has_judge and any(loaded.judged(c) for c in cases):
             j_answer_expected = float("nan")  # unknown answer length: the judge's expectation is unknown too
         pin, pout, source = prices(cand)
         ct_exp = round(mean_ct * calls) if mean_ct is not None else (0 if not calls else None)
@@ -202,7 +209,8 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
             output_per_1m=pout, expected_cost_usd=_cost(pin, pout, prompt, ct_exp),
             worst_case_cost_usd=_cost(pin, pout, prompt, ct_worst),
         ))
-    mean_jt = _mean(verdicts_hist.get(spec.judge.model))
+    judge_model = spec.judge.model if spec.judge is not None else ""
+    mean_jt = _mean(verdicts_hist.get(judge_model))
     answers_known = j_answer_expected == j_answer_expected  # not NaN
     j_prompt_exp = j_fixed + round(j_answer_expected) if answers_known else None
     j_ct_exp = round(mean_jt * j_calls) if mean_jt is not None else (0 if not j_calls else None)
@@ -212,13 +220,13 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
     j_ct_worst = 2 * j_max * j_calls if j_max is not None else (0 if not j_calls else None)
     if not j_calls:
         j_prompt_worst, j_ct_worst = 0, 0
-    j_basis = (f"mean of {len(verdicts_hist[spec.judge.model])} recorded verdict(s) of {spec.judge.model}: "
+    j_basis = (f"mean of {len(verdicts_hist[judge_model])} recorded verdict(s) of {judge_model}: "
                f"{mean_jt:.1f} tokens" if mean_jt is not None else
-               f"no recorded verdict of {spec.judge.model} in the ledger's last {HISTORY_RUNS} runs")
+               f"no recorded verdict of {judge_model} in the ledger's last {HISTORY_RUNS} runs")
     if not answers_known:
         j_basis += "; the judge's prompt holds answers of unknown length"
-    judge = RoleEstimate(
-        key="judge", model=spec.judge.model, calls=j_calls, cached_calls=j_cached, reask_calls_worst=j_calls,
+    judge = None if not has_judge else RoleEstimate(
+        key="judge", model=judge_model, calls=j_calls, cached_calls=j_cached, reask_calls_worst=j_calls,
         prompt_tokens=j_fixed + (round(j_answer_expected) if answers_known else 0),
         prompt_tokens_worst=j_prompt_worst, completion_tokens_expected=j_ct_exp, completion_tokens_worst=j_ct_worst,
         expected_basis=j_basis, prompt_tokens_without_answers=not answers_known, price_source=jsource,
@@ -226,9 +234,12 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         expected_cost_usd=_cost(jin, jout, j_prompt_exp, j_ct_exp),
         worst_case_cost_usd=_cost(jin, jout, j_prompt_worst, j_ct_worst),
     )
-    if j_max is None or any(spec.sampling_for(c).as_params().get("max_tokens") is None for c in spec.candidates):
+    if (has_judge and j_max is None) or any(spec.sampling_for(c).as_params().get("max_tokens") is None
+                                            for c in spec.candidates):
         notes.append("a model without max_tokens has no worst case: set sampling.max_tokens (and the judge's) to "
                      "bound it")
+    if not has_judge:
+        notes.append("scored by rules only: no judge calls")
     notes.append("tokens counted with tiktoken cl100k_base; providers with other tokenizers bill somewhat different "
                  "counts")
     if spec.budget_usd is not None:

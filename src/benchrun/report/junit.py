@@ -72,7 +72,8 @@ def junit_xml(run: Mapping[str, Any], rows: Iterable[Mapping[str, Any]], case_id
         props = ET.SubElement(suite, "properties")
         for name, value in (("run_id", run["run_id"]), ("model_key", key),
                             ("dataset", f"{run['dataset']['name']} v{run['dataset']['version']}"),
-                            ("dataset_hash", run["dataset"]["hash"]), ("judge", run["judge"]["model"]),
+                            ("dataset_hash", run["dataset"]["hash"]),
+                            ("judge", run["judge"]["model"] if run.get("judge") else "none (scored by rules only)"),
                             ("status", run["status"])):
             ET.SubElement(props, "property", name=name, value=xml_text(value))
         n = failures = errors = 0

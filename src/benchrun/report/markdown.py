@@ -59,9 +59,10 @@ def markdown_summary(summary: Mapping[str, Any], comparisons: Sequence[Mapping[s
     cal = summary.get("judge_calibration")
     cal_txt = ("uncalibrated" if not cal else ("calibrated, trusted" if cal.get("trusted") else
                                                 "calibrated, NOT trusted"))
-    lines.append(f"dataset {md(ds['name'])} v{md(ds['version'])} ({ident(ds['hash'][:12])}) · rubric {md(rb['name'])} "
-                 f"v{md(rb['version'])} · judge {md(j['model'])} ({cal_txt}) · {c['samples_per_case']} sample(s) "
-                 "per case")
+    scoring = (f"rubric {md(rb['name'])} v{md(rb['version'])} · judge {md(j['model'])} ({cal_txt})"
+               if rb is not None and j is not None else "scored by rules only")
+    lines.append(f"dataset {md(ds['name'])} v{md(ds['version'])} ({ident(ds['hash'][:12])}) · {scoring} · "
+                 f"{c['samples_per_case']} sample(s) per case")
     if summary["recorded_results"] < summary["expected_results"]:
         lines.append("")
         lines.append(f"**Incomplete:** {summary['recorded_results']} of {summary['expected_results']} results "
