@@ -42,12 +42,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def summary_text(result: RunResult, width: int = 120) -> str:
     """The run's terminal summary (what `benchrun runs show` prints), as plain text."""
-    from rich.console import Console
-
+    from benchrun.report.escape import SafeConsole  # control sequences in data never reach the log
     from benchrun.report.terminal import render_summary
 
     buf = io.StringIO()
-    render_summary(Console(file=buf, width=width, no_color=True, highlight=False, soft_wrap=True), result.data)
+    render_summary(SafeConsole(file=buf, width=width, no_color=True, highlight=False, soft_wrap=True), result.data)
     return buf.getvalue()
 
 
