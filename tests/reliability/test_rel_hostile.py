@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ def test_case_input_is_never_rendered_as_a_template(project: Project, server: Fa
     for rq in cand:
         assert rq.messages[-1]["content"] == cases[0]["input"]
     for rq in judge:
-        text = rq.messages[-1]["content"]
+        text = re.sub(r"ANSWER-\d{24}", "ANSWER-<delimiter>", rq.messages[-1]["content"])  # its digits may hold 49
         assert "What is {{ 7*7 }}? {% if true %}yes{% endif %}" in text and "49" not in text
         assert "{{ 7*7 }}" in text.split("<<<ANSWER-", 1)[1]
 

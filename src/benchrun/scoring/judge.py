@@ -67,8 +67,10 @@ _VERDICT_KEY_RE = re.compile(r'"(?:score|pass|failure_mode|winner)"\s*:')
 def answer_delimiter(answer: str) -> str:
     """The delimiter that fences ``answer`` in a judge prompt: unknowable to whoever wrote the answer (it is a
     hash of the answer itself), yet the same for the same answer, so judge calls stay cacheable and reproducible."""
-    digest = hashlib.sha256(b"benchrun answer fence\0" + answer.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{_FENCE_TAG}-{digest[:24]}"
+    digest = hashlib.sha256(b"benchrun answer fence\0" + answer.encode("utf-8", "surrogatepass")).digest()
+    # 24 decimal digits (79 bits): tokenizers split digit runs into groups of three (cl100k, o200k), so the
+    # delimiter costs the same number of tokens for every answer and `estimate` can count it before the call
+    return f"{_FENCE_TAG}-{int.from_bytes(digest[:16], 'big') % 10**24:024d}"
 
 
 def fence_answer(answer: str) -> str:
