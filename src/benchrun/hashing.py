@@ -33,3 +33,12 @@ def content_hash(obj: Any) -> str:
 
 def short(h: str | None, n: int = 12) -> str:
     return (h or "")[:n]
+
+
+def cache_key(ref: Any, messages: list[dict[str, Any]], params: dict[str, Any], sample: int, role: str) -> str:
+    """The response cache's key of one call: model string, api_base, exact messages, sampling params,
+    sample index and role (``ref`` is a `benchrun.spec.ModelRef`). Here, not in the runner, so that the
+    pairwise judge and `ledger copy` share it without importing the runner."""
+    return content_hash(
+        {"model": ref.model, "api_base": ref.api_base, "messages": messages, "params": params, "sample": sample, "role": role}
+    )

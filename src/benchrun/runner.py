@@ -25,7 +25,7 @@ from jinja2 import TemplateError
 from benchrun import callpool, providers
 from benchrun.callpool import CallPool
 from benchrun.errors import BadInput, RunAborted, UsageError
-from benchrun.hashing import content_hash
+from benchrun.hashing import cache_key
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Result, Run
 from benchrun.providers import CallResult, Endpoint
@@ -154,12 +154,6 @@ def check_templates(loaded: LoadedSpec, source: str | None = None) -> None:
             except TemplateError as e:
                 raise BadInput(rb_file or "rubric", f"case {case.id}",
                                f"{what} failed: {prompts.describe_error(e)}") from None
-
-
-def cache_key(ref: ModelRef, messages: list[dict[str, Any]], params: dict[str, Any], sample: int, role: str) -> str:
-    return content_hash(
-        {"model": ref.model, "api_base": ref.api_base, "messages": messages, "params": params, "sample": sample, "role": role}
-    )
 
 
 # ----------------------------------------------------------------------------- run record

@@ -160,7 +160,7 @@ class CachedCaller:
     _sem: asyncio.Semaphore | None = field(default=None, repr=False)
 
     async def __call__(self, messages: list[dict[str, Any]], role: str, sample: int = 0) -> CallResult:
-        from benchrun.runner import cache_key
+        from benchrun.hashing import cache_key
 
         key = cache_key(self.ref, messages, self.params, sample, role)
         self.calls += 1
