@@ -60,6 +60,15 @@ def alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))  # a zombie is dead
 
 
+def through_litellm(spec_path: Path) -> Path:
+    """Force every model of a spec onto the litellm transport: call workers serve litellm's calls only."""
+    spec = yaml.safe_load(spec_path.read_text())
+    for m in [*spec["candidates"], spec["judge"]]:
+        m["transport"] = "litellm"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return spec_path
+
+
 def children(pid: int) -> list[int]:
     p = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(x) for x in p.read_text().split()] if p.exists() else []
@@ -79,7 +88,7 @@ PROBE = textwrap.dedent("""
         threading.Thread(target=threading.Event().wait, daemon=True).start()
     pool = callpool.CallPool(2, 40)
     model = "openai/echo" if pad else "openai/good"  # echo: the answer is the question, as long
-    ref = ModelRef(model=model, api_base=url, price={{"input_per_1m": 1, "output_per_1m": 2}})
+    ref = ModelRef(model=model, api_base=url, price={{"input_per_1m": 1, "output_per_1m": 2}}, transport="litellm")
     ep = providers.resolve(ref)
 
     async def main():
@@ -153,7 +162,7 @@ def test_the_global_limit_is_shared_out_between_the_workers() -> None:
     assert sum(callpool.split_slots(33, 8)) == 33
 
 
-@pytest.mark.parametrize("workers", ["0", "3"], ids=["in-process", "3-workers"])
+@pytest.mark.parametrize("workers", ["0", "3", "fast"], ids=["in-process", "3-workers", "openai-transport"])
 def test_calls_in_flight_never_exceed_the_limits(tmp_path: Path, workers: str) -> None:
     """The server counts the requests it is serving at once, in all and per model: never more than the spec's
     global and per-model limits, however the calls are made; and the global limit is reached, so it is what
@@ -163,10 +172,14 @@ def test_calls_in_flight_never_exceed_the_limits(tmp_path: Path, workers: str) -
         project = Project(tmp_path, srv.url)
         project.write_dataset(make_cases(60))
         project.write_rubric()
-        spec = yaml.safe_load(project.write_spec(concurrency={"global": 7, "per_model": 5}).read_text())
+        spec_path = project.write_spec(concurrency={"global": 7, "per_model": 5})
+        if workers != "fast":  # "fast": the OpenAI-compatible transport, in the run's process
+            through_litellm(spec_path)
+        spec = yaml.safe_load(spec_path.read_text())
         spec["judge"]["concurrency"] = 3
         (project.root / "runs" / "mini.yaml").write_text(yaml.safe_dump(spec))
-        r = project.cli("run", "runs/mini.yaml", "--call-workers", workers, "--json", subprocess_=True)
+        r = project.cli("run", "runs/mini.yaml", "--call-workers", "0" if workers == "fast" else workers, "--json",
+                        subprocess_=True)
         assert r.returncode == 0, r.stderr[-2000:]
         stats = srv.get("/stats")
     finally:
@@ -180,7 +193,7 @@ def test_calls_in_flight_never_exceed_the_limits(tmp_path: Path, workers: str) -
 
 
 def test_call_workers_must_be_auto_or_a_count(project: Project) -> None:
-    spec = project.setup()
+    spec = through_litellm(project.setup())
     for bad in ("-1", "two"):
         r = project.cli("run", str(spec), "--call-workers", bad)
         assert r.returncode == 2, (bad, r.stderr)
@@ -190,6 +203,11 @@ def test_call_workers_must_be_auto_or_a_count(project: Project) -> None:
     assert runner.call_workers_for(loaded, "9") == 4
     assert runner.call_workers_for(loaded, "3") == 3
     assert runner.call_workers_for(loaded, "0") == 0
+    # the OpenAI-compatible transport makes its calls in the run's own process: no workers, whatever was asked
+    fast = load_run_spec(project.write_spec(name="fast"))
+    assert {ref.key: runner.providers.transport_for(ref) for ref in [*fast.spec.candidates, fast.spec.judge]} == \
+        {"good": "openai", "bad": "openai", "openai/judge": "openai"}
+    assert runner.call_workers_for(fast, "3") == 0 and runner.call_workers_for(fast, "auto") == 0
 
 
 # --------------------------------------------------------------------------- deaths and Ctrl-C in a real run
@@ -211,7 +229,7 @@ def _start(tmp: Path, srv: ServerProcess) -> tuple[Project, subprocess.Popen[str
     project = Project(tmp, srv.url)
     project.write_dataset(make_cases(CASES))
     project.write_rubric()
-    spec = project.write_spec(concurrency={"global": 8, "per_model": 8}, timeout_s=30)
+    spec = through_litellm(project.write_spec(concurrency={"global": 8, "per_model": 8}, timeout_s=30))
     return project, _run(project, "run", str(spec))
 
 

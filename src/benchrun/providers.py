@@ -1,12 +1,21 @@
 """The provider gateway: the only module that talks to models.
 
-Every call goes through litellm (remote providers, OpenAI-compatible servers
-and the embedded local model alike). tenacity owns retries — litellm's own
-retries and the OpenAI SDK's are switched off — with exponential backoff and
-jitter that honours ``Retry-After`` on 429 and retries 5xx, timeouts and
-connection faults. Tokens come from the provider, or are counted with tiktoken
-and flagged as estimated. Cost comes from the spec's per-model prices, or
-litellm's cost map, or is unknown (``None``) — never silently zero.
+Two transports behind one interface (`complete`):
+
+* ``openai``: OpenAI-compatible servers over one shared httpx client (`benchrun.openai_http`):
+  ``openai/...`` models, models with an ``api_base`` (vLLM, Ollama's /v1, llama.cpp, TGI, LM
+  Studio, OpenRouter, ...) and the embedded local model;
+* ``litellm``: everything else (Anthropic, Vertex, Bedrock, Azure, Cohere, ...). litellm is
+  imported only when a model uses it (importing it takes seconds).
+
+A spec's ``transport: litellm | openai`` forces either for one model. Both share what
+follows. tenacity owns retries — litellm's own retries and the OpenAI SDK's are switched off —
+with exponential backoff and jitter that honours ``Retry-After`` on 429 and retries 5xx,
+timeouts, connection faults and bodies that are not a completion; faults are described the
+same way whichever transport met them. Tokens come from the provider, or are counted with
+tiktoken and flagged as estimated. Cost comes from the spec's per-model prices, or litellm's
+price map (read as data on the fast path, `benchrun.prices`), or is unknown (``None``) — never
+silently zero.
 """
 
 from __future__ import annotations
@@ -16,12 +25,14 @@ import dataclasses
 import os
 import random
 import re
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchrun import openai_http
 from benchrun.errors import BadInput
 from benchrun.spec import ModelRef, Price, Retries
 
@@ -111,13 +122,34 @@ LOCAL_PREFIX = "local/"  # the embedded default model, served by benchrun.local_
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach one model: what litellm needs, with the key kept out of reprs."""
+    """How to reach one model, with the key kept out of reprs."""
 
-    model: str  # litellm model string actually called
+    model: str  # model string actually called (litellm's form: ``openai/NAME``, ``anthropic/NAME``, ...)
     api_base: str | None
     api_key: str | None = field(repr=False)
     local: bool = False
     local_server: Any = field(default=None, repr=False, compare=False)  # local_model.LocalEndpoint when local
+    transport: str = "litellm"  # "openai" (httpx, benchrun.openai_http) or "litellm"
+
+
+def transport_for(ref: ModelRef) -> str:
+    """Which transport calls this model: the spec's ``transport``, else ``openai`` for what speaks the OpenAI API.
+
+    That is ``openai/...`` models, the embedded local model, and models with an ``api_base`` unless their
+    prefix names a litellm provider with its own API (``ollama/``, ``anthropic/``, ...; ``ollama`` servers
+    also speak OpenAI's API under ``/v1``: use ``openai/NAME`` with ``api_base: http://HOST:11434/v1``).
+    """
+    if ref.transport is not None:
+        return ref.transport
+    if is_local(ref) or ref.model.startswith("openai/"):
+        return "openai"
+    if ref.api_base and ("/" not in ref.model or ref.model.startswith(openai_http.OPENAI_PREFIXES)):
+        return "openai"
+    return "litellm"
+
+
+def uses_litellm(endpoints: Iterable[Endpoint]) -> bool:
+    return any(ep.transport == "litellm" for ep in endpoints)
 
 
 def is_local(ref: ModelRef) -> bool:
@@ -131,7 +163,8 @@ def resolve(ref: ModelRef, where: str = "spec") -> Endpoint:
         from benchrun import local_model
 
         ep = local_model.ensure_server(ref.model)
-        return Endpoint(ep.litellm_model, ep.api_base, ep.api_key, local=True, local_server=ep)
+        return Endpoint(ep.litellm_model, ep.api_base, ep.api_key, local=True, local_server=ep,
+                        transport=transport_for(ref))
     key: str | None = None
     if ref.api_key_env:
         key = os.environ.get(ref.api_key_env)
@@ -140,7 +173,7 @@ def resolve(ref: ModelRef, where: str = "spec") -> Endpoint:
         SECRETS.add(key)
     elif ref.api_base:
         key = "not-needed"  # OpenAI-compatible local servers still require some key
-    return Endpoint(ref.model, ref.api_base, key)
+    return Endpoint(ref.model, ref.api_base, key, transport=transport_for(ref))
 
 
 # ----------------------------------------------------------------------------- tokens and cost
@@ -166,6 +199,10 @@ def cost_of(ref: ModelRef, endpoint: Endpoint, prompt_tokens: int, completion_to
         return price_cost(ref.price, prompt_tokens, completion_tokens)
     if endpoint.local:
         return 0.0
+    if endpoint.transport == "openai":  # the same map litellm prices from, read as data (benchrun.prices)
+        from benchrun import prices
+
+        return prices.cost(endpoint.model, prompt_tokens, completion_tokens)
     litellm = setup_litellm()
     try:
         p, c = litellm.cost_per_token(
@@ -200,13 +237,14 @@ class CallResult:
     error: str | None = None
     resolved_model: str | None = None
     cached: bool = False
+    tool_calls: list[dict[str, Any]] | None = None  # as the provider sent them (OpenAI's shape)
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.text is not None
 
     def to_cache(self) -> dict[str, Any]:
-        return {
+        d = {
             "text": self.text,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -215,6 +253,9 @@ class CallResult:
             "latency_ms": self.latency_ms,
             "resolved_model": self.resolved_model,
         }
+        if self.tool_calls is not None:
+            d["tool_calls"] = self.tool_calls
+        return d
 
     def with_secrets_redacted(self) -> CallResult:
         """This result with registered secret values removed from the answer (`Secrets.redact_values`)."""
@@ -241,9 +282,9 @@ class EmptyResponse(Exception):
 
 
 def _retry_after_seconds(exc: BaseException) -> float | None:
-    """Read ``Retry-After`` (seconds or HTTP date) from a litellm/openai exception, if any."""
+    """Read ``Retry-After`` (seconds or HTTP date) from a transport's exception, if any."""
     headers: Any = None
-    for attr in ("litellm_response_headers", "response"):
+    for attr in ("headers", "litellm_response_headers", "response"):
         obj = getattr(exc, attr, None)
         if obj is None:
             continue
@@ -266,23 +307,47 @@ def _retry_after_seconds(exc: BaseException) -> float | None:
     return None
 
 
-def classify(exc: BaseException) -> tuple[bool, str]:
-    """Is this fault worth retrying, and a short description of it."""
-    litellm = setup_litellm()
+# litellm wraps the provider's message: "litellm.RateLimitError: RateLimitError: OpenAIException - <message>",
+# "litellm.Timeout: APITimeoutError - Request timed out. Error_str: Request timed out. - timeout value=1.0, time
+# taken=1.01 seconds"
+_LITELLM_WRAPPER = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+:\s*)?(?:\w*(?:Exception|Error)\s+-\s+)?")
+_LITELLM_TIMEOUT_TAIL = re.compile(r"\s*(?:Error_str:.*?)?(?:\s*-\s*timeout value=.*)?$", re.DOTALL)
+
+
+def _fault(exc: BaseException) -> tuple[str, str]:
+    """The fault's kind and own message, without a transport's wrapping, so both transports describe it alike."""
     name = type(exc).__name__
+    if isinstance(exc, openai_http.ProviderError):
+        return name, exc.message
+    text = str(exc)
+    if type(exc).__module__.startswith("litellm"):
+        text = _LITELLM_WRAPPER.sub("", text, count=1)
+        if name == "Timeout":
+            text = _LITELLM_TIMEOUT_TAIL.sub("", text, count=1)  # the time taken is a timing, not the fault
+        elif name == "InternalServerError" and text.startswith("Connection error"):
+            name = "APIConnectionError"  # litellm's name for a refused or reset connection is a server error's
+    return name, text
+
+
+def classify(exc: BaseException) -> tuple[bool, str]:
+    """Is this fault worth retrying, and a short description of it (``Kind: message``, the same per transport)."""
+    name, msg = _fault(exc)
     status = getattr(exc, "status_code", None)
-    retryable_types: tuple[type[BaseException], ...] = (
-        litellm.RateLimitError,
-        litellm.Timeout,
-        litellm.APIConnectionError,
-        litellm.InternalServerError,
-        litellm.ServiceUnavailableError,
-        litellm.BadGatewayError,
-        asyncio.TimeoutError,
-        EmptyResponse,
-    )
-    msg = SECRETS.redact(str(exc)) or ""
+    msg = SECRETS.redact(msg) or ""
     msg = " ".join(msg.split())[:300]
+    if isinstance(exc, openai_http.ProviderError):
+        return exc.retryable, f"{name}: {msg}"
+    retryable_types: tuple[type[BaseException], ...] = (asyncio.TimeoutError, EmptyResponse)
+    litellm = sys.modules.get("litellm")  # an exception can only be litellm's once litellm was imported
+    if litellm is not None:
+        retryable_types += (
+            litellm.RateLimitError,
+            litellm.Timeout,
+            litellm.APIConnectionError,
+            litellm.InternalServerError,
+            litellm.ServiceUnavailableError,
+            litellm.BadGatewayError,
+        )
     if isinstance(exc, retryable_types):
         return True, f"{name}: {msg}"
     if isinstance(status, int) and (status == 429 or status >= 500):
@@ -292,10 +357,59 @@ def classify(exc: BaseException) -> tuple[bool, str]:
     return False, f"{name}: {msg}"
 
 
-async def warm_up() -> None:
-    """Load litellm's lazily imported call path once, so the first real call's latency is not inflated."""
+async def warm_up(endpoints: Iterable[Endpoint] | None = None) -> None:
+    """Load litellm's lazily imported call path once, so the first real call's latency is not inflated.
+
+    Only when some endpoint uses litellm (``None``: warm it up regardless).
+    """
+    if endpoints is not None and not uses_litellm(endpoints):
+        return
     litellm = setup_litellm()
     await litellm.acompletion(model="openai/warm-up", messages=[{"role": "user", "content": "hi"}], mock_response="ok")
+
+
+async def close() -> None:
+    """Close the fast transport's pooled connections (at the end of the event loop that used them)."""
+    await openai_http.aclose()
+
+
+def _from_litellm(resp: Any) -> openai_http.Completion:
+    choice = resp.choices[0] if resp.choices else None
+    msg = getattr(choice, "message", None)
+    usage = getattr(resp, "usage", None)
+    tool_calls = getattr(msg, "tool_calls", None)
+    return openai_http.Completion(
+        text=getattr(msg, "content", None),
+        prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
+        completion_tokens=getattr(usage, "completion_tokens", None) if usage else None,
+        model=getattr(resp, "model", None),
+        finish_reason=getattr(choice, "finish_reason", None),
+        tool_calls=[t.model_dump() if hasattr(t, "model_dump") else dict(t) for t in tool_calls] if tool_calls else None,
+    )
+
+
+async def _attempt(endpoint: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
+                   timeout_s: float) -> openai_http.Completion:
+    """One call through the endpoint's transport; raises on any fault."""
+    if endpoint.transport == "openai":
+        return await openai_http.attempt(endpoint.model, endpoint.api_base, endpoint.api_key, messages, params,
+                                         timeout_s)
+    litellm = setup_litellm()
+    kwargs: dict[str, Any] = {
+        "model": endpoint.model,
+        "messages": messages,
+        "timeout": timeout_s,
+        "num_retries": 0,
+        "max_retries": 0,
+        **params,
+    }
+    if endpoint.api_base:
+        kwargs["api_base"] = endpoint.api_base
+    if endpoint.api_key:
+        kwargs["api_key"] = endpoint.api_key
+    async with asyncio.timeout(timeout_s + 5):  # a backstop should litellm's own timeout not fire
+        resp = await litellm.acompletion(**kwargs)
+    return _from_litellm(resp)
 
 
 async def complete(
@@ -309,7 +423,6 @@ async def complete(
     """One chat completion with retries; never raises for provider faults (returns ``error``)."""
     from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-    litellm = setup_litellm()
     attempts: list[dict[str, Any]] = []
 
     def _wait(state: RetryCallState) -> float:
@@ -329,19 +442,6 @@ async def complete(
         attempts.append({"error": desc, "retryable": retry})
         return retry
 
-    kwargs: dict[str, Any] = {
-        "model": endpoint.model,
-        "messages": messages,
-        "timeout": timeout_s,
-        "num_retries": 0,
-        "max_retries": 0,
-        **params,
-    }
-    if endpoint.api_base:
-        kwargs["api_base"] = endpoint.api_base
-    if endpoint.api_key:
-        kwargs["api_key"] = endpoint.api_key
-
     started = time.perf_counter()
     last_latency = 0.0
     try:
@@ -353,10 +453,9 @@ async def complete(
         ):
             with attempt:
                 t0 = time.perf_counter()
-                async with asyncio.timeout(timeout_s + 5):  # a backstop should litellm's own timeout not fire
-                    resp = await litellm.acompletion(**kwargs)
+                resp = await _attempt(endpoint, messages, params, timeout_s)
                 last_latency = (time.perf_counter() - t0) * 1000
-                text = resp.choices[0].message.content if resp.choices else None
+                text = resp.text
                 if text is None or not str(text).strip():
                     raise EmptyResponse("the provider returned an empty answer")
     except Exception as exc:
@@ -371,9 +470,7 @@ async def complete(
             error=desc if not retry else f"gave up after {len(attempts)} attempts: {desc}",
         )
 
-    usage = getattr(resp, "usage", None)
-    pt = getattr(usage, "prompt_tokens", None) if usage else None
-    ct = getattr(usage, "completion_tokens", None) if usage else None
+    pt, ct = resp.prompt_tokens, resp.completion_tokens
     estimated = False
     if not pt or ct is None:  # litellm reports 0/0 when the provider sent no usage
         pt = count_message_tokens(messages)
@@ -388,5 +485,6 @@ async def complete(
         latency_ms=round(last_latency, 2),
         retries=len(attempts),
         attempts=attempts,
-        resolved_model=getattr(resp, "model", None),
+        resolved_model=resp.model,
+        tool_calls=resp.tool_calls,
     )

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from benchrun.scoring.sandbox import Sandbox
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
-# how litellm words "could not reach the server" (it reports refused connections as InternalServerError)
+# how the transports word "could not reach the server" (litellm reports refused connections as InternalServerError)
 _CONNECTION_SIGNS = ("APIConnectionError", "Connection error", "Timeout", "timed out", "Connection refused")
 
 
@@ -256,7 +256,12 @@ def with_resolved_models(models_json: str, results: list[Result]) -> str:
 
 
 def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
-    """Worker processes for the model calls: ``--call-workers`` as given, or ``auto`` (see ``callpool``)."""
+    """Worker processes for the litellm calls: ``--call-workers`` as given, or ``auto`` (see ``callpool``).
+
+    Always 0 when no model goes through litellm: the OpenAI-compatible transport keeps up with the
+    targets in one process (docs/performance.md), so its calls are never sent to workers.
+    """
+    n = -1
     if option != "auto":
         try:
             n = int(option)
@@ -264,8 +269,11 @@ def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
             n = -1
         if n < 0:
             raise UsageError(f"--call-workers must be 'auto' or a whole number >= 0, not {option!r}")
-        return min(n, loaded.spec.concurrency.global_)  # each worker needs one of the global slots
     spec = loaded.spec
+    if not any(providers.transport_for(ref) == "litellm" for ref in [*spec.candidates, spec.judge]):
+        return 0
+    if option != "auto":
+        return min(n, spec.concurrency.global_)  # each worker needs one of the global slots
     n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples
     any_local = any(providers.is_local(ref) for ref in [*spec.candidates, *([spec.judge] if spec.judge else [])])
     return callpool.auto_workers(n_units, spec.concurrency.global_, any_local)
@@ -432,7 +440,7 @@ class Runner:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
         async with sem:
-            if self.pool is not None and not ep.local:
+            if self.pool is not None and not ep.local and ep.transport == "litellm":
                 res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
             else:
                 res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
@@ -564,7 +572,7 @@ class Runner:
         if spec.judge is not None:
             self.judge_endpoint = await asyncio.to_thread(providers.resolve, spec.judge, self.loaded.path or "spec")
         self.check_budget_prices()
-        await providers.warm_up()
+        await providers.warm_up([*self.endpoints.values(), self.judge_endpoint])
 
         units = self.pending_units()
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
@@ -625,7 +633,8 @@ class Runner:
         # the run slower: its one event loop is the bottleneck, and more tasks only queue on it.)
         at_once = spec.concurrency.global_
         eps = [*self.endpoints.values(), *([self.judge_endpoint] if self.judge_endpoint else [])]
-        if self.pool is not None and self.pool.concurrency <= at_once and not any(ep.local for ep in eps):
+        if self.pool is not None and self.pool.concurrency <= at_once and \
+                all(ep.transport == "litellm" and not ep.local for ep in eps):  # the pool makes every call
             at_once *= 2
         n_workers = max(1, min(at_once, len(units) or 1))
         if self.pool is not None:
@@ -642,6 +651,7 @@ class Runner:
             self._writer.shutdown(wait=True)  # every result handed to the writer is in the ledger
             if self.pool is not None:
                 await self.pool.detach()
+            await providers.close()
         if self.state.stop is not None:
             return RunOutcome(self.run_id, self.state.stop_status, self.state.stop, prog)
         return RunOutcome(self.run_id, "completed", None, prog)

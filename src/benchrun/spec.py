@@ -573,6 +573,9 @@ class ModelRef(_Strict):
     sampling: Sampling | None = None
     prompt: Prompt | None = None
     concurrency: int | None = Field(default=None, ge=1)
+    # Which transport calls the model (benchrun.providers.transport_for): "openai" (httpx, for OpenAI-compatible
+    # servers) or "litellm". Unset: openai/... models, the local model and most api_base servers use "openai".
+    transport: Literal["litellm", "openai"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -918,6 +921,9 @@ class LoadedSpec(BaseModel):
             d["rubric"] = self.rubric.hash
         if self.fewshot_dataset is not None:  # the exemplars' file by content, not by name
             d["fewshot_dataset"] = self.fewshot_dataset.hash
+        for m in [*d.get("candidates", []), d.get("judge") or {}]:  # unset: hash as before the field existed
+            if m.get("transport") is None:
+                m.pop("transport", None)
         return content_hash(d)
 
     @classmethod

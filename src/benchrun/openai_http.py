@@ -1,0 +1,259 @@
+"""The OpenAI-compatible transport: chat completions over one shared ``httpx.AsyncClient``.
+
+Most models teams evaluate speak the OpenAI chat API (OpenAI itself, vLLM, Ollama's ``/v1``,
+llama.cpp, TGI, LM Studio, OpenRouter, Together, Groq, Fireworks, our embedded local model).
+Calling them directly costs about a quarter of the CPU of a litellm call and avoids importing
+litellm (seconds of start-up). `benchrun.providers` picks this transport or litellm per model
+and owns what both share: the tenacity retry policy, ``Retry-After``, the classification of
+faults into retryable and fatal, token estimates and cost.
+
+One attempt is one POST to ``{api_base}/chat/completions``. Faults are raised as the
+exceptions below, named and classified as litellm names and classifies the same faults from the
+same server (status 429 → ``RateLimitError``, 5xx, timeouts, connection faults and bodies that
+are not a chat completion → retryable; 4xx → fatal), so a run's ledger reads the same whichever
+transport made its calls (``tests/test_transports.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+DEFAULT_BASE = "https://api.openai.com/v1"
+# Model-string prefixes (litellm's provider names) whose servers speak the OpenAI chat API; the prefix is
+# not sent. A model with another prefix (anthropic/, vertex_ai/, ollama/ native, ...) goes through litellm.
+OPENAI_PREFIXES = ("openai/", "hosted_vllm/", "lm_studio/", "llamafile/")
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a response larger than this is refused, not parsed
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+class ProviderError(Exception):
+    """A failed attempt. ``retryable`` says whether the same request may succeed later."""
+
+    retryable = False
+
+    def __init__(self, message: str, status_code: int | None = None, headers: httpx.Headers | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.headers = headers
+
+
+class BadRequestError(ProviderError):
+    pass
+
+
+class AuthenticationError(ProviderError):
+    pass
+
+
+class PermissionDeniedError(ProviderError):
+    pass
+
+
+class NotFoundError(ProviderError):
+    pass
+
+
+class UnprocessableEntityError(ProviderError):
+    pass
+
+
+class APIError(ProviderError):
+    pass
+
+
+class RateLimitError(ProviderError):
+    retryable = True
+
+
+class InternalServerError(ProviderError):
+    retryable = True
+
+
+class BadGatewayError(ProviderError):
+    retryable = True
+
+
+class ServiceUnavailableError(ProviderError):
+    retryable = True
+
+
+class Timeout(ProviderError):  # litellm's name for the same fault
+    retryable = True
+
+
+class APIConnectionError(ProviderError):
+    retryable = True
+
+
+_BY_STATUS: dict[int, type[ProviderError]] = {
+    400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+    408: Timeout, 422: UnprocessableEntityError, 429: RateLimitError,
+    500: InternalServerError, 502: BadGatewayError, 503: ServiceUnavailableError,
+}
+
+
+def error_for_status(status: int, message: str, headers: httpx.Headers | None) -> ProviderError:
+    cls = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIError)
+    return cls(message, status_code=status, headers=headers)
+
+
+def _error_message(body: bytes, status: int) -> str:
+    """The provider's own error message (``{"error": {"message": ...}}``), or the start of the body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+        if isinstance(data.get("message"), str):
+            return data["message"]
+        if isinstance(data.get("detail"), str):
+            return data["detail"]
+    text = body[:300].decode("utf-8", "replace").strip()
+    return text or f"HTTP {status}"
+
+
+# ----------------------------------------------------------------------------- the client
+
+_client: httpx.AsyncClient | None = None
+_client_loop: asyncio.AbstractEventLoop | None = None
+
+
+def client() -> httpx.AsyncClient:
+    """The shared client of the running event loop (pooled keep-alive connections, no per-call setup)."""
+    global _client, _client_loop
+    loop = asyncio.get_running_loop()
+    if _client is None or _client_loop is not loop or _client.is_closed:
+        # A new event loop (each asyncio.run) needs its own client: connections belong to the loop that opened them.
+        _client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512, keepalive_expiry=60),
+            timeout=httpx.Timeout(600.0),  # each request sets its own, below
+            trust_env=True,
+            follow_redirects=False,
+        )
+        _client_loop = loop
+    return _client
+
+
+async def aclose() -> None:
+    """Close the shared client of the running loop (at the end of a run)."""
+    global _client, _client_loop
+    c, _client, _client_loop = _client, None, None
+    if c is not None and not c.is_closed:
+        try:
+            await c.aclose()
+        except RuntimeError:  # opened on another, finished loop: its connections died with it
+            pass
+
+
+# ----------------------------------------------------------------------------- one attempt
+
+
+@dataclass
+class Completion:
+    """What the gateway needs from one chat completion, whichever transport made it."""
+
+    text: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    model: str | None
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+def wire_model(model: str) -> str:
+    """The model name the server expects: the litellm-style provider prefix removed."""
+    for p in OPENAI_PREFIXES:
+        if model.startswith(p):
+            return model[len(p):]
+    return model
+
+
+def base_url(api_base: str | None) -> str:
+    base = api_base or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE") or DEFAULT_BASE
+    return base.rstrip("/")
+
+
+def parse_completion(data: Any) -> Completion:
+    """Read a chat-completion body; anything else is a retryable fault (a proxy's error page, a cut-off body)."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise InternalServerError("the response is not a chat completion (no 'choices' list)", status_code=500)
+    choices = data["choices"]
+    text: Any = None
+    finish: Any = None
+    tool_calls: Any = None
+    if choices:
+        first = choices[0] if isinstance(choices[0], dict) else {}
+        msg = first.get("message") if isinstance(first.get("message"), dict) else {}
+        text = msg.get("content")
+        finish = first.get("finish_reason")
+        tool_calls = msg.get("tool_calls")
+    if text is not None and not isinstance(text, str):
+        text = json.dumps(text)  # content parts: keep them readable rather than fail
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+
+    def _int(v: Any) -> int | None:
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
+
+    model = data.get("model")
+    return Completion(
+        text=text,
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
+        model=model if isinstance(model, str) else None,
+        finish_reason=finish if isinstance(finish, str) else None,
+        tool_calls=tool_calls if isinstance(tool_calls, list) and tool_calls else None,
+    )
+
+
+async def attempt(
+    model: str,
+    api_base: str | None,
+    api_key: str | None,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    timeout_s: float,
+) -> Completion:
+    """One chat completion; raises a `ProviderError` for every fault (never retries itself).
+
+    ``params`` go into the body as given: sampling, ``response_format`` (structured output),
+    ``tools`` / ``tool_choice``, ``seed``, ...
+    """
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise AuthenticationError(
+            "no API key: set OPENAI_API_KEY, or name the variable that holds the key with api_key_env"
+        )
+    body = {"model": wire_model(model), "messages": messages, **params}
+    url = base_url(api_base) + "/chat/completions"
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with asyncio.timeout(timeout_s):  # the whole attempt, as litellm's timeout is
+            resp = await client().post(url, json=body, headers=headers, timeout=httpx.Timeout(timeout_s))
+            raw = resp.content
+    except (TimeoutError, httpx.TimeoutException):
+        raise Timeout("Request timed out.", status_code=408) from None
+    except httpx.HTTPError:
+        raise APIConnectionError("Connection error.") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise InternalServerError(f"the response body is larger than {MAX_BODY_BYTES} bytes", status_code=500)
+    if resp.status_code >= 400:
+        raise error_for_status(resp.status_code, _error_message(raw, resp.status_code), resp.headers)
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise InternalServerError(str(e), status_code=500) from None  # json's words, as litellm reports them
+    return parse_completion(data)
