@@ -111,3 +111,23 @@ def test_kappa_interval_is_deterministic_and_contains_the_estimate() -> None:
     k = cohen_kappa_from_table(t).value
     assert a is not None and k is not None and a.low <= k <= a.high
     assert math.isfinite(a.width) and a.width > 0
+
+
+def test_normal_quantile_and_percentile_equal_scipy_and_numpy_without_importing_them() -> None:
+    """z_for and percentile are pure Python (a run's summary imports neither scipy nor numpy: see
+    tests/test_transports.py); they must give scipy's and numpy's numbers."""
+    import random
+
+    import numpy as np
+    from scipy.stats import norm
+
+    from benchrun.analysis.stats import percentile, z_for
+
+    for level in (0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999):
+        assert abs(z_for(level) - norm.ppf(0.5 + level / 2)) <= 1e-14 * norm.ppf(0.5 + level / 2)
+    rng = random.Random(7)
+    for _ in range(2000):
+        xs = [rng.uniform(-1e3, 1e3) for _ in range(rng.randint(1, 40))]
+        q = rng.choice([0.0, 50.0, 90.0, 95.0, 99.0, 100.0, rng.uniform(0, 100)])
+        assert percentile(xs, q) == float(np.percentile(xs, q)), (xs, q)
+    assert percentile([], 50) is None

@@ -30,10 +30,14 @@ class Interval:
 
 
 def z_for(level: float) -> float:
-    """Two-sided normal quantile for a confidence level (0.95 -> 1.959964)."""
-    from scipy.stats import norm
+    """Two-sided normal quantile for a confidence level (0.95 -> 1.959964).
 
-    return float(norm.ppf(0.5 + level / 2))
+    The standard library's `statistics.NormalDist.inv_cdf` (Wichura's AS241, as scipy's ``norm.ppf`` to
+    ~1e-15): a run's summary then needs no scipy, whose import takes seconds.
+    """
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + level / 2)
 
 
 def t_for(level: float, df: float) -> float:
@@ -215,9 +219,17 @@ def bh_adjust(p_values: Sequence[float]) -> list[float]:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100) with linear interpolation (numpy's default); None if empty."""
+    """The q-th percentile (0-100) with linear interpolation, computed as numpy's default; None if empty.
+
+    Index h = (q/100)·(n − 1) into the sorted values, interpolated between its neighbours the way
+    numpy's ``_lerp`` does (from the nearer end), in pure Python so a summary imports no numpy.
+    """
     if not values:
         return None
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values, dtype=float), q))
+    xs = sorted(float(v) for v in values)
+    h = (q / 100) * (len(xs) - 1)
+    lo = min(max(math.floor(h), 0), len(xs) - 1)
+    hi = min(lo + 1, len(xs) - 1)
+    a, b, t = xs[lo], xs[hi], h - lo
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
