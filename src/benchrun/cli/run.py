@@ -40,9 +40,10 @@ def run(
         bool, typer.Option("--require-calibrated", help="Refuse to run with an uncalibrated or untrusted judge.")
     ] = False,
     call_workers: Annotated[
-        str, typer.Option("--call-workers", help="Processes that make the model calls (0: this process). 'auto' "
-                          "uses one per 8 calls in flight (2-8) for runs of 250+ cells at concurrency 16+ on "
-                          "remote models with 2+ cores, else 0.")
+        str, typer.Option("--call-workers", help="Processes that make the litellm-transport calls (0: this "
+                          "process; OpenAI-compatible calls always stay here). 'auto' uses one per 8 calls in "
+                          "flight (2-8) for runs of 250+ cells at concurrency 16+ on remote models with 2+ "
+                          "cores, else 0.")
     ] = "auto",
     unsafe_exec: Annotated[
         bool, typer.Option("--unsafe-exec", help="Run code checks without bubblewrap: a plain subprocess with "
