@@ -270,7 +270,7 @@ def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
         if n < 0:
             raise UsageError(f"--call-workers must be 'auto' or a whole number >= 0, not {option!r}")
     spec = loaded.spec
-    if not any(providers.transport_for(ref) == "litellm" for ref in [*spec.candidates, spec.judge]):
+    if not any(providers.transport_for(ref) == "litellm" for ref in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
         return 0
     if option != "auto":
         return min(n, spec.concurrency.global_)  # each worker needs one of the global slots
@@ -572,7 +572,7 @@ class Runner:
         if spec.judge is not None:
             self.judge_endpoint = await asyncio.to_thread(providers.resolve, spec.judge, self.loaded.path or "spec")
         self.check_budget_prices()
-        await providers.warm_up([*self.endpoints.values(), self.judge_endpoint])
+        await providers.warm_up([*self.endpoints.values(), *([self.judge_endpoint] if self.judge_endpoint else [])])
 
         units = self.pending_units()
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
