@@ -97,7 +97,8 @@ class Evidence:
         return found
 
 
-def write_spec(project: Project, api_base: str, implicit: bool = True, **overrides: Any) -> Path:
+def write_spec(project: Project, api_base: str, implicit: bool = True, transport: str | None = None,
+               **overrides: Any) -> Path:
     """The test's spec: candidates and judge using all three keys; keys in comments of the file.
 
     The ``implicit`` candidate names no key and no api_base: litellm takes both from the environment
@@ -118,6 +119,11 @@ def write_spec(project: Project, api_base: str, implicit: bool = True, **overrid
                "price": {"input_per_1m": 0.5, "output_per_1m": 0.5}},
         **overrides,
     )
+    if transport is not None:  # every model through this transport (call workers serve litellm's calls only)
+        data = yaml.safe_load(spec.read_text())
+        for m in [*data["candidates"], data["judge"]]:
+            m["transport"] = transport
+        spec.write_text(yaml.safe_dump(data, sort_keys=False))
     spec.write_text(f"# the old key was {COMMENT_KEY}; do not use {OPENAI_KEY}\n" + spec.read_text()
                     + f"# api_key: {COMMENT_KEY}\n")
     return spec
@@ -204,6 +210,7 @@ def test_keys_stay_hidden_when_worker_processes_make_the_calls(tmp_path: Path) -
     """The same 401s echoing every key, with the calls (and their error messages) made in call workers."""
     with FakeServer(fake_config(faults=FAULTS)) as server:
         project, spec, ev = secrets_project(tmp_path, server.url)
+        spec = write_spec(project, server.url, transport="litellm")
         r = ev.cli("run", str(spec), "--call-workers", "2")
         ok(r)
         assert "2 call worker processes" in r.stderr
