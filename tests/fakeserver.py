@@ -323,6 +323,7 @@ class RequestRecord:
     status: int | None = None
     reply: str | None = None
     client_port: int | None = None  # the client's TCP port: which connection (so which process) sent it
+    api_key: str | None = None  # the key the request carried (Authorization: Bearer, api-key or x-api-key)
 
     @property
     def completed(self) -> bool:
@@ -675,6 +676,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _complete_inner(self, state: _State, path: str, body: dict[str, Any]) -> None:
         rec, cfg, fault = state.admit(path, body, self.client_address[1])
+        rec.api_key = self._sent_key() or None
         state.pass_gate(cfg)
         kind = fault.kind if fault else None
         if kind == "timeout":

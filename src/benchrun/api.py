@@ -343,9 +343,16 @@ def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | 
 
 
 def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
-                   call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
-    """Reopen a recorded run for its missing or errored cells. `UsageError` if it is complete."""
-    from benchrun import providers, runner
+                   call_workers: int | str = 0, unsafe_exec: bool = False, confirmed: bool = False,
+                   on_credentials: Callable[[list[str]], None] | None = None) -> Prepared:
+    """Reopen a recorded run for its missing or errored cells. `UsageError` if it is complete.
+
+    The run's stored snapshot is a ledger row that anyone who writes the ledger can edit: the
+    environment variables it reads and the hosts it sends them to are given to ``on_credentials``
+    (one line each), and when they differ from the spec file on disk (or it is absent) the resume is
+    refused (`UsageError`, nothing called or marked) unless ``confirmed`` (the CLI's ``--yes``).
+    """
+    from benchrun import credentials, providers, runner
     from benchrun.spec import LoadedSpec
 
     providers.collect_env_secrets()
@@ -355,9 +362,13 @@ def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
         raise UsageError(f"run {prior.id} is already complete; nothing to resume")
     loaded = LoadedSpec.from_snapshot(json.loads(prior.spec_snapshot))
     loaded.path = prior.spec_path
+    check = credentials.assess(prior, loaded)
+    if on_credentials is not None:
+        on_credentials(check.lines())
+    credentials.require(check, confirmed, f"benchrun run --resume {prior.id}")
     workers = runner.call_workers_for(loaded, call_workers)
-    runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)  # refuse before the run is marked running
-    store.update_run(prior.id, status="running", message=None, finished_at=None)
+    runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)  # refuse before anything is called
+    # marked running by execute_run once it holds the run's lease (a second resume is refused before that)
     return Prepared(loaded, store, prior.id, workers, unsafe_exec)
 
 
@@ -464,17 +475,20 @@ def compare(a: str, b: str, *, run: str | None = None, ledger: str | Path | Ledg
 
 
 def reproduce(run_id: str, *, from_cache: bool = False, ledger: str | Path | Ledger | None = None,
-              unsafe_exec: bool = False, progress: ProgressHook | None = None, on_start: Callable[[], None] | None = None,
+              unsafe_exec: bool = False, confirmed: bool = False, progress: ProgressHook | None = None,
+              on_start: Callable[[], None] | None = None,
               interrupt_guard: Callable[[], AbstractContextManager[Any]] | None = None) -> Reproduction:
     """Re-run a recorded run from its stored snapshot as a new run and say whether it reproduced.
 
     `UsageError` when ``from_cache`` is set and a call is missing from the cache (nothing runs),
-    `RunAborted` when the new run cannot complete.
+    when the snapshot would send credentials to hosts or read variables the spec file on disk does not
+    and ``confirmed`` is not set (`benchrun.credentials`), and `RunAborted` when the new run cannot complete.
     """
     from benchrun.reproduce import reproduce as do_reproduce
 
     _no_running_loop("reproduce", "`await asyncio.to_thread(benchrun.reproduce, ...)`")
-    d = do_reproduce(_store(ledger), run_id, from_cache=from_cache, unsafe_exec=unsafe_exec, on_progress=progress,
+    d = do_reproduce(_store(ledger), run_id, from_cache=from_cache, unsafe_exec=unsafe_exec, confirmed=confirmed,
+                     on_progress=progress,
                      on_start=on_start,
                      interrupt_guard=interrupt_guard)
     return Reproduction.from_payload(d)

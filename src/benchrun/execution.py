@@ -21,15 +21,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from benchrun.errors import BenchrunError, RunAborted
+from benchrun.ledger.store import DiskFull, error_reason, is_disk_full
 
 if TYPE_CHECKING:
     from benchrun.ledger import Ledger
     from benchrun.runner import Progress, RunOutcome
     from benchrun.spec import LoadedSpec
+
+
+# the lease (see `Ledger.acquire_lease`): renewed every LEASE_HEARTBEAT_S; another process may take it over once
+# no heartbeat came for LEASE_STALE_AFTER_S (at once when the holder is a dead process of this host)
+LEASE_HEARTBEAT_S = 10.0
+LEASE_STALE_AFTER_S = 60.0
+
+
+class _Heartbeat:
+    """A daemon thread renewing the run's lease while it executes."""
+
+    def __init__(self, ledger: Ledger, run_id: str, owner: str) -> None:
+        self.ledger, self.run_id, self.owner = ledger, run_id, owner
+        self.lost = False  # the lease was taken over (we looked dead for LEASE_STALE_AFTER_S)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="benchrun-lease", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LEASE_HEARTBEAT_S):
+            try:
+                if not self.ledger.renew_lease(self.run_id, self.owner):
+                    self.lost = True
+            except Exception:  # noqa: S112 - a failed renewal is retried at the next beat
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def _mark_interrupted(ledger: Ledger, run_id: str, why: str) -> None:
+    """Record the run as interrupted when the ledger is failing: with its totals if it can, else the status alone."""
+    try:
+        ledger.finish_run(run_id, "interrupted", _totals(ledger, run_id), why)
+    except Exception:
+        with contextlib.suppress(Exception):
+            ledger.update_run(run_id, status="interrupted", message=why)
 
 
 def _totals(ledger: Ledger, run_id: str) -> dict[str, Any]:
@@ -60,24 +100,36 @@ def execute_run(
     before anything is called or marked.
     """
     from benchrun import runner
+    from benchrun.ledger.store import lease_owner
 
     sandbox, _ = runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)
 
+    owner = lease_owner()
+    # before anything is called: a second process running the same run is refused here (LeaseHeld, exit 2)
+    ledger.acquire_lease(run_id, owner, LEASE_STALE_AFTER_S)
+    heartbeat: _Heartbeat | None = None
     guard = interrupt_guard() if interrupt_guard is not None else contextlib.nullcontext()
     with guard:
         pool: Any = None
         try:
+            ledger.update_run(run_id, status="running", message=None, finished_at=None)  # a resumed run runs again
             if call_workers:
                 from benchrun.callpool import CallPool
 
-                # before any thread of the caller's (a progress bar's) exists: the workers are forked
+                # before any thread of ours or the caller's (a progress bar's) exists: the workers are forked
                 pool = CallPool(call_workers, loaded.spec.concurrency.global_)
+            heartbeat = _Heartbeat(ledger, run_id, owner)
             if on_start is not None:
                 on_start()
             r = runner.Runner(loaded, ledger, run_id, use_cache=use_cache, on_progress=on_progress, pool=pool,
                               sandbox=sandbox)
             try:
                 outcome = asyncio.run(r.execute())
+            except DiskFull as e:  # the ledger stopped taking rows while it still had room to say how the run ended
+                why = "the ledger's disk is full"
+                _mark_interrupted(ledger, run_id, why)
+                raise RunAborted(f"run {run_id} stopped: {why} ({e}); free space, then resume with: "
+                                 f"benchrun run --resume {run_id}") from None
             except KeyboardInterrupt:
                 ledger.finish_run(run_id, "interrupted", _totals(ledger, run_id), "interrupted by the user")
                 raise RunAborted(f"run {run_id} interrupted; resume with: benchrun run --resume {run_id}") from None
@@ -86,6 +138,11 @@ def execute_run(
                                   _totals(ledger, run_id), str(e))
                 raise
             except Exception as e:
+                if is_disk_full(e):  # full after all (another process filled it): try to say so all the same
+                    why = "the ledger's disk is full"
+                    _mark_interrupted(ledger, run_id, why)
+                    raise RunAborted(f"run {run_id} stopped: {why} ({error_reason(e)}); free space, then resume with: "
+                                     f"benchrun run --resume {run_id}") from None
                 ledger.finish_run(run_id, "interrupted", _totals(ledger, run_id), f"crashed: {type(e).__name__}")
                 raise
             results = ledger.results(run_id)
@@ -96,6 +153,10 @@ def execute_run(
             ledger.finish_run(run_id, outcome.status, totals(result_dicts(results)), outcome.message)
             return outcome
         finally:
+            if heartbeat is not None:
+                heartbeat.stop()
+            with contextlib.suppress(Exception):  # a full disk or a lost server: the lease goes stale instead
+                ledger.release_lease(run_id, owner)
             if pool is not None:
                 pool.close()
             local_model = sys.modules.get("benchrun.local_model")

@@ -167,6 +167,9 @@ def resolve(ref: ModelRef, where: str = "spec") -> Endpoint:
                         transport=transport_for(ref))
     key: str | None = None
     if ref.api_key_env:
+        from benchrun.credentials import check_key_env_name
+
+        check_key_env_name(ref, where, ref.key)  # before reading it: HOME or GITHUB_TOKEN is no model key
         key = os.environ.get(ref.api_key_env)
         if not key:
             raise BadInput(where, f"model {ref.key}", f"environment variable {ref.api_key_env} is not set; export it")

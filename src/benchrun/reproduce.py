@@ -276,15 +276,18 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
 
 
 def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int = 10000, *,
-              unsafe_exec: bool = False, on_progress: Callable[[Progress], None] | None = None, on_start: Callable[[], None] | None = None,
+              unsafe_exec: bool = False, confirmed: bool = False, on_progress: Callable[[Progress], None] | None = None,
+              on_start: Callable[[], None] | None = None,
               interrupt_guard: Callable[[], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
     """Re-run RUN_ID from its stored snapshot as a new run and compare. Returns the diff payload.
 
     Raises `UsageError` when ``from_cache`` is set and some call is not in the cache (nothing
-    is run then), and `RunAborted` when the new run cannot complete. The hooks are those of
+    is run then), when the snapshot reads a variable or calls a host that the spec file on disk
+    does not (or that file is absent) and ``confirmed`` is not set (see `benchrun.credentials`),
+    and `RunAborted` when the new run cannot complete. The hooks are those of
     `benchrun.execution.execute_run`.
     """
-    from benchrun import providers, runner
+    from benchrun import credentials, providers, runner
     from benchrun.errors import RunAborted, UsageError
     from benchrun.execution import execute_run
 
@@ -307,6 +310,8 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
         raise UsageError(f"run {original.id}: the stored snapshot no longer hashes as recorded "
                          "(ledger edited, or written by an incompatible benchrun version); cannot reproduce it exactly")
     runner.check_templates(loaded, f"run {original.id} (stored snapshot)")  # before the cache check renders them
+    # before anything is called or written: the snapshot is a ledger row, which anyone with write access can edit
+    credentials.require(credentials.assess(original, loaded), confirmed, f"benchrun reproduce {original.id}")
     exec_loaded = loaded
     if from_cache:
         n_miss, shown = cache_misses(loaded, ledger, limit=5)

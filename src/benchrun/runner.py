@@ -206,7 +206,11 @@ def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sand
 
 def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
     """Validate everything that can be checked offline, then record a new run."""
+    from benchrun.credentials import check_key_env_name
+
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
+    for ref, label in [*((c, c.key) for c in spec.candidates), (spec.judge, "judge")]:
+        check_key_env_name(ref, loaded.path, label)  # refused names fail before the run is recorded
     check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
     _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
     versions = package_versions()

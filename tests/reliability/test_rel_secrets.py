@@ -50,7 +50,9 @@ PASTED_KEY = "hf_CnryPastedIntoSpec3Vb8Nq2Lw"  # a key typed into a spec file
 COMMENT_KEY = "CnryInAComment5Tr7Yu1Io"
 LEDGER_PW = "CnryLedgerPw4Zx6Cv"
 
-ENV = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ACME_GATEWAY_AUTH": CUSTOM_KEY}
+# ACME_GATEWAY_AUTH is not named like a key (_API_KEY, _KEY, _TOKEN), so api_key_env may name it only when allowed
+ENV = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ACME_GATEWAY_AUTH": CUSTOM_KEY,
+       "BENCHRUN_ALLOW_KEY_ENV": "ACME_GATEWAY_AUTH"}
 SECRETS = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
            "ACME_GATEWAY_AUTH": CUSTOM_KEY, "pasted key": PASTED_KEY, "key in a comment": COMMENT_KEY,
            "ledger password": LEDGER_PW}

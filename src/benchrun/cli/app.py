@@ -178,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         _err().print("interrupted")
         return 3
     except Exception as e:  # a bug: still one line, unless debugging
+        from benchrun.ledger.store import error_reason, is_disk_full
+
+        if is_disk_full(e):  # not a bug: the ledger's disk filled up (a run in progress was marked if it could be)
+            _err().print(f"error: the ledger's disk is full ({_redact(error_reason(e))}); free space and retry "
+                         "(an interrupted run resumes with `benchrun run --resume RUN_ID`)", markup=False)
+            return 3
         if os.environ.get("BENCHRUN_DEBUG"):
             raise
         _err().print(f"internal error: {type(e).__name__}: {_one_line(_redact(str(e)))} (set BENCHRUN_DEBUG=1 for a traceback)",

@@ -29,6 +29,8 @@ LedgerOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read the response cache.")]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Call what the stored snapshot names even where its key variables "
+                                      "or hosts differ from the spec file on disk, or that file is absent.")]
 
 
 class Group(TyperGroup):
@@ -79,10 +81,26 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def open_ledger(url: str | None) -> Ledger:
+def open_ledger(url: str | None, read_only: bool = False) -> Ledger:
+    """The ledger; ``read_only`` for commands that only read (a read-only file can still be listed)."""
     from benchrun.ledger import Ledger
 
-    return Ledger(url)
+    return Ledger(url, read_only=read_only)
+
+
+def show_credentials(run: Any) -> None:
+    """Print which variables a stored snapshot reads and which hosts it calls (`benchrun.credentials.assess`)."""
+    import json
+
+    from benchrun.credentials import assess
+    from benchrun.spec import LoadedSpec
+
+    try:
+        loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))
+    except ValueError:
+        return  # an unreadable snapshot: the command itself reports it
+    for line in assess(run, loaded).lines():
+        err().print(line, markup=False)
 
 
 def exit_on_gate_failures(problems: list[str]) -> None:

@@ -13,7 +13,17 @@ from typing import Annotated
 
 import typer
 
-from benchrun.cli.common import JsonOpt, LedgerOpt, ProgressBar, err, open_ledger, out, print_json
+from benchrun.cli.common import (
+    JsonOpt,
+    LedgerOpt,
+    ProgressBar,
+    YesOpt,
+    err,
+    open_ledger,
+    out,
+    print_json,
+    show_credentials,
+)
 
 app = typer.Typer()
 
@@ -50,7 +60,7 @@ def compare(
     from benchrun import api
     from benchrun.report.terminal_compare import render_compare
 
-    payload = api.compare(a, b, run=run, ledger=open_ledger(ledger)).data
+    payload = api.compare(a, b, run=run, ledger=open_ledger(ledger, read_only=True)).data
     if json_out:
         print_json(payload)
     else:
@@ -69,6 +79,7 @@ def reproduce(
     unsafe_exec: Annotated[
         bool, typer.Option("--unsafe-exec", help="Run code checks without bubblewrap (rlimits only; recorded).")
     ] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Re-run a recorded run from its stored snapshot and say whether the result reproduced (exit 1 if not)."""
     from benchrun import api
@@ -76,12 +87,13 @@ def reproduce(
 
     led = open_ledger(ledger)
     if not json_out:
-        err().print(f"reproducing run {led.get_run(run_id).id} " + ("from the cache (no calls)" if from_cache else
-                                                                       "with fresh calls (cache not read)"),
-                    markup=False)
+        original = led.get_run(run_id)
+        err().print(f"reproducing run {original.id} " + ("from the cache (no calls)" if from_cache else
+                                                         "with fresh calls (cache not read)"), markup=False)
+        show_credentials(original)
     with ProgressBar(not json_out) as bar:
         hooks = bar.hooks()
-        d = api.reproduce(run_id, from_cache=from_cache, ledger=led, unsafe_exec=unsafe_exec,
+        d = api.reproduce(run_id, from_cache=from_cache, ledger=led, unsafe_exec=unsafe_exec, confirmed=yes,
                           progress=hooks["on_progress"],
                           on_start=hooks["on_start"], interrupt_guard=hooks["interrupt_guard"]).data
     if json_out:
@@ -104,7 +116,7 @@ def diff(
     from benchrun.report.plain import jsonable
     from benchrun.report.terminal_compare import render_diff
 
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, read_only=True)
     d = conditions_diff(led.get_run(run_a), led.get_run(run_b))
     if json_out:
         print_json(jsonable(d))
@@ -136,7 +148,7 @@ def shortlist(
 
     d = api.shortlist(run_ids, max_cost_per_1k=max_cost_per_1k, max_p95_ms=max_p95_ms,
                       max_high_severity=max_high_severity, min_pass_rate=min_pass_rate,
-                      weights=parse_weights(weights), ledger=open_ledger(ledger)).data
+                      weights=parse_weights(weights), ledger=open_ledger(ledger, read_only=True)).data
     if json_out:
         print_json(d)
     else:
@@ -169,7 +181,7 @@ def report(
         raise UsageError("give the output file: benchrun report RUN_ID --html report.html (or --markdown)")
     if baseline is not None and not markdown:
         raise UsageError("--baseline goes with --markdown: benchrun report RUN_ID --markdown --baseline RUN_ID")
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, read_only=True)
     run = led.get_run(run_id)
     if markdown:
         from benchrun import api

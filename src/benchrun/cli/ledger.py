@@ -60,7 +60,7 @@ def ledger_info(
     """Schema version and row counts of a ledger."""
     from benchrun.ledger import Ledger, redact_url
 
-    led = Ledger(ledger)
+    led = Ledger(ledger, read_only=True)
     try:
         info = {"ledger": redact_url(led.url), "backend": led.engine.dialect.name,
                 "schema_version": led.schema_version(), **led.counts()}

@@ -12,6 +12,7 @@ from benchrun.cli.common import (
     LedgerOpt,
     ProgressBar,
     Severity,
+    YesOpt,
     err,
     exit_on_gate_failures,
     open_ledger,
@@ -55,6 +56,7 @@ def run(
     estimate: Annotated[
         bool, typer.Option("--estimate", help="Print the calls, tokens and cost the run would take; call nothing.")
     ] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
     from benchrun import api
@@ -74,7 +76,8 @@ def run(
         _check_writable(junit)
     led = open_ledger(ledger)
     if resume:
-        prepared = api.prepare_resume(resume, ledger=led, call_workers=call_workers, unsafe_exec=unsafe_exec)
+        prepared = api.prepare_resume(resume, ledger=led, call_workers=call_workers, unsafe_exec=unsafe_exec,
+                                      confirmed=yes, on_credentials=None if json_out else _print_lines)
     else:
         if spec is None:
             raise UsageError("give a run spec file, or --resume RUN_ID")
@@ -103,6 +106,11 @@ def run(
     if not result.completed:
         raise RunAborted(f"run {run_id} stopped: {result.message}. Resume with: benchrun run --resume {run_id}")
     exit_on_gate_failures(result.gate_failures(fail_on.value if fail_on else None, min_pass_rate))
+
+
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        err().print(line, markup=False)
 
 
 def _check_writable(path: Path) -> None:

@@ -31,7 +31,7 @@ def runs_list(ledger: LedgerOpt = None, json_out: JsonOpt = False,
     from benchrun import api
     from benchrun.report.terminal import render_runs
 
-    rows = [asdict(r) for r in api.Ledger(open_ledger(ledger)).runs(limit)]
+    rows = [asdict(r) for r in api.Ledger(open_ledger(ledger, read_only=True)).runs(limit)]
     if json_out:
         print_json(rows)
     else:
@@ -53,7 +53,7 @@ def runs_show(
     from benchrun.report.summary import case_detail, gate_failures
     from benchrun.report.terminal import render_case, render_summary
 
-    led = open_ledger(ledger)
+    led = open_ledger(ledger, read_only=True)
     if case is not None:
         detail = case_detail(led, led.get_run(run_id), case)
         if json_out:

@@ -16,6 +16,14 @@ from sqlmodel import SQLModel
 from benchrun.ledger import tables as t
 
 
+class FutureSchema(Exception):
+    """The ledger's schema is newer than this benchrun: refuse to write to it."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        super().__init__(f"schema version {version}, newer than this benchrun knows ({KNOWN_VERSION})")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -45,7 +53,9 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "core: run, result, cache, report", _create(t.Run, t.Result, t.CacheEntry, t.Report)),
     Migration(2, "result.scored_by: which method scored each result", _add_column("result", "scored_by", "VARCHAR")),
     Migration(3, "result.injection_suspected", _add_column("result", "injection_suspected", "TEXT")),
+    Migration(4, "run lease", _create(t.RunLease)),
 ]
+KNOWN_VERSION = max(m.version for m in MIGRATIONS)
 
 
 # any fixed 64-bit number: the PostgreSQL advisory lock that serialises concurrent migrations
@@ -74,6 +84,8 @@ def migrate(engine: Engine) -> list[int]:
         _lock_for_migration(conn)
         SQLModel.metadata.create_all(conn, tables=[t.SchemaVersion.__table__])  # type: ignore[attr-defined]
         done = {row[0] for row in conn.exec_driver_sql("SELECT version FROM schema_version")}
+        if done and max(done) > KNOWN_VERSION:  # written by a newer benchrun: its tables may mean more than ours know
+            raise FutureSchema(max(done))
         for m in MIGRATIONS:
             if m.version in done:
                 continue

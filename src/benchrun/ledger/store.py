@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, create_engine, delete, select
 
-from benchrun.errors import UsageError
-from benchrun.ledger.migrations import migrate
-from benchrun.ledger.tables import CacheEntry, Report, Result, Run, utcnow
+from benchrun.errors import RunAborted, UsageError
+from benchrun.ledger.migrations import FutureSchema, migrate
+from benchrun.ledger.tables import CacheEntry, Report, Result, Run, RunLease, utcnow
 
 DEFAULT_LEDGER = "runs/ledger.sqlite"
 T = TypeVar("T")
@@ -49,24 +49,42 @@ def ledger_url(url_or_path: str | None = None) -> str:
     return f"sqlite:///{value}"
 
 
+# query parameters of a database URL that carry credentials (``?password=``, ``?sslpassword=``, ``?token=`` ...)
+_SECRET_QUERY = re.compile(r"(?i)pass|pwd|token|secret|key|auth|credential|signature|^sig$")
+
+
 def redact_url(url: str) -> str:
-    """Hide a password in a database URL before printing it."""
+    """A database URL fit to print: the password hidden (SQLAlchemy's ``hide_password``), and the value of every
+    query parameter named like a secret (``password``, ``token``, ``key``, ``secret`` ...) replaced by ``***``.
+
+    The one helper for every place that shows a ledger URL (run banner, ``ledger info``, ``ledger copy``,
+    errors).
+    """
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        u = make_url(url)
+        if u.query:
+            u = u.set(query={k: ("***" if _SECRET_QUERY.search(k) else v) for k, v in u.query.items()})
+        return u.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:
         return "<ledger url>"
 
 
 def _register_password(url: str) -> None:
-    """Add the URL's password to the values redacted from printed errors (see `benchrun.providers.SECRETS`)."""
+    """Add the URL's password and secret-named query values to the values redacted from printed errors
+    (see `benchrun.providers.SECRETS`)."""
     from sqlalchemy.engine import make_url
 
     from benchrun.providers import SECRETS
 
     with contextlib.suppress(Exception):  # an unparseable URL is reported by create_engine
-        SECRETS.add(make_url(url).password)
+        u = make_url(url)
+        SECRETS.add(u.password)
+        for k, v in u.query.items():
+            if _SECRET_QUERY.search(k):
+                for value in (v,) if isinstance(v, str) else v:
+                    SECRETS.add(value)
 
 
 def _pg_driver(url: str) -> str:
@@ -79,6 +97,20 @@ def _pg_driver(url: str) -> str:
     if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
         return f"postgresql+psycopg{sep}{rest}"
     return f"postgresql{sep}{rest}"
+
+
+def error_reason(e: BaseException) -> str:
+    """A database error's own message on one line, without SQLAlchemy's SQL and parameters."""
+    return " ".join(str(getattr(e, "orig", None) or e).split())
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full") or PostgreSQL's disk_full (53100)."""
+    if isinstance(exc, DiskFull):
+        return True
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code == "53100" or "disk is full" in str(exc).lower() or "no space left" in str(exc).lower()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -110,30 +142,196 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_pragmas_read_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_OUR_TABLES = {"schema_version", "run"}  # a benchrun ledger has at least these (migration 1 makes them together)
+
+
+def _sqlite_file(url: str, given: str | None) -> str:
+    """The file behind a SQLite ledger: the path as given (``#`` and ``?`` are part of a path, not URL syntax),
+    or the database part of a ``sqlite:///`` URL."""
+    if given is not None and "://" not in given:
+        return given
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).database or ""
+
+
+def _sqlite_uri(path: str, *params: str) -> str:
+    """A ``file:`` URI for ``sqlite3.connect(uri=True)`` with the path percent-encoded, so ``#`` / ``?`` in a
+    file name cannot end the path and start a fragment or query."""
+    from urllib.parse import quote
+
+    return f"file:{quote(path, safe='/')}" + (f"?{'&'.join(params)}" if params else "")
+
+
+def _connect_sqlite(path: str, read_only: bool) -> Any:
+    import sqlite3
+
+    if not read_only:
+        return sqlite3.connect(_sqlite_uri(path), uri=True, timeout=30, check_same_thread=False)
+    con = sqlite3.connect(_sqlite_uri(path, "mode=ro"), uri=True, timeout=30, check_same_thread=False)
+    try:  # a WAL ledger on a read-only medium cannot create its -shm file: read it as immutable then
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return con
+    except sqlite3.OperationalError:
+        con.close()
+        return sqlite3.connect(_sqlite_uri(path, "mode=ro", "immutable=1"), uri=True, check_same_thread=False)
+
+
+def _check_sqlite_file(path: str, shown: str) -> None:
+    """Refuse a file that is not a benchrun ledger before anything (tables, WAL mode) is written to it:
+    a text file, or another application's SQLite database (non-empty, without our schema)."""
+    import sqlite3
+
+    p = Path(path)
+    try:
+        if not p.is_file() or p.stat().st_size == 0:
+            return  # a new ledger (or a path the connection itself will report on)
+        with p.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError:
+        return
+    if head != _SQLITE_HEADER:
+        raise UsageError(f"ledger {shown} is not a SQLite database (it does not start with the SQLite header); give "
+                         "a benchrun ledger file, or a path that does not exist yet to start a new one")
+    try:
+        con = _connect_sqlite(path, read_only=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return  # locked, corrupt: reported when the ledger connects
+    if tables and not _OUR_TABLES <= tables:
+        names = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise UsageError(f"ledger {shown} is another application's SQLite database (tables: {names}) without "
+                         "benchrun's schema; refusing to add tables to it. Give a new path for the ledger")
+
+
+# A SQLite ledger stops taking results and cache entries when its disk has less than this free, so that
+# recording how the run ended (a few pages) still fits: a disk that is really full takes no write at all.
+DISK_RESERVE_BYTES = 256 * 1024
+
+
+class DiskFull(RunAborted):
+    """The ledger's disk is (almost) full: the run stops, resumable, before the database itself fails."""
+
+
+class LeaseHeld(UsageError):
+    """Another live process holds the run's lease."""
+
+
+def _aware(t: Any) -> Any:
+    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    import datetime as dt
+
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+def lease_owner() -> str:
+    """``host:pid:token`` of this process (the token tells apart a reused pid)."""
+    import secrets
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _describe_owner(owner: str) -> str:
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return f"pid {pid} on {host}"
+
+
+def _owner_dead(owner: str) -> bool:
+    """Is ``owner`` a process of this host that no longer runs (or a zombie)? Owners on other hosts: unknown."""
+    import socket
+
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] == "Z"  # killed, not yet reaped by its parent
+    return False
+
+
 class Ledger:
-    def __init__(self, url: str | None = None) -> None:
+    """A ledger opened for writing (the schema is created or upgraded), or with ``read_only`` for reading commands.
+
+    ``read_only`` opens an existing SQLite file with ``mode=ro`` (so a ledger on a read-only medium or
+    without write permission can still be listed) and writes nothing, not even migrations; a ledger whose
+    schema is newer than this benchrun knows can be read that way but not written. A missing file is
+    created as usual.
+    """
+
+    def __init__(self, url: str | None = None, *, read_only: bool = False) -> None:
         self.url = ledger_url(url)
         kwargs: dict[str, Any] = {}
-        if self.url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        sqlite = self.url.startswith("sqlite")
+        self._sqlite_dir: Path | None = None
+        if sqlite:
+            path = _sqlite_file(self.url, url or os.environ.get("BENCHRUN_LEDGER") or DEFAULT_LEDGER)
+            _check_sqlite_file(path, redact_url(self.url))
+            read_only = read_only and Path(path).exists()
+            from sqlalchemy.pool import QueuePool
+
+            # our own connect: the path goes into a percent-encoded file: URI, and read-only opens use mode=ro
+            self._sqlite_dir = Path(path).resolve().parent
+            kwargs["creator"] = lambda: _connect_sqlite(path, read_only)
+            kwargs["poolclass"] = QueuePool
         elif self.url.startswith("postgres"):
             # pre-ping: a shared server restarts or drops idle connections; UTC: timestamps compare across machines
             kwargs["pool_pre_ping"] = True
             if "+psycopg" in self.url.split("://", 1)[0]:
                 kwargs["connect_args"] = {"options": "-c timezone=UTC", "connect_timeout": 10}
         try:
-            self.engine: Engine = create_engine(self.url, **kwargs)
+            self.engine: Engine = create_engine("sqlite://" if sqlite else self.url, **kwargs)
         except Exception as e:  # bad URL, missing driver
             raise UsageError(f"cannot open ledger {redact_url(self.url)}: {type(e).__name__}: {e}") from None
-        if self.url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas_read_only if read_only else _sqlite_pragmas)
         _register_password(self.url)
+        # a reading command writes nothing: no migration on a read-only SQLite file, nor on a server ledger that
+        # already has a schema (a new, empty server database still gets one)
+        self.read_only = read_only and (sqlite or self._has_schema())
         try:
-            self._retrying(lambda: migrate(self.engine))
-        except OperationalError as e:  # unreachable server, wrong database, unwritable file: the user's to fix
+            if not self.read_only:
+                self._retrying(lambda: migrate(self.engine))
+        except FutureSchema as e:
             self.engine.dispose()
-            reason = " ".join(str(getattr(e, "orig", None) or e).split())
-            raise UsageError(f"cannot open ledger {redact_url(self.url)}: {reason}") from None
+            raise UsageError(f"ledger {redact_url(self.url)} has {e}: it was written by a newer benchrun; upgrade "
+                             "benchrun before writing to it (reading commands such as `runs list` still work)") from None
+        except DatabaseError as e:  # unreachable server, wrong database, unwritable or foreign file: the user's to fix
+            self.engine.dispose()
+            hint = ""
+            if sqlite and Path(path).exists() and not (os.access(path, os.W_OK)
+                                                       and os.access(Path(path).parent, os.W_OK)):
+                hint = " (the file or its directory is read-only; reading commands such as `runs list` still work)"
+            raise UsageError(f"cannot open ledger {redact_url(self.url)}: {error_reason(e)}{hint}") from None
+
+    def _has_schema(self) -> bool:
+        from benchrun.ledger.migrations import current_version
+
+        try:
+            return current_version(self.engine) >= 1
+        except DatabaseError:
+            return False  # reported by migrate
 
     @staticmethod
     def _retrying(fn: Callable[[], T], attempts: int = 20) -> T:
@@ -202,10 +400,88 @@ class Ledger:
     def finish_run(self, run_id: str, status: str, totals: dict[str, Any], message: str | None = None) -> None:
         self.update_run(run_id, status=status, totals=json.dumps(totals), message=message, finished_at=utcnow())
 
+    # ------------------------------------------------------------------ lease
+
+    def acquire_lease(self, run_id: str, owner: str, stale_after_s: float) -> None:
+        """Take the run-level lease of ``run_id`` for ``owner`` (``host:pid:token``), or refuse.
+
+        One row per run in ``run_lease``, taken in a short transaction: inserted when absent; taken over
+        when stale (its heartbeat is older than ``stale_after_s``, or its owner is a process of this host
+        that no longer exists), by an update conditioned on the old owner, so two takers cannot both win.
+        Otherwise raises `LeaseHeld` (a `UsageError`: exit 2) naming the holder.
+        """
+        table = RunLease.__table__  # type: ignore[attr-defined]
+
+        def go() -> str | None:
+            try:
+                return attempt()
+            except IntegrityError:
+                return "retry"  # another process inserted the row first: look again
+
+        def attempt() -> str | None:
+            now = utcnow()
+            with self.engine.begin() as conn:
+                row = conn.execute(select(table.c.owner, table.c.heartbeat_at).where(table.c.run_id == run_id)).first()
+                if row is None:
+                    conn.execute(table.insert(), {"run_id": run_id, "owner": owner, "acquired_at": now,
+                                                  "heartbeat_at": now})
+                    return None
+                holder, beat = row
+                age = (now - _aware(beat)).total_seconds()
+                if age <= stale_after_s and not _owner_dead(holder):
+                    return f"{_describe_owner(holder)}, last heartbeat {max(age, 0):.0f}s ago"
+                taken = conn.execute(table.update().where(table.c.run_id == run_id, table.c.owner == holder).values(
+                    owner=owner, acquired_at=now, heartbeat_at=now)).rowcount
+                return None if taken == 1 else "retry"
+
+        for _ in range(5):
+            held = self._retrying(go)
+            if held != "retry":
+                break
+        if held is not None:
+            raise LeaseHeld(f"run {run_id} is being run by another process ({held}); wait for it to finish, or if "
+                            f"it died, retry after {stale_after_s:.0f}s without a heartbeat (a dead process on this "
+                            "host is noticed at once)")
+
+    def renew_lease(self, run_id: str, owner: str) -> bool:
+        """Refresh the heartbeat; False when the lease is no longer ours (taken over after we looked stale)."""
+        table = RunLease.__table__  # type: ignore[attr-defined]
+
+        def go() -> bool:
+            with self.engine.begin() as conn:
+                n = conn.execute(table.update().where(table.c.run_id == run_id, table.c.owner == owner).values(
+                    heartbeat_at=utcnow())).rowcount
+            return n == 1
+
+        return self._retrying(go)
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        table = RunLease.__table__  # type: ignore[attr-defined]
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(table.delete().where(table.c.run_id == run_id, table.c.owner == owner))
+
+        self._retrying(go)
+
     # ------------------------------------------------------------------ results
+
+    def _check_space(self) -> None:
+        """Raise `DiskFull` when a SQLite ledger's file system has less than `DISK_RESERVE_BYTES` free."""
+        if self._sqlite_dir is None:
+            return
+        try:
+            st = os.statvfs(self._sqlite_dir)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        if free < DISK_RESERVE_BYTES:
+            raise DiskFull(f"{free // 1024} kB free on the disk of {self._sqlite_dir}, under the "
+                           f"{DISK_RESERVE_BYTES // 1024} kB kept to record how the run ended")
 
     def add_result(self, result: Result, replace: bool = False) -> None:
         """Insert one result; with ``replace`` an earlier error row for the same cell is swapped out atomically."""
+        self._check_space()
 
         table = Result.__table__  # type: ignore[attr-defined]
         # a Core insert with the row as parameters: the ORM unit of work costs ~1 ms a row, and building
@@ -263,6 +539,7 @@ class Ledger:
 
     def cache_put(self, key: str, model: str, response: dict[str, Any]) -> None:
         """Insert-or-ignore in one statement (a Core insert: the ORM round trip costs ~3 ms per call)."""
+        self._check_space()
         values = {"key": key, "model": model, "response": json.dumps(response), "created_at": utcnow()}
         table = CacheEntry.__table__  # type: ignore[attr-defined]
         dialect = self.engine.dialect.name

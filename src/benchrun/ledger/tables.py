@@ -129,3 +129,19 @@ class Report(SQLModel, table=True):
     subject: str | None = None  # e.g. production sample name/hash
     summary: str | None = None  # one line for listings
     payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+
+
+class RunLease(SQLModel, table=True):
+    """Who is executing a run right now: one row per run while a process works on it (see `Ledger.acquire_lease`).
+
+    ``owner`` is ``host:pid:token``; ``heartbeat_at`` is renewed while the owner lives. A second process
+    refuses to run the same run unless the lease is stale (old heartbeat, or the owner's pid is dead on
+    this host).
+    """
+
+    __tablename__ = "run_lease"
+
+    run_id: str = Field(primary_key=True)
+    owner: str
+    acquired_at: dt.datetime = Field(default_factory=utcnow)
+    heartbeat_at: dt.datetime = Field(default_factory=utcnow)
