@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from benchrun.ledger.store import DISK_RESERVE_BYTES
 from conftest import Project, make_cases
 from fakeserver import FakeServer
 from reliability import relsupport
@@ -225,6 +224,8 @@ def test_a_read_only_ledger_can_be_listed(project: Project, tmp_path: Path) -> N
 
 
 def test_a_full_disk_stops_the_run_interrupted_exit_3(tmp_path: Path) -> None:
+    from benchrun.ledger.store import DISK_RESERVE_BYTES
+
     big = "x" * 3000  # each answer takes about a page: a 40 kB margin fills within a few cells
     cfg = {"rules": [{"model": "judge", "reply": '{"score": 5, "pass": true, "reason": "ok", "failure_mode": "none"}'},
                      {"model": ".", "reply": big}]}
