@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchrun.ledger.store import error_reason, is_disk_full
 
         if is_disk_full(e):  # not a bug: the ledger's disk filled up (a run in progress was marked if it could be)
-            _err().print(f"error: the ledger's disk is full ({_redact(error_reason(e))}); free space and retry "
+            _err().print(f"error: the ledger's disk is full ({_one_line(_redact(error_reason(e)))}); free space and retry "
                          "(an interrupted run resumes with `benchrun run --resume RUN_ID`)", markup=False)
             return 3
         if os.environ.get("BENCHRUN_DEBUG"):
