@@ -91,9 +91,7 @@ class Route:
 def _host(ref: ModelRef) -> tuple[str | None, str]:
     from urllib.parse import urlsplit
 
-    from benchrun.providers import is_local
-
-    if is_local(ref):
+    if ref.model.startswith("local/") and ref.api_base is None:  # providers.is_local (not imported: providers imports us)
         return None, "the embedded local model (127.0.0.1)"
     if ref.api_base:
         try:
