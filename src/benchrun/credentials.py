@@ -108,7 +108,7 @@ def _host(ref: ModelRef) -> tuple[str | None, str]:
 def routes(spec: RunSpec) -> list[Route]:
     """Every model of a spec with the variable it reads and the host it calls."""
     out = []
-    for ref, label in [*((c, c.key) for c in spec.candidates), (spec.judge, "judge")]:
+    for ref, label in [*((c, c.key) for c in spec.candidates), *([(spec.judge, "judge")] if spec.judge else [])]:
         env, host = _host(ref)
         out.append(Route(label, env, host))
     return out
@@ -149,7 +149,7 @@ def assess(run: Run, loaded: LoadedSpec) -> Assessment:
     from benchrun.spec import RunSpec
 
     where = f"run {run.id} (stored snapshot)"
-    for ref, label in [*((c, c.key) for c in loaded.spec.candidates), (loaded.spec.judge, "judge")]:
+    for ref, label in [*((c, c.key) for c in loaded.spec.candidates), *([(loaded.spec.judge, "judge")] if loaded.spec.judge else [])]:
         check_key_env_name(ref, where, label)
     snap = routes(loaded.spec)
     path = run.spec_path

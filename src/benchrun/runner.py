@@ -209,7 +209,7 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
     from benchrun.credentials import check_key_env_name
 
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
-    for ref, label in [*((c, c.key) for c in spec.candidates), (spec.judge, "judge")]:
+    for ref, label in [*((c, c.key) for c in spec.candidates), *([(spec.judge, "judge")] if spec.judge else [])]:
         check_key_env_name(ref, loaded.path, label)  # refused names fail before the run is recorded
     check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
     _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
