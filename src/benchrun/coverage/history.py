@@ -37,5 +37,18 @@ def history(ledger_url: str | None, dataset_hash: str | None = None) -> list[dic
         out.append({"id": r.id, "created_at": r.created_at.isoformat(), "dataset": p["dataset"].get("name"),
                     "dataset_version": p["dataset"].get("version"), "dataset_hash": r.dataset_hash,
                     "production": r.subject, "jsd": p["jsd"], "band": p["band"],
-                    "uncovered_clusters": len(p["report"].get("uncovered") or [])})
+                    "uncovered_clusters": _uncovered_clusters(p["report"].get("uncovered"))})
     return out
+
+
+def _uncovered_clusters(uncovered: Any) -> int | None:
+    """The report's count of clusters without an eval case (``{"clusters": N, "production_share": s}``).
+
+    ``len()`` of that dict is always 2 (its keys); a list of clusters (an older layout) is counted.
+    """
+    if isinstance(uncovered, dict):
+        n = uncovered.get("clusters")
+        return n if isinstance(n, int) else None
+    if isinstance(uncovered, list):
+        return len(uncovered)
+    return None

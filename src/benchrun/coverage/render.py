@@ -262,5 +262,6 @@ def print_history(rows: list[dict[str, Any]], console: Console | None = None) ->
         t.add_column(col)
     for r in rows:
         t.add_row(str(r["id"]), escape(r["created_at"][:19]), escape(f"{r['dataset']} v{r['dataset_version']} ({r['dataset_hash'][:12]})"),
-                  escape(str(r["production"])), f"{r['jsd']:.3f}", escape(r["band"]), str(r["uncovered_clusters"]))
+                  escape(str(r["production"])), f"{r['jsd']:.3f}", escape(r["band"]),
+                  "n/a" if r["uncovered_clusters"] is None else str(r["uncovered_clusters"]))
     console.print(t)
