@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1
+echo "quickstart: the judge is the same 135M-parameter local model; expect benchrun to flag it as a" \
+     "DEGENERATE JUDGE (its scores carry no information). This shows the workflow, not model quality." >&2
 exec .venv/bin/benchrun run runs/quickstart.yaml "$@"

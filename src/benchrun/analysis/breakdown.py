@@ -24,7 +24,7 @@ class ModelSummary:
     pass_rate_errors_as_fail: float | None
     mean_judge_score: float | None
     judged: int
-    cost_usd: float  # known part
+    cost_usd: float  # known part, candidate + judge calls (what the evaluation spent in all)
     cost_unknown_calls: int  # calls whose price nobody knows: the total is then a lower bound
     cost_per_case: float | None
     latency_p50_ms: float | None
@@ -37,6 +37,14 @@ class ModelSummary:
     max_samples_per_case: int = 0
     design_effect: float | None = None  # variance inflation from samples of one case being alike (1 = independent)
     n_effective: float | None = None  # scored samples / design effect: independent samples the data are worth
+    # Candidate cost (what serving this model costs) and judge cost (evaluation overhead), apart:
+    # a candidate 6x cheaper than another must not look the same price because both were judged.
+    candidate_cost_usd: float = 0.0
+    candidate_cost_unknown_calls: int = 0
+    candidate_cost_per_case: float | None = None
+    judge_cost_usd: float = 0.0
+    judge_cost_unknown_calls: int = 0
+    judge_cost_per_case: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -88,17 +96,20 @@ def summarize(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None =
         failed = sum(1 for r in rs if _get(r, "status") == "failed")
         errors = sum(1 for r in rs if _get(r, "status") == "error")
         scores = [_get(r, "judge_score") for r in rs if _get(r, "judge_score") is not None]
-        cost = 0.0
-        unknown = 0
+        part_cost = {"cost_usd": 0.0, "judge_cost_usd": 0.0}
+        part_unknown = {"cost_usd": 0, "judge_cost_usd": 0}
         for r in rs:
             for col, answered in (("cost_usd", "response_text"), ("judge_cost_usd", "judge_raw")):
                 v = _get(r, col)
                 if v is None:
                     if _get(r, answered) is not None:
-                        unknown += 1
+                        part_unknown[col] += 1
                 else:
-                    cost += float(v)
+                    part_cost[col] += float(v)
+        cost = part_cost["cost_usd"] + part_cost["judge_cost_usd"]
+        unknown = part_unknown["cost_usd"] + part_unknown["judge_cost_usd"]
         cases = len({_get(r, "case_id") for r in rs})
+        per_case_of = {col: part_cost[col] / cases if cases and not part_unknown[col] else None for col in part_cost}
         per_case: dict[Any, list[int]] = {}
         for r in rs:
             st = _get(r, "status")
@@ -134,6 +145,12 @@ def summarize(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None =
                 max_samples_per_case=max((n for _, n in per_case.values()), default=0),
                 design_effect=clustered.design_effect,
                 n_effective=clustered.n_effective,
+                candidate_cost_usd=part_cost["cost_usd"],
+                candidate_cost_unknown_calls=part_unknown["cost_usd"],
+                candidate_cost_per_case=per_case_of["cost_usd"],
+                judge_cost_usd=part_cost["judge_cost_usd"],
+                judge_cost_unknown_calls=part_unknown["judge_cost_usd"],
+                judge_cost_per_case=per_case_of["judge_cost_usd"],
             )
         )
     return out
@@ -189,6 +206,8 @@ def totals(rows: Iterable[Mapping[str, Any] | Any]) -> dict[str, Any]:
         "errors": sum(s.errors for s in sums),
         "cost_usd": round(sum(s.cost_usd for s in sums), 6),
         "cost_unknown_calls": sum(s.cost_unknown_calls for s in sums),
+        "candidate_cost_usd": round(sum(s.candidate_cost_usd for s in sums), 6),
+        "judge_cost_usd": round(sum(s.judge_cost_usd for s in sums), 6),
         "prompt_tokens": sum(s.prompt_tokens for s in sums),
         "completion_tokens": sum(s.completion_tokens for s in sums),
         "judge_tokens": sum(int(_get(r, "judge_prompt_tokens") or 0) + int(_get(r, "judge_completion_tokens") or 0)

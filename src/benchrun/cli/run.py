@@ -38,7 +38,8 @@ def run(
         float | None, typer.Option("--min-pass-rate", min=0, max=1, help="Exit 1 if a model passes less than this.")
     ] = None,
     require_calibrated: Annotated[
-        bool, typer.Option("--require-calibrated", help="Refuse to run with an uncalibrated or untrusted judge.")
+        bool, typer.Option("--require-calibrated", help="Refuse to run with an uncalibrated or untrusted judge; "
+                                    "a judge degenerate in this run fails it (exit 1).")
     ] = False,
     call_workers: Annotated[
         str, typer.Option("--call-workers", help="Processes that make the litellm-transport calls (0: this "
@@ -105,7 +106,12 @@ def run(
         render_summary(out(), summary)
     if not result.completed:
         raise RunAborted(f"run {run_id} stopped: {result.message}. Resume with: benchrun run --resume {run_id}")
-    exit_on_gate_failures(result.gate_failures(fail_on.value if fail_on else None, min_pass_rate))
+    problems = result.gate_failures(fail_on.value if fail_on else None, min_pass_rate)
+    if require_calibrated:  # a judge degenerate in this run is untrusted, whatever its calibration
+        from benchrun.report.summary import gate_failures
+
+        problems += gate_failures(summary, None, None, require_trusted_judge=True)
+    exit_on_gate_failures(problems)
 
 
 def _print_lines(lines: list[str]) -> None:

@@ -162,7 +162,8 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>rubric</th><td>{{ c.rubric.name }} v{{ c.rubric.version }} <span class="muted">{{ c.rubric.hash }}</span></td></tr>
 <tr><th>judge</th><td>{{ c.judge.model }} · prompt <span class="muted">{{ c.judge.prompt_hash }}</span> · sampling {{ c.judge.sampling | tojson }}</td></tr>
 {% endif %}
-<tr><th>judge calibration</th><td>{% if not c.judge %}scored by rules only (no judge){% elif s.judge_calibration %}{{ "trusted" if s.judge_calibration.trusted else "NOT trusted" }}: {{ s.judge_calibration.summary }}{% else %}<span class="warn">uncalibrated</span> — judge scores are unverified{% endif %}</td></tr>
+<tr><th>judge calibration</th><td>{% if not c.judge %}scored by rules only (no judge){% elif s.judge_calibration %}{% if s.judge_calibration.trusted %}trusted{% else %}<span class="warn">NOT trusted</span>{% endif %}: {{ s.judge_calibration.summary }}{% else %}<span class="warn">uncalibrated</span> — judge scores are unverified{% endif %}</td></tr>
+{% if health.degenerate %}<tr id="judge-health"><th>judge health</th><td><span class="warn"><b>DEGENERATE JUDGE</b></span> — {{ health.message }}</td></tr>{% endif %}
 <tr><th>coverage</th><td>{% if s.coverage %}JSD {{ "%.3f" | format(s.coverage.jsd or 0) }} ({{ s.coverage.band }}) vs {{ s.coverage.production }}{% else %}no coverage report for this dataset version{% endif %}</td></tr>
 <tr><th>samples per case</th><td>{{ c.samples_per_case }}</td></tr>
 {% for m in c.models %}
@@ -175,14 +176,15 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 
 <h2 id="models">Per model</h2>
 <table id="models-table">
-<tr><th>model</th><th>pass rate (95% CI)</th><th>passed</th><th>failed</th>{% if s.choice_cases %}<th>unparsed</th>{% endif %}<th>errors</th>{% if c.judge %}<th>mean judge</th>{% endif %}<th>cost</th><th>cost/case</th><th>p50</th><th>p95</th></tr>
+<tr><th>model</th><th>pass rate (95% CI)</th><th>passed</th><th>failed</th>{% if s.choice_cases %}<th>unparsed</th>{% endif %}<th>errors</th>{% if c.judge %}<th>mean judge</th>{% endif %}<th>candidate cost</th><th>candidate cost/case</th>{% if c.judge %}<th>judge cost (evaluation)</th>{% endif %}<th>p50</th><th>p95</th></tr>
 {% for m in s.models %}
 <tr><td>{{ m.model_key }}</td>
 <td class="num">{{ pct(m.pass_rate.estimate) }} [{{ pct(m.pass_rate.low) }}, {{ pct(m.pass_rate.high) }}]</td>
 <td class="num">{{ m.passed }}</td><td class="num">{{ m.failed }}</td>{% if s.choice_cases %}<td class="num">{{ m.unparsed }}</td>{% endif %}<td class="num{% if m.errors %} warn{% endif %}">{{ m.errors }}</td>
-{% if c.judge %}<td class="num">{{ "n/a" if m.mean_judge_score is none else "%.2f" | format(m.mean_judge_score) }}{% if not s.judge_calibration and m.mean_judge_score is not none %} <span class="muted">(uncal.)</span>{% endif %}</td>{% endif %}
-<td class="num">{{ money(m.cost_usd) }}{% if m.cost_unknown_calls %} + {{ m.cost_unknown_calls }} unpriced{% endif %}</td>
-<td class="num">{{ money(m.cost_per_case) }}</td>
+{% if c.judge %}<td class="num">{{ "n/a" if m.mean_judge_score is none else "%.2f" | format(m.mean_judge_score) }}{% if marker and m.mean_judge_score is not none %} <span class="warn">({{ marker }})</span>{% endif %}</td>{% endif %}
+<td class="num">{{ money(m.candidate_cost_usd) }}{% if m.candidate_cost_unknown_calls %} + {{ m.candidate_cost_unknown_calls }} unpriced{% endif %}</td>
+<td class="num">{{ money(m.candidate_cost_per_case) }}</td>
+{% if c.judge %}<td class="num">{{ money(m.judge_cost_usd) }}{% if m.judge_cost_unknown_calls %} + {{ m.judge_cost_unknown_calls }} unpriced{% endif %}</td>{% endif %}
 <td class="num">{{ ms(m.latency_p50_ms) }}</td><td class="num">{{ ms(m.latency_p95_ms) }}</td></tr>
 {% endfor %}
 </table>
@@ -243,11 +245,12 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 {% for w in sl.warnings %}<p class="warn">WARNING: {{ w }}</p>{% endfor %}
 <p class="muted">{{ sl.method }}</p>
 <table id="shortlist-table">
-<tr><th>rank</th><th>candidate</th><th>pass rate (95% CI)</th><th>high sev</th><th>mean judge</th><th>$/1k cases</th><th>p50</th><th>p95</th><th>context</th><th>$/1M in/out</th><th>where</th><th>frontier</th><th>tied with</th></tr>
+<tr><th>rank</th><th>candidate</th><th>pass rate (95% CI)</th><th>high sev</th><th>mean judge</th><th>candidate $/1k cases</th><th>judge $/1k cases</th><th>p50</th><th>p95</th><th>context</th><th>$/1M in/out</th><th>where</th><th>frontier</th><th>tied with</th></tr>
 {% for r in sl.ranked %}{% set cd = r.candidate %}
 <tr><td class="num">{{ r.rank }}</td><td>{{ cd.key }}</td><td class="num">{{ pct(cd.pass_rate.estimate) }} [{{ pct(cd.pass_rate.low) }}, {{ pct(cd.pass_rate.high) }}]</td>
 <td class="num">{{ cd.high_severity_failures }}</td><td>{{ "n/a" if cd.mean_judge_score is none else "%.2f" | format(cd.mean_judge_score) }} ({{ cd.judge_calibration }})</td>
 <td class="num">{{ "unknown" if cd.cost_per_1k_cases is none else "$%.4f" | format(cd.cost_per_1k_cases) }}</td>
+<td class="num">{{ "unknown" if cd.judge_cost_per_1k_cases is none else "$%.4f" | format(cd.judge_cost_per_1k_cases) }}</td>
 <td class="num">{{ ms(cd.latency_p50_ms) }}</td><td class="num">{{ ms(cd.latency_p95_ms) }}</td>
 <td class="num">{{ cd.context_window or "n/a" }}</td>
 <td class="num">{{ "n/a" if cd.input_price_per_1m is none else cd.input_price_per_1m }}/{{ "n/a" if cd.output_price_per_1m is none else cd.output_price_per_1m }}</td>
@@ -359,10 +362,12 @@ def render_report(data: dict[str, Any]) -> str:
     def pval(p: float | None) -> str:
         return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
+    from benchrun.report.summary import judge_marker
+
     tpl = env.from_string(_TEMPLATE)
     s = data["summary"]
     return tpl.render(
-        s=s, c=s["conditions"], cases=data["cases"], cmp=data.get("compare"), sl=data.get("shortlist"),
+        s=s, health=s.get("judge_health") or {}, marker=judge_marker(s), c=s["conditions"], cases=data["cases"], cmp=data.get("compare"), sl=data.get("shortlist"),
         scatter=quality_cost_svg(data["chart_points"]), severity_chart=severity_svg(s["breakdown"]),
         js_data={"points": data["chart_points"], "palette": list(_PALETTE)},
         pct=_fmt_pct, money=money, ms=ms, pts=pts, ivpts=ivpts, pval=pval,

@@ -64,6 +64,17 @@ def candidate_cost_per_1k(rows: Iterable[Mapping[str, Any]]) -> float | None:
     return 1000 * math.fsum(costs) / len(costs)
 
 
+def judge_cost_per_1k(rows: Iterable[Mapping[str, Any]]) -> float | None:
+    """Judge (evaluation) cost of 1,000 judged answers: mean ``judge_cost_usd`` over judged rows × 1000.
+
+    Shown next to the candidate cost, never added to it. None when any judged row has an unknown price.
+    """
+    costs = [r["judge_cost_usd"] for r in rows if r["judge_raw"] is not None]
+    if not costs or any(c is None for c in costs):
+        return None
+    return 1000 * math.fsum(costs) / len(costs)
+
+
 def _calibration_note(cal: dict[str, Any] | None) -> str:
     if cal is None:
         return "uncalibrated"
@@ -134,6 +145,7 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
             outcomes[ck] = (run.dataset_hash, outcomes_for(mrows, key))
             extra[ck] = {"run_id": run.id, "model_key": key, "errors": s.errors, "results": s.results,
                          "price_source": price_source, "eval_cost_usd": s.cost_usd,
+                         "judge_cost_per_1k_cases": judge_cost_per_1k(mrows),
                          "eval_cost_unknown_calls": s.cost_unknown_calls,
                          "resolved_models": m.get("resolved_models") or []}
 
@@ -153,8 +165,9 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
                  + ("; across datasets: a two-proportion test on effective sample sizes" if len(
                      {h for h, _ in outcomes.values()}) > 1 else "")
                  + f"), p-values Holm-adjusted over all pairs; tied unless the adjusted p < {1 - level:g}")
-    notes.append("cost per 1k cases: candidate calls only (judge excluded), mean cost per answer × 1000; "
-                 "unknown when any answer's price is unknown")
+    notes.append("candidate $/1k cases: candidate calls only (judge excluded), mean cost per answer × 1000, "
+                 "what limits and ranking use; judge $/1k: the evaluation's own cost, shown apart; "
+                 "unknown when any call's price is unknown")
     payload = jsonable(res)
     for part in ("ranked", "excluded"):
         for item in payload[part]:

@@ -112,6 +112,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "choice_cases": sum(1 for c in loaded.cases() if c.choices is not None),
         "categories": _categories(rows, order),
         "judge_calibration": judge_calibration(ledger, run),
+        "judge_health": run_judge_health(rows, loaded.rubric),
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
     }
@@ -200,8 +201,37 @@ def scoring(rows: list[dict[str, Any]], no_judge: bool) -> dict[str, Any]:
     return {"method": method, "results_by_method": dict(sorted(counts.items()))}
 
 
-def gate_failures(summary: dict[str, Any], fail_on: str | None, min_pass_rate: float | None) -> list[str]:
+def run_judge_health(rows: list[dict[str, Any]], rubric: Any) -> dict[str, Any] | None:
+    """Signs of a degenerate judge in this run's verdicts, against the rubric's own text and pass rule
+    (None for a run scored by rules only)."""
+    from benchrun.analysis.judge_health import judge_health
+
+    if rubric is None:
+        return None
+    texts = [rubric.judge_system, rubric.judge_prompt, *(c.description for c in rubric.criteria),
+             *(str(v) for v in rubric.scale.values())]
+    return judge_health(rows, texts, rubric.pass_rule.min_score, rubric.pass_rule.forbidden_failure_modes)
+
+
+def judge_marker(summary: dict[str, Any]) -> str | None:
+    """The qualifier every judge-based number carries: degenerate, uncalibrated, untrusted, or none (trusted)."""
+    health = summary.get("judge_health") or {}
+    if health.get("degenerate"):
+        return "degenerate"
+    cal = summary.get("judge_calibration")
+    if not cal:
+        return "uncal."
+    if not cal.get("trusted"):
+        return "untrusted"
+    return None
+
+
+def gate_failures(summary: dict[str, Any], fail_on: str | None, min_pass_rate: float | None,
+                  require_trusted_judge: bool = False) -> list[str]:
     """Quality gates the user set; a non-empty list means exit code 1.
+
+    ``require_trusted_judge`` (`--require-calibrated`): a judge that turned out degenerate in
+    this run is untrusted whatever its calibration says.
 
     ``min_pass_rate`` counts errors as non-passes (a case that could not be scored never passes).
     """
@@ -213,6 +243,10 @@ def gate_failures(summary: dict[str, Any], fail_on: str | None, min_pass_rate: f
             for sev, counts in b["by_severity"].items():
                 if order.get(sev, 9) <= worst and (counts["failed"] + counts["errors"]) > 0:
                     problems.append(f"{b['model_key']}: {counts['failed'] + counts['errors']} {sev}-severity case(s) not passed")
+    if require_trusted_judge:
+        health = summary.get("judge_health") or {}
+        if health.get("degenerate"):
+            problems.append(f"--require-calibrated: the judge is untrusted in this run, {health['message']}")
     if min_pass_rate is not None:
         for m in summary["models"]:
             rate = m["pass_rate_errors_as_fail"]

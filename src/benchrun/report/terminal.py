@@ -41,11 +41,14 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     if no_judge:
         cal_txt = "scored by rules only (no judge: every case passes when all its rules pass)"
     elif cal:
-        verdict = "trusted" if cal.get("trusted") else "NOT trusted"
+        verdict = "trusted" if cal.get("trusted") else "[bold yellow]NOT trusted[/bold yellow] (judge scores are unverified)"
         cal_txt = f"judge calibration: {verdict} — {e(cal.get('summary') or '')}"
     else:
         cal_txt = "judge calibration: [yellow]uncalibrated[/yellow] (judge scores are unverified; see `benchrun calibrate`)"
     console.print(cal_txt)
+    health = s.get("judge_health") or {}
+    if health.get("degenerate"):
+        console.print(f"[bold red]DEGENERATE JUDGE[/bold red] — {e(health['message'])}")
     cov = s.get("coverage")
     if cov:
         console.print(f"coverage: JSD {cov['jsd']:.3f} ({cov['band']}) on production sample {e(str(cov['production']))}")
@@ -57,10 +60,15 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
             f"finish with `benchrun run --resume {e(c['run_id'])}`[/yellow]"
         )
 
+    from benchrun.report.summary import judge_marker
+
+    marker = judge_marker(s)
     t = Table(title="Per model", title_justify="left")
-    cols = ["model", "pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "cost", "cost/case", "p50", "p95"]
+    cols = ["model", "pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "candidate cost",
+            "cand./case", "judge cost", "p50", "p95"]
     if no_judge:
         cols.remove("mean judge")
+        cols.remove("judge cost")
     mc = bool(s.get("choice_cases"))
     if mc:  # multiple choice: unparsed answers, apart (they are also in "failed")
         cols.insert(4, "unparsed")
@@ -70,14 +78,17 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
         pr = m["pass_rate"]
         ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]"
         judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
-        if not cal and m["mean_judge_score"] is not None:
-            judge += " (uncal.)"
-        cost = _money(m["cost_usd"]) + (f" + {m['cost_unknown_calls']} unpriced" if m["cost_unknown_calls"] else "")
+        if marker and m["mean_judge_score"] is not None:
+            judge += f" [bold yellow]({marker})[/bold yellow]"
+        cost = _money(m["candidate_cost_usd"]) + (
+            f" + {m['candidate_cost_unknown_calls']} unpriced" if m["candidate_cost_unknown_calls"] else "")
+        jcost = _money(m["judge_cost_usd"]) + (
+            f" + {m['judge_cost_unknown_calls']} unpriced" if m["judge_cost_unknown_calls"] else "")
         cells = [e(m["model_key"]), ci, str(m["passed"]), str(m["failed"]),
                  f"[red]{m['errors']}[/red]" if m["errors"] else "0", judge, cost,
-                 _money(m["cost_per_case"]), _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"])]
+                 _money(m["candidate_cost_per_case"]), jcost, _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"])]
         if no_judge:
-            del cells[5]
+            del cells[8], cells[5]
         if mc:
             cells.insert(4, f"[yellow]{m['unparsed']}[/yellow]" if m["unparsed"] else "0")
         t.add_row(*cells)
@@ -88,6 +99,7 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     methods = sorted({m["pass_rate"].get("method") for m in s["models"] if m["pass_rate"].get("method")})
     if methods:
         console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")
+    console.print("[dim]candidate cost: the model's own calls; judge cost: evaluation overhead (the judge's calls)[/dim]")
     _render_pass_at_k(console, s.get("pass_at_k"))
 
     for b in s["breakdown"]:

@@ -209,7 +209,7 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
     for w in d["warnings"]:
         console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
     t = Table(title="Shortlist", title_justify="left", caption=escape(d["method"]), caption_justify="left")
-    for col in ("rank", "candidate", "pass rate (95% CI)", "high sev", "mean judge", "$/1k cases", "p50", "p95",
+    for col in ("rank", "candidate", "pass rate (95% CI)", "high sev", "mean judge", "candidate $/1k", "judge $/1k", "p50", "p95",
                 "context", "$/1M in/out", "where", "frontier", "tied with"):
         t.add_column(col, justify="left" if col in ("candidate", "where", "tied with") else "right")
     for r in d["ranked"]:
@@ -222,6 +222,7 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
                   f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]",
                   str(c["high_severity_failures"]), escape(judge),
                   "unknown" if c["cost_per_1k_cases"] is None else f"${c['cost_per_1k_cases']:.4f}",
+                  "unknown" if c.get("judge_cost_per_1k_cases") is None else f"${c['judge_cost_per_1k_cases']:.4f}",
                   _num(c["latency_p50_ms"], ",.0f"), _num(c["latency_p95_ms"], ",.0f"),
                   _num(c["context_window"], ",d") if c["context_window"] else "n/a", price,
                   "local" if c["local"] else "hosted", "*" if r["pareto"] else "",
