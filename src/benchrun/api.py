@@ -327,6 +327,19 @@ class Prepared:
     unsafe_exec: bool = False
 
 
+def check_key_variables(loaded: Any, where: Any) -> None:
+    """An unset API-key variable is bad input: exit 2 before anything is recorded in the ledger."""
+    from benchrun.errors import BadInput
+    from benchrun.spec import missing_key_variables
+
+    missing = missing_key_variables(loaded.spec)
+    if missing:
+        key, var = missing[0]
+        more = f" (also: {', '.join(v for _, v in missing[1:])})" if len(missing) > 1 else ""
+        raise BadInput(where, f"model {key}", f"environment variable {var} is not set{more}; export it, then run "
+                       "again (nothing was run or recorded)")
+
+
 def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None,
                 require_calibrated: bool = False, call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
     """Load the spec, check it, and record a new run (status ``running``); nothing is called yet."""
@@ -336,6 +349,7 @@ def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | 
     providers.collect_env_secrets()
     store = _store(ledger)
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    check_key_variables(loaded, loaded.path or "spec")
     workers = runner.call_workers_for(loaded, call_workers)
     if require_calibrated:
         check_calibrated(store, loaded)
@@ -366,6 +380,7 @@ def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
     if on_credentials is not None:
         on_credentials(check.lines())
     credentials.require(check, confirmed, f"benchrun run --resume {prior.id}")
+    check_key_variables(loaded, prior.spec_path or f"run {prior.id}")
     workers = runner.call_workers_for(loaded, call_workers)
     runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)  # refuse before anything is called
     # marked running by execute_run once it holds the run's lease (a second resume is refused before that)

@@ -8,6 +8,7 @@ budget exceeded): exit code 3.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -49,3 +50,21 @@ class RunAborted(BenchrunError):
     """The run could not complete: provider unreachable, budget exceeded, interrupted."""
 
     exit_code = 3
+
+
+_PROVIDER_NOISE = re.compile(r"\blitellm\.(?=\w+(?:Error|Exception)\b)|\b\w*Exception - ")
+_REPEATED_TYPE = re.compile(r"\b(\w+(?:Error|Exception)): (?:\1: )+")
+
+
+def tidy_provider_error(text: str) -> str:
+    """A provider error without the prefixes litellm stacks on it.
+
+    ``InternalServerError: litellm.InternalServerError: InternalServerError: OpenAIException -
+    Connection error.`` becomes ``InternalServerError: Connection error.``: the type once, then what
+    happened.
+    """
+    out = _PROVIDER_NOISE.sub("", text)
+    prev = None
+    while prev != out:
+        prev, out = out, _REPEATED_TYPE.sub(r"\1: ", out)
+    return " ".join(out.split())

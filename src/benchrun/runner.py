@@ -678,8 +678,9 @@ class Runner:
         n = self.state.consecutive_conn_faults.get(cand.key, 0) + 1
         self.state.consecutive_conn_faults[cand.key] = n
         if n >= min(CONNECTION_FAULTS_BEFORE_ABORT, self.units_per_model.get(cand.key, 0)):
+            from benchrun.errors import tidy_provider_error
+
             self.state.stop = (
-                f"provider for {cand.key} unreachable: {n} calls in a row failed ({err[:160]}); "
-                "check api_base and the network, then resume"
+                f"provider for {cand.key} unreachable: {n} calls in a row failed ({tidy_provider_error(err)[:160]})"
             )
             self.state.stop_status = "failed"

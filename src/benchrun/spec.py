@@ -997,3 +997,19 @@ def resolve_path(base: Path, rel: str) -> Path:
         return cand
     # also accept paths relative to the working directory (e.g. "datasets/x.yaml")
     return rp if rp.exists() else cand
+
+
+def missing_key_variables(spec: RunSpec) -> list[tuple[str, str]]:
+    """(model, variable) for every ``api_key_env`` of the candidates and the judge that is unset or empty.
+
+    Checked before a run is recorded, so a missing key is bad input (exit 2) with nothing written
+    to the ledger; `benchrun validate` reports the same list as a warning.
+    """
+    import os
+
+    out: list[tuple[str, str]] = []
+    for ref in [*spec.candidates, spec.judge]:
+        var = getattr(ref, "api_key_env", None)
+        if var and not os.environ.get(var) and (ref.key, var) not in out:
+            out.append((ref.key, var))
+    return out

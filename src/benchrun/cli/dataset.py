@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from benchrun.cli.common import Group, JsonOpt, out, print_json
+from benchrun.cli.common import Group, JsonOpt, err, out, print_json
 
 app = typer.Typer()
 dataset_app = typer.Typer(cls=Group, help="Inspect and validate dataset files.", no_args_is_help=True)
@@ -113,7 +113,7 @@ def rubric_validate(file: Path, json_out: JsonOpt = False) -> None:
 def validate(spec: Path, json_out: JsonOpt = False) -> None:
     """Check a run spec together with the dataset and rubric it names (no model is called)."""
     from benchrun.runner import check_templates
-    from benchrun.spec import load_run_spec
+    from benchrun.spec import load_run_spec, missing_key_variables
 
     loaded = load_run_spec(spec)
     check_templates(loaded)  # every prompt renders (sandboxed) for every case: what `run` would find first
@@ -125,8 +125,15 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
             # one answer per cell, plus one judge call for each judged case (re-asks not counted)
             "calls_planned": sum(1 + loaded.judged(c) for c in loaded.cases()) * len(loaded.spec.candidates)
             * loaded.spec.samples}
+    # A warning, not an error: the spec is valid, and CI may validate where the keys are not set;
+    # `benchrun run` refuses (exit 2) while a variable is missing.
+    missing = missing_key_variables(loaded.spec)
+    info["warnings"] = [f"model {k}: environment variable {v} is not set; `benchrun run` will refuse until it is"
+                        for k, v in missing]
     if json_out:
         print_json(info)
     else:
         out().print(f"{spec}: valid; {info['cases']} cases × {len(info['candidates'])} candidates × "
                     f"{info['samples']} samples; spec hash {info['spec_hash'][:12]}", markup=False)
+        for w in info["warnings"]:
+            err().print(f"warning: {w}", markup=False)

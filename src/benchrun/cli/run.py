@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -103,9 +103,10 @@ def run(
     if json_out:
         print_json(summary)
     else:
-        render_summary(out(), summary)
+        # a run that stopped says why once, in the error line below, not also in the summary's header
+        render_summary(out(), summary, show_message=result.completed)
     if not result.completed:
-        raise RunAborted(f"run {run_id} stopped: {result.message}. Resume with: benchrun run --resume {run_id}")
+        raise RunAborted(f"run {run_id} stopped: {result.message}. {_resume_advice(result.message, run_id, loaded)}")
     problems = result.gate_failures(fail_on.value if fail_on else None, min_pass_rate)
     if require_calibrated:  # a judge degenerate in this run is untrusted, whatever its calibration
         from benchrun.report.summary import gate_failures
@@ -117,6 +118,17 @@ def run(
 def _print_lines(lines: list[str]) -> None:
     for line in lines:
         err().print(line, markup=False)
+
+
+def _resume_advice(message: str | None, run_id: str, loaded: Any) -> str:
+    """What to do next. A resume reuses the stored snapshot (its api_base, its key variable): it
+    cannot fix a wrong endpoint, only outlast one that was down."""
+    if message and "unreachable" in message:
+        where = loaded.path or "SPEC"
+        return (f"If the endpoint was only down, resume once it is back: benchrun run --resume {run_id}. "
+                f"If api_base is wrong, fix it in the spec and start a new run (a resume reuses the stored "
+                f"snapshot, api_base included): benchrun run {where}")
+    return f"Resume with: benchrun run --resume {run_id}"
 
 
 def _check_writable(path: Path) -> None:

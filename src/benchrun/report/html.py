@@ -179,7 +179,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>model</th><th>pass rate (95% CI)</th><th>passed</th><th>failed</th>{% if s.choice_cases %}<th>unparsed</th>{% endif %}<th>errors</th>{% if c.judge %}<th>mean judge</th>{% endif %}<th>candidate cost</th><th>candidate cost/case</th>{% if c.judge %}<th>judge cost (evaluation)</th>{% endif %}<th>p50</th><th>p95</th></tr>
 {% for m in s.models %}
 <tr><td>{{ m.model_key }}</td>
-<td class="num">{{ pct(m.pass_rate.estimate) }} [{{ pct(m.pass_rate.low) }}, {{ pct(m.pass_rate.high) }}]</td>
+<td class="num">{% if m.passed + m.failed == 0 %}<span class="warn">{% if m.errors %}no answers: {{ m.errors }} errors{% else %}no results{% endif %}</span>{% else %}{{ pct(m.pass_rate.estimate) }} [{{ pct(m.pass_rate.low) }}, {{ pct(m.pass_rate.high) }}]{% endif %}</td>
 <td class="num">{{ m.passed }}</td><td class="num">{{ m.failed }}</td>{% if s.choice_cases %}<td class="num">{{ m.unparsed }}</td>{% endif %}<td class="num{% if m.errors %} warn{% endif %}">{{ m.errors }}</td>
 {% if c.judge %}<td class="num">{{ "n/a" if m.mean_judge_score is none else "%.2f" | format(m.mean_judge_score) }}{% if marker and m.mean_judge_score is not none %} <span class="warn">({{ marker }})</span>{% endif %}</td>{% endif %}
 <td class="num">{{ money(m.candidate_cost_usd) }}{% if m.candidate_cost_unknown_calls %} + {{ m.candidate_cost_unknown_calls }} unpriced{% endif %}</td>
@@ -202,7 +202,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>model</th><th>high-severity not passed</th><th>by category (not passed / n)</th><th>failure modes</th></tr>
 {% for b in s.breakdown %}
 <tr><td>{{ b.model_key }}</td>
-<td>{% if b.high_severity_failures %}<span class="warn">DO NOT SHIP: {{ b.high_severity_failures | join(", ") }}</span>{% else %}<span class="ok">none</span>{% endif %}</td>
+<td>{% set n_all = b.by_severity.values() | sum(attribute="n") %}{% set n_err = b.by_severity.values() | sum(attribute="errors") %}{% if n_all and n_err == n_all %}<span class="warn">no answers: {{ n_err }} errors</span>{% elif b.high_severity_failures %}<span class="warn">DO NOT SHIP: {{ b.high_severity_failures | join(", ") }}</span>{% else %}<span class="ok">none</span>{% endif %}</td>
 <td>{% for k, v in b.by_category.items() %}{{ k }} {{ v.failed + v.errors }}/{{ v.n }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td>{% for k, v in b.failure_modes.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% else %}—{% endfor %}{% if b.injection_suspected %}<br><span class="warn">injection suspected: {{ b.injection_suspected | join(", ") }}</span>{% endif %}</td></tr>
 {% endfor %}

@@ -24,12 +24,11 @@ def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f} ms"
 
 
-def render_summary(console: Console, s: dict[str, Any]) -> None:
+def render_summary(console: Console, s: dict[str, Any], show_message: bool = True) -> None:
+    """The run summary; ``show_message=False`` when the caller prints why the run stopped itself."""
     c = s["conditions"]
-    console.print(
-        f"[bold]Run {e(c['run_id'])}[/bold]  {e(c['name'])}  status: [bold]{e(c['status'])}[/bold]"
-        + (f"  ({e(c['message'])})" if c.get("message") else "")
-    )
+    note = (f"  ({e(c['message'])})" if show_message else "  (why: see the error below)") if c.get("message") else ""
+    console.print(f"[bold]Run {e(c['run_id'])}[/bold]  {e(c['name'])}  status: [bold]{e(c['status'])}[/bold]" + note)
     ds, rb, j = c["dataset"], c["rubric"], c["judge"]
     scored = (f"rubric {e(rb['name'])} v{e(rb['version'])} ({e(rb['hash'][:12])})  judge {e(j['model'])} "
               f"(prompt {e(j['prompt_hash'][:12])})" if j is not None else "no judge")
@@ -77,6 +76,8 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     for m in s["models"]:
         pr = m["pass_rate"]
         ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]"
+        if m["passed"] + m["failed"] == 0:  # nothing scored: an interval of [0%, 100%] would only look like a result
+            ci = f"[red]no answers: {m['errors']} errors[/red]" if m["errors"] else "no results"
         judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
         if marker and m["mean_judge_score"] is not None:
             judge += f" [bold yellow]({marker})[/bold yellow]"
@@ -105,7 +106,11 @@ def render_summary(console: Console, s: dict[str, Any]) -> None:
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
         head = f"[bold]{e(b['model_key'])}[/bold]"
-        if hs:
+        n_all = sum(v["n"] for v in b["by_severity"].values())
+        n_err = sum(v["errors"] for v in b["by_severity"].values())
+        if n_all and n_err == n_all:
+            head += f"  [bold red]no answers: {n_err} errors[/bold red] (nothing was scored; fix the errors and run again)"
+        elif hs:
             head += f"  [bold red]DO NOT SHIP: {len(hs)} high-severity case(s) not passed: {e(', '.join(hs[:8]))}"
             head += (" …" if len(hs) > 8 else "") + "[/bold red]"
         else:
