@@ -128,15 +128,43 @@ def sigterm_as_interrupt() -> Iterator[None]:
 class ProgressBar:
     """A rich progress bar on stderr for a run, started by `execute_run`'s ``on_start`` hook.
 
-    Only on a terminal; elsewhere (CI logs, files, ``--json``) the hooks do nothing. Use it as a
-    context manager so the bar stops however the run ends, before the error is printed.
+    On a terminal, a live bar. Elsewhere (CI logs, files) one plain progress line on stderr every
+    ``BENCHRUN_PROGRESS_SECONDS`` seconds (default 30) or every 10% of the cells, whichever comes
+    first, and at the end; with ``--json`` nothing. Use it as a context manager so the bar stops
+    however the run ends, before the error is printed.
     """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and err().is_terminal
+        self.lines = enabled and not self.enabled
+        try:
+            self.every_s = float(os.environ.get("BENCHRUN_PROGRESS_SECONDS", "30"))
+        except ValueError:
+            self.every_s = 30.0
+        self._last_line = (0.0, -1)  # (time, tenth of the cells) of the last line printed
+        self._last_counts: tuple[int, int] | None = None
         self._progress: Any = None
         self._task: Any = None
         self._t0 = 0.0
+
+    def _line(self, p: Any) -> None:
+        """A plain progress line when it is due (not a terminal)."""
+        import time
+
+        now = time.perf_counter()
+        if not self._t0:
+            self._t0 = now
+            self._last_line = (now, -1)
+        tenth = (10 * p.done) // p.total if p.total else 0
+        due = p.done == p.total or tenth > self._last_line[1] or now - self._last_line[0] >= self.every_s
+        if not due or (p.done, p.total) == self._last_counts:
+            return
+        self._last_line, self._last_counts = (now, tenth), (p.done, p.total)
+        el = int(now - self._t0)
+        cost = f"${p.cost_usd:.4f}" + (f" (+{p.cost_unknown} unpriced)" if p.cost_unknown else "")
+        pct = f" ({p.done / p.total:.0%})" if p.total else ""
+        err().print(f"progress: {p.done}/{p.total} cells{pct}, errors {p.errors}, cost {cost}, "
+                    f"elapsed {el // 60}m{el % 60:02d}s", markup=False, soft_wrap=True)
 
     def start(self) -> None:
         if not self.enabled or self._progress is not None:
@@ -155,6 +183,9 @@ class ProgressBar:
         self._t0 = time.perf_counter()
 
     def update(self, p: Any) -> None:
+        if self.lines:
+            self._line(p)
+            return
         if self._progress is None:
             return
         import time
@@ -177,5 +208,5 @@ class ProgressBar:
 
     def hooks(self) -> dict[str, Any]:
         """Keyword arguments for `execute_run` / `reproduce`: progress, start and the SIGTERM guard."""
-        return {"on_progress": self.update if self.enabled else None, "on_start": self.start,
+        return {"on_progress": self.update if self.enabled or self.lines else None, "on_start": self.start,
                 "interrupt_guard": sigterm_as_interrupt}
