@@ -165,6 +165,7 @@ def _hidden_names(ctx: RunContext) -> list[str]:
 def export_labels(ctx: RunContext, n: int, out: str | Path, seed: int = 0) -> dict[str, Any]:
     """Write a blind, stratified labelling template of ``n`` judged results of a run."""
     from benchrun.labels import TemplateRow, stratified_sample, write_label_template
+    from benchrun.scoring.judge import case_input_text
 
     if n < 1:
         raise UsageError("--sample must be at least 1")
@@ -176,7 +177,8 @@ def export_labels(ctx: RunContext, n: int, out: str | Path, seed: int = 0) -> di
     ]
     chosen = stratified_sample(judged, n, keys, seed)
     rows = [
-        TemplateRow(ctx.item_id(r), r.case_id, ctx.case(r.case_id).input_text(), ctx.case(r.case_id).ideal,
+        # the whole conversation, as the judge saw it (USER:/ASSISTANT:/USER:), not only the user's turns
+        TemplateRow(ctx.item_id(r), r.case_id, case_input_text(ctx.case(r.case_id)), ctx.case(r.case_id).ideal,
                     r.response_text or "")
         for r in chosen
     ]
