@@ -358,7 +358,9 @@ def test_verbosity_flag_needs_significance_and_a_net_rate_above_ten_percent() ->
         ("local/smollm2-135m", "ollama/llama3.2", False),
         ("gemini-1.5-pro", "mistral-small", False),
         ("deepseek/deepseek-chat", "ollama/deepseek-r1:7b", True),
-        ("my-custom-7b", "my-custom-13b", True),
+        # unknown families never match: a shared prefix is a team's naming, not a model family (issue 14, item 11)
+        ("my-custom-7b", "my-custom-13b", False),
+        ("openai/hr-judge", "openai/hr-good", False),
         ("foo-7b", "bar-7b", False),
     ],
 )
@@ -370,6 +372,7 @@ def test_same_family(judge: str, cand: str, same: bool) -> None:
 def test_model_family_names() -> None:
     assert model_family("openai/gpt-4o-mini") == "openai"
     assert model_family("local/smollm2-135m") == "smollm"
+    assert model_family("openai/hr-good") == "unknown"
     names = ["gpt-4o", "claude-3-haiku", "llama3", "qwen2.5", "gemini-pro", "mistral-small", "smollm2"]
     fams = {model_family(n) for n in names}
     assert len(fams) == len(names)  # all distinct

@@ -546,18 +546,20 @@ def _bare_model(name: str) -> str:
 def model_family(name: str) -> str:
     """The model family of a litellm model string, e.g. "openai/gpt-4o-mini" -> "openai".
 
-    Unknown models fall back to their leading alphabetic token ("foo-7b" -> "foo").
+    A model of no known family is "unknown": a shared name prefix ("hr-judge", "hr-good": a
+    team's own names for endpoints) says nothing about where the weights come from.
     """
     bare = _bare_model(name)
     for fam, pat in _FAMILIES:
         if re.search(pat, bare):
             return fam
-    m = re.match(r"[a-z]+", bare)
-    return m.group(0) if m else bare
+    return "unknown"
 
 
 def same_family(judge_model: str, candidate_model: str) -> bool:
-    """True when the judge and the candidate come from the same model family, so the
+    """True when the judge and the candidate come from the same known model family, so the
     judge may favour the candidate's style (self-preference; Zheng et al. 2023,
-    Panickssery et al. 2024). A heuristic on names: it warns, it does not prove."""
-    return model_family(judge_model) == model_family(candidate_model)
+    Panickssery et al. 2024). A heuristic on names: it warns, it does not prove; unknown
+    families never match (no false warning from a shared prefix)."""
+    fam = model_family(judge_model)
+    return fam != "unknown" and fam == model_family(candidate_model)
