@@ -60,12 +60,13 @@ _consoles: dict[str, Console] = {}
 def out() -> Console:
     """Standard output (a `SafeConsole`: control sequences in data never reach the terminal; markup
     in data still needs ``benchrun.report.escape.escape``). Piped output (files, CI logs) gets a wide fixed width instead of rich's 80 columns."""
-    if "out" not in _consoles:
+    key = f"out:{os.environ.get('COLUMNS')}"  # rich reads COLUMNS once, when the console is made
+    if key not in _consoles:
         from benchrun.report.escape import SafeConsole
 
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-        _consoles["out"] = SafeConsole(highlight=False, soft_wrap=True, width=width)
-    return _consoles["out"]
+        _consoles[key] = SafeConsole(highlight=False, soft_wrap=True, width=width)
+    return _consoles[key]
 
 
 def err() -> Console:

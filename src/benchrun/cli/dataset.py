@@ -133,7 +133,10 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(info)
     else:
-        out().print(f"{spec}: valid; {info['cases']} cases × {len(info['candidates'])} candidates × "
-                    f"{info['samples']} samples; spec hash {info['spec_hash'][:12]}", markup=False)
+        def n_of(n: int, word: str) -> str:
+            return f"{n} {word}" + ("" if n == 1 else "s")
+
+        out().print(f"{spec}: valid; {n_of(info['cases'], 'case')} × {n_of(len(info['candidates']), 'candidate')} × "
+                    f"{n_of(info['samples'], 'sample')}; spec hash {info['spec_hash'][:12]}", markup=False)
         for w in info["warnings"]:
             err().print(f"warning: {w}", markup=False)

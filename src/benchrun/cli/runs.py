@@ -43,8 +43,10 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
-    fail_on: Annotated[Severity | None, typer.Option("--fail-on")] = None,
-    min_pass_rate: Annotated[float | None, typer.Option("--min-pass-rate", min=0, max=1)] = None,
+    fail_on: Annotated[Severity | None, typer.Option(
+        "--fail-on", help="Exit 1 if any case of this severity or worse is not passed.")] = None,
+    min_pass_rate: Annotated[float | None, typer.Option(
+        "--min-pass-rate", min=0, max=1, help="Exit 1 if a model passes less than this (errors count as not passed).")] = None,
     case: Annotated[str | None, typer.Option("--case", help="Show one case: every answer, each rule with what it "
                                                             "extracted and why it failed, the judge's verdict.")] = None,
 ) -> None:

@@ -45,23 +45,24 @@ def _heat(share: float, vmax: float) -> str:
     return f"{fg} on rgb({r},{g},{b})"
 
 
-def coverage_renderable(report: dict[str, Any], max_rows: int = 25) -> Table:
-    """A rich table: one row per cluster, shares shaded like a heatmap, status coloured."""
+def coverage_renderable(report: dict[str, Any], max_rows: int = 25, width: int | None = None) -> Table:
+    """A rich table: one row per cluster, shares shaded like a heatmap, status coloured.
+
+    With ``width`` it fits that many columns (`benchrun.report.fit`): the example query and the
+    label are cut with an ellipsis, then the least needed columns go; ``table.hidden`` lists them.
+    """
+    from benchrun.report.fit import Col, fit_table
+
     clusters = report["clusters"]
     vmax = max([c["production_share"] for c in clusters] + [c["eval_share"] for c in clusters] + [1e-9])
     unit = report["production"]["unit"]
-    t = Table(title=f"Coverage by cluster ({len(clusters)} clusters of production {_plural(unit)})", header_style="bold")
-    t.add_column("id", justify="right")
-    t.add_column("label", max_width=32)
-    t.add_column("prod %", justify="right")
-    t.add_column("eval %", justify="right")
-    t.add_column("eval n", justify="right")
-    t.add_column("status")
-    t.add_column("newest case")
-    t.add_column("example production query", max_width=60, overflow="ellipsis", no_wrap=True)
+    cols = [Col("id"), Col("label", 0, "left", text=True, min_width=14), Col("prod %"), Col("eval %"),
+            Col("eval n", 2, short="n"), Col("status", 1, "left"), Col("newest case", 3, "left", short="newest"),
+            Col("example production query", 4, "left", text=True, min_width=20, short="example query")]
+    rows: list[list[Any]] = []
     for c in clusters[:max_rows]:
         ps, es = c["production_share"], c["eval_share"]
-        t.add_row(
+        rows.append([
             "~" if c["id"] < 0 else str(c["id"]),
             escape(c["label"]),
             Text(f"{100 * ps:5.1f}", style=_heat(ps, vmax)),
@@ -70,10 +71,10 @@ def coverage_renderable(report: dict[str, Any], max_rows: int = 25) -> Table:
             Text(strip_controls(c["status"]), style=_STATUS_STYLE.get(c["status"], "")),
             escape(c["newest_eval_added"] or "-"),
             escape(strip_controls((c["representatives"] or [""])[0], newlines=False)),
-        )
+        ])
     if len(clusters) > max_rows:
         rest = clusters[max_rows:]
-        t.add_row(
+        rows.append([
             "",
             f"... {len(rest)} more clusters",
             f"{100 * sum(c['production_share'] for c in rest):5.1f}",
@@ -82,10 +83,14 @@ def coverage_renderable(report: dict[str, Any], max_rows: int = 25) -> Table:
             "",
             "",
             "",
-        )
+        ])
     out = report["outside_production"]
     if out["count"]:
-        t.add_row("", "outside production", "0.0", f"{100 * out['share']:5.1f}", str(out["count"]), "", "", "")
+        rows.append(["", "outside production", "0.0", f"{100 * out['share']:5.1f}", str(out["count"]), "", "", ""])
+    t, hidden = fit_table(cols, rows, width or 100_000,
+                          title=f"Coverage by cluster ({len(clusters)} clusters of production {_plural(unit)})",
+                          header_style="bold")
+    t.hidden = hidden  # type: ignore[attr-defined]
     return t
 
 
@@ -103,7 +108,9 @@ def print_coverage(report: dict[str, Any], console: Console | None = None, max_r
         )
     )
     con.print(escape(report["headline"]))
-    con.print(coverage_renderable(report, max_rows))
+    table = coverage_renderable(report, max_rows, width=con.width)
+    con.print(table)
+    _hidden(con, table.hidden)  # type: ignore[attr-defined]
     d, p = report["dataset"], report["production"]
     con.print(
         f"dataset {escape(d['name'])} v{escape(d['version'])} ({d['n_cases']} cases, {escape(d['hash'][:12])}) vs "
@@ -120,28 +127,29 @@ def print_coverage(report: dict[str, Any], console: Console | None = None, max_r
         con.print(f"outside production ({out['count']}): {escape(ids)}")
 
 
+def _hidden(con: Console, hidden: list[str]) -> None:
+    from benchrun.report.fit import hidden_note
+
+    note = hidden_note(hidden, con.width)
+    if note:
+        con.print(Text(note, style="dim"))
+
+
 def print_refresh(result: dict[str, Any], console: Console | None = None) -> None:
     """Which clusters got how many new cases, and why."""
+    from benchrun.report.fit import Col, fit_table
+
     con = _console(console)
-    t = Table(title=f"Refresh: {result['n_selected']} of {result['n_requested']} candidates", header_style="bold")
-    t.add_column("unit")
-    t.add_column("label", max_width=32)
-    t.add_column("prod %", justify="right")
-    t.add_column("eval %", justify="right")
-    t.add_column("new", justify="right")
-    t.add_column("why", max_width=70)
-    for u in result["units"]:
-        if u["allocated"] == 0:
-            continue
-        t.add_row(
-            escape(u["unit"]),
-            escape(u["label"]),
-            f"{100 * u['production_share']:.1f}",
-            f"{100 * u['eval_share']:.1f}",
-            str(u["allocated"]),
-            escape(u["why"]),
-        )
+    cols = [Col("unit", 0, "left"), Col("label", 0, "left", text=True, min_width=14), Col("prod %", 2),
+            Col("eval %", 2), Col("new"), Col("why", 1, "left", text=True, min_width=24)]
+    rows = [[escape(u["unit"]), escape(u["label"]), f"{100 * u['production_share']:.1f}",
+             f"{100 * u['eval_share']:.1f}", str(u["allocated"]), escape(u["why"])]
+            for u in result["units"] if u["allocated"] != 0]
+    t, hidden = fit_table(cols, rows, con.width,
+                          title=f"Refresh: {result['n_selected']} of {result['n_requested']} candidates",
+                          header_style="bold")
     con.print(t)
+    _hidden(con, hidden)
     if result["out_path"]:
         con.print(f"wrote {result['n_selected']} candidate cases to {escape(result['out_path'])}; review them and fill in 'ideal'")
 
@@ -253,15 +261,19 @@ def write_png(report: dict[str, Any], path: str | Path, max_rows: int = 40) -> P
 
 def print_history(rows: list[dict[str, Any]], console: Console | None = None) -> None:
     """The stored coverage reports as a table, newest first (the JSD trend)."""
+    from benchrun.report.fit import Col, fit_table
+
     console = console or SafeConsole()
     if not rows:
         console.print("no coverage reports in this ledger yet (run `benchrun coverage --production F --dataset F`)")
         return
-    t = Table(title="Coverage history (newest first)")
-    for col in ("id", "when", "dataset", "production", "JSD", "band", "uncovered clusters"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(str(r["id"]), escape(r["created_at"][:19]), escape(f"{r['dataset']} v{r['dataset_version']} ({r['dataset_hash'][:12]})"),
-                  escape(str(r["production"])), f"{r['jsd']:.3f}", escape(r["band"]),
-                  "n/a" if r["uncovered_clusters"] is None else str(r["uncovered_clusters"]))
+    cols = [Col("id"), Col("when", 2, "left"), Col("dataset", 0, "left", text=True, min_width=12),
+            Col("production", 1, "left", text=True, min_width=12), Col("JSD"), Col("band", 0, "left"),
+            Col("uncovered clusters", short="uncovered")]
+    body = [[str(r["id"]), escape(r["created_at"][:16].replace("T", " ")),
+             escape(f"{r['dataset']} v{r['dataset_version']} ({r['dataset_hash'][:12]})"), escape(str(r["production"])),
+             f"{r['jsd']:.3f}", escape(r["band"]), "n/a" if r["uncovered_clusters"] is None else str(r["uncovered_clusters"])]
+            for r in rows]
+    t, hidden = fit_table(cols, body, console.width, title="Coverage history (newest first)")
     console.print(t)
+    _hidden(console, hidden)

@@ -217,9 +217,9 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>measure</th><th>A</th><th>B</th><th>A − B</th><th>95% interval</th></tr>
 <tr><td>pass rate ({{ k.n_pairs }} paired cases)</td><td class="num">{{ pct(k.pass_rate_a) }}</td><td class="num">{{ pct(k.pass_rate_b) }}</td>
 <td class="num">{{ pts(k.difference) }} pts</td><td>bootstrap {{ ivpts(k.bootstrap) }}; SE {{ ivpts(k.se_interval) }} ({{ k.se_method }})</td></tr>
-{% if k.test %}<tr><td>{{ k.test.method }}</td><td class="num">{{ k.test.a_better }} A better</td><td class="num">{{ k.test.b_better }} B better</td><td class="num">p = {{ pval(k.test.p_value) }}</td><td>decides the verdict</td></tr>{% endif %}
+{% if k.test %}<tr><td>{{ k.test.method }}</td><td class="num">{{ k.test.a_better }} A better</td><td class="num">{{ k.test.b_better }} B better</td><td class="num">{{ p_is(k.test.p_value) }}</td><td>decides the verdict</td></tr>{% endif %}
 {% if k.score %}<tr><td>mean judge score ({{ k.score.n_pairs }} cases)</td><td class="num">{{ "%.2f" | format(k.score.mean_a) }}</td><td class="num">{{ "%.2f" | format(k.score.mean_b) }}</td>
-<td class="num">{{ "%+.2f" | format(k.score.difference) }}</td><td>{% if k.score.interval %}[{{ "%+.2f" | format(k.score.interval.low) }}, {{ "%+.2f" | format(k.score.interval.high) }}]{% endif %} p = {{ pval(k.score.p_value) }}</td></tr>{% endif %}
+<td class="num">{{ "%+.2f" | format(k.score.difference) }}</td><td>{% if k.score.interval %}[{{ "%+.2f" | format(k.score.interval.low) }}, {{ "%+.2f" | format(k.score.interval.high) }}]{% endif %} {{ p_is(k.score.p_value) }}</td></tr>{% endif %}
 </table>
 {% if cmp.power.sentence %}<p>{{ cmp.power.sentence }}</p>{% elif cmp.power.min_detectable_difference is not none %}<p>Smallest gap these cases detect with 80% power: about {{ "%.0f" | format(100 * cmp.power.min_detectable_difference) }} points.</p>{% endif %}
 {% for n in k.notes %}<p class="muted">note: {{ n }}</p>{% endfor %}
@@ -364,11 +364,14 @@ def render_report(data: dict[str, Any]) -> str:
 
     from benchrun.report.summary import judge_marker
 
+    def p_is(p: float | None) -> str:
+        return "p n/a" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
+
     tpl = env.from_string(_TEMPLATE)
     s = data["summary"]
     return tpl.render(
         s=s, health=s.get("judge_health") or {}, marker=judge_marker(s), c=s["conditions"], cases=data["cases"], cmp=data.get("compare"), sl=data.get("shortlist"),
         scatter=quality_cost_svg(data["chart_points"]), severity_chart=severity_svg(s["breakdown"]),
         js_data={"points": data["chart_points"], "palette": list(_PALETTE)},
-        pct=_fmt_pct, money=money, ms=ms, pts=pts, ivpts=ivpts, pval=pval,
+        pct=_fmt_pct, money=money, ms=ms, pts=pts, ivpts=ivpts, pval=pval, p_is=p_is,
     )

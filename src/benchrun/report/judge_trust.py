@@ -18,6 +18,13 @@ def _iv(iv: dict[str, Any] | None, pct: bool = False) -> str:
     return f"{f(iv['estimate'])} (95% CI {f(iv['low'])} to {f(iv['high'])})"
 
 
+def _counts(d: Any) -> str:
+    """{"good": 3, "tie": 9} as "good 3, tie 9" (not a Python dict)."""
+    if isinstance(d, dict):
+        return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+    return str(d)
+
+
 def _num(x: Any, fmt: str = ".2f") -> str:
     return "n/a" if x is None else format(x, fmt)
 
@@ -84,8 +91,8 @@ def render_position(o: Console, info: dict[str, Any]) -> None:
         o.print(f"accuracy vs {rep['labelled']} label(s): first order {_iv(rep['accuracy_first_order'], pct=True)}, "
                 f"both-orders rule {_iv(rep['accuracy_both_orders'], pct=True)}", markup=False)
     if info.get("wins_both_orders"):
-        o.print(f"wins (both-orders rule): {info['wins_both_orders']}; A-first only: {info['wins_first_order_only']}",
-                markup=False)
+        o.print(f"wins (both-orders rule): {_counts(info['wins_both_orders'])}; "
+                f"A-first only: {_counts(info['wins_first_order_only'])}", markup=False)
     if info.get("errors"):
         o.print(f"{len(info['errors'])} pair(s) could not be judged and were left out", markup=False)
     o.print(f"stored as report {info['report_id']}", markup=False)

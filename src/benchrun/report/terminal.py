@@ -20,6 +20,13 @@ def _money(x: float | None) -> str:
     return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
+def _cost(known: float, unpriced: int) -> str:
+    """A cost with its unpriced calls: "unknown" when nothing was priced, "$0.0004 +2 unpriced" when part was."""
+    if not unpriced:
+        return _money(known)
+    return "unknown" if known == 0 else f"{_money(known)} +{unpriced} unpriced"
+
+
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f} ms"
 
@@ -62,17 +69,19 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
     from benchrun.report.summary import judge_marker
 
     marker = judge_marker(s)
-    t = Table(title="Per model", title_justify="left")
-    cols = ["model", "pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "candidate cost",
-            "cand./case", "judge cost", "p50", "p95"]
+    from benchrun.report.fit import Col, fit_table, hidden_note
+
+    cols = [Col("model", 0, "left", text=True, min_width=12), Col("pass rate (95% CI)", short="pass rate"),
+            Col("passed", 4, short="pass"), Col("failed", 4, short="fail"), Col("errors", short="err"),
+            Col("mean judge", 1, short="judge"), Col("candidate cost", 1, short="cand. $"),
+            Col("cand./case", 5, short="$/case"), Col("judge cost", 2, short="judge $"), Col("p50", 6),
+            Col("p95", 3)]
     if no_judge:
-        cols.remove("mean judge")
-        cols.remove("judge cost")
+        del cols[8], cols[5]
     mc = bool(s.get("choice_cases"))
     if mc:  # multiple choice: unparsed answers, apart (they are also in "failed")
-        cols.insert(4, "unparsed")
-    for col in cols:
-        t.add_column(col, justify="left" if col == "model" else "right")
+        cols.insert(4, Col("unparsed", 3, short="unp."))
+    rows = []
     for m in s["models"]:
         pr = m["pass_rate"]
         ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]"
@@ -81,10 +90,8 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
         if marker and m["mean_judge_score"] is not None:
             judge += f" [bold yellow]({marker})[/bold yellow]"
-        cost = _money(m["candidate_cost_usd"]) + (
-            f" + {m['candidate_cost_unknown_calls']} unpriced" if m["candidate_cost_unknown_calls"] else "")
-        jcost = _money(m["judge_cost_usd"]) + (
-            f" + {m['judge_cost_unknown_calls']} unpriced" if m["judge_cost_unknown_calls"] else "")
+        cost = _cost(m["candidate_cost_usd"], m["candidate_cost_unknown_calls"])
+        jcost = _cost(m["judge_cost_usd"], m["judge_cost_unknown_calls"])
         cells = [e(m["model_key"]), ci, str(m["passed"]), str(m["failed"]),
                  f"[red]{m['errors']}[/red]" if m["errors"] else "0", judge, cost,
                  _money(m["candidate_cost_per_case"]), jcost, _ms(m["latency_p50_ms"]), _ms(m["latency_p95_ms"])]
@@ -92,8 +99,11 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
             del cells[8], cells[5]
         if mc:
             cells.insert(4, f"[yellow]{m['unparsed']}[/yellow]" if m["unparsed"] else "0")
-        t.add_row(*cells)
+        rows.append(cells)
+    t, hidden = fit_table(cols, rows, console.width, title="Per model", title_justify="left")
     console.print(t)
+    if hidden:
+        console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
     if mc:
         console.print(f"[dim]{s['choice_cases']} multiple-choice case(s); unparsed = the answer named no choice or "
                       "several (counted in failed too; see `runs show RUN --case ID`)[/dim]")
@@ -130,9 +140,12 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
             console.print(f"  over {cats['n_categories']} categories: micro {_pct(mi['estimate'])} [{_pct(mi['low'])}, "
                           f"{_pct(mi['high'])}] (every result counts once), macro {_pct(ma['estimate'])} "
                           f"[{_pct(ma['low'])}, {_pct(ma['high'])}] (every category counts once)")
-        worst = [(k, v) for k, v in b["by_category"].items() if v["failed"] + v["errors"]][:6]
+        bad = [(k, v) for k, v in b["by_category"].items() if v["failed"] + v["errors"]]
+        worst = bad[:6]
         if worst:
-            console.print("  categories: " + e(", ".join(f"{k} {v['failed'] + v['errors']}/{v['n']}" for k, v in worst)))
+            more = f" … and {len(bad) - len(worst)} more (--json lists all)" if len(bad) > len(worst) else ""
+            console.print("  categories: " + e(", ".join(f"{k} {v['failed'] + v['errors']}/{v['n']}" for k, v in worst))
+                          + more)
         if b["failure_modes"]:
             console.print("  failure modes: " + e(", ".join(f"{k} {v}" for k, v in b["failure_modes"].items())))
         inj = b.get("injection_suspected") or []
@@ -170,13 +183,19 @@ def render_case(console: Console, d: dict[str, Any]) -> None:
 
 
 def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
-    t = Table(title="Runs")
-    for col in ("id", "name", "status", "created", "dataset", "models", "results", "cost"):
-        t.add_column(col)
-    for r in runs:
-        t.add_row(e(r["id"]), e(r["name"]), e(r["status"]), r["created_at"][:19], e(f"{r['dataset']} v{r['dataset_version']}"),
-                  e(", ".join(r["models"])), str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd")))
+    from benchrun.report.fit import Col, fit_table, hidden_note
+
+    cols = [Col("id", 0, "left"), Col("name", 2, "left", text=True, min_width=8), Col("status", 0, "left"),
+            Col("created", 3, "left"), Col("dataset", 4, "left", text=True, min_width=10),
+            Col("models", 1, "left", text=True, min_width=10), Col("results", 5, short="n"),
+            Col("cost (all calls)", 2, short="cost")]
+    rows = [[e(r["id"]), e(r["name"]), e(r["status"]), r["created_at"][:16].replace("T", " "),
+             e(f"{r['dataset']} v{r['dataset_version']}"), e(", ".join(r["models"])),
+             str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd"))] for r in runs]
+    t, hidden = fit_table(cols, rows, console.width, title="Runs")
     console.print(t)
+    if hidden:
+        console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
 
 
 def render_dataset_info(console: Console, info: dict[str, Any]) -> None:

@@ -33,6 +33,20 @@ def _p(p: float | None) -> str:
     return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def _signed_money(d: float | None) -> str:
+    """"+$0.000120", "-$0.000120", or "$0.000000" for a difference that rounds to nothing (never "$-0.000000")."""
+    if d is None:
+        return "n/a"
+    if abs(d) < 5e-7:
+        return "$0.000000"
+    return f"{'+' if d > 0 else '-'}${abs(d):.6f}"
+
+
+def _p_is(p: float | None) -> str:
+    """"p = 0.031" or "p < 0.001" (never "p = <0.001")."""
+    return "p n/a" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
+
+
 def render_compare(console: Console, d: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -54,13 +68,13 @@ def render_compare(console: Console, d: dict[str, Any]) -> None:
     test = c.get("test")
     if test:
         t.add_row(escape(test["method"]), f"{test['a_better']} A better", f"{test['b_better']} B better",
-                  f"p = {_p(test['p_value'])}", "decides the verdict")
+                  _p_is(test["p_value"]), "decides the verdict")
     sc = c["score"]
     if sc:
         iv = sc["interval"]
         t.add_row(f"mean judge score ({sc['n_pairs']} cases)", _num(sc["mean_a"]), _num(sc["mean_b"]),
                   _num(sc["difference"], "+.2f"),
-                  ("n/a" if not iv else f"[{iv['low']:+.2f}, {iv['high']:+.2f}]") + f" p = {_p(sc['p_value'])}")
+                  ("n/a" if not iv else f"[{iv['low']:+.2f}, {iv['high']:+.2f}]") + f" {_p_is(sc['p_value'])}")
     console.print(t)
     pw = d["power"]
     if pw["sentence"]:
@@ -178,7 +192,7 @@ def render_reproduce(console: Console, d: dict[str, Any]) -> None:
             str(len(m["flips"])),
             f"{m['answers_changed']}/{m['answers_compared']}",
             _num(sc["difference"], "+.2f") if sc else "n/a",
-            "n/a" if m["cost_usd"]["delta"] is None else f"${m['cost_usd']['delta']:+.6f}",
+            _signed_money(m["cost_usd"]["delta"]),
             "n/a" if m["latency_p50_ms"]["delta"] is None else f"{m['latency_p50_ms']['delta']:+.0f} ms",
             "n/a" if m["latency_p95_ms"]["delta"] is None else f"{m['latency_p95_ms']['delta']:+.0f} ms",
             "[red]changed[/red]" if ver["changed"] else "same",
@@ -208,17 +222,22 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
 
     for w in d["warnings"]:
         console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
-    t = Table(title="Shortlist", title_justify="left", caption=escape(d["method"]), caption_justify="left")
-    for col in ("rank", "candidate", "pass rate (95% CI)", "high sev", "mean judge", "candidate $/1k", "judge $/1k", "p50", "p95",
-                "context", "$/1M in/out", "where", "frontier", "tied with"):
-        t.add_column(col, justify="left" if col in ("candidate", "where", "tied with") else "right")
+    from benchrun.report.fit import Col, fit_table, hidden_note
+
+    cols = [Col("rank"), Col("candidate", 0, "left", text=True, min_width=12),
+            Col("pass rate (95% CI)", short="pass rate"), Col("high sev", 1, short="hi sev"),
+            Col("mean judge", 3, short="judge"),
+            Col("candidate $/1k", 1, short="cand $/1k"), Col("judge $/1k", 4), Col("p50", 6), Col("p95", 2),
+            Col("context", 7), Col("$/1M in/out", 7), Col("where", 5, "left"), Col("frontier", 2, short="front"),
+            Col("tied with", 1, "left", text=True, min_width=8, short="tied")]
+    rows = []
     for r in d["ranked"]:
         c = r["candidate"]
         pr = c["pass_rate"]
         judge = "n/a" if c["mean_judge_score"] is None else f"{c['mean_judge_score']:.2f} ({c['judge_calibration']})"
         price = ("n/a" if c["input_price_per_1m"] is None else
                  f"{c['input_price_per_1m']:g}/{_num(c['output_price_per_1m'], 'g')}")
-        t.add_row(str(r["rank"]) + (f" ({r['score']:.2f})" if r["score"] is not None else ""), escape(c["key"]),
+        rows.append([str(r["rank"]) + (f" ({r['score']:.2f})" if r["score"] is not None else ""), escape(c["key"]),
                   f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]",
                   str(c["high_severity_failures"]), escape(judge),
                   "unknown" if c["cost_per_1k_cases"] is None else f"${c['cost_per_1k_cases']:.4f}",
@@ -226,8 +245,12 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
                   _num(c["latency_p50_ms"], ",.0f"), _num(c["latency_p95_ms"], ",.0f"),
                   _num(c["context_window"], ",d") if c["context_window"] else "n/a", price,
                   "local" if c["local"] else "hosted", "*" if r["pareto"] else "",
-                  escape(", ".join(r["tied_with"])))
+                  escape(", ".join(r["tied_with"]))])
+    t, hidden = fit_table(cols, rows, console.width, title="Shortlist", title_justify="left",
+                          caption=escape(d["method"]), caption_justify="left")
     console.print(t)
+    if hidden:
+        console.print(f"[dim]{escape(hidden_note(hidden, console.width) or '')}[/dim]")
     if d["ranked"]:
         console.print("coverage: " + escape(d["ranked"][0]["candidate"]["coverage_note"] or "n/a"))
     comps = d.get("comparisons") or []

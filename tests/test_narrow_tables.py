@@ -1,0 +1,82 @@
+"""Tables fit 80 columns (a pipe, a CI log) and keep their wide form at 160 (issue 14, item 3).
+
+The real CLI in a subprocess (stdout a pipe, COLUMNS set as a CI runner would), at both widths.
+"""
+
+from __future__ import annotations
+
+import io
+
+from benchrun.coverage.history import store_report
+from conftest import Project
+
+BOX = set("│┃┏┓┗┛┡┩└┘━─╇┳┻╋┼")
+
+
+def _table_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if BOX & set(ln)]
+
+
+def _setup(project: Project) -> str:
+    spec = project.setup(candidates=[
+        {"model": "openai/good", "alias": "support-assistant-prompt-v2-long-name", "api_base": project.url,
+         "price": {"input_per_1m": 1.0, "output_per_1m": 2.0}},
+        {"model": "openai/bad", "alias": "bad", "api_base": project.url,
+         "price": {"input_per_1m": 1.0, "output_per_1m": 2.0}}])
+    r, summary = project.cli_json("run", str(spec))
+    assert r.returncode == 0, r.stderr
+    ds = summary["conditions"]["dataset"]
+    store_report(str(project.ledger), {
+        "score": {"jsd": 0.534, "band": "refresh"}, "production": {"source": "production-2026-11-hr-portal.jsonl",
+                                                                   "hash": "ab" * 32},
+        "dataset": {"name": ds["name"], "version": ds["version"], "hash": ds["hash"]}, "headline": "JSD 0.534",
+        "uncovered": {"clusters": 30, "production_share": 0.4}})
+    return summary["conditions"]["run_id"]
+
+
+def test_tables_fit_80_columns_and_stay_wide_at_160(project: Project) -> None:
+    run_id = _setup(project)
+    commands = [("runs", "show", run_id), ("runs", "list"), ("shortlist", run_id), ("coverage", "history")]
+    seen: dict[tuple[str, ...], tuple[str, str]] = {}
+    for cmd in commands:
+        narrow = project.cli(*cmd, env={"COLUMNS": "80"}, subprocess_=True)
+        wide = project.cli(*cmd, env={"COLUMNS": "160"}, subprocess_=True)
+        assert narrow.returncode == 0 and wide.returncode == 0, (cmd, narrow.stderr, wide.stderr)
+        lines = _table_lines(narrow.stdout)
+        assert lines and max(len(ln) for ln in lines) <= 80, (cmd, narrow.stdout)
+        assert max(len(ln) for ln in _table_lines(wide.stdout)) <= 160, (cmd, wide.stdout)
+        seen[cmd[:2]] = (narrow.stdout, wide.stdout)
+    show80, show160 = seen[("runs", "show")]
+    # wide: every column with its full header, nothing hidden; narrow: what was hidden is said, names cut with "…"
+    for h in ("pass rate (95% CI)", "passed", "failed", "errors", "mean judge", "candidate cost", "judge cost", "p95"):
+        assert h in show160
+    assert "hidden at" not in show160 and "hidden at 80 columns: " in show80
+    assert any("…" in ln and ln.startswith("support") for ln in _table_lines(show80))
+    for h in ("pass rate", "err", "judge", "cand. $", "judge $"):  # the costs stay at 80, apart
+        assert h in _table_lines(show80)[0]
+    list80, _ = seen[("runs", "list")]
+    assert sum(run_id in ln for ln in _table_lines(list80)) == 1  # the id whole, on one line: rows do not wrap
+    sl80, sl160 = seen[("shortlist", run_id)]
+    assert "judge $/1k" in sl160 and "hidden at" not in sl160 and "hidden at 80 columns: " in sl80
+    hist80, hist160 = seen[("coverage", "history")]
+    assert any(ln.rstrip(" │").endswith("30") for ln in _table_lines(hist80))
+    assert "production-2026-11-hr-portal.jsonl" in hist160
+
+
+def test_fit_table_drops_by_priority() -> None:
+    from rich.console import Console
+
+    from benchrun.report.fit import Col, fit_table
+
+    cols = [Col("name", 0, "left", text=True, min_width=6), Col("a", 2), Col("b", 1), Col("c", 3)]
+    rows = [["x" * 40, "1" * 10, "2" * 10, "3" * 10]]
+    con = Console(width=200, record=True, file=io.StringIO())
+    t, hidden = fit_table(cols, rows, 200)
+    assert hidden == []
+    t, hidden = fit_table(cols, rows, 40)
+    assert hidden == ["c"]  # the highest number first, only as many as needed
+    t, hidden = fit_table(cols, rows, 30)
+    assert hidden == ["c", "a"]  # then the next; "b" (priority 1) kept
+    con.print(t)
+    text = con.export_text()
+    assert "2" * 10 in text and "…" in text and max(len(ln) for ln in text.splitlines()) <= 30
