@@ -168,6 +168,11 @@ class ProgressBar:
                     f"elapsed {el // 60}m{el % 60:02d}s", markup=False, soft_wrap=True)
 
     def start(self) -> None:
+        if self.lines and not self._t0:  # elapsed time counts from the start of the run, not the first cell
+            import time
+
+            self._t0 = time.perf_counter()
+            self._last_line = (self._t0, -1)
         if not self.enabled or self._progress is not None:
             return
         import time

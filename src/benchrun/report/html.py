@@ -370,7 +370,7 @@ def render_report(data: dict[str, Any]) -> str:
     tpl = env.from_string(_TEMPLATE)
     s = data["summary"]
     return tpl.render(
-        s=s, health=s.get("judge_health") or {}, marker=judge_marker(s), c=s["conditions"], cases=data["cases"], cmp=data.get("compare"), sl=data.get("shortlist"),
+        s=s, health=s.get("judge_health") or {"degenerate": False, "message": None}, marker=judge_marker(s), c=s["conditions"], cases=data["cases"], cmp=data.get("compare"), sl=data.get("shortlist"),
         scatter=quality_cost_svg(data["chart_points"]), severity_chart=severity_svg(s["breakdown"]),
         js_data={"points": data["chart_points"], "palette": list(_PALETTE)},
         pct=_fmt_pct, money=money, ms=ms, pts=pts, ivpts=ivpts, pval=pval, p_is=p_is,
