@@ -28,6 +28,7 @@ class Col:
     text: bool = False  # free text, may be cut with an ellipsis
     min_width: int = 10  # a text column is not cut below this
     short: str | None = None  # header when space is short
+    middle: bool = False  # an identity (a model key): cut in the middle, so "prompt-v1" and "prompt-v2" stay apart
 
 
 _MEASURE = SafeConsole(width=100_000, file=io.StringIO(), color_system=None)
@@ -51,7 +52,7 @@ def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int,
             t.add_column(c.short if short and c.short else c.header, justify=c.justify,  # type: ignore[arg-type]
                          no_wrap=True, overflow="ellipsis" if c.text else "fold", max_width=limits.get(i))
         for r in rows:
-            t.add_row(*[r[i] for i in keep])
+            t.add_row(*[_middle_cut(r[i], limits[i]) if cols[i].middle and i in limits else r[i] for i in keep])
         return t
 
     keep = list(range(len(cols)))
@@ -93,6 +94,18 @@ def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int,
         dropped.append(cols[i].header)
         t = shrunk(keep)
     return t, dropped
+
+
+def _middle_cut(cell: Any, limit: int) -> Any:
+    """``cell`` as plain text of at most ``limit`` characters, its middle replaced by "…"."""
+    from rich.text import Text
+
+    text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+    if len(text) <= limit or limit < 3:
+        return cell
+    head = (limit - 1 + 1) // 2
+    tail = limit - 1 - head
+    return Text(text[:head] + "…" + (text[-tail:] if tail else ""))
 
 
 def _cell_len(cell: Any) -> int:

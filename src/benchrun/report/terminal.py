@@ -71,7 +71,7 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
     marker = judge_marker(s)
     from benchrun.report.fit import Col, fit_table, hidden_note
 
-    cols = [Col("model", 0, "left", text=True, min_width=12), Col("pass rate (95% CI)", short="pass rate"),
+    cols = [Col("model", 0, "left", text=True, min_width=12, middle=True), Col("pass rate (95% CI)", short="pass rate"),
             Col("passed", 4, short="pass"), Col("failed", 4, short="fail"), Col("errors", short="err"),
             Col("mean judge", 1, short="judge"), Col("candidate cost", 1, short="cand. $"),
             Col("cand./case", 5, short="$/case"), Col("judge cost", 2, short="judge $"), Col("p50", 6),

@@ -224,7 +224,7 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
         console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
     from benchrun.report.fit import Col, fit_table, hidden_note
 
-    cols = [Col("rank"), Col("candidate", 0, "left", text=True, min_width=12),
+    cols = [Col("rank"), Col("candidate", 0, "left", text=True, min_width=12, middle=True),
             Col("pass rate (95% CI)", short="pass rate"), Col("high sev", 1, short="hi sev"),
             Col("mean judge", 3, short="judge"),
             Col("candidate $/1k", 1, short="cand $/1k"), Col("judge $/1k", 4), Col("p50", 6), Col("p95", 2),
