@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.markup import escape as e
 from rich.table import Table
+
+from benchrun.report.escape import escape as e
 
 if TYPE_CHECKING:
     from rich.console import Console
