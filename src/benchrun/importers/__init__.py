@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +69,19 @@ def select(items: list[T], limit: int | None, seed: int | None, path: Path) -> l
         return items[:limit]
     keep = sorted(random.Random(seed).sample(range(len(items)), limit))
     return [items[i] for i in keep]
+
+
+def json_lines(text: str, source: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for every non-blank line of a JSON Lines text; a line that is not JSON
+    is `BadInput` naming the file and the line."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInput(source, n, f"not valid JSON ({e.msg})") from None
+        yield n, value
 
 
 def write_dataset(data: dict[str, Any], out: Path) -> Path:

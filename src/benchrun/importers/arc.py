@@ -9,12 +9,11 @@ and becomes the category.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from benchrun.errors import BadInput
-from benchrun.importers import select, source_record
+from benchrun.importers import json_lines, select, source_record
 
 LICENCE = "CC BY-SA 4.0 (AI2)"
 HOMEPAGE = "https://allenai.org/data/arc"
@@ -39,13 +38,7 @@ def read_questions(source: Path) -> list[tuple[int, dict[str, Any], list[str], i
         raise BadInput(source, None, "not UTF-8 text; is it an ARC .jsonl file?") from None
     out: list[tuple[int, dict[str, Any], list[str], int]] = []
     seen: set[str] = set()
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(source, n, f"not valid JSON ({e.msg})") from None
+    for n, row in json_lines(text, source):
         q = row.get("question") if isinstance(row, dict) else None
         if not isinstance(q, dict) or not isinstance(q.get("stem"), str) or not isinstance(q.get("choices"), list):
             raise BadInput(source, n, "expected {\"id\", \"question\": {\"stem\", \"choices\": [...]}, \"answerKey\"}")

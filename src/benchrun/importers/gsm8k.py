@@ -10,13 +10,12 @@ its calculator annotations (``<<48/2=24>>``), is kept as the case's ``ideal``. C
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from benchrun.errors import BadInput
-from benchrun.importers import select, source_record
+from benchrun.importers import json_lines, select, source_record
 
 LICENCE = "MIT (OpenAI, grade-school-math)"
 HOMEPAGE = "https://github.com/openai/grade-school-math"
@@ -44,13 +43,7 @@ def read_problems(source: Path) -> list[tuple[int, dict[str, Any], str]]:
     except UnicodeDecodeError:
         raise BadInput(source, None, "not UTF-8 text; is it a GSM8K .jsonl file?") from None
     out: list[tuple[int, dict[str, Any], str]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(source, n, f"not valid JSON ({e.msg})") from None
+    for n, row in json_lines(text, source):
         if not isinstance(row, dict):
             raise BadInput(source, n, "each line must be a JSON object with 'question' and 'answer'")
         missing = [f for f in ("question", "answer") if not isinstance(row.get(f), str) or not row[f].strip()]

@@ -9,12 +9,11 @@ canonical solution is kept as the case's ``ideal``.
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 from typing import Any
 
 from benchrun.errors import BadInput
-from benchrun.importers import select, source_record
+from benchrun.importers import json_lines, select, source_record
 
 LICENCE = "MIT (OpenAI, human-eval)"
 HOMEPAGE = "https://github.com/openai/human-eval"
@@ -34,13 +33,7 @@ def read_problems(source: Path) -> list[tuple[int, dict[str, Any]]]:
         raise BadInput(source, None, "not UTF-8 text; is it HumanEval.jsonl(.gz)?") from None
     out: list[tuple[int, dict[str, Any]]] = []
     seen: set[str] = set()
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(source, n, f"not valid JSON ({e.msg})") from None
+    for n, row in json_lines(text, source):
         if not isinstance(row, dict):
             raise BadInput(source, n, "each line must be a JSON object with " + ", ".join(FIELDS))
         missing = [f for f in FIELDS if not isinstance(row.get(f), str) or not row[f]]

@@ -15,14 +15,13 @@ installed (rows are then numbered from 1 in place of lines).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from benchrun.errors import BadInput
-from benchrun.importers import select, source_record
+from benchrun.importers import json_lines, select, source_record
 
 KEYS = ("input", "answer", "choices", "category", "id", "ideal")
 
@@ -75,13 +74,7 @@ def read_rows(source: Path) -> list[tuple[int, dict[str, Any]]]:
     except UnicodeDecodeError:
         raise BadInput(source, None, "not UTF-8 text; is it a JSON Lines file?") from None
     out: list[tuple[int, dict[str, Any]]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(source, n, f"not valid JSON ({e.msg})") from None
+    for n, row in json_lines(text, source):
         if not isinstance(row, dict):
             raise BadInput(source, n, "each line must be a JSON object")
         out.append((n, row))

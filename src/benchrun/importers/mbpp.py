@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchrun.errors import BadInput
-from benchrun.importers import select, source_record
+from benchrun.importers import json_lines, select, source_record
 
 LICENCE = "CC BY 4.0 (Google Research, MBPP)"
 HOMEPAGE = "https://github.com/google-research/google-research/tree/master/mbpp"
@@ -30,14 +30,7 @@ def _rows(source: Path) -> list[tuple[int, Any]]:
         except json.JSONDecodeError as e:
             raise BadInput(source, e.lineno, f"not valid JSON ({e.msg})") from None
         return [(i + 1, r) for i, r in enumerate(data)]  # position in the list: there is no line per problem
-    out = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise BadInput(source, n, f"not valid JSON ({e.msg})") from None
-    return out
+    return list(json_lines(text, source))
 
 
 def read_problems(source: Path) -> list[tuple[int, dict[str, Any]]]:
