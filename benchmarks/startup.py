@@ -32,22 +32,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHRUN = str(Path(sys.executable).parent / "benchrun")
-JUDGE = '{"score": 5, "pass": true, "reason": "ok", "failure_mode": "none"}'
 
 
 def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    cfg = {"latency_ms": 0, "rules": [{"model": "judge", "reply": JUDGE}],
-           "default_reply": "Please open a ticket with the billing team."}
-    (tmp / "cfg.json").write_text(json.dumps(cfg))
-    port_file = tmp / "port"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0", "--config",
-                             str(tmp / "cfg.json"), "--port-file", str(port_file)])
-    for _ in range(200):
-        if port_file.exists() and port_file.read_text().strip():
-            return proc, f"http://127.0.0.1:{port_file.read_text().strip()}/v1"
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("test server did not start")
+    """The test server as its own process, no latency (the same start-up as runner_overhead.py's)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from runner_overhead import start_server as start_with_latency
+
+    return start_with_latency(tmp, 0)
 
 
 def write_project(tmp: Path, url: str, n_cases: int, candidates: list[str], concurrency: int) -> Path:
