@@ -513,6 +513,8 @@ class Runner:
         jparams = judge_params(self.loaded)
         structured = spec.judge.structured_output != "none"
         messages = judge_mod.judge_messages(rubric, unit.case, text)
+        keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
+        row.judge_cache_keys = json.dumps(keys)  # for `ledger copy`, which must not render the judge template
         jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
         self._add_judge_usage(row, jres, jcost)
         verdict = None
@@ -524,6 +526,8 @@ class Runner:
             except judge_mod.JudgeFormatError as e:
                 row.judge_reasks = 1
                 retry_msgs = judge_mod.reask_messages(messages, jres.text, str(e), rubric)
+                keys.append(cache_key(spec.judge, retry_msgs, jparams, 0, "judge"))
+                row.judge_cache_keys = json.dumps(keys)
                 jres2 = await self._call(spec.judge, self.judge_endpoint, retry_msgs, jparams, 0, "judge", judge_sem)
                 self._add_judge_usage(row, jres2, jcost)
                 if jres2.ok:

@@ -140,6 +140,32 @@ def test_a_stored_snapshot_cannot_run_code(project: Project, tmp_path: Path) -> 
     assert _runs(project) == 1  # nothing half-written by the refused reproductions
 
 
+def test_ledger_copy_renders_no_template(project: Project, tmp_path: Path) -> None:
+    """`ledger copy` evaluates nothing of a stored snapshot: with a judge_prompt that fails the moment it is
+    rendered, every cache entry of the run (each answer and each judgement) is still found and copied, from
+    the messages and the judge cache keys the runner stored (before: the judge prompt was re-rendered)."""
+    project.write_dataset(make_cases(3))
+    project.write_rubric()
+    r, summary = project.cli_json("run", str(project.write_spec()))
+    assert r.returncode == 0, r.stderr
+    run_id = summary["conditions"]["run_id"]
+    con = sqlite3.connect(project.ledger)
+    stored = [json.loads(k) for (k,) in con.execute("SELECT judge_cache_keys FROM result")]
+    n_cache = con.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
+    con.close()
+    assert len(stored) == 6 and all(len(k) == 1 for k in stored) and n_cache == 12  # 6 answers + 6 judgements
+    _edit_snapshot(project, run_id, "{{ this_name_is_undefined }} {{ response }}")  # StrictUndefined raises
+    dest = tmp_path / "copy.sqlite"
+    c = project.cli("ledger", "copy", "--from", str(project.ledger), "--to", str(dest), "--json")
+    assert c.returncode == 0, c.stderr
+    stats = json.loads(c.stdout)
+    assert stats["cache_added"] == 12 and stats["cache_keys_unresolved"] == 0, stats
+    con = sqlite3.connect(dest)
+    copied = {k for (k,) in con.execute("SELECT key FROM cache")}
+    con.close()
+    assert {k for ks in stored for k in ks} <= copied
+
+
 def test_case_input_is_never_rendered_as_a_template(project: Project, server: FakeServer) -> None:
     cases = make_cases(1)
     cases[0]["input"] = "What is {{ 7*7 }}? {% if true %}yes{% endif %}"

@@ -56,7 +56,7 @@ class CopyStats:
     cache_added: int = 0
     reports_added: int = 0
     runs_still_running: list[str] = field(default_factory=list)
-    cache_keys_unresolved: int = 0  # results whose cache keys could not be recomputed (old snapshot)
+    cache_keys_unresolved: int = 0  # results whose judge cache keys are not recorded (written before they were)
 
     @property
     def changed(self) -> bool:
@@ -88,56 +88,46 @@ def _same(a: dict[str, Any], b: dict[str, Any], skip: Iterable[str] = ("id",)) -
     return all(_norm(a.get(k)) == _norm(b.get(k)) for k in a if k not in skipped)
 
 
-def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]],
-                   lookup: Any) -> tuple[set[str], int]:
-    """Cache keys the runner used for these results, and how many results could not be resolved.
+def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[set[str], int]:
+    """Cache keys the runner used for these results, and how many results' judge entries cannot be named.
 
-    ``lookup(key) -> dict | None`` reads a cache entry (needed to replay the judge's re-ask,
-    whose prompt contains the judge's first, invalid answer).
+    Nothing is rendered: a run's snapshot is a ledger row anyone who writes the ledger can edit, so its
+    templates are never evaluated here. A candidate's key comes from the messages stored with the result;
+    the judge's (first call and re-ask) from ``judge_cache_keys``, which the runner records. Results
+    written before that column existed have no judge keys: those judge entries are not copied (a run
+    reproduced from the copy pays for them once) and are counted as unresolved.
     """
-    from jinja2 import TemplateError
     from pydantic import ValidationError
 
-    from benchrun.runner import cache_key, judge_params
-    from benchrun.scoring import judge as judge_mod
-    from benchrun.spec import LoadedSpec
+    from benchrun.hashing import cache_key
+    from benchrun.spec import RunSpec
 
     try:
-        loaded = LoadedSpec.from_snapshot(json.loads(run["spec_snapshot"]))
+        spec = RunSpec.model_validate(json.loads(run["spec_snapshot"])["spec"])
     except (ValueError, KeyError, TypeError, ValidationError):
         return set(), len(results)
-    spec, rubric = loaded.spec, loaded.rubric
     cands = {c.key: c for c in spec.candidates}
-    cases = {c.id: c for c in loaded.dataset.cases}
-    jparams = judge_params(loaded)
     keys: set[str] = set()
     unresolved = 0
     for r in results:
-        cand, case = cands.get(r["model_key"]), cases.get(r["case_id"])
-        if cand is None or case is None:
+        cand = cands.get(r["model_key"])
+        if cand is None:
             unresolved += 1
             continue
         keys.add(cache_key(cand, json.loads(r["messages"]), spec.sampling_for(cand).as_params(), r["sample_index"],
                            "candidate"))
-        if r["response_text"] is None or not loaded.judged(case):
-            continue
-        assert spec.judge is not None and rubric is not None
-        try:  # the sandboxed renderer (scoring/prompts.py): a hostile snapshot's template runs nothing
-            jmsgs = judge_mod.judge_messages(rubric, case, r["response_text"])
-        except TemplateError:
-            unresolved += 1
-            continue
-        k = cache_key(spec.judge, jmsgs, jparams, 0, "judge")
-        keys.add(k)
-        if r.get("judge_reasks"):
-            first = lookup(k)
-            if first is None or first.get("text") is None:
-                continue
+        stored = r.get("judge_cache_keys")
+        if stored:
             try:
-                judge_mod.parse_verdict(rubric, first["text"])
-            except judge_mod.JudgeFormatError as e:
-                again = judge_mod.reask_messages(jmsgs, first["text"], str(e), rubric)
-                keys.add(cache_key(spec.judge, again, jparams, 0, "judge"))
+                judge_keys = json.loads(stored)
+            except ValueError:
+                judge_keys = None
+            if isinstance(judge_keys, list) and all(isinstance(k, str) for k in judge_keys):
+                keys.update(judge_keys)
+            else:
+                unresolved += 1
+        elif r["response_text"] is not None and r.get("judge_raw") is not None:
+            unresolved += 1  # judged before judge_cache_keys was recorded
     return keys, unresolved
 
 
@@ -166,11 +156,7 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
                     found[row["key"]] = row
         return found
 
-    def lookup(key: str) -> dict[str, Any] | None:
-        hit = src_cache([key]).get(key)
-        return json.loads(hit["response"]) if hit else None
-
-    keys, unresolved = run_cache_keys(run, results, lookup)
+    keys, unresolved = run_cache_keys(run, results)
     cache_rows = src_cache(sorted(keys))
     if run["status"] == "running":
         stats.runs_still_running.append(run_id)

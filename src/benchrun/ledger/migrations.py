@@ -54,6 +54,8 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "result.scored_by: which method scored each result", _add_column("result", "scored_by", "VARCHAR")),
     Migration(3, "result.injection_suspected", _add_column("result", "injection_suspected", "TEXT")),
     Migration(4, "run lease", _create(t.RunLease)),
+    Migration(5, "result.judge_cache_keys: ledger copy renders no template",
+              _add_column("result", "judge_cache_keys", "TEXT")),
 ]
 KNOWN_VERSION = max(m.version for m in MIGRATIONS)
 

@@ -100,6 +100,9 @@ class Result(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow)
     # why the answer looks like it tries to steer its judge (scoring/judge.py:injection_signs), None if it does not
     injection_suspected: str | None = Field(default=None, sa_column=Column(Text))
+    # JSON list of the judge calls' cache keys (first call, then its re-ask), written by the runner so that
+    # `ledger copy` finds a run's judge cache entries without rendering a (stored, untrusted) judge template
+    judge_cache_keys: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class CacheEntry(SQLModel, table=True):
