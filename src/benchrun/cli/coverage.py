@@ -100,9 +100,9 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
         ] = None,
     ) -> None:
         """How far the eval set is from production traffic (Jensen-Shannon divergence over clusters)."""
+        from benchrun import api
         from benchrun.coverage import history as hist
         from benchrun.coverage import render
-        from benchrun.coverage.pipeline import run_coverage
 
         if action is not None:
             if action != "history":
@@ -136,9 +136,8 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
         )
         opts.update(good_below=good_below, refresh_above=refresh_above)
         try:
-            report = run_coverage(production, dataset, on_report=on_report, **opts)
-            if not no_store:
-                report["ledger_report_id"] = hist.store_report(ledger, report)
+            report = api.measure_coverage(production, dataset, ledger=ledger, store=not no_store, on_report=on_report,
+                                          **opts).data
             if html is not None:
                 render.write_html(report, html)
             if png is not None:

@@ -98,12 +98,11 @@ def calibrate_cmd(
     """Compare the judge with human labels: agreement, Cohen's kappa with its 95% CI, weighted kappa,
     Spearman, confusion, leniency, failure modes; trusted or not. Uses the run's verdicts, or re-judges the
     labelled items with --judge. Stored in the ledger; `runs show` then reports it next to judge scores."""
-    from benchrun import judge_trust as jt
+    from benchrun import api
     from benchrun.report.judge_trust import render_calibration
 
-    led = open_ledger(ledger)
-    info = jt.calibrate_run(led, jt.open_run(led, run), labels, threshold=threshold, judge=judge, api_base=api_base,
-                            api_key_env=api_key_env, use_cache=not no_cache)
+    info = api.calibrate(run, labels, threshold=threshold, judge=judge, api_base=api_base, api_key_env=api_key_env,
+                         cache=not no_cache, ledger=open_ledger(ledger)).data
     _warn(info["self_preference"])
     if json_out:
         _print_json(info)
