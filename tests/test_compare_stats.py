@@ -31,6 +31,7 @@ from benchrun.analysis.compare import (
     power_sentence,
 )
 from benchrun.errors import BadInput
+from statref import enumerated_mcnemar_power
 
 
 def single(results: list[bool | None], scores: list[float | None] | None = None, cats: list[str] | None = None,
@@ -387,24 +388,6 @@ def test_flips_sorted_by_severity_then_id() -> None:
 # ----------------------------------------------------------------------------- power
 
 
-def _enumerated_power(n: int, p10: float, p01: float, alpha: float = 0.05) -> float:
-    """Exact McNemar power by enumerating every (A-only, B-only) outcome on a 2-D grid: multinomial
-    probabilities from log-gamma, exact p-values from the binomial cdf (scipy)."""
-    from scipy.special import gammaln
-
-    a, b = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
-    ok = a + b <= n
-    rest = np.where(ok, n - a - b, 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logp = (gammaln(n + 1) - gammaln(a + 1) - gammaln(b + 1) - gammaln(rest + 1)
-                + np.where(a > 0, a * np.log(p10) if p10 > 0 else -np.inf, 0.0)
-                + np.where(b > 0, b * np.log(p01) if p01 > 0 else -np.inf, 0.0)
-                + np.where(rest > 0, rest * np.log1p(-(p10 + p01)) if p10 + p01 < 1 else -np.inf, 0.0))
-    prob = np.where(ok, np.exp(logp), 0.0)
-    pval = np.where(a + b > 0, np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(a, b), a + b, 0.5)), 1.0)
-    return float(np.sum(prob[ok & (pval < alpha)]))
-
-
 @pytest.mark.parametrize("n,pa,pb,psi", [(30, 0.7, 0.5, None), (60, 0.8, 0.7, 0.2), (12, 0.9, 0.4, None),
                                          (5, 1.0, 0.0, None), (45, 0.5, 0.5, 0.3)])
 def test_mcnemar_power_matches_enumeration(n: int, pa: float, pb: float, psi: float | None) -> None:
@@ -412,7 +395,7 @@ def test_mcnemar_power_matches_enumeration(n: int, pa: float, pb: float, psi: fl
 
     s = default_discordance(pa, pb) if psi is None else psi
     p10, p01 = (s + pa - pb) / 2, (s - pa + pb) / 2
-    assert mcnemar_power(n, pa, pb, discordance=psi) == pytest.approx(_enumerated_power(n, p10, p01), abs=1e-9)
+    assert mcnemar_power(n, pa, pb, discordance=psi) == pytest.approx(enumerated_mcnemar_power(n, p10, p01), abs=1e-9)
 
 
 @pytest.mark.parametrize("n,p", [(50, 0.8), (200, 0.5), (30, 0.3)])
@@ -424,10 +407,10 @@ def test_min_detectable_difference_is_where_the_exact_test_reaches_80_percent(n:
         assert 0 < delta < 1
         pa = p + sign * delta
         s = default_discordance(pa, p)
-        assert _enumerated_power(n, (s + pa - p) / 2, (s - pa + p) / 2) >= 0.8 - 1e-9
+        assert enumerated_mcnemar_power(n, (s + pa - p) / 2, (s - pa + p) / 2) >= 0.8 - 1e-9
         pa2 = p + sign * (delta - 0.01)
         s2 = default_discordance(pa2, p)
-        assert _enumerated_power(n, (s2 + pa2 - p) / 2, (s2 - pa2 + p) / 2) < 0.8
+        assert enumerated_mcnemar_power(n, (s2 + pa2 - p) / 2, (s2 - pa2 + p) / 2) < 0.8
     assert min_detectable_difference(n, p) == min(min_detectable_difference(n, p, direction="up"),
                                                   min_detectable_difference(n, p, direction="down"))
 
@@ -467,7 +450,7 @@ def test_power_sentence() -> None:
 def test_cases_needed_is_the_first_n_with_enough_exact_power() -> None:
     n = int(cases_needed(0.6, 0.5))
     p10, p01 = 0.6 * 0.5, 0.5 * 0.4
-    assert _enumerated_power(n, p10, p01) >= 0.8 > _enumerated_power(n - 1, p10, p01)
+    assert enumerated_mcnemar_power(n, p10, p01) >= 0.8 > enumerated_mcnemar_power(n - 1, p10, p01)
     assert cases_needed(0.5, 0.5) == math.inf
     # 100% vs 0%: every case is discordant, and 6 is the fewest with which p < 0.05 is possible
     assert cases_needed(1.0, 0.0) == 6

@@ -19,6 +19,7 @@ from benchrun.analysis.bias import VerbosityItem, verbosity_report
 from benchrun.analysis.breakdown import summarize
 from benchrun.analysis.calibration import JudgeHumanPair, calibrate, cohen_kappa_from_table
 from benchrun.analysis.compare import Outcome, breakdown_compare, cases_needed, paired_compare, power_sentence
+from statref import enumerated_mcnemar_power
 
 
 def _outcomes(passes: list[list[bool]], prefix: str = "c", cats: list[str] | None = None,
@@ -187,24 +188,6 @@ def test_4_a_mediocre_judge_is_rarely_trusted_on_20_items() -> None:
 # ----------------------------------------------------------------------------- 5. power statements
 
 
-def _exact_mcnemar_power(n: int, p10: float, p01: float, alpha: float = 0.05) -> float:
-    """Exact McNemar power by enumerating every (A-only, B-only) outcome on a 2-D grid: multinomial
-    probabilities from log-gamma, exact p-values from the binomial cdf (scipy)."""
-    from scipy.special import gammaln
-
-    a, b = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
-    ok = a + b <= n
-    rest = np.where(ok, n - a - b, 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logp = (gammaln(n + 1) - gammaln(a + 1) - gammaln(b + 1) - gammaln(rest + 1)
-                + np.where(a > 0, a * np.log(p10) if p10 > 0 else -np.inf, 0.0)
-                + np.where(b > 0, b * np.log(p01) if p01 > 0 else -np.inf, 0.0)
-                + np.where(rest > 0, rest * np.log1p(-(p10 + p01)) if p10 + p01 < 1 else -np.inf, 0.0))
-    prob = np.where(ok, np.exp(logp), 0.0)
-    pval = np.where(a + b > 0, np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(a, b), a + b, 0.5)), 1.0)
-    return float(np.sum(prob[ok & (pval < alpha)]))
-
-
 def test_5_five_cases_cannot_separate_anything() -> None:
     assert stats.binomtest(5, 5).pvalue == pytest.approx(0.0625)  # the smallest exact p with 5 discordant cases
     s = power_sentence(5, 1.0, 0.0)
@@ -219,8 +202,8 @@ def test_5_cases_needed_reaches_the_promised_power(pa: float, pb: float) -> None
     n = int(n)
     # default discordance: the models fail independently (conservative when they fail the same cases)
     p10, p01 = pa * (1 - pb), pb * (1 - pa)
-    assert _exact_mcnemar_power(n, p10, p01) >= 0.8
-    assert _exact_mcnemar_power(n - 1, p10, p01) < 0.8 or n <= 1
+    assert enumerated_mcnemar_power(n, p10, p01) >= 0.8
+    assert enumerated_mcnemar_power(n - 1, p10, p01) < 0.8 or n <= 1
 
 
 def test_5_power_docstring_matches_the_code() -> None:
