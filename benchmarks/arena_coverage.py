@@ -16,33 +16,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from benchrun.analysis.arena import ELO_SCALE, Battle, rate
 
-
-def simulate(theta: np.ndarray, n_cases: int, pairs_per_case: int, rng: np.random.Generator, rho: float = 0.7,
-             tie: float = 0.3) -> list[Battle]:
-    """Per case, random pairs judged in both orders; the orders share one uniform with probability rho.
-    Outcome for the first model: win / tie / loss with probabilities p - t/2, t, 1 - p - t/2, t = tie*min(p, 1-p),
-    p = sigma(theta_i - theta_j): its expected score (ties half) is exactly p, the BT model the arena fits."""
-    k = len(theta)
-    out = []
-    for c in range(n_cases):
-        for _ in range(pairs_per_case):
-            i, j = rng.choice(k, 2, replace=False)
-            p = 1 / (1 + math.exp(-(theta[i] - theta[j])))
-            t = tie * min(p, 1 - p)
-            u = rng.random()
-            for first in (True, False):
-                v = u if first or rng.random() < rho else rng.random()
-                res = "win" if v < p - t / 2 else ("tie" if v < p + t / 2 else "loss")
-                w = "tie" if res == "tie" else ("model_a" if (res == "win") == first else "model_b")
-                a, b = (i, j) if first else (j, i)
-                out.append(Battle(f"m{a}", f"m{b}", w, case_id=f"c{c}"))
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from arenasim import simulate  # the tests' simulator: one source of simulated battles
 
 
 def _coverage(theta: np.ndarray, a: argparse.Namespace, rng: np.random.Generator, by_case: bool) -> np.ndarray:

@@ -14,39 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from arenasim import simulate
 from benchrun.analysis.arena import ELO_SCALE, Battle, rate
 from benchrun.battles import load_battles
 from benchrun.errors import BadInput
 from conftest import Project
-
-
-def _outcome(u: float, p: float, tau: float) -> str:
-    """Verdict for the first model from a uniform ``u``: win, tie or loss with probabilities p − τ/2, τ, 1 − p − τ/2,
-    so its expected score (ties half) is exactly p = σ(θ_i − θ_j): the Bradley-Terry model with ties as half a win."""
-    return "win" if u < p - tau / 2 else ("tie" if u < p + tau / 2 else "loss")
-
-
-def _simulate(theta: np.ndarray, n_cases: int, pairs_per_case: int, seed: int, tie: float = 0.3,
-              rho: float = 0.7) -> list[Battle]:
-    """Battles from known log-strengths θ. Per case, ``pairs_per_case`` random pairs, each judged in both orders;
-    the two orders share one uniform with probability ``rho`` (a consistent judge: battles on one case are
-    correlated), otherwise each order draws its own. Ties have probability ``tie``·min(p, 1 − p). Every battle
-    still has the exact BT marginal, so the true ratings are 1000 + 400·log10-odds of θ − mean θ."""
-    rng = np.random.default_rng(seed)
-    k = len(theta)
-    out = []
-    for c in range(n_cases):
-        for _ in range(pairs_per_case):
-            i, j = rng.choice(k, 2, replace=False)
-            p = 1 / (1 + math.exp(-(theta[i] - theta[j])))
-            tau = tie * min(p, 1 - p)
-            u = rng.random()
-            for first in (True, False):
-                res = _outcome(u if first or rng.random() < rho else rng.random(), p, tau)
-                w = "tie" if res == "tie" else ("model_a" if (res == "win") == first else "model_b")
-                out.append(Battle(f"m{i}", f"m{j}", w, case_id=f"c{c}") if first
-                           else Battle(f"m{j}", f"m{i}", w, case_id=f"c{c}"))
-    return out
 
 
 def _sklearn_ratings(battles: list[Battle], models: list[str], c: float | None) -> dict[str, float]:
@@ -74,7 +46,7 @@ def _sklearn_ratings(battles: list[Battle], models: list[str], c: float | None) 
 @pytest.mark.parametrize("ridge", [0.0, 1e-4, 0.5])
 def test_bradley_terry_matches_sklearn_logistic_regression(ridge: float) -> None:
     theta = np.array([0.8, 0.3, 0.0, -0.2, -0.9])
-    battles = _simulate(theta, 150, 4, seed=3, tie=0.5)
+    battles = simulate(theta, 150, 4, seed=3, tie=0.5)
     res = rate(battles, n_boot=20, ridge=ridge, by_category=False)
     models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
     ref = _sklearn_ratings(battles, models, None if ridge == 0 else 1 / ridge)
@@ -94,8 +66,8 @@ def test_ties_are_half_a_win_and_anchor_sets_1000() -> None:
     for m in "abc":
         assert r1[m].rating == pytest.approx(r2[m].rating, abs=1e-6)
     assert r2["a"].win_rate == 0.5 and r2["a"].ties == 2 and r2["b"].win_rate == pytest.approx(2 / 3)
-    mean = rate(_simulate(np.array([0.5, 0, -0.5]), 60, 3, 1), n_boot=50, by_category=False)
-    anch = rate(_simulate(np.array([0.5, 0, -0.5]), 60, 3, 1), anchor="m1", n_boot=50, by_category=False)
+    mean = rate(simulate(np.array([0.5, 0, -0.5]), 60, 3, 1), n_boot=50, by_category=False)
+    anch = rate(simulate(np.array([0.5, 0, -0.5]), 60, 3, 1), anchor="m1", n_boot=50, by_category=False)
     rm = {r.model: r.rating for r in mean.ratings}
     ra = {r.model: r for r in anch.ratings}
     assert ra["m1"].rating == 1000.0 and ra["m1"].interval.low == ra["m1"].interval.high == 1000.0
@@ -106,7 +78,7 @@ def test_ties_are_half_a_win_and_anchor_sets_1000() -> None:
 def test_bootstrap_resamples_cases_not_battles() -> None:
     """Ten copies of each battle on the same case carry no more information than one: the interval must not
     shrink. Bootstrapping battles would shrink it by about √10."""
-    base = _simulate(np.array([0.4, 0.0, -0.4]), 80, 1, seed=5, tie=0.0)
+    base = simulate(np.array([0.4, 0.0, -0.4]), 80, 1, seed=5, tie=0.0)
     copies = [bt for bt in base for _ in range(10)]
     own_case = [Battle(bt.model_a, bt.model_b, bt.winner, case_id=None) for bt in copies]
     w = {name: {r.model: r.interval.width for r in rate(bs, n_boot=400, by_category=False).ratings}
@@ -125,7 +97,7 @@ def test_bootstrap_coverage_by_simulation() -> None:
     covered = total = 0
     reps = 40
     for rep in range(reps):
-        res = rate(_simulate(theta, 120, 2, seed=100 + rep), n_boot=200, seed=rep, by_category=False)
+        res = rate(simulate(theta, 120, 2, seed=100 + rep), n_boot=200, seed=rep, by_category=False)
         for r in res.ratings:
             covered += r.interval.low <= truth[int(r.model[1:])] <= r.interval.high
             total += 1
@@ -140,11 +112,11 @@ def test_equal_models_are_tied_and_distinct_ones_are_not() -> None:
     any_untied = 0
     reps = 30
     for rep in range(reps):
-        res = rate(_simulate(np.zeros(6), 80, 4, seed=500 + rep), n_boot=200, seed=rep, by_category=False)
+        res = rate(simulate(np.zeros(6), 80, 4, seed=500 + rep), n_boot=200, seed=rep, by_category=False)
         any_untied += any(not t.tied for t in res.tests)
         assert res.tests and all(t.p_adjusted is not None for t in res.tests)
     assert any_untied <= 0.05 * reps + 3 * math.sqrt(0.05 * 0.95 * reps)
-    res = rate(_simulate(np.array([0.0, 0.0, -2.0]), 200, 3, seed=9), n_boot=300, by_category=False)
+    res = rate(simulate(np.array([0.0, 0.0, -2.0]), 200, 3, seed=9), n_boot=300, by_category=False)
     by = {r.model: r for r in res.ratings}
     assert by["m2"].rank == 3 and "m2" not in by["m0"].tied_with and by["m0"].rank == by["m1"].rank == 1
     assert by["m2"].rank_interval == (3, 3)
@@ -153,7 +125,7 @@ def test_equal_models_are_tied_and_distinct_ones_are_not() -> None:
 def test_win_matrix_counts_and_wilson_match_statsmodels() -> None:
     from statsmodels.stats.proportion import proportion_confint
 
-    battles = _simulate(np.array([0.6, 0.0, -0.6]), 90, 3, seed=2, tie=0.0)
+    battles = simulate(np.array([0.6, 0.0, -0.6]), 90, 3, seed=2, tie=0.0)
     res = rate(battles, n_boot=20, by_category=False)
     for c in res.matrix:
         met = [bt for bt in battles if {bt.model_a, bt.model_b} == {c.a, c.b}]
@@ -259,7 +231,7 @@ def test_malformed_battle_lines_name_file_and_line(tmp_path: Path, row: object, 
 
 
 def test_arena_cli_json_and_terminal_escape_names(tmp_path: Path) -> None:
-    battles = _simulate(np.array([0.7, 0.0, -0.7]), 60, 3, seed=8)
+    battles = simulate(np.array([0.7, 0.0, -0.7]), 60, 3, seed=8)
     rename = {"m0": "[bold red]evil[/bold red]", "m1": "plain", "m2": "third"}
     rows = [{"model_a": rename[b.model_a], "model_b": rename[b.model_b], "winner": b.winner, "case_id": b.case_id,
              "len_a": 10, "len_b": 12, "category": "c1"} for b in battles]
