@@ -1029,9 +1029,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     Chen et al. (2021), "Evaluating Large Language Models Trained on Code", arXiv:2107.03374, eq. 1.
     """
     _check_nck(n, c, k)
-    from benchrun.analysis.passk import pass_at_k as stable_pass_at_k
-
-    return stable_pass_at_k(n, c, k)  # one implementation: the product form, which no binomial overflows
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def pass_hat_k(n: int, c: int, k: int) -> float:
