@@ -206,11 +206,13 @@ class Case(_Strict):
     # and the right one: a letter (A = first), a 0-based index, or the text of a choice
     choices: list[str] | None = None
     answer: str | int | None = None
+    # whether the right behaviour is to refuse (the holistic row's correct- and over-refusal rates); unset: not said
+    should_refuse: bool | None = None
 
     @model_serializer(mode="wrap")
     def _omit_no_choices(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         d = handler(self)  # left out when unset, so the hashes of existing datasets do not change
-        for k in ("choices", "answer"):
+        for k in ("choices", "answer", "should_refuse"):
             if k in d and d[k] is None:
                 del d[k]
         return d
@@ -688,6 +690,9 @@ class RunSpec(_Strict):
     cache: bool = True
     budget_usd: float | None = Field(default=None, gt=0)
     select: Selection | None = None
+    # a length limit for every answer, reported (not scored) as the holistic row's share over max_words;
+    # a case's own max_words check takes precedence
+    max_words: int | None = Field(default=None, ge=1)
 
     @field_validator("candidates")
     @classmethod
@@ -712,7 +717,7 @@ class RunSpec(_Strict):
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a judged spec dumps (and hashes) exactly as before these fields became optional
         d = handler(self)
-        for k in ("rubric", "judge", "fewshot"):
+        for k in ("rubric", "judge", "fewshot", "max_words"):
             if d.get(k, 0) is None:
                 del d[k]
         if d.get("judge_when") == "always":

@@ -191,6 +191,19 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 {% set methods = s.models | map(attribute="pass_rate") | map(attribute="method") | reject("none") | unique | list %}
 {% if methods %}<p class="muted">pass-rate interval: {{ methods | join("; ") }}</p>{% endif %}
 
+{% macro holistic_table(h, table_id) %}{% if h and h.models %}{% set hk, hr = holistic(h) %}
+<table id="{{ table_id }}">
+<tr><th>measure</th>{% for k in hk %}<th>{{ k }}</th>{% endfor %}</tr>
+{% for row in hr %}<tr><td>{{ row[0] }}</td>{% for cell in row[1:] %}<td class="num">{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+{% for n in holistic_notes(h) %}<p class="muted">{{ n }}</p>{% endfor %}
+{% endif %}{% endmacro %}
+{% if s.holistic and s.holistic.models %}
+<h2 id="holistic">Holistic row (95% intervals)</h2>
+{{ holistic_table(s.holistic, "holistic-table") }}
+{% endif %}
+
 <h2 id="charts">Quality vs cost</h2>
 {{ scatter }}
 <div id="chart-legend" class="muted"></div>
@@ -263,6 +276,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 {% for t in sl.comparisons %}<tr><td>{{ t.a }} / {{ t.b }}</td><td>{{ t.method }}</td><td class="num">{{ pval(t.p_value) }}</td><td class="num">{{ pval(t.p_adjusted) }}</td><td>{{ "tied" if t.tied else "different" }}</td></tr>
 {% endfor %}
 </table>{% endif %}
+{% if sl.holistic %}<h3>Holistic row of the candidates</h3>{{ holistic_table(sl.holistic, "shortlist-holistic") }}{% endif %}
 {% for e in sl.excluded %}<p class="warn">excluded {{ e.candidate.key }}: {{ e.reasons | join("; ") }}</p>{% endfor %}
 {% for n in sl.notes %}<p class="muted">note: {{ n }}</p>{% endfor %}
 {% endif %}
@@ -362,6 +376,7 @@ def render_report(data: dict[str, Any]) -> str:
     def pval(p: float | None) -> str:
         return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
+    from benchrun.report.holistic import holistic_rows, method_notes
     from benchrun.report.summary import judge_marker
 
     def p_is(p: float | None) -> str:
@@ -374,4 +389,5 @@ def render_report(data: dict[str, Any]) -> str:
         scatter=quality_cost_svg(data["chart_points"]), severity_chart=severity_svg(s["breakdown"]),
         js_data={"points": data["chart_points"], "palette": list(_PALETTE)},
         pct=_fmt_pct, money=money, ms=ms, pts=pts, ivpts=ivpts, pval=pval, p_is=p_is,
+        holistic=holistic_rows, holistic_notes=method_notes,
     )

@@ -174,7 +174,25 @@ def shortlist_payload(led: Ledger, run_ids: list[str], max_cost_per_1k: float | 
             item["candidate"].update(extra[item["candidate"]["key"]])
     payload["notes"] = notes
     payload["warnings"] = warnings
+    payload["holistic"] = _holistic_of(led, runs, multi)
     payload["runs"] = [r.id for r in runs]
     payload["limits"] = {"max_cost_per_1k": max_cost_per_1k, "max_p95_ms": max_p95_ms,
                          "max_high_severity": max_high_severity, "min_pass_rate": min_pass_rate, "weights": weights}
     return payload
+
+
+def _holistic_of(led: Ledger, runs: list[Any], multi: bool) -> dict[str, Any] | None:
+    """The holistic table of every candidate (the rows `runs show` prints), keyed as the shortlist keys them."""
+    from benchrun.report.summary import build_summary
+
+    table: dict[str, Any] | None = None
+    for run in runs:
+        h = build_summary(led, run)["holistic"]
+        for m in h["models"]:
+            if multi:
+                m["model_key"] = f"{run.id}:{m['model_key']}"
+        if table is None:
+            table = h
+        else:
+            table["models"].extend(h["models"])
+    return table

@@ -90,7 +90,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     for m in models:  # multiple choice: answers naming no choice (or several); already counted as failed
         m["unparsed"] = unparsed.get(m["model_key"], 0)
     bds = breakdown(rows, order)
-    return {
+    out: dict[str, Any] = {
         "conditions": run_conditions(run),
         "expected_results": expected,
         "recorded_results": len(rows),
@@ -116,6 +116,37 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
     }
+    out["holistic"] = holistic_section(rows, loaded, order, out)
+    return out
+
+
+def case_infos(loaded: Any) -> dict[str, Any]:
+    """Per case what the holistic row needs: ``should_refuse``, the ``max_words`` limit (the case's own
+    check, else the spec's) and whether it is multiple choice."""
+    from benchrun.analysis.holistic import CaseInfo
+
+    out = {}
+    for c in loaded.cases():
+        own = [ch.max for ch in c.checks if ch.type == "max_words" and ch.max is not None]
+        out[c.id] = CaseInfo(should_refuse=getattr(c, "should_refuse", None),
+                             max_words=min(own) if own else getattr(loaded.spec, "max_words", None),
+                             choices=c.choices is not None)
+    return out
+
+
+def holistic_section(rows: list[dict[str, Any]], loaded: Any, order: list[str], summary: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The holistic table (analysis/holistic.py) with the judge qualifier `runs show` prints."""
+    from benchrun.analysis.holistic import holistic_table
+
+    cal = summary.get("judge_calibration")
+    judge = None
+    if summary["conditions"]["judge"] is not None:
+        marker = judge_marker(summary)
+        judge = {"status": {"uncal.": "uncalibrated", None: "trusted"}.get(marker, marker),
+                 "kappa": cal.get("kappa") if cal else None, "n": cal.get("n") if cal else None,
+                 "summary": cal.get("summary") if cal else None}
+    return holistic_table(rows, case_infos(loaded), order, judge)
 
 
 def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:

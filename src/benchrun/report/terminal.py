@@ -112,6 +112,7 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")
     console.print("[dim]candidate cost: the model's own calls; judge cost: evaluation overhead (the judge's calls)[/dim]")
     _render_pass_at_k(console, s.get("pass_at_k"))
+    render_holistic(console, s.get("holistic"))
 
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
@@ -230,3 +231,21 @@ def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
         t.add_row(e(key), *cells)
     console.print(t)
     console.print("[dim]pass@k: " + e(pk["method"]) + "[/dim]")
+
+
+def render_holistic(console: Console, h: dict[str, Any] | None, title: str = "Holistic row (95% intervals)") -> None:
+    """The holistic table (`report/holistic.py`): measures as rows, models as columns, methods below."""
+    if not h or not h.get("models"):
+        return
+    from benchrun.report.holistic import holistic_rows, method_notes
+
+    keys, rows = holistic_rows(h)
+    t = Table(title=title, title_justify="left")
+    t.add_column("measure")
+    for k in keys:
+        t.add_column(e(k), justify="right")
+    for row in rows:
+        t.add_row(*(e(c) for c in row))
+    console.print(t)
+    for note in method_notes(h):
+        console.print("[dim]" + e(note) + "[/dim]")

@@ -267,3 +267,6 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
         console.print(f"[red]excluded[/red] {escape(e['candidate']['key'])}: {escape('; '.join(e['reasons']))}")
     for n in d["notes"]:
         console.print(f"[dim]note: {escape(n)}[/dim]")
+    from benchrun.report.terminal import render_holistic
+
+    render_holistic(console, d.get("holistic"), "Holistic row of the candidates (95% intervals)")
