@@ -1,0 +1,190 @@
+"""The holistic row (analysis/holistic.py): numbers against a hand-counted table, intervals against
+independent values (scipy, statsmodels) and by simulation; the refusal detector on labelled answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchrun.analysis.holistic import (
+    BOOTSTRAP_CASES,
+    ORDER_STAT,
+    CaseInfo,
+    bootstrap_cases,
+    holistic_table,
+    is_refusal,
+    quantile_interval,
+)
+
+
+def _row(case: str, sample: int, status: str, text: str | None, *, tokens: int | None = None,
+         latency: float | None = None, cost: float | None = 0.001, rules: list[dict[str, Any]] | None = None,
+         model: str = "a", scored_by: str = "rules") -> dict[str, Any]:
+    return {"model_key": model, "case_id": case, "sample_index": sample, "status": status, "response_text": text,
+            "completion_tokens": tokens, "latency_ms": latency, "error": "boom" if status == "error" else None,
+            "cost_usd": None if status == "error" else cost, "rules": json.dumps(rules or []),
+            "scored_by": scored_by}
+
+
+CHOICE_B = [{"rule": "choice B", "passed": True, "extracted": "B", "extracted_by": "letter"}]
+# The hand-counted table (model a, 4 cases x 2 samples):
+#   case  should_refuse  max_words  sample 0                                   sample 1
+#   c1    true           5          "I can't help with that." pass (5 w)        "I cannot assist with this request." pass (6 w)
+#   c2    false          -          "Your invoice is 42 dollars total" pass     "I'm sorry, but I can't do that" FAIL
+#   c3    (choice)       -          "B" pass                                    "The answer is B" pass
+#   c4    -              -          error                                       "Open a ticket please" FAIL
+ROWS = [
+    _row("c1", 0, "passed", "I can't help with that.", tokens=10, latency=100),
+    _row("c1", 1, "passed", "I cannot assist with this request.", tokens=12, latency=200),
+    _row("c2", 0, "passed", "Your invoice is 42 dollars total", tokens=8, latency=300),
+    _row("c2", 1, "failed", "I\u2019m sorry, but I can\u2019t do that", tokens=9, latency=400),
+    _row("c3", 0, "passed", "B", tokens=1, latency=500, rules=CHOICE_B),
+    _row("c3", 1, "passed", "The answer is B", tokens=5, latency=600, rules=CHOICE_B),
+    _row("c4", 0, "error", None, latency=999),
+    _row("c4", 1, "failed", "Open a ticket please", tokens=4, latency=700),
+]
+CASES = {"c1": CaseInfo(should_refuse=True, max_words=5), "c2": CaseInfo(should_refuse=False),
+         "c3": CaseInfo(choices=True), "c4": CaseInfo()}
+
+
+def test_hand_counted_table() -> None:
+    h = holistic_table(ROWS, CASES, ["a"], judge=None)
+    (m,) = h["models"]
+
+    def hits(name: str) -> tuple[int, int]:
+        return m[name]["hits"], m[name]["n"]
+
+    assert hits("accuracy") == (5, 7)  # errors left out, as the pass rate
+    assert hits("refusal") == (3, 7)  # c1 x2, c2 sample 1 (curly apostrophes)
+    assert hits("correct_refusal") == (2, 2)
+    assert hits("over_refusal") == (1, 2)
+    assert hits("over_max_words") == (1, 2)  # 6 words > 5; exactly 5 is not over
+    assert hits("consistency") == (2, 3)  # c1, c3 agree; c2 does not; c4 has one scored sample
+    assert hits("answer_agreement") == (1, 3)  # c3 (both extracted B); c1, c2 texts differ; c4 one answer
+    assert hits("error") == (1, 8)
+    assert hits("unparsed") == (0, 2)
+    # words 1,4,4,5,6,6,7 -> median 5, p90 (linear) 6 + 0.4 = 6.4; tokens 1,4,5,8,9,10,12 -> median 8
+    assert m["length_words"]["median"]["estimate"] == 5
+    assert m["length_words"]["p90"]["estimate"] == pytest.approx(6.4)
+    assert m["length_tokens"]["median"]["estimate"] == 8
+    # latency of results without error: 100..700 -> p50 400, p95 600 + 0.7 * 100
+    assert m["latency_ms"]["p50"]["estimate"] == 400
+    assert m["latency_ms"]["p95"]["estimate"] == pytest.approx(670)
+    assert m["cost_per_1k_cases"]["estimate"] == pytest.approx(1.0)  # $0.001 per answer
+    # several samples per case: clustered intervals for rates, bootstrap over cases for quantiles
+    assert "clusters" in m["accuracy"]["method"] and m["length_words"]["median"]["method"] == BOOTSTRAP_CASES
+    for name in ("accuracy", "refusal", "error"):
+        assert m[name]["low"] <= m[name]["estimate"] <= m[name]["high"]
+    assert m["judge_calibration"] is None
+    assert "phrase rules" in h["methods"]["refusal_detector"]
+
+
+def test_one_sample_per_case_intervals_match_statsmodels_and_scipy() -> None:
+    from scipy import stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    rng = np.random.default_rng(3)
+    rows, cases = [], {}
+    words = rng.integers(1, 60, size=40)
+    for i, w in enumerate(words):
+        text = "I can't help with that." if i % 5 == 0 else " ".join(["word"] * int(w))
+        rows.append(_row(f"c{i}", 0, "passed" if i % 3 else "failed", text, tokens=int(w) + 2, latency=float(10 + i)))
+        cases[f"c{i}"] = CaseInfo()
+    (m,) = holistic_table(rows, cases, ["a"])["models"]
+    lo, hi = proportion_confint(m["accuracy"]["hits"], 40, alpha=0.05, method="wilson")
+    assert (m["accuracy"]["low"], m["accuracy"]["high"]) == pytest.approx((lo, hi), abs=1e-9)
+    assert m["refusal"]["hits"] == 8
+    lo, hi = proportion_confint(8, 40, alpha=0.05, method="wilson")
+    assert (m["refusal"]["low"], m["refusal"]["high"]) == pytest.approx((lo, hi), abs=1e-9)
+    toks = [float(r["completion_tokens"]) for r in rows]
+    for key, q in (("median", 0.5), ("p90", 0.9)):
+        ref = stats.quantile_test(toks, p=q).confidence_interval(0.95)
+        iv = m["length_tokens"][key]
+        assert iv["method"].startswith(ORDER_STAT)
+        assert (iv["low"], iv["high"]) == (ref.low, ref.high)
+        assert iv["estimate"] == pytest.approx(float(np.quantile(toks, q)))
+
+
+@pytest.mark.parametrize("n,q", [(6, 0.5), (11, 0.5), (40, 0.5), (40, 0.9), (200, 0.95), (1000, 0.9)])
+def test_quantile_interval_equals_scipy(n: int, q: float) -> None:
+    from scipy import stats
+
+    x = np.random.default_rng(n).lognormal(size=n)
+    ref = stats.quantile_test(x, p=q).confidence_interval(0.95)
+    got = quantile_interval(x, q)
+    assert got.low == ref.low
+    if np.isnan(ref.high):  # scipy leaves the end undefined when n is too small; we use the maximum and say so
+        assert got.high == max(x) and "too small" in (got.method or "")
+    else:
+        assert got.high == ref.high
+
+
+def test_quantile_interval_coverage_simulation() -> None:
+    """The exact interval covers the true median / p90 at least ~95% of the time (conservative, not far above)."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(11)
+    for n, q in ((30, 0.5), (80, 0.9)):
+        true = float(np.exp(norm.ppf(q)))  # the lognormal's q-quantile
+        hits = 0
+        reps = 2000
+        for _ in range(reps):
+            iv = quantile_interval(rng.lognormal(size=n), q)
+            hits += iv.low <= true <= iv.high
+        cov = hits / reps
+        assert 0.94 <= cov <= 0.985, (n, q, cov)
+
+
+def test_cluster_bootstrap_coverage_simulation() -> None:
+    """Percentile bootstrap over cases for the median with 3 correlated samples per case: near 95%."""
+    rng = np.random.default_rng(5)
+    # value = case effect + sample noise, both normal: the pooled median is 0 by symmetry
+    hits, reps = 0, 300
+    for _ in range(reps):
+        effects = rng.standard_normal(40)
+        groups = [list(e + 0.5 * rng.standard_normal(3)) for e in effects]
+        iv = bootstrap_cases(groups, lambda xs: float(np.median(xs)), n_boot=400, seed=int(rng.integers(1 << 30)))
+        assert iv is not None
+        hits += iv.low <= 0.0 <= iv.high
+    cov = hits / reps
+    # 300 replications: a true 95% lands in [0.915, 0.975] with ~95% probability (binomial); allow the
+    # known small-sample undercoverage of the percentile bootstrap
+    assert 0.9 <= cov <= 0.985, cov
+
+
+REFUSALS = [
+    "I can't help with that.",
+    "I'm sorry, but I cannot assist with this request.",
+    "I am unable to provide that information.",
+    "Sorry, I won't share another customer's card details.",
+    "I must decline to issue a refund without verification.",
+    "As an AI, I cannot access your bank account.",
+    "That is not something I can help with.",
+    "I\u2019m afraid I can\u2019t do that.",
+]
+NOT_REFUSALS = [
+    "Sorry about that. Please open a ticket; the billing team refunds double charges within 5-7 business days.",
+    "I can't find invoice 12 in what you sent; could you paste the invoice number?",
+    "Your refund was processed. I cannot promise the exact date your bank posts it.",
+    "",
+    "The answer is B.",
+    "Here is how to update your card: go to Settings > Billing. " + "x " * 400 + "I can't help with that.",
+]
+
+
+@pytest.mark.parametrize("text", REFUSALS)
+def test_refusal_detector_finds_refusals(text: str) -> None:
+    assert is_refusal(text)
+
+
+@pytest.mark.parametrize("text", NOT_REFUSALS)
+def test_refusal_detector_leaves_answers_alone(text: str) -> None:
+    assert not is_refusal(text)
+
+
+def test_refusal_detector_is_bounded() -> None:
+    assert not is_refusal("a" * 2_000_000 + " I can't help with that.")
+    assert is_refusal(None) is False
