@@ -888,6 +888,8 @@ class LoadedSpec(BaseModel):
     rubric: Rubric | None = None  # None: a run scored by rules only
     path: str | None = None
     fewshot_dataset: Dataset | None = None  # fewshot.from a file: that dataset (None for from: same)
+    # `benchrun sweep`: {"id", "factors", "setup"} of the sweep this run belongs to (kept in the snapshot only)
+    sweep: dict[str, Any] | None = None
 
     def judged(self, case: Case) -> bool:
         """Whether the judge scores this case (see `RunSpec.judge_when`)."""
@@ -916,6 +918,8 @@ class LoadedSpec(BaseModel):
         }
         if self.fewshot_dataset is not None:  # only when set, so snapshots of other runs stay as they were
             snap["fewshot_dataset"] = self.fewshot_dataset.model_dump(mode="json", by_alias=True)
+        if self.sweep is not None:  # the sweep tag, only on runs of a sweep (not part of the spec hash)
+            snap["sweep"] = self.sweep
         return snap
 
     @property
