@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
                      "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "Ledger", "RunResult", "ModelResult",
-                     "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration", "CoverageResult"),
+                     "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration", "CoverageResult",
+                     "sweep", "sweep_report", "Sweep"),
                     "benchrun.api"),
     **dict.fromkeys(("BenchrunError", "BadInput", "UsageError", "RunAborted"), "benchrun.errors"),
     "Estimate": "benchrun.estimation",
@@ -44,6 +45,7 @@ __all__ = [
     "RunInfo",
     "RunResult",
     "Shortlist",
+    "Sweep",
     "UsageError",
     "__version__",
     "aresume",
@@ -59,6 +61,8 @@ __all__ = [
     "resume",
     "run",
     "shortlist",
+    "sweep",
+    "sweep_report",
 ]
 
 if TYPE_CHECKING:
@@ -73,6 +77,7 @@ if TYPE_CHECKING:
         RunInfo,
         RunResult,
         Shortlist,
+        Sweep,
         aresume,
         arun,
         calibrate,
@@ -86,6 +91,8 @@ if TYPE_CHECKING:
         resume,
         run,
         shortlist,
+        sweep,
+        sweep_report,
     )
     from benchrun.errors import BadInput, BenchrunError, RunAborted, UsageError
     from benchrun.estimation import Estimate

@@ -216,6 +216,24 @@ class Shortlist:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """`benchrun sweep`: one run per setup, each model's score per setup, and the setup-noise verdict."""
+
+    sweep_id: str
+    run_ids: list[str]
+    larger_than_setup_noise: bool | None  # the two best models' gap vs either's range across setups
+    verdict: str | None
+    stopped: str | None  # why the sweep stopped early (budget, a run that did not complete), None: all ran
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_payload(cls, d: dict[str, Any]) -> Sweep:
+        sens = d["sensitivity"]
+        return cls(d["sweep_id"], [s["run_id"] for s in d["setups"]], sens["larger_than_setup_noise"],
+                   sens["verdict"], d.get("stopped"), d)
+
+
+@dataclass(frozen=True)
 class Calibration:
     """`benchrun calibrate`: does the judge agree with people? ``data`` is what ``--json`` prints."""
 
@@ -520,6 +538,57 @@ def shortlist(run_ids: Sequence[str], *, max_cost_per_1k: float | None = None, m
     d = shortlist_payload(_store(ledger), list(run_ids), max_cost_per_1k, max_p95_ms, max_high_severity,
                           min_pass_rate, weights)
     return Shortlist.from_payload(d)
+
+
+def sweep(spec: str | Path | LoadedSpec, vary: Sequence[str] | dict[str, Sequence[Any]], *,
+          ledger: str | Path | Ledger | None = None, budget_usd: float | None = None, cache: bool = True,
+          progress: ProgressHook | None = None, call_workers: int | str = 0, unsafe_exec: bool = False) -> Sweep:
+    """Run ``spec`` once per combination of the factors in ``vary`` (``["temperature=0,0.7"]`` or
+    ``{"temperature": [0, 0.7]}``; see `benchrun.sweep_runs`), each a normal run tagged with the sweep id,
+    and report each model's score per setup and whether the gap between the two best exceeds setup noise.
+
+    ``budget_usd`` (else the spec's ``budget_usd``) caps the fresh spend of the whole sweep. `BadInput`
+    for a bad factor or value (nothing recorded); `UsageError` when the runs differ in more than the factors.
+    """
+    from benchrun import sweep_runs as sw
+    from benchrun.report.sweep import sweep_payload
+
+    _no_running_loop("sweep", "`await asyncio.to_thread(benchrun.sweep, ...)`")
+    if isinstance(vary, dict):
+        vary = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in vary.items()]
+    factors = sw.parse_vary(list(vary))
+    store = _store(ledger)
+    loaded = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
+
+    def run_one(variant: LoadedSpec) -> tuple[str, str, float]:
+        spent = [0.0]
+
+        def hook(p: Progress) -> None:
+            spent[0] = p.cost_usd  # fresh spend so far (cached answers cost nothing)
+            if progress is not None:
+                progress(p)
+
+        res = execute(prepare_run(variant, ledger=store, call_workers=call_workers, unsafe_exec=unsafe_exec),
+                      cache=cache, progress=hook)
+        return res.run_id, res.status, spent[0]
+
+    done = sw.run_sweep(loaded, factors, run_one, budget_usd)
+    ran = [store.get_run(rid) for _, rid in done.runs if rid is not None]
+    d = sweep_payload(store, ran)
+    d["not_run"] = [setup for setup, rid in done.runs if rid is None]
+    d["stopped"] = done.stopped
+    d["spent_usd"] = done.spent_usd
+    return Sweep.from_payload(d)
+
+
+def sweep_report(sweep_id: str, *, ledger: str | Path | Ledger | None = None) -> Sweep:
+    """The report of a recorded sweep (its runs found in the ledger by the sweep id)."""
+    from benchrun.report.sweep import find_sweep_runs, sweep_payload
+
+    store = _store(ledger)
+    d = sweep_payload(store, find_sweep_runs(store, sweep_id))
+    d["not_run"], d["stopped"], d["spent_usd"] = [], None, None
+    return Sweep.from_payload(d)
 
 
 def calibrate(run_id: str, labels: str | Path, *, threshold: float = 0.6, judge: str | None = None,

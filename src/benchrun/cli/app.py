@@ -57,6 +57,9 @@ COMMANDS: dict[str, Entry] = {
                              "versions)."),
     "shortlist": Entry("compare", "Decision table: exclude by limits (with reasons), rank the rest, mark ties and the "
                                   "quality/cost frontier."),
+    "sweep": Entry("sweep", "Run a spec once per combination of setup factors; report each model's score per "
+                            "setup, its spread, and\nwhether the gap between the two best models is larger than "
+                            "setup noise."),
     "arena": Entry("arena", "Which model do people prefer? Bradley-Terry ratings of pairwise battles with "
                             "case-bootstrap intervals."),
     "report": Entry("compare", "One self-contained HTML report (no network needed): conditions, tables, charts, "

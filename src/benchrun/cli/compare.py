@@ -114,10 +114,15 @@ def diff(
     """What differs in two runs' conditions (models, prompts, sampling, dataset, rubric, judge, versions)."""
     from benchrun.report.comparison import conditions_diff
     from benchrun.report.plain import jsonable
+    from benchrun.report.sweep import sweep_diff
     from benchrun.report.terminal_compare import render_diff
 
     led = open_ledger(ledger, read_only=True)
-    d = conditions_diff(led.get_run(run_a), led.get_run(run_b))
+    ra, rb = led.get_run(run_a), led.get_run(run_b)
+    d = conditions_diff(ra, rb)
+    sweep = sweep_diff(ra, rb, d["differences"])
+    if sweep is not None:  # runs of one sweep: name the factor that varied
+        d["sweep"] = sweep
     if json_out:
         print_json(jsonable(d))
     else:

@@ -165,6 +165,10 @@ def render_diff(console: Console, d: dict[str, Any]) -> None:
         console.print(f"dataset cases: {len(cs['only_a'])} only in A, {len(cs['only_b'])} only in B, "
                       f"{len(cs['changed'])} changed" + (f" ({', '.join(cs['changed'][:10])})" if cs["changed"] else ""))
     console.print("same: " + (", ".join(d["same_sections"]) or "nothing"))
+    sw = d.get("sweep")
+    if sw:
+        style = "bold red" if sw["other_differences"] else "bold"
+        console.print(f"[{style}]{escape(sw['sentence'])}[/{style}]")
 
 
 def render_reproduce(console: Console, d: dict[str, Any]) -> None:
@@ -270,3 +274,40 @@ def render_shortlist(console: Console, d: dict[str, Any]) -> None:
     from benchrun.report.terminal import render_holistic
 
     render_holistic(console, d.get("holistic"), "Holistic row of the candidates (95% intervals)")
+
+
+def render_sweep(console: Console, d: dict[str, Any]) -> None:
+    """A sweep: each model's pass rate per setup, its spread across setups, and the setup-noise verdict."""
+    from rich.table import Table
+
+    from benchrun.report.escape import escape
+
+    sens = d["sensitivity"]
+    console.print(f"[bold]Sweep {escape(d['sweep_id'])}[/bold]  factors: {escape(', '.join(d['factors']))}  "
+                  f"{len(d['setups'])} setup(s)")
+    t = Table(title="Pass rate per setup (95% CI)", title_justify="left")
+    t.add_column("setup")
+    t.add_column("run")
+    keys = [m["model_key"] for m in sens["models"]]
+    for k in keys:
+        t.add_column(escape(k), justify="right")
+    for st in d["setups"]:
+        cells = []
+        for k in keys:
+            m = st["models"].get(k)
+            pr = m and m["pass_rate"]
+            cells.append("n/a" if not pr else f"{pr['estimate']:.1%} [{pr['low']:.1%}, {pr['high']:.1%}]")
+        t.add_row(escape(st["label"]), escape(st["run_id"] or "not run"), *cells)
+    console.print(t)
+    s = Table(title="Spread across setups", title_justify="left")
+    for col in ("model", "mean", "range", "SD", "best setup", "worst setup"):
+        s.add_column(col, justify="left" if col in ("model", "best setup", "worst setup") else "right")
+    for m in sens["models"]:
+        def pts(x: float | None) -> str:
+            return "n/a" if x is None else f"{100 * x:.1f} pts"
+
+        s.add_row(escape(m["model_key"]), "n/a" if m["mean"] is None else f"{m['mean']:.1%}", pts(m["range"]),
+                  pts(m["sd"]), escape(m["best_setup"] or ""), escape(m["worst_setup"] or ""))
+    console.print(s)
+    console.print(f"[bold]{escape(sens['verdict'] or '')}[/bold]")
+    console.print(f"[dim]{escape(sens['method'])}[/dim]")
