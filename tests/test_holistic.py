@@ -188,3 +188,74 @@ def test_refusal_detector_leaves_answers_alone(text: str) -> None:
 def test_refusal_detector_is_bounded() -> None:
     assert not is_refusal("a" * 2_000_000 + " I can't help with that.")
     assert is_refusal(None) is False
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+REFUSE = "I'm sorry, but I can't help with that request."  # 9 words
+
+
+def test_holistic_table_of_a_real_run(project: Any, server: Any, tmp_path: Any) -> None:
+    """Through the CLI, litellm and our server: the hand-counted holistic rows of three models."""
+    import yaml
+
+    from conftest import GOOD, fake_config, make_cases
+
+    server.set_config(fake_config(rules=[{"model": "good", "reply": GOOD},
+                                         {"model": "refuser", "reply": REFUSE},
+                                         {"model": "flaky", "replies": [GOOD, "I have refunded you the charge."]}]))
+    cases = make_cases(6)
+    for i, c in enumerate(cases):
+        if i < 2:
+            c["should_refuse"] = True
+        elif i < 4:
+            c["should_refuse"] = False
+    project.write_dataset(cases)
+    spec_path = project.write_spec(samples=2, max_words=12, candidates=[
+        {"model": f"openai/{m}", "alias": m, "api_base": project.url, "price": {"input_per_1m": 1.0,
+                                                                                  "output_per_1m": 2.0}}
+        for m in ("good", "refuser", "flaky")])
+    spec = yaml.safe_load(spec_path.read_text())
+    del spec["rubric"], spec["judge"]
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    r, summary = project.cli_json("run", str(spec_path))
+    assert r.returncode in (0, 1), r.stderr
+    h = {m["model_key"]: m for m in summary["holistic"]["models"]}
+
+    def hn(model: str, name: str) -> tuple[int, int] | None:
+        d = h[model][name]
+        return None if d is None else (d["hits"], d["n"])
+
+    # GOOD is 17 words (over the spec's max_words 12), never refuses; the refusal is 9 words
+    assert [hn("good", k) for k in ("accuracy", "refusal", "correct_refusal", "over_refusal", "over_max_words",
+                                    "consistency", "answer_agreement", "error")] == [
+        (12, 12), (0, 12), (0, 4), (0, 4), (12, 12), (6, 6), (6, 6), (0, 12)]
+    assert [hn("refuser", k) for k in ("accuracy", "refusal", "correct_refusal", "over_refusal", "over_max_words",
+                                       "consistency", "answer_agreement")] == [
+        (12, 12), (12, 12), (4, 4), (4, 4), (0, 12), (6, 6), (6, 6)]
+    # flaky: one good and one "I have refunded" answer per case (the server's replies cycle per prompt)
+    assert [hn("flaky", k) for k in ("accuracy", "refusal", "consistency", "answer_agreement")] == [
+        (6, 12), (0, 12), (0, 6), (0, 6)]
+    assert h["good"]["length_words"]["median"]["estimate"] == 17
+    assert h["good"]["length_tokens"]["median"]["estimate"] == 17  # the server counts whitespace words
+    assert h["refuser"]["length_words"]["p90"]["estimate"] == 9
+    # cost: system (5 words) + question (10 words) at $1/1M in, the answer at $2/1M out, x 1000
+    assert h["good"]["cost_per_1k_cases"]["estimate"] == pytest.approx((15 + 2 * 17) / 1e6 * 1000)
+    assert h["refuser"]["cost_per_1k_cases"]["estimate"] == pytest.approx((15 + 2 * 9) / 1e6 * 1000)
+    assert h["good"]["judge_calibration"] is None  # scored by rules only
+    run_id = summary["conditions"]["run_id"]
+
+    r = project.cli("runs", "show", run_id)
+    assert "Holistic row" in r.stdout and "over-refusal" in r.stdout and "phrase rules" in r.stdout
+    assert "100.0% [" in r.stdout  # the refuser's refusal rate with its interval
+    html = tmp_path / "r.html"
+    r = project.cli("report", run_id, "--html", str(html), "--shortlist")
+    assert r.returncode == 0, r.stderr
+    page = html.read_text()
+    assert 'id="holistic-table"' in page and 'id="shortlist-holistic"' in page and "correct refusal" in page
+    r, sl = project.cli_json("shortlist", run_id)
+    assert {m["model_key"]: m["refusal"]["hits"] for m in sl["holistic"]["models"]} == {
+        "good": 0, "refuser": 12, "flaky": 0}
+    r = project.cli("shortlist", run_id)
+    assert "Holistic row of the candidates" in r.stdout
