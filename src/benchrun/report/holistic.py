@@ -23,7 +23,8 @@ def _num(iv: dict[str, Any] | None, unit: str = "", fmt: str = "{:,.0f}") -> str
     if not iv:
         return "—"
     f = fmt.format
-    return f"{f(iv['estimate'])}{unit} [{f(iv['low'])}, {f(iv['high'])}]"
+    star = " *" if "too small" in (iv.get("method") or "") else ""
+    return f"{f(iv['estimate'])}{unit} [{f(iv['low'])}, {f(iv['high'])}]{star}"
 
 
 def _judge(j: dict[str, Any] | None) -> str:
@@ -73,4 +74,6 @@ def method_notes(h: dict[str, Any]) -> list[str]:
     """One line per interval method and the refusal detector (what the table's numbers mean)."""
     names = {"proportions": "rates", "consistency": "consistency", "quantiles": "lengths and latency",
              "cost": "cost", "refusal_detector": "refusal detector"}
-    return [f"{names.get(k, k)}: {v}" for k, v in h["methods"].items()]
+    notes = [f"{names.get(k, k)}: {v}" for k, v in h["methods"].items()]
+    return notes + ["*: too few results for the order-statistic interval at that level: one end is the sample "
+                    "minimum or maximum (coverage below 95%)"]

@@ -1,0 +1,181 @@
+"""`benchrun sweep`: setup sensitivity end to end (a 2 x 2 sweep against our server) and the pure rule."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from benchrun.analysis.sweep import setup_sensitivity, unexplained_differences
+from conftest import BAD, GOOD, Project, fake_config
+from fakeserver import FakeServer
+
+TERSE = "Be terse."
+
+
+def sweep_project(project: Project, server: FakeServer) -> Path:
+    """Rules-only spec; with the prompt file v2 ("Be terse.") model good gets cases 0 and 1 wrong."""
+    server.set_config(fake_config(rules=[
+        {"model": "good", "regex": r"Be terse[\s\S]*ticket [01]\)", "reply": BAD},
+        {"model": "good", "reply": GOOD}, {"model": "bad", "reply": BAD}]))
+    project.write_dataset()
+    p = project.write_spec()
+    spec = yaml.safe_load(p.read_text())
+    del spec["rubric"], spec["judge"]
+    p.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (project.root / "runs" / "v2.yaml").write_text(yaml.safe_dump(
+        {"version": "2", "system": TERSE, "template": "{{ input }}"}))
+    return p
+
+
+def n_runs(project: Project) -> int:
+    if not project.ledger.exists():
+        return 0
+    con = sqlite3.connect(project.ledger)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM run").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_two_by_two_sweep_end_to_end(project: Project, server: FakeServer) -> None:
+    spec = sweep_project(project, server)
+    r, d = project.cli_json("sweep", str(spec), "--vary", "prompt=1,v2.yaml", "--vary", "temperature=0,0.7")
+    assert r.returncode == 0, r.stderr
+    assert [s["setup"] for s in d["setups"]] == [
+        {"prompt": "1", "temperature": "0"}, {"prompt": "1", "temperature": "0.7"},
+        {"prompt": "v2.yaml", "temperature": "0"}, {"prompt": "v2.yaml", "temperature": "0.7"}]
+    assert server.stats()["total"] == 4 * 12  # each setup is its own run of 6 cases x 2 models
+    # every run is a normal run, tagged in its snapshot, with the setup's temperature and prompt
+    con = sqlite3.connect(project.ledger)
+    snaps = {rid: json.loads(s) for rid, s in con.execute("SELECT id, spec_snapshot FROM run")}
+    con.close()
+    assert {s["sweep"]["id"] for s in snaps.values()} == {d["sweep_id"]}
+    for st in d["setups"]:
+        sp = snaps[st["run_id"]]["spec"]
+        assert sp["sampling"]["temperature"] == float(st["setup"]["temperature"])
+        assert sp["prompt"]["system"] == (TERSE if st["setup"]["prompt"] == "v2.yaml" else
+                                          "You are a billing assistant.")
+        assert st["models"]["good"]["passed"] == (4 if st["setup"]["prompt"] == "v2.yaml" else 6)
+        assert st["models"]["bad"]["passed"] == 0
+    sens = {m["model_key"]: m for m in d["sensitivity"]["models"]}
+    assert sens["good"]["mean"] == pytest.approx((1 + 1 + 4 / 6 + 4 / 6) / 4)
+    assert sens["good"]["range"] == pytest.approx(2 / 6)
+    assert sens["good"]["sd"] == pytest.approx(float(np.std([1, 1, 4 / 6, 4 / 6], ddof=1)))
+    assert sens["bad"]["range"] == 0 and sens["bad"]["sd"] == 0
+    assert d["sensitivity"]["best"] == "good" and d["sensitivity"]["larger_than_setup_noise"] is True
+
+    # diff between two runs of the sweep names the one factor that varied
+    ids = [s["run_id"] for s in d["setups"]]
+    r, df = project.cli_json("diff", ids[0], ids[1])
+    assert df["sweep"]["varied"] == ["temperature"] and df["sweep"]["other_differences"] == []
+    r = project.cli("diff", ids[0], ids[2])
+    assert "the one factor that varied is prompt (1 -> v2.yaml)" in " ".join(r.stdout.split())
+    r, df = project.cli_json("diff", ids[0], ids[3])
+    assert df["sweep"]["varied"] == ["prompt", "temperature"]
+
+    # the table in the terminal; a re-run sweep is served from the cache; --show reports a recorded sweep
+    r = project.cli("sweep", str(spec), "--vary", "prompt=1,v2.yaml", "--vary", "temperature=0,0.7")
+    assert r.returncode == 0, r.stderr
+    assert "Spread across setups" in r.stdout and "more than either model moves" in " ".join(r.stdout.split())
+    assert server.stats()["total"] == 48
+    r, shown = project.cli_json("sweep", "--show", d["sweep_id"])
+    assert r.returncode == 0 and shown["sensitivity"] == d["sensitivity"]
+
+
+def test_sweep_refuses_runs_that_differ_beyond_its_factors(project: Project, server: FakeServer) -> None:
+    import benchrun
+    from benchrun.errors import UsageError
+    from benchrun.sweep_runs import apply_setup
+
+    spec = sweep_project(project, server)
+    res = benchrun.sweep(spec, {"temperature": [0, 0.7]}, ledger=project.ledger)
+    assert len(res.run_ids) == 2 and res.stopped is None
+    # a run tagged into the same sweep but on a changed dataset (one case's input edited)
+    loaded = benchrun.load_spec(spec)
+    odd = apply_setup(loaded, {"temperature": "0"})
+    odd.dataset.cases[0].input = "Something else entirely?"
+    odd.sweep = {"id": res.sweep_id, "factors": ["temperature"], "setup": {"temperature": "0.7"}}
+    benchrun.run(odd, ledger=project.ledger)
+    with pytest.raises(UsageError, match="besides the factors it varies"):
+        benchrun.sweep_report(res.sweep_id, ledger=project.ledger)
+    r = project.cli("sweep", "--show", res.sweep_id)
+    assert r.returncode == 2 and "refusing to compare" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sweep_budget_covers_the_whole_sweep(project: Project, server: FakeServer) -> None:
+    spec = sweep_project(project, server)
+    # one run of 12 answers costs about $0.0006 fresh; $0.0008 cannot pay for two
+    r = project.cli("sweep", str(spec), "--vary", "temperature=0,0.7,1", "--budget-usd", "0.0008", "--no-cache")
+    assert r.returncode == 3, (r.stdout[-1500:], r.stderr[-1500:])
+    assert "sweep stopped early" in r.stderr
+    con = sqlite3.connect(project.ledger)
+    spent = con.execute("SELECT SUM(cost_usd) FROM result WHERE cached = 0").fetchone()[0]
+    statuses = [s for (s,) in con.execute("SELECT status FROM run ORDER BY created_at")]
+    con.close()
+    assert spent <= 0.0008 and statuses[0] == "completed" and len(statuses) == 2 and statuses[1] != "completed"
+
+
+@pytest.mark.parametrize("vary,what", [("colour=red,blue", "unknown factor 'colour'"),
+                                       ("temperature", "not FACTOR=VALUE"),
+                                       ("temperature=hot,0", "not a number"),
+                                       ("fewshot=0,50", "fewshot needs 50 exemplars"),
+                                       ("prompt=1,nope", "neither the spec's prompt version")])
+def test_bad_factors_are_bad_input_with_nothing_recorded(project: Project, server: FakeServer, vary: str,
+                                                         what: str) -> None:
+    spec = sweep_project(project, server)
+    r = project.cli("sweep", str(spec), "--vary", vary)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert what in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert n_runs(project) == 0 and server.stats()["total"] == 0
+
+
+def test_fewshot_factor_sends_exemplars(project: Project, server: FakeServer) -> None:
+    spec = sweep_project(project, server)  # make_cases gives every case an ideal answer (the exemplars)
+    r, d = project.cli_json("sweep", str(spec), "--vary", "fewshot=0,2")
+    assert r.returncode == 0, r.stderr
+    con = sqlite3.connect(project.ledger)
+    n_msgs = {rid: len(json.loads(m)) for rid, m in con.execute(
+        "SELECT run_id, messages FROM result WHERE case_id = 'case-000' AND model_key = 'good'")}
+    con.close()
+    ids = [s["run_id"] for s in d["setups"]]
+    assert n_msgs[ids[0]] == 2 and n_msgs[ids[1]] == 2 + 2 * 2  # system + question; plus two exemplar turns
+    r, df = project.cli_json("diff", ids[0], ids[1])
+    assert df["sweep"]["varied"] == ["fewshot"] and df["sweep"]["other_differences"] == []
+
+
+# --------------------------------------------------------------------------- the pure rule
+
+
+def test_setup_sensitivity_gap_within_noise() -> None:
+    out = setup_sensitivity({"a": {"s1": 0.80, "s2": 0.70}, "b": {"s1": 0.72, "s2": 0.74}, "c": {"s1": 0.1, "s2": None}})
+    assert out["best"] == "a" and out["second"] == "b"
+    assert out["gap"] == pytest.approx(0.75 - 0.73)
+    assert out["larger_than_setup_noise"] is False and "NOT more than setup noise" in out["verdict"]
+    c = next(m for m in out["models"] if m["model_key"] == "c")
+    assert c["range"] is None and c["setups"] == 1  # one scored setup: no spread, not ranked
+
+
+def test_unexplained_differences_attribute_fields_to_factors() -> None:
+    diffs = [{"section": "sampling", "field": "good.temperature", "affects_scores": True},
+             {"section": "prompts", "field": "good.hash", "affects_scores": True},
+             {"section": "dataset", "field": "hash", "affects_scores": True},
+             {"section": "spec", "field": "budget_usd", "affects_scores": False}]
+    assert unexplained_differences(diffs, ["temperature", "prompt"]) == ["dataset.hash"]
+    assert unexplained_differences(diffs[:2], ["temperature"]) == ["prompts.good.hash"]
+
+
+def test_setup_noise_flag_on_pure_noise_fires_rarely() -> None:
+    """Two equally good models, four setups that change nothing: the pass rates differ by sampling
+    noise alone, and the gap should rarely exceed either model's range (at most 5% of the time)."""
+    rng = np.random.default_rng(7)
+    fired, reps = 0, 4000
+    for _ in range(reps):
+        scores = {m: {f"s{i}": float(rng.binomial(50, 0.7) / 50) for i in range(4)} for m in ("a", "b")}
+        fired += bool(setup_sensitivity(scores)["larger_than_setup_noise"])
+    assert fired / reps <= 0.05, fired / reps
