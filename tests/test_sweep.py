@@ -170,12 +170,29 @@ def test_unexplained_differences_attribute_fields_to_factors() -> None:
     assert unexplained_differences(diffs[:2], ["temperature"]) == ["prompts.good.hash"]
 
 
-def test_setup_noise_flag_on_pure_noise_fires_rarely() -> None:
-    """Two equally good models, four setups that change nothing: the pass rates differ by sampling
-    noise alone, and the gap should rarely exceed either model's range (at most 5% of the time)."""
-    rng = np.random.default_rng(7)
-    fired, reps = 0, 4000
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_setup_noise_flag_on_pure_noise_fires_rarely(k: int) -> None:
+    """Two equally good models, k setups that change nothing: the pass rates differ by sampling noise
+    alone, and the flag must fire at most 5% of the time (the range alone fires ~20% with k = 2)."""
+    rng = np.random.default_rng(7 + k)
+    fired, range_only, reps = 0, 0, 4000
     for _ in range(reps):
-        scores = {m: {f"s{i}": float(rng.binomial(50, 0.7) / 50) for i in range(4)} for m in ("a", "b")}
-        fired += bool(setup_sensitivity(scores)["larger_than_setup_noise"])
+        n = {m: {f"s{i}": float(rng.integers(30, 80)) for i in range(k)} for m in ("a", "b")}
+        scores = {m: {s: float(rng.binomial(int(v), 0.7) / v) for s, v in n[m].items()} for m in n}
+        fired += bool(setup_sensitivity(scores, n)["larger_than_setup_noise"])
+        range_only += bool(setup_sensitivity(scores)["larger_than_setup_noise"])
     assert fired / reps <= 0.05, fired / reps
+    if k == 2:
+        assert range_only / reps > 0.1  # why the sampling condition is there
+
+
+def test_setup_noise_flag_finds_a_real_gap() -> None:
+    """A 15-point gap with setups that move each model by a few points is found most of the time."""
+    rng = np.random.default_rng(3)
+    found, reps = 0, 1000
+    for _ in range(reps):
+        n = {m: {f"s{i}": 200.0 for i in range(4)} for m in ("a", "b")}
+        true = {"a": [0.85, 0.83, 0.86, 0.84], "b": [0.70, 0.69, 0.71, 0.68]}
+        scores = {m: {f"s{i}": float(rng.binomial(200, p) / 200) for i, p in enumerate(true[m])} for m in n}
+        found += bool(setup_sensitivity(scores, n)["larger_than_setup_noise"])
+    assert found / reps > 0.8, found / reps

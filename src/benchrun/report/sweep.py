@@ -73,6 +73,7 @@ def sweep_payload(led: Ledger, runs: list[Run], level: float = 0.95) -> dict[str
                              f"{', '.join(d['other_differences'][:6])} besides the factors it varies "
                              f"({', '.join(factors)}); refusing to compare them")
     per_model: dict[str, dict[str, float | None]] = {}
+    sizes: dict[str, dict[str, float | None]] = {}
     setups_out = []
     for run, tag in zip(runs, tags, strict=True):
         assert tag is not None
@@ -81,9 +82,10 @@ def sweep_payload(led: Ledger, runs: list[Run], level: float = 0.95) -> dict[str
         for s in summarize(rows_of(led, run.id), model_keys(run), level):
             scored = s.passed + s.failed
             per_model.setdefault(s.model_key, {})[label] = s.pass_rate.estimate if scored else None
+            sizes.setdefault(s.model_key, {})[label] = s.n_effective if scored else None
             models[s.model_key] = {"pass_rate": asdict(s.pass_rate) if scored else None, "passed": s.passed,
                                    "scored": scored, "errors": s.errors}
         setups_out.append({"label": label, "setup": tag["setup"], "run_id": run.id, "status": run.status,
                            "models": models})
     return {"sweep_id": first["id"], "factors": factors, "setups": setups_out,
-            "sensitivity": setup_sensitivity(per_model)}
+            "sensitivity": setup_sensitivity(per_model, sizes, level)}
