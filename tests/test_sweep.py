@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import yaml
 from benchrun.analysis.sweep import setup_sensitivity, unexplained_differences
 from conftest import BAD, GOOD, Project, fake_config
 from fakeserver import FakeServer
+from test_rules_only import n_runs
 
 TERSE = "Be terse."
 
@@ -31,16 +31,6 @@ def sweep_project(project: Project, server: FakeServer) -> Path:
     (project.root / "runs" / "v2.yaml").write_text(yaml.safe_dump(
         {"version": "2", "system": TERSE, "template": "{{ input }}"}))
     return p
-
-
-def n_runs(project: Project) -> int:
-    if not project.ledger.exists():
-        return 0
-    con = sqlite3.connect(project.ledger)
-    try:
-        return int(con.execute("SELECT COUNT(*) FROM run").fetchone()[0])
-    finally:
-        con.close()
 
 
 def test_two_by_two_sweep_end_to_end(project: Project, server: FakeServer) -> None:

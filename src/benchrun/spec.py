@@ -866,16 +866,26 @@ def load_dataset(path: str | Path) -> Dataset:
     raise BadInput(p, None, f"unknown dataset format '{suffix}'; use .yaml, .jsonl or .csv")
 
 
-def load_rubric(path: str | Path) -> Rubric:
+def _load_yaml_model(path: str | Path, cls: type[Any], what: str) -> Any:
+    """A YAML file validated as ``cls``; a problem is `BadInput` naming the file and line."""
     p = Path(path)
     data, node = load_yaml(p)
     if not isinstance(data, dict):
-        raise BadInput(p, 1, "the rubric must be a mapping (name, version, criteria, scale, ...)")
+        raise BadInput(p, 1, f"the {what}")
     try:
-        return Rubric.model_validate(data)
+        return cls.model_validate(data)
     except ValidationError as e:
         loc, msg = _format_validation_error(e)
         raise BadInput(p, node_line(node, loc), msg) from None
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    return _load_yaml_model(path, Rubric, "rubric must be a mapping (name, version, criteria, scale, ...)")
+
+
+def load_prompt(path: str | Path) -> Prompt:
+    """A prompt file (``version``, ``system``, ``template``), as `benchrun sweep --vary prompt=FILE` reads it."""
+    return _load_yaml_model(path, Prompt, "prompt file must be a mapping (version, system, template)")
 
 
 class LoadedSpec(BaseModel):

@@ -71,10 +71,7 @@ def _number(name: str, value: str, kind: type) -> Any:
 
 
 def _prompt(loaded: Any, value: str) -> Any:
-    from pydantic import ValidationError
-
-    from benchrun.io import load_yaml
-    from benchrun.spec import Prompt, _format_validation_error, resolve_path
+    from benchrun.spec import load_prompt, resolve_path
 
     if value == loaded.spec.prompt.version:
         return loaded.spec.prompt
@@ -83,13 +80,7 @@ def _prompt(loaded: Any, value: str) -> Any:
     if not p.is_file():
         raise BadInput(None, "--vary", f"prompt={value}: neither the spec's prompt version "
                        f"({loaded.spec.prompt.version!r}) nor a prompt file (YAML with version, system, template)")
-    data, _ = load_yaml(p)
-    if not isinstance(data, dict):
-        raise BadInput(p, 1, "a prompt file is a mapping with version, system and template")
-    try:
-        return Prompt.model_validate(data)
-    except ValidationError as e:
-        raise BadInput(p, None, _format_validation_error(e)[1]) from None
+    return load_prompt(p)
 
 
 def apply_setup(loaded: Any, setup: Mapping[str, str]) -> Any:

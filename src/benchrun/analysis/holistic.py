@@ -284,7 +284,7 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
         if len(scored) >= 2:
             consistent[1] += 1
             consistent[0] += len({_g(r, "status") for r in scored}) == 1
-        if len(ans) >= 2 and all((_g(r, "scored_by") or "rules") == "rules" for r in ans):
+        if len(ans) >= 2 and all(_g(r, "scored_by") == "rules" for r in ans):  # rows before the column: unknown
             agree[1] += 1
             agree[0] += len({_norm_answer(r) for r in ans}) == 1
     cost_1k = None

@@ -6,6 +6,7 @@ the caller escapes them for its medium (`report.escape` for the terminal, Jinja2
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -75,5 +76,7 @@ def method_notes(h: dict[str, Any]) -> list[str]:
     names = {"proportions": "rates", "consistency": "consistency", "quantiles": "lengths and latency",
              "cost": "cost", "refusal_detector": "refusal detector"}
     notes = [f"{names.get(k, k)}: {v}" for k, v in h["methods"].items()]
-    return notes + ["*: too few results for the order-statistic interval at that level: one end is the sample "
-                    "minimum or maximum (coverage below 95%)"]
+    if "too small" not in json.dumps(h["models"]):
+        return notes
+    return [*notes, "*: too few results for the order-statistic interval at that level: one end is the sample "
+            "minimum or maximum (coverage below 95%)"]
