@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -119,45 +118,60 @@ def quantile_interval(values: Sequence[float], q: float, level: float = 0.95) ->
     return Interval(est, xs[lo_i - 1], xs[hi_i - 1], level, method)
 
 
-def bootstrap_cases(groups: Sequence[Sequence[float]], stat: Callable[[list[float]], float | None],
-                    level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> Interval | None:
-    """Percentile bootstrap with cases as the resampled units: draw cases with replacement, pool
-    their values, compute ``stat``; the interval is the α/2 and 1 − α/2 percentiles of the
-    resampled statistics (Efron & Tibshirani 1993, ch. 13; resampling clusters: Davison & Hinkley
-    1997, §3.8). None when there is no value."""
+def bootstrap_cases(groups: Sequence[Sequence[float]], qs: Sequence[float] | None = None, level: float = 0.95,
+                    n_boot: int = N_BOOT, seed: int = 0) -> list[Interval] | None:
+    """Percentile bootstrap with cases as the resampled units: draw cases with replacement, pool their
+    values, compute the statistic (the mean when ``qs`` is None, else each q-quantile of ``qs``, linear
+    as numpy's default); each interval is the α/2 and 1 − α/2 percentiles of the resampled statistics
+    (Efron & Tibshirani 1993, ch. 13; resampling clusters: Davison & Hinkley 1997, §3.8). One interval
+    per statistic, from the same resamples; None when there is no value. Vectorised with numpy, in
+    chunks, so a run of thousands of results stays quick."""
+    import numpy as np
+
     groups = [list(g) for g in groups if g]
     if not groups:
         return None
-    est = stat([v for g in groups for v in g])
-    if est is None:
-        return None
-    rng = random.Random(seed)
+    n_stat = 1 if qs is None else len(qs)
+
+    def stat(a: Any) -> Any:  # a: (resamples, pooled values) -> (resamples, statistics)
+        if qs is None:
+            return np.mean(a, axis=1)[:, None]
+        return np.quantile(a, list(qs), axis=1).T
+
+    est = stat(np.asarray([v for g in groups for v in g], dtype=float)[None, :])[0]
+    rng = np.random.default_rng(seed)
     k = len(groups)
-    reps = []
-    for _ in range(n_boot):
-        pooled = [v for _ in range(k) for v in groups[rng.randrange(k)]]
-        s = stat(pooled)
-        if s is not None:
-            reps.append(s)
-    lo = percentile(reps, 100 * (1 - level) / 2)
-    hi = percentile(reps, 100 * (1 + level) / 2)
-    return Interval(float(est), float(lo if lo is not None else est), float(hi if hi is not None else est), level,
-                    BOOTSTRAP_CASES)
+    reps = np.empty((n_boot, n_stat))
+    if len({len(g) for g in groups}) == 1:  # every case has as many values: resample rows of a (cases x values) array
+        arr = np.asarray(groups, dtype=float)
+        chunk = max(1, 2_000_000 // max(1, arr.size))
+        for s in range(0, n_boot, chunk):
+            e = min(n_boot, s + chunk)
+            reps[s:e] = stat(arr[rng.integers(0, k, size=(e - s, k))].reshape(e - s, -1))
+    else:
+        flat = np.asarray([v for g in groups for v in g], dtype=float)
+        lengths = np.asarray([len(g) for g in groups])
+        starts = np.cumsum(lengths) - lengths
+        for b in range(n_boot):
+            idx = rng.integers(0, k, size=k)
+            ln, st = lengths[idx], starts[idx]
+            pos = np.repeat(st - np.cumsum(ln) + ln, ln) + np.arange(int(ln.sum()))  # the drawn cases' values
+            reps[b] = stat(flat[pos][None, :])[0]
+    alpha = 1 - level
+    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2], axis=0)
+    return [Interval(float(est[i]), float(lo[i]), float(hi[i]), level, BOOTSTRAP_CASES) for i in range(n_stat)]
 
 
-def quantile_of_groups(groups: Sequence[Sequence[float]], q: float, level: float = 0.95) -> Interval | None:
-    """The q-quantile of all values with its interval: order statistics when every case has one value,
+def quantiles_of_groups(groups: Sequence[Sequence[float]], qs: Sequence[float], level: float = 0.95
+                        ) -> list[dict[str, Any] | None]:
+    """Each q-quantile of all values with its interval: order statistics when every case has one value,
     else the percentile bootstrap over cases (values of one case are not independent)."""
     flat = [v for g in groups for v in g]
     if not flat:
-        return None
+        return [None] * len(qs)
     if max(len(g) for g in groups) <= 1:
-        return quantile_interval(flat, q, level)
-    return bootstrap_cases(groups, lambda xs: percentile(xs, 100 * q), level)
-
-
-def _mean(xs: list[float]) -> float | None:
-    return math.fsum(xs) / len(xs) if xs else None
+        return [asdict(quantile_interval(flat, q, level)) for q in qs]
+    return [asdict(iv) for iv in bootstrap_cases(groups, qs, level) or []]
 
 
 # --------------------------------------------------------------------------- the row
@@ -189,10 +203,6 @@ def _case_rate(hits: int, n: int, level: float) -> dict[str, Any] | None:
     if n == 0:
         return None
     return {**asdict(wilson_interval(hits, n, level)), "hits": hits, "n": n, "cases": n}
-
-
-def _iv(iv: Interval | None) -> dict[str, Any] | None:
-    return None if iv is None else asdict(iv)
 
 
 def _norm_answer(r: Mapping[str, Any]) -> str | None:
@@ -289,25 +299,23 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
             agree[0] += len({_norm_answer(r) for r in ans}) == 1
     cost_1k = None
     if not cost_unknown and any(cost):
-        iv = bootstrap_cases(cost, _mean, level)
-        if iv is not None:
+        ivs = bootstrap_cases(cost, None, level)
+        if ivs is not None:
+            iv = ivs[0]
             cost_1k = asdict(Interval(iv.estimate * 1000, iv.low * 1000, iv.high * 1000, level, iv.method))
     return {
         "accuracy": _rate(acc, level),
         "refusal": _rate(ref, level),
         "correct_refusal": _rate(ref_yes, level),
         "over_refusal": _rate(ref_no, level),
-        "length_tokens": {"median": _iv(quantile_of_groups(tokens, 0.5, level)),
-                          "p90": _iv(quantile_of_groups(tokens, 0.9, level))},
-        "length_words": {"median": _iv(quantile_of_groups(words, 0.5, level)),
-                         "p90": _iv(quantile_of_groups(words, 0.9, level))},
+        "length_tokens": dict(zip(("median", "p90"), quantiles_of_groups(tokens, (0.5, 0.9), level), strict=True)),
+        "length_words": dict(zip(("median", "p90"), quantiles_of_groups(words, (0.5, 0.9), level), strict=True)),
         "over_max_words": _rate(over, level),
         "consistency": _case_rate(consistent[0], consistent[1], level),
         "answer_agreement": _case_rate(agree[0], agree[1], level),
         "error": _rate(err, level),
         "unparsed": _rate(unp, level),
-        "latency_ms": {"p50": _iv(quantile_of_groups(lat, 0.5, level)),
-                       "p95": _iv(quantile_of_groups(lat, 0.95, level))},
+        "latency_ms": dict(zip(("p50", "p95"), quantiles_of_groups(lat, (0.5, 0.95), level), strict=True)),
         "cost_per_1k_cases": cost_1k,
         "cost_unknown_calls": cost_unknown,
     }
