@@ -274,3 +274,15 @@ def test_bootstrap_of_unequal_cases_pools_the_drawn_cases() -> None:
     assert got is not None
     assert [(iv.low, iv.high) for iv in got] == [pytest.approx((lo[i], hi[i])) for i in range(2)]
     assert got[0].estimate == float(np.median([v for g in groups for v in g]))
+
+
+def test_judged_run_carries_the_judge_calibration(project: Any, server: Any) -> None:
+    """A judged run: the holistic row names the judge's calibration as `runs show` does (none yet)."""
+    r, summary = project.cli_json("run", str(project.setup()))
+    assert r.returncode in (0, 1), r.stderr
+    rows = {m["model_key"]: m for m in summary["holistic"]["models"]}
+    assert {k: m["judge_calibration"]["status"] for k, m in rows.items()} == {"good": "uncalibrated",
+                                                                                 "bad": "uncalibrated"}
+    assert rows["good"]["answer_agreement"] is None  # judged cases, one sample: no rule-scored agreement
+    r = project.cli("runs", "show", summary["conditions"]["run_id"])
+    assert "uncalibrated" in r.stdout.split("Holistic row")[1]

@@ -73,6 +73,7 @@ def test_two_by_two_sweep_end_to_end(project: Project, server: FakeServer) -> No
     r = project.cli("sweep", str(spec), "--vary", "prompt=1,v2.yaml", "--vary", "temperature=0,0.7")
     assert r.returncode == 0, r.stderr
     assert "Spread across setups" in r.stdout and "more than either model moves" in " ".join(r.stdout.split())
+    assert r.stderr.count("setup prompt=") == 4 and "temperature=0.7: run " in r.stderr  # one line per run
     assert server.stats()["total"] == 48
     r, shown = project.cli_json("sweep", "--show", d["sweep_id"])
     assert r.returncode == 0 and shown["sensitivity"] == d["sensitivity"]
@@ -186,3 +187,13 @@ def test_setup_noise_flag_finds_a_real_gap() -> None:
         scores = {m: {f"s{i}": float(rng.binomial(200, p) / 200) for i, p in enumerate(true[m])} for m in n}
         found += bool(setup_sensitivity(scores, n)["larger_than_setup_noise"])
     assert found / reps > 0.8, found / reps
+
+
+def test_prompt_sweep_refuses_a_candidate_with_its_own_prompt(project: Project, server: FakeServer) -> None:
+    spec = sweep_project(project, server)
+    d = yaml.safe_load(spec.read_text())
+    d["candidates"][1]["prompt"] = {"version": "x", "template": "{{ input }}"}
+    spec.write_text(yaml.safe_dump(d, sort_keys=False))
+    r = project.cli("sweep", str(spec), "--vary", "prompt=1,v2.yaml")
+    assert r.returncode == 2 and "model bad" in r.stderr and "its own prompt" in r.stderr
+    assert n_runs(project) == 0

@@ -542,13 +542,15 @@ def shortlist(run_ids: Sequence[str], *, max_cost_per_1k: float | None = None, m
 
 def sweep(spec: str | Path | LoadedSpec, vary: Sequence[str] | dict[str, Sequence[Any]], *,
           ledger: str | Path | Ledger | None = None, budget_usd: float | None = None, cache: bool = True,
-          progress: ProgressHook | None = None, call_workers: int | str = 0, unsafe_exec: bool = False) -> Sweep:
+          progress: ProgressHook | None = None, call_workers: int | str = 0, unsafe_exec: bool = False,
+          on_run: Callable[[dict[str, str], RunResult], None] | None = None) -> Sweep:
     """Run ``spec`` once per combination of the factors in ``vary`` (``["temperature=0,0.7"]`` or
     ``{"temperature": [0, 0.7]}``; see `benchrun.sweep_runs`), each a normal run tagged with the sweep id,
     and report each model's score per setup and whether the gap between the two best exceeds setup noise.
 
     ``budget_usd`` (else the spec's ``budget_usd``) caps the fresh spend of the whole sweep. `BadInput`
     for a bad factor or value (nothing recorded); `UsageError` when the runs differ in more than the factors.
+    ``on_run(setup, result)`` is called after each setup's run.
     """
     from benchrun import sweep_runs as sw
     from benchrun.report.sweep import sweep_payload
@@ -570,6 +572,8 @@ def sweep(spec: str | Path | LoadedSpec, vary: Sequence[str] | dict[str, Sequenc
 
         res = execute(prepare_run(variant, ledger=store, call_workers=call_workers, unsafe_exec=unsafe_exec),
                       cache=cache, progress=hook)
+        if on_run is not None:
+            on_run(dict(variant.sweep["setup"]), res)
         return res.run_id, res.status, spent[0]
 
     done = sw.run_sweep(loaded, factors, run_one, budget_usd)

@@ -43,7 +43,12 @@ def sweep(
     else:
         if spec is None or not vary:
             raise UsageError("give a spec and at least one factor: benchrun sweep SPEC --vary temperature=0,0.7")
-        res = api.sweep(spec, vary, ledger=led, budget_usd=budget, cache=not no_cache)
+        def said(setup: dict[str, str], r: api.RunResult) -> None:
+            if not json_out:
+                err().print(f"setup {' '.join(f'{k}={v}' for k, v in setup.items())}: run {r.run_id} {r.status}",
+                            markup=False)
+
+        res = api.sweep(spec, vary, ledger=led, budget_usd=budget, cache=not no_cache, on_run=said)
     if json_out:
         print_json(res.data)
     else:
