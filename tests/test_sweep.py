@@ -75,6 +75,8 @@ def test_two_by_two_sweep_end_to_end(project: Project, server: FakeServer) -> No
     assert "Spread across setups" in r.stdout and "more than either model moves" in " ".join(r.stdout.split())
     assert r.stderr.count("setup prompt=") == 4 and "temperature=0.7: run " in r.stderr  # one line per run
     assert server.stats()["total"] == 48
+    r = project.cli("runs", "show", ids[1])
+    assert f"sweep {d['sweep_id']}  setup prompt=1 temperature=0.7" in r.stdout
     r, shown = project.cli_json("sweep", "--show", d["sweep_id"])
     assert r.returncode == 0 and shown["sensitivity"] == d["sensitivity"]
 

@@ -117,6 +117,9 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
     }
     out["holistic"] = holistic_section(rows, loaded, order, out)
+    sweep = json.loads(run.spec_snapshot).get("sweep")
+    if sweep is not None:  # a run of `benchrun sweep`: its sweep id and setup (only then, so other output is as before)
+        out["conditions"]["sweep"] = sweep
     return out
 
 

@@ -42,6 +42,10 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
     console.print(
         f"dataset {e(ds['name'])} v{e(ds['version'])} ({e(ds['hash'][:12])})  {scored}  samples/case {c['samples_per_case']}"
     )
+    sw = c.get("sweep")
+    if sw:
+        setup = " ".join(f"{k}={v}" for k, v in (sw.get("setup") or {}).items())
+        console.print(f"sweep {e(str(sw.get('id')))}  setup {e(setup)}  (`benchrun sweep --show {e(str(sw.get('id')))}`)")
     cal = s.get("judge_calibration")
     no_judge = j is None
     if no_judge:
