@@ -74,6 +74,7 @@ def test_hand_counted_table() -> None:
     assert m["latency_ms"]["p50"]["estimate"] == 400
     assert m["latency_ms"]["p95"]["estimate"] == pytest.approx(670)
     assert m["cost_per_1k_cases"]["estimate"] == pytest.approx(1.0)  # $0.001 per answer
+    assert "every answer cost the same" in m["cost_per_1k_cases"]["method"]
     # several samples per case: clustered intervals for rates, bootstrap over cases for quantiles
     assert "clusters" in m["accuracy"]["method"] and m["length_words"]["median"]["method"] == BOOTSTRAP_CASES
     for name in ("accuracy", "refusal", "error"):
@@ -286,3 +287,18 @@ def test_judged_run_carries_the_judge_calibration(project: Any, server: Any) -> 
     assert rows["good"]["answer_agreement"] is None  # judged cases, one sample: no rule-scored agreement
     r = project.cli("runs", "show", summary["conditions"]["run_id"])
     assert "uncalibrated" in r.stdout.split("Holistic row")[1]
+
+
+def test_cost_interval_against_an_independent_bootstrap() -> None:
+    """Cost per 1,000 cases with varying costs: the case bootstrap of the mean, redone with numpy."""
+    rng = np.random.default_rng(9)
+    costs = rng.gamma(2.0, 1e-4, size=30)
+    rows = [_row(f"c{i}", 0, "passed", "ok", cost=float(c)) for i, c in enumerate(costs)]
+    (m,) = holistic_table(rows, {}, ["a"])["models"]
+    ref_rng = np.random.default_rng(0)  # the seed the holistic row documents
+    means = [costs[ref_rng.integers(0, 30, size=(1, 30))].reshape(-1).mean() for _ in range(2000)]
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    iv = m["cost_per_1k_cases"]
+    assert iv["estimate"] == pytest.approx(costs.mean() * 1000)
+    assert (iv["low"], iv["high"]) == pytest.approx((lo * 1000, hi * 1000))
+    assert "same" not in iv["method"]

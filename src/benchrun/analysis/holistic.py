@@ -302,7 +302,9 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
         ivs = bootstrap_cases(cost, None, level)
         if ivs is not None:
             iv = ivs[0]
-            cost_1k = asdict(Interval(iv.estimate * 1000, iv.low * 1000, iv.high * 1000, level, iv.method))
+            same = len({v for c in cost for v in c}) == 1
+            method = (iv.method or "") + (" (every answer cost the same: nothing to resample, so no width)" if same else "")
+            cost_1k = asdict(Interval(iv.estimate * 1000, iv.low * 1000, iv.high * 1000, level, method))
     return {
         "accuracy": _rate(acc, level),
         "refusal": _rate(ref, level),
