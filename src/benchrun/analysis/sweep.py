@@ -126,7 +126,8 @@ def setup_sensitivity(scores: Mapping[str, Mapping[str, float | None]],
                           f"but NOT more than sampling noise ({100 * sampling:.1f} points at {level:.0%})")
     elif beyond:
         out["verdict"] = (f"{a['model_key']} leads {b['model_key']} by {pts}, more than either model moves across "
-                          f"setups (ranges {100 * a['range']:.1f} and {100 * b['range']:.1f} points)")
+                          f"setups (ranges {100 * a['range']:.1f} and {100 * b['range']:.1f} points)"
+                          + ("" if sampling is None else f" and than sampling noise ({100 * sampling:.1f} points)"))
     else:
         widest = a if a["range"] >= b["range"] else b
         out["verdict"] = (f"{a['model_key']} leads {b['model_key']} by {pts}, NOT more than setup noise: "
