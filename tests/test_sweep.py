@@ -112,6 +112,8 @@ def test_sweep_budget_covers_the_whole_sweep(project: Project, server: FakeServe
     statuses = [s for (s,) in con.execute("SELECT status FROM run ORDER BY created_at")]
     con.close()
     assert spent <= 0.0008 and statuses[0] == "completed" and len(statuses) == 2 and statuses[1] != "completed"
+    r = project.cli("sweep", str(spec), "--vary", "temperature=0,0.7", "--budget-usd", "0")
+    assert r.returncode == 2 and "more than $0" in r.stderr
 
 
 @pytest.mark.parametrize("vary,what", [("colour=red,blue", "unknown factor 'colour'"),

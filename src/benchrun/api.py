@@ -556,6 +556,8 @@ def sweep(spec: str | Path | LoadedSpec, vary: Sequence[str] | dict[str, Sequenc
     from benchrun.report.sweep import sweep_payload
 
     _no_running_loop("sweep", "`await asyncio.to_thread(benchrun.sweep, ...)`")
+    if budget_usd is not None and not budget_usd > 0:
+        raise UsageError(f"the sweep budget must be more than $0, not {budget_usd}")
     if isinstance(vary, dict):
         vary = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in vary.items()]
     factors = sw.parse_vary(list(vary))
