@@ -302,3 +302,17 @@ def test_cost_interval_against_an_independent_bootstrap() -> None:
     assert iv["estimate"] == pytest.approx(costs.mean() * 1000)
     assert (iv["low"], iv["high"]) == pytest.approx((lo * 1000, hi * 1000))
     assert "same" not in iv["method"]
+
+
+def test_holistic_table_escapes_model_keys_in_the_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from benchrun.report.terminal import render_holistic
+
+    rows = [dict(r, model_key="[bold red]evil[/bold red]") for r in ROWS]
+    buf = io.StringIO()
+    render_holistic(Console(file=buf, width=200, force_terminal=False), holistic_table(rows, CASES, []))
+    text = buf.getvalue()
+    assert "[bold red]evil[/bold red]" in text and "accuracy (pass rate)" in text

@@ -201,3 +201,14 @@ def test_prompt_sweep_refuses_a_candidate_with_its_own_prompt(project: Project, 
     r = project.cli("sweep", str(spec), "--vary", "prompt=1,v2.yaml")
     assert r.returncode == 2 and "model bad" in r.stderr and "its own prompt" in r.stderr
     assert n_runs(project) == 0
+
+
+def test_judged_spec_sweeps_the_candidates_not_the_judge(project: Project, server: FakeServer) -> None:
+    spec = project.setup()  # with rubric and judge
+    r, d = project.cli_json("sweep", str(spec), "--vary", "temperature=0,0.7")
+    assert r.returncode == 0, r.stderr
+    ids = [s["run_id"] for s in d["setups"]]
+    r, df = project.cli_json("diff", *ids)
+    assert df["sweep"]["varied"] == ["temperature"] and df["sweep"]["other_differences"] == []
+    assert not [x for x in df["differences"] if x["section"] == "judge"]  # the judge's sampling is its own
+    assert d["sensitivity"]["best"] == "good"
