@@ -82,7 +82,8 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     rows = result_dicts(ledger.results(run.id))
     from benchrun.spec import LoadedSpec
 
-    loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))
+    snap = json.loads(run.spec_snapshot)
+    loaded = LoadedSpec.from_snapshot(snap)
     expected = len(loaded.cases()) * len(loaded.spec.candidates) * run.samples_per_case
     order = [m["key"] for m in json.loads(run.models)]
     models = [s.to_dict() for s in summarize(rows, order)]
@@ -117,7 +118,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
     }
     out["holistic"] = holistic_section(rows, loaded, order, out)
-    sweep = json.loads(run.spec_snapshot).get("sweep")
+    sweep = snap.get("sweep")
     if sweep is not None:  # a run of `benchrun sweep`: its sweep id and setup (only then, so other output is as before)
         out["conditions"]["sweep"] = sweep
     return out
