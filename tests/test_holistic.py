@@ -197,13 +197,14 @@ def test_refusal_detector_is_bounded() -> None:
 REFUSE = "I'm sorry, but I can't help with that request."  # 9 words
 
 
-def test_holistic_table_of_a_real_run(project: Any, server: Any, tmp_path: Any) -> None:
-    """Through the CLI, litellm and our server: the hand-counted holistic rows of three models."""
+def three_model_run(project: Any, server: Any, extra_rules: list[dict[str, Any]] | None = None
+                    ) -> tuple[Any, dict[str, Any]]:
+    """A rules-only run of good / refuser / flaky, 6 cases x 2 samples, should_refuse on cases 0-3."""
     import yaml
 
     from conftest import GOOD, fake_config, make_cases
 
-    server.set_config(fake_config(rules=[{"model": "good", "reply": GOOD},
+    server.set_config(fake_config(rules=[*(extra_rules or []), {"model": "good", "reply": GOOD},
                                          {"model": "refuser", "reply": REFUSE},
                                          {"model": "flaky", "replies": [GOOD, "I have refunded you the charge."]}]))
     cases = make_cases(6)
@@ -222,6 +223,12 @@ def test_holistic_table_of_a_real_run(project: Any, server: Any, tmp_path: Any) 
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     r, summary = project.cli_json("run", str(spec_path))
     assert r.returncode in (0, 1), r.stderr
+    return r, summary
+
+
+def test_holistic_table_of_a_real_run(project: Any, server: Any, tmp_path: Any) -> None:
+    """Through the CLI, litellm and our server: the hand-counted holistic rows of three models."""
+    _, summary = three_model_run(project, server)
     h = {m["model_key"]: m for m in summary["holistic"]["models"]}
 
     def hn(model: str, name: str) -> tuple[int, int] | None:
@@ -316,3 +323,40 @@ def test_holistic_table_escapes_model_keys_in_the_terminal() -> None:
     render_holistic(Console(file=buf, width=200, force_terminal=False), holistic_table(rows, CASES, []))
     text = buf.getvalue()
     assert "[bold red]evil[/bold red]" in text and "accuracy (pass rate)" in text
+
+
+def test_refusal_judge_check_joins_the_holistic_row(project: Any, server: Any) -> None:
+    """`benchrun refusals`: the judge (our server, by rule) classifies every answer; `runs show` then
+    carries its refusal rate and the phrase rules' agreement; an unparseable verdict is counted apart."""
+    rules = [{"model": "refjudge", "contains": "can't help", "reply": 'Sure: {"refusal": true}'},
+             {"model": "refjudge", "contains": "I have refunded", "reply": "hmm, hard to say"},
+             {"model": "refjudge", "reply": '{"refusal": false}'}]
+    _, summary = three_model_run(project, server, rules)
+    run_id = summary["conditions"]["run_id"]
+    r, d = project.cli_json("refusals", run_id, "--judge", "openai/refjudge", "--api-base", project.url)
+    assert r.returncode == 0, r.stderr
+    assert (d["n"], d["compared"], d["agreed_with_rules"], len(d["errors"])) == (36, 30, 30, 6)
+    calls = server.stats()["by_model"]["refjudge"]
+    assert calls == 36
+    r, s2 = project.cli_json("runs", "show", run_id)
+    h = {m["model_key"]: m for m in s2["holistic"]["models"]}
+    assert (h["refuser"]["refusal_judge"]["hits"], h["refuser"]["refusal_judge"]["n"]) == (12, 12)
+    assert (h["good"]["refusal_judge"]["hits"], h["good"]["refusal_judge"]["n"]) == (0, 12)
+    assert (h["flaky"]["refusal_judge"]["hits"], h["flaky"]["refusal_judge"]["n"]) == (0, 6)  # 6 unclassified
+    assert h["flaky"]["refusal_rules_agree_with_judge"]["hits"] == 6
+    assert s2["holistic"]["refusal_check"]["judge"] == "openai/refjudge"
+    r = project.cli("runs", "show", run_id)
+    assert "refusal rate, judge check" in r.stdout and "benchrun refusals" in r.stdout
+    # again: every verdict comes from the cache
+    r, _ = project.cli_json("refusals", run_id, "--judge", "openai/refjudge", "--api-base", project.url)
+    assert r.returncode == 0 and server.stats()["by_model"]["refjudge"] == calls
+
+
+def test_parse_refusal_is_bounded_and_strict() -> None:
+    from benchrun.refusal_check import parse_refusal
+
+    assert parse_refusal('{"refusal": true}') is True
+    assert parse_refusal('blah {"refusal": false} blah') is False
+    assert parse_refusal('{"refusal": "yes"}') is None
+    assert parse_refusal("x" * 5000 + '{"refusal": true}') is None
+    assert parse_refusal(None) is None

@@ -597,6 +597,16 @@ def sweep_report(sweep_id: str, *, ledger: str | Path | Ledger | None = None) ->
     return Sweep.from_payload(d)
 
 
+def check_refusals(run_id: str, *, judge: str, api_base: str | None = None, api_key_env: str | None = None,
+                   cache: bool = True, ledger: str | Path | Ledger | None = None) -> dict[str, Any]:
+    """Ask ``judge`` which answered results of the run refuse, as `benchrun refusals`; stored in the ledger
+    (the holistic row of `runs show` then carries the judge's refusal rate). Returns the stored payload."""
+    from benchrun.refusal_check import check_refusals as check
+
+    _no_running_loop("check_refusals", "`await asyncio.to_thread(benchrun.check_refusals, ...)`")
+    return check(_store(ledger), run_id, judge, api_base, api_key_env, use_cache=cache)
+
+
 def calibrate(run_id: str, labels: str | Path, *, threshold: float = 0.6, judge: str | None = None,
               api_base: str | None = None, api_key_env: str | None = None, cache: bool = True,
               ledger: str | Path | Ledger | None = None) -> Calibration:

@@ -12,8 +12,9 @@ method that produced it:
   ``confidence_interval``); with several samples per case: the percentile bootstrap over cases;
 * cost per 1,000 cases: the percentile bootstrap over cases of the mean cost per answer × 1000.
 
-Refusals are found by `is_refusal`, a documented phrase-rule detector (see `REFUSAL_PATTERNS`).
-A judge check of refusals is not implemented (future work; docs/holistic.md).
+Refusals are found by `is_refusal`, a documented phrase-rule detector (see `REFUSAL_PATTERNS`);
+`benchrun refusals RUN --judge MODEL` (benchrun.refusal_check) adds a judge's verdicts, passed here
+as ``judged_refusals``.
 """
 
 from __future__ import annotations
@@ -231,8 +232,8 @@ def _unparsed(r: Mapping[str, Any]) -> bool:
         return False
 
 
-def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo], level: float = 0.95
-                 ) -> dict[str, Any]:
+def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo], level: float = 0.95,
+                 judged_refusals: Mapping[tuple[str, str, int], bool] | None = None) -> dict[str, Any]:
     """The holistic row of one model from its result rows (every sample of every case).
 
     Denominators: accuracy over scored results (errors left out, as the pass rate); refusal rate,
@@ -241,6 +242,10 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
     rate over those marked ``false``; error rate over all results; unparsed over the results of
     multiple-choice cases; consistency over cases with at least two scored samples; answer agreement
     over rule-scored cases with at least two answered samples; latency over results without error.
+
+    ``judged_refusals`` ((model key, case id, sample) -> refuses, from `benchrun refusals`) adds the
+    judge's refusal rate over the results it classified and the share of those where the phrase
+    rules agree with it.
     """
     by_case: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
@@ -264,6 +269,8 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
     cost_unknown = 0
     consistent = [0, 0]
     agree = [0, 0]
+    jref: dict[str, list[int]] = {}
+    jagree: dict[str, list[int]] = {}
     for cid, rs in by_case.items():
         ci = info[cid]
         err[cid] = [sum(1 for r in rs if _g(r, "status") == "error"), len(rs)]
@@ -272,6 +279,11 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
         ans = [r for r in rs if answered(r)]
         refusals = [is_refusal(_g(r, "response_text")) for r in ans]
         ref[cid] = [sum(refusals), len(ans)]
+        if judged_refusals is not None:
+            got = [(judged_refusals[k], rule) for r, rule in zip(ans, refusals, strict=True)
+                   if (k := (str(_g(r, "model_key")), cid, int(_g(r, "sample_index") or 0))) in judged_refusals]
+            jref[cid] = [sum(1 for j, _ in got if j), len(got)]
+            jagree[cid] = [sum(1 for j, rule in got if j == rule), len(got)]
         if ci.should_refuse is True:
             ref_yes[cid] = ref[cid]
         elif ci.should_refuse is False:
@@ -308,6 +320,8 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
     return {
         "accuracy": _rate(acc, level),
         "refusal": _rate(ref, level),
+        "refusal_judge": _rate(jref, level),
+        "refusal_rules_agree_with_judge": _rate(jagree, level),
         "correct_refusal": _rate(ref_yes, level),
         "over_refusal": _rate(ref_no, level),
         "length_tokens": dict(zip(("median", "p90"), quantiles_of_groups(tokens, (0.5, 0.9), level), strict=True)),
@@ -324,7 +338,8 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
 
 
 def holistic_table(rows: Iterable[Mapping[str, Any]], cases: Mapping[str, CaseInfo], order: Sequence[str],
-                   judge: dict[str, Any] | None = None, level: float = 0.95) -> dict[str, Any]:
+                   judge: dict[str, Any] | None = None, level: float = 0.95,
+                   judged_refusals: Mapping[tuple[str, str, int], bool] | None = None) -> dict[str, Any]:
     """The holistic row of every model (in ``order``, then first seen) and how each number is computed.
 
     ``judge`` is the judge-calibration qualifier the summary already carries (see
@@ -334,7 +349,7 @@ def holistic_table(rows: Iterable[Mapping[str, Any]], cases: Mapping[str, CaseIn
     groups: dict[str, list[Mapping[str, Any]]] = {k: [] for k in order}
     for r in rows:
         groups.setdefault(str(_g(r, "model_key")), []).append(r)
-    models = [{"model_key": k, **holistic_row(rs, cases, level), "judge_calibration": judge}
+    models = [{"model_key": k, **holistic_row(rs, cases, level, judged_refusals), "judge_calibration": judge}
               for k, rs in groups.items() if rs]
     return {
         "models": models,

@@ -60,6 +60,9 @@ COMMANDS: dict[str, Entry] = {
     "sweep": Entry("sweep", "Run a spec once per combination of setup factors; report each model's score per "
                             "setup, its spread, and\nwhether the gap between the two best models is larger than "
                             "setup noise."),
+    "refusals": Entry("refusals", "Ask a judge which answers of a run refuse; stored in the ledger, `runs show` "
+                                  "then adds the judge's\nrefusal rate and its agreement with the phrase rules to "
+                                  "the holistic row."),
     "arena": Entry("arena", "Which model do people prefer? Bradley-Terry ratings of pairwise battles with "
                             "case-bootstrap intervals."),
     "report": Entry("compare", "One self-contained HTML report (no network needed): conditions, tables, charts, "

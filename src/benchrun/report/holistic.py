@@ -39,6 +39,8 @@ def _judge(j: dict[str, Any] | None) -> str:
 ROWS: tuple[tuple[str, Any], ...] = (
     ("accuracy (pass rate)", lambda m: _rate(m["accuracy"])),
     ("refusal rate", lambda m: _rate(m["refusal"])),
+    ("refusal rate, judge check", lambda m: _rate(m.get("refusal_judge"))),
+    ("phrase rules agree with the judge", lambda m: _rate(m.get("refusal_rules_agree_with_judge"))),
     ("correct refusal (should_refuse: true)", lambda m: _rate(m["correct_refusal"])),
     ("over-refusal (should_refuse: false)", lambda m: _rate(m["over_refusal"])),
     ("length median, tokens", lambda m: _num(m["length_tokens"]["median"])),
@@ -76,6 +78,9 @@ def method_notes(h: dict[str, Any]) -> list[str]:
     names = {"proportions": "rates", "consistency": "consistency", "quantiles": "lengths and latency",
              "cost": "cost", "refusal_detector": "refusal detector"}
     notes = [f"{names.get(k, k)}: {v}" for k, v in h["methods"].items()]
+    rc = h.get("refusal_check")
+    if rc:
+        notes.append(f"refusal judge check: {rc['judge']} (`benchrun refusals`, ledger report {rc['report_id']})")
     if "too small" not in json.dumps(h["models"]):
         return notes
     return [*notes, "*: too few results for the order-statistic interval at that level: one end is the sample "

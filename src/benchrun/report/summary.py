@@ -117,7 +117,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
     }
-    out["holistic"] = holistic_section(rows, loaded, order, out)
+    out["holistic"] = holistic_section(ledger, rows, loaded, order, out)
     sweep = snap.get("sweep")
     if sweep is not None:  # a run of `benchrun sweep`: its sweep id and setup (only then, so other output is as before)
         out["conditions"]["sweep"] = sweep
@@ -138,8 +138,8 @@ def case_infos(loaded: Any) -> dict[str, Any]:
     return out
 
 
-def holistic_section(rows: list[dict[str, Any]], loaded: Any, order: list[str], summary: dict[str, Any]
-                     ) -> dict[str, Any]:
+def holistic_section(ledger: Ledger, rows: list[dict[str, Any]], loaded: Any, order: list[str],
+                     summary: dict[str, Any]) -> dict[str, Any]:
     """The holistic table (analysis/holistic.py) with the judge qualifier `runs show` prints."""
     from benchrun.analysis.holistic import holistic_table
 
@@ -150,7 +150,20 @@ def holistic_section(rows: list[dict[str, Any]], loaded: Any, order: list[str], 
         judge = {"status": {"uncal.": "uncalibrated", None: "trusted"}.get(marker, marker),
                  "kappa": cal.get("kappa") if cal else None, "n": cal.get("n") if cal else None,
                  "summary": cal.get("summary") if cal else None}
-    return holistic_table(rows, case_infos(loaded), order, judge)
+    from benchrun.refusal_check import latest_refusal_check
+
+    check = latest_refusal_check(ledger, summary["conditions"]["run_id"])
+    judged = None
+    if check is not None:
+        judged = {}
+        for k, v in check["verdicts"].items():
+            parts = str(k).split("\x1f")
+            if len(parts) == 3 and parts[2].isdigit() and isinstance(v, bool):
+                judged[(parts[0], parts[1], int(parts[2]))] = v
+    out = holistic_table(rows, case_infos(loaded), order, judge, judged_refusals=judged)
+    if check is not None:
+        out["refusal_check"] = {"report_id": check["report_id"], "judge": check["judge"]}
+    return out
 
 
 def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
