@@ -34,3 +34,51 @@ def test_category_list_says_what_it_leaves_out_and_help_texts(project: Project) 
     assert "8 cases × 1 candidate × 1 sample;" in v.stdout
     h = project.cli("runs", "show", "--help", env={"COLUMNS": "200"})
     assert "Exit 1 if any case of this severity or worse is not passed" in h.stdout
+
+
+def test_no_bool_placeholders_in_any_help() -> None:
+    """Flags show no `<bool>` type in --help (typer prints one per flag): every command and sub-command."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchrun.cli.app import COMMANDS, load_command
+
+    exe = str(Path(sys.executable).parent / "benchrun")
+    paths: list[list[str]] = [[]]
+    for name in COMMANDS:
+        cmd = load_command(name)
+        paths.append([name])
+        paths += [[name, sub] for sub in getattr(cmd, "commands", {})]
+    assert len(paths) > 15
+    for p in paths:
+        h = subprocess.run([exe, *p, "--help"], capture_output=True, text=True, env={"COLUMNS": "120", "PATH": ""},
+                           check=False)
+        assert h.returncode == 0 and "--help" in h.stdout, (p, h.stderr)
+        assert "<bool>" not in h.stdout, (p, h.stdout)
+
+
+def test_reproductions_marked_paths_tidy_and_warnings_once(project: Project) -> None:
+    import yaml
+
+    spec = project.setup()
+    _, s = project.cli_json("run", str(spec))
+    run1 = s["conditions"]["run_id"]
+    rep = project.cli("reproduce", run1, "--from-cache")
+    assert rep.returncode == 0, rep.stderr
+    # the spec names ../datasets/mini.yaml: shown as the file's own path, not runs/../datasets
+    assert "datasets/mini.yaml: unchanged" in rep.stdout and "/../" not in rep.stdout + rep.stderr
+    _, rows = project.cli_json("runs", "list")
+    repro = [x for x in rows if x["reproduction_of"]]
+    assert len(repro) == 1 and repro[0]["reproduction_of"] == run1 and repro[0]["id"] != run1
+    plain = project.cli("runs", "list").stdout
+    assert sum("(repro)" in ln and repro[0]["id"] in ln for ln in plain.splitlines() if "│" in ln) == 1
+    assert f"{repro[0]['id']} of {run1}" in plain
+    # a different rubric: the DIFFERENT SCORING warning once (stderr), not again in the table on stdout
+    rub = yaml.safe_load((project.root / "rubrics" / "mini.yaml").read_text())
+    rub["version"] = "2"
+    project.write_rubric(rub)
+    _, s2 = project.cli_json("run", str(spec))
+    c = project.cli("compare", f"{s2['conditions']['run_id']}:good", f"{run1}:good")
+    assert c.returncode == 0, c.stderr
+    assert (c.stdout + c.stderr).count("DIFFERENT SCORING") == 1 and "WARNING: DIFFERENT SCORING" in c.stderr

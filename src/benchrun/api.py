@@ -161,6 +161,7 @@ class RunInfo:
     models: list[str]
     judge: str
     totals: dict[str, Any]
+    reproduction_of: str | None = None  # the run this one reproduced (`benchrun reproduce`), else None
 
 
 @dataclass(frozen=True)
@@ -265,12 +266,13 @@ class Ledger:
     def runs(self, limit: int = 50) -> list[RunInfo]:
         """Runs, newest first (what `benchrun runs list` shows)."""
         out = []
+        repro = self.store.reproductions()
         for r in self.store.list_runs(limit):
             out.append(RunInfo(
                 id=r.id, name=r.name, status=r.status, created_at=r.created_at.isoformat(), dataset=r.dataset_name,
                 dataset_version=r.dataset_version, dataset_hash=r.dataset_hash,
                 models=[m["key"] for m in json.loads(r.models)], judge=r.judge_model,
-                totals=json.loads(r.totals or "{}"),
+                totals=json.loads(r.totals or "{}"), reproduction_of=repro.get(r.id),
             ))
         return out
 

@@ -992,11 +992,23 @@ def resolve_path(base: Path, rel: str) -> Path:
     rp = Path(os.path.expanduser(rel))
     if rp.is_absolute():
         return rp
-    cand = base / rp
+    cand = _tidy(base / rp)
     if cand.exists():
         return cand
     # also accept paths relative to the working directory (e.g. "datasets/x.yaml")
     return rp if rp.exists() else cand
+
+
+def _tidy(p: Path) -> Path:
+    """``runs/../datasets/x.yaml`` as ``datasets/x.yaml`` when both name the same file (a symlinked
+    folder can make ``..`` go elsewhere; then the path stays as written)."""
+    short = Path(os.path.normpath(p))
+    if short == p:
+        return p
+    try:
+        return short if short.resolve() == p.resolve() else p
+    except OSError:
+        return p
 
 
 def missing_key_variables(spec: RunSpec) -> list[tuple[str, str]]:

@@ -189,13 +189,19 @@ def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
             Col("created", 3, "left"), Col("dataset", 4, "left", text=True, min_width=10),
             Col("models", 1, "left", text=True, min_width=10), Col("results", 5, short="n"),
             Col("cost (all calls)", 2, short="cost")]
-    rows = [[e(r["id"]), e(r["name"]), e(r["status"]), r["created_at"][:16].replace("T", " "),
+    rows = [[e(r["id"]), e(r["name"]), e(r["status"]) + (" (repro)" if r.get("reproduction_of") else ""),
+             r["created_at"][:16].replace("T", " "),
              e(f"{r['dataset']} v{r['dataset_version']}"), e(", ".join(r["models"])),
              str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd"))] for r in runs]
     t, hidden = fit_table(cols, rows, console.width, title="Runs")
     console.print(t)
     if hidden:
         console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
+    repros = [r for r in runs if r.get("reproduction_of")]
+    if repros:
+        console.print("[dim](repro) = a reproduction: " + e(", ".join(f"{r['id']} of {r['reproduction_of']}"
+                                                               for r in repros[:5])) + (" …" if len(repros) > 5 else "")
+                      + "[/dim]")
 
 
 def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
