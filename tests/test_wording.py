@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conftest import Project, make_cases
 
 
@@ -82,3 +84,25 @@ def test_reproductions_marked_paths_tidy_and_warnings_once(project: Project) -> 
     c = project.cli("compare", f"{s2['conditions']['run_id']}:good", f"{run1}:good")
     assert c.returncode == 0, c.stderr
     assert (c.stdout + c.stderr).count("DIFFERENT SCORING") == 1 and "WARNING: DIFFERENT SCORING" in c.stderr
+
+
+def test_misspelt_keys_get_the_near_match(project: Project) -> None:
+    import yaml
+
+    spec = project.setup()
+    base = yaml.safe_load(spec.read_text())
+
+    def validate(mutate: Any) -> str:
+        s = yaml.safe_load(yaml.safe_dump(base))
+        mutate(s)
+        spec.write_text(yaml.safe_dump(s))
+        r = project.cli("validate", str(spec))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        return r.stderr
+
+    assert "candidates: required field is missing; the file has 'candidate': did you mean 'candidates'?" in \
+        validate(lambda s: s.__setitem__("candidate", s.pop("candidates")))
+    assert "sampling.temprature: unknown field; did you mean 'temperature'?" in \
+        validate(lambda s: s["sampling"].__setitem__("temprature", 0))
+    assert "retires: unknown field; did you mean 'retries'?" in validate(lambda s: s.__setitem__("retires", {}))
+    assert "zzz: unknown field; remove it or check its spelling" in validate(lambda s: s.__setitem__("zzz", 1))

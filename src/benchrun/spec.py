@@ -732,22 +732,65 @@ class RunSpec(_Strict):
 _UNION_TAGS = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*|function-\w+\[.*\]|literal\[.*\])$")
 
 
-def _format_validation_error(e: ValidationError) -> tuple[tuple[Any, ...], str]:
+def _clean_loc(err: Any) -> tuple[Any, ...]:
+    return tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and _UNION_TAGS.match(p)))
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names (and aliases) of the model found at ``loc`` below ``model`` (lists and optionals
+    looked through), or [] where the path leaves the models."""
+    import typing
+
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        ann: Any = fields[part].annotation
+        nxt = None
+        for _ in range(4):  # Optional[list[X]] and the like
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                nxt = ann
+                break
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), args[0] if args else None)
+        cur = nxt
+    fields = getattr(cur, "model_fields", None) or {}
+    return [n for n in fields] + [f.alias for f in fields.values() if f.alias]
+
+
+def _near(name: Any, options: list[str]) -> str | None:
+    from difflib import get_close_matches
+
+    m = get_close_matches(str(name), [o for o in options if o != name], n=1, cutoff=0.75)
+    return m[0] if m else None
+
+
+def _format_validation_error(e: ValidationError, model: type[BaseModel] | None = None) -> tuple[tuple[Any, ...], str]:
     """The most useful pydantic error as ``(location, "field: message")``.
 
     Custom validator messages beat type mismatches of other union branches, and
-    union branch tags (``str``, ``Pattern``…) are dropped from the field path.
+    union branch tags (``str``, ``Pattern``…) are dropped from the field path. A missing
+    field next to an unknown one of a similar name (``candidate:`` for ``candidates:``),
+    or an unknown field close to one of ``model``'s, says "did you mean".
     """
     errs = e.errors()
     err = next((x for x in errs if x.get("type") == "value_error"), errs[0])
-    loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and _UNION_TAGS.match(p)))
+    loc = _clean_loc(err)
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if err.get("type") == "extra_forbidden":
-        msg = "unknown field; remove it or check its spelling"
+        near = _near(loc[-1], _fields_at(model, loc[:-1])) if loc else None
+        msg = f"unknown field; did you mean '{near}'?" if near else "unknown field; remove it or check its spelling"
     if err.get("type") == "missing":
         msg = "required field is missing"
+        extras = [_clean_loc(x) for x in errs if x.get("type") == "extra_forbidden"]
+        near = _near(loc[-1], [x[-1] for x in extras if x[:-1] == loc[:-1] and isinstance(x[-1], str)]) if loc else None
+        if near:
+            msg += f"; the file has '{near}': did you mean '{loc[-1]}'?"
     field = ".".join(str(p) for p in loc)
     if not field or (len(loc) == 1 and msg.startswith(f"{field} ")):  # the message already names its field
         return loc, msg
@@ -785,7 +828,7 @@ def _build_dataset(path: Path, header: dict[str, Any], raw_cases: list[Any], lin
         try:
             case = Case.model_validate(raw)
         except ValidationError as e:
-            _, msg = _format_validation_error(e)
+            _, msg = _format_validation_error(e, Case)
             raise BadInput(path, where, msg) from None
         if case.id in seen:
             raise BadInput(path, where, f"duplicate case id '{case.id}' (first at {seen[case.id]}); ids must be unique")
@@ -869,7 +912,7 @@ def load_rubric(path: str | Path) -> Rubric:
     try:
         return Rubric.model_validate(data)
     except ValidationError as e:
-        loc, msg = _format_validation_error(e)
+        loc, msg = _format_validation_error(e, Rubric)
         raise BadInput(p, node_line(node, loc), msg) from None
 
 
@@ -952,7 +995,7 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as e:
-        loc, msg = _format_validation_error(e)
+        loc, msg = _format_validation_error(e, RunSpec)
         raise BadInput(p, node_line(node, loc), msg) from None
     base = p.parent
     ds_path = resolve_path(base, spec.dataset)
