@@ -106,3 +106,18 @@ def test_misspelt_keys_get_the_near_match(project: Project) -> None:
         validate(lambda s: s["sampling"].__setitem__("temprature", 0))
     assert "retires: unknown field; did you mean 'retries'?" in validate(lambda s: s.__setitem__("retires", {}))
     assert "zzz: unknown field; remove it or check its spelling" in validate(lambda s: s.__setitem__("zzz", 1))
+
+
+def test_refresh_reason_says_the_budget_ran_out_instead_of_sampled_aggressively() -> None:
+    import numpy as np
+
+    from benchrun.coverage.refresh import Unit, why
+
+    starved = Unit("c7", [7], "card arrival", 0.031, 0.0, 0, np.arange(3), weight=0.03, allocated=0)
+    text = why(starved, 0.005, 12)
+    assert "sampled aggressively" not in text
+    assert "no eval case yet, but all 12 new cases went to clusters that needed them more" in text and "--n" in text
+    fed = Unit("c1", [1], "refund", 0.2, 0.0, 0, np.arange(3), weight=0.2, allocated=5)
+    assert why(fed, 0.005, 12) == "20.0% of traffic; no eval case yet, so sampled aggressively -> 5 new"
+    covered = Unit("c2", [2], "pin", 0.1, 0.2, 4, np.arange(3), weight=0.0, allocated=0)
+    assert "already covered, so sampled lightly -> 0 new" in why(covered, 0.005, 12)
