@@ -121,3 +121,18 @@ def test_refresh_reason_says_the_budget_ran_out_instead_of_sampled_aggressively(
     assert why(fed, 0.005, 12) == "20.0% of traffic; no eval case yet, so sampled aggressively -> 5 new"
     covered = Unit("c2", [2], "pin", 0.1, 0.2, 4, np.arange(3), weight=0.0, allocated=0)
     assert "already covered, so sampled lightly -> 0 new" in why(covered, 0.005, 12)
+
+
+def test_cost_axis_ticks_are_round_numbers() -> None:
+    from benchrun.report.html import nice_ticks, quality_cost_svg
+
+    assert nice_ticks(0.0156) == ([0.0, 0.005, 0.01, 0.015, 0.02], 3)
+    assert nice_ticks(0.0312) == ([0.0, 0.01, 0.02, 0.03, 0.04], 2)
+    assert nice_ticks(12.3) == ([0, 5, 10, 15], 0)
+    assert nice_ticks(0.87)[0][-1] == 1.0 and nice_ticks(0.0)[0][0] == 0.0
+    svg = str(quality_cost_svg([{"key": "a", "cost_per_1k": 0.0078, "pass_rate": 0.5, "low": 0.3, "high": 0.7},
+                                {"key": "b", "cost_per_1k": 0.0156, "pass_rate": 0.8, "low": 0.6, "high": 0.9}]))
+    import re
+
+    ticks = re.findall(r'class="tick"[^>]*text-anchor="middle">([^<]+)<', svg)
+    assert ticks == ["$0.000", "$0.005", "$0.010", "$0.015", "$0.020"], ticks
