@@ -136,3 +136,23 @@ def test_cost_axis_ticks_are_round_numbers() -> None:
 
     ticks = re.findall(r'class="tick"[^>]*text-anchor="middle">([^<]+)<', svg)
     assert ticks == ["$0.000", "$0.005", "$0.010", "$0.015", "$0.020"], ticks
+
+
+def test_verbosity_report_says_what_not_flagged_and_negative_inflation_mean() -> None:
+    from scipy.stats import binomtest
+
+    from benchrun.analysis.bias import VerbosityItem, verbosity_report
+
+    # 12 items: padding lowers the score on 10 (by 1 or 2 points), raises it on 2
+    items = [VerbosityItem(f"i{k}", 4.0, {"filler": 4.0 - (1 + k % 2) if k < 10 else 5.0}) for k in range(12)]
+    rep = verbosity_report(items)
+    assert not rep.flagged and rep.inflation is not None and rep.inflation.high < 0
+    assert rep.mean_inflation == (-(5 * 1 + 5 * 2) + 2 * 1) / 12
+    assert any("padding LOWERS this judge's scores (mean -1.08 points" in n for n in rep.notes), rep.notes
+    # 2 of 12 higher: the Wilson upper bound (independent value: scipy's binomtest) is past 10%
+    hi = binomtest(2, 12).proportion_ci(0.95, method="wilson").high
+    assert abs(rep.padded.higher.high - hi) < 1e-9 and hi > 0.10
+    assert any(f"reaches {hi:.0%}" in n and "cannot rule out" in n for n in rep.notes), rep.notes
+    # a clearly neutral judge on many items: no such note
+    calm = [VerbosityItem(f"j{k}", 4.0, {"filler": 4.0}) for k in range(400)]
+    assert not any("cannot rule out" in n for n in verbosity_report(calm).notes)
