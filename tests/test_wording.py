@@ -156,3 +156,35 @@ def test_verbosity_report_says_what_not_flagged_and_negative_inflation_mean() ->
     # a clearly neutral judge on many items: no such note
     calm = [VerbosityItem(f"j{k}", 4.0, {"filler": 4.0}) for k in range(400)]
     assert not any("cannot rule out" in n for n in verbosity_report(calm).notes)
+
+
+def _table(n_eval: int, eval_clusters: list[int]) -> dict[str, Any]:
+    import numpy as np
+
+    from benchrun.coverage.report import coverage_table
+
+    k = 10
+    prod = np.repeat(np.arange(k), 100)  # 10 clusters, equal traffic
+    return coverage_table(cluster_ids=list(range(k)), prod_labels=prod, prod_weights=np.ones(len(prod)),
+                          eval_labels=np.asarray(eval_clusters[:n_eval]), eval_outside=np.zeros(n_eval, dtype=bool),
+                          eval_ids=[f"c{i}" for i in range(n_eval)], eval_added=[None] * n_eval,
+                          cluster_labels={i: f"intent {i}" for i in range(k)},
+                          representatives={i: [] for i in range(k)})
+
+
+def test_coverage_headline_says_first_when_the_eval_set_is_too_small_to_tell() -> None:
+    from benchrun.coverage.report import headline
+
+    # 12 cases spread like a random draw: the JSD is as large as sampling noise alone makes it
+    small = _table(12, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+    s = small["score"]
+    assert s["within_noise"] and s["jsd"] <= s["floor_p95"]
+    small["dataset"] = {"n_cases": 12}
+    text = headline(small)
+    assert text.startswith("with 12 eval cases the score cannot tell: a random sample of 12 production queries")
+    assert f"this set scores {s['jsd']:.3f}" in text
+    # 400 cases all in two clusters: clearly unrepresentative, no caveat
+    big = _table(400, [0, 1] * 200)
+    assert not big["score"]["within_noise"] and big["score"]["band"] == "refresh"
+    big["dataset"] = {"n_cases": 400}
+    assert headline(big).startswith("coverage JSD")
