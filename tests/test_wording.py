@@ -188,3 +188,23 @@ def test_coverage_headline_says_first_when_the_eval_set_is_too_small_to_tell() -
     assert not big["score"]["within_noise"] and big["score"]["band"] == "refresh"
     big["dataset"] = {"n_cases": 400}
     assert headline(big).startswith("coverage JSD")
+
+
+def test_self_preference_warning_printed_once_per_candidate(project: Project, server: Any) -> None:
+    from conftest import fake_config
+
+    first = '{"winner": "A", "reason": "the first answer is better"}'
+    server.set_config(fake_config(rules=[
+        {"model": "judge", "regex": r"\[Answer A\]\n<<<ANSWER-[^\n]*\nSorry about that", "reply": first},
+        {"model": "judge", "regex": r"\[Answer B\]\n<<<ANSWER-[^\n]*\nSorry about that",
+         "reply": '{"winner": "B", "reason": "the second answer is better"}'}, *fake_config()["rules"]]))
+    project.write_dataset(make_cases(6))
+    project.write_rubric()
+    spec = project.write_spec(candidates=[{"model": "openai/qwen-good", "alias": "good", "api_base": project.url},
+                                          {"model": "openai/bad", "alias": "bad", "api_base": project.url}],
+                              judge={"model": "openai/qwen-judge", "api_base": project.url})
+    _, s = project.cli_json("run", str(spec))
+    r = project.cli("bias", "position", "--run", s["conditions"]["run_id"], "--a", "good", "--b", "bad")
+    assert r.returncode == 0, r.stderr
+    both = r.stdout + r.stderr
+    assert both.count("self-preference risk") == 1 and "candidate good (openai/qwen-good)" in both, both
