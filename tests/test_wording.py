@@ -208,3 +208,21 @@ def test_self_preference_warning_printed_once_per_candidate(project: Project, se
     assert r.returncode == 0, r.stderr
     both = r.stdout + r.stderr
     assert both.count("self-preference risk") == 1 and "candidate good (openai/qwen-good)" in both, both
+
+
+def test_pass_at_k_never_shows_a_point_interval() -> None:
+    """12 problems all solved: the bootstrap would say "100.0 to 100.0"; the interval is the conservative
+    Wilson bound for a mean in [0, 1] (independent value: scipy's Wilson interval for 12 of 12)."""
+    from scipy.stats import binomtest
+
+    from benchrun.analysis.passk import pass_at_k_difference, pass_at_k_summary
+
+    counts = {f"p{i}": (5, 5) for i in range(12)}
+    s = pass_at_k_summary(counts, [1, 5])
+    ci = binomtest(12, 12).proportion_ci(0.95, method="wilson")
+    for k in (1, 5):
+        assert s[k].estimate == 1.0 and s[k].high == 1.0 and abs(s[k].low - ci.low) < 1e-9 and s[k].low < 0.8
+        assert "Wilson bound" in s[k].method
+    d = pass_at_k_difference(counts, counts, 1)
+    hi = binomtest(0, 12).proportion_ci(0.95, method="wilson").high
+    assert d.difference == 0.0 and abs(d.high - hi) < 1e-9 and abs(d.low + hi) < 1e-9 and "none differs" in d.method

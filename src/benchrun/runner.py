@@ -236,7 +236,7 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
                 [{"key": c.key, "model": c.model, "alias": c.alias, "api_base": c.api_base} for c in spec.candidates]
             ),
             sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
-            samples_per_case=spec.samples,
+            samples_per_case=spec.samples_per_case,
             judge_model=spec.judge.model if spec.judge is not None else "",
             judge_prompt_hash=rb.judge_prompt_hash if rb is not None else "",
             judge_sampling=json.dumps(judge_params(loaded)),
@@ -278,7 +278,7 @@ def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
         return 0
     if option != "auto":
         return min(n, spec.concurrency.global_)  # each worker needs one of the global slots
-    n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples
+    n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples_per_case
     any_local = any(providers.is_local(ref) for ref in [*spec.candidates, *([spec.judge] if spec.judge else [])])
     return callpool.auto_workers(n_units, spec.concurrency.global_, any_local)
 
@@ -387,12 +387,18 @@ class Runner:
         units = []
         for case in self.loaded.cases():
             for cand in spec.candidates:
-                for i in range(spec.samples):
+                msgs: list[dict[str, str]] | None = None
+                for i in range(spec.samples_per_case):
                     key = (case.id, cand.key, i)
                     status = cells.get(key)
                     if status is not None and status != "error":
                         continue
-                    units.append(_Unit(case, cand, i, candidate_messages(self.loaded, cand, case), errors.get(key)))
+                    asked = self.loaded.case_for_sample(case, i)  # shuffle_choices: sample i is choice order i
+                    if asked is not case:
+                        units.append(_Unit(asked, cand, i, candidate_messages(self.loaded, cand, asked), errors.get(key)))
+                        continue
+                    msgs = msgs or candidate_messages(self.loaded, cand, case)
+                    units.append(_Unit(case, cand, i, msgs, errors.get(key)))
         return units
 
     def _worst_case(self, unit: _Unit) -> float:

@@ -688,6 +688,21 @@ class RunSpec(_Strict):
     cache: bool = True
     budget_usd: float | None = Field(default=None, gt=0)
     select: Selection | None = None
+    # multiple choice, circular evaluation: ask each case under this many orders of its choices (the first the
+    # dataset's own, the others seeded permutations; see `choice_order`); sample i is order i
+    shuffle_choices: int | None = Field(default=None, ge=2, le=26)
+
+    @property
+    def samples_per_case(self) -> int:
+        """Answers asked per case and candidate: ``samples``, or one per choice order with ``shuffle_choices``."""
+        return self.shuffle_choices or self.samples
+
+    @model_validator(mode="after")
+    def _shuffle_one_sample(self) -> RunSpec:
+        if self.shuffle_choices is not None and self.samples != 1:
+            raise ValueError("shuffle_choices asks each case once per order of its choices (the orders are its "
+                             "samples); remove 'samples' or set it to 1")
+        return self
 
     @field_validator("candidates")
     @classmethod
@@ -712,7 +727,7 @@ class RunSpec(_Strict):
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a judged spec dumps (and hashes) exactly as before these fields became optional
         d = handler(self)
-        for k in ("rubric", "judge", "fewshot"):
+        for k in ("rubric", "judge", "fewshot", "shuffle_choices"):
             if d.get(k, 0) is None:
                 del d[k]
         if d.get("judge_when") == "always":
@@ -939,6 +954,16 @@ class LoadedSpec(BaseModel):
             return "rules"
         return "rules+judge" if case_has_rules(case) else "judge"
 
+    def case_for_sample(self, case: Case, sample: int) -> Case:
+        """The case as sample ``sample`` asks it: with ``shuffle_choices``, its choices in order ``sample``
+        (`choice_order`) and ``answer`` the index of the right one there; otherwise the case itself."""
+        k = self.spec.shuffle_choices
+        if k is None or case.choices is None or sample == 0:
+            return case
+        order = choice_order(case, sample, k)
+        right = case.answer_index()
+        return case.model_copy(update={"choices": [case.choices[j] for j in order], "answer": order.index(right)})
+
     def cases(self) -> list[Case]:
         """The dataset cases this run uses (the spec's ``select``, or all)."""
         if self.spec.select is None:
@@ -986,6 +1011,27 @@ def case_has_rules(case: Case) -> bool:
     return bool(case.must_include or case.must_not or case.checks or case.choices)
 
 
+def choice_order(case: Case, index: int, k: int) -> list[int]:
+    """Order ``index`` (0 ≤ index < k) of a multiple-choice case's choices, as indices into ``case.choices``.
+
+    Order 0 is the dataset's own. Orders 1..k-1 are distinct permutations, none the original, drawn with
+    Python's ``random.Random`` seeded by the case id ("shuffle:<id>"), so they are the same on every run,
+    machine and resume, and independent of the other cases (circular evaluation as in MMBench, Liu et al.
+    2023, with seeded permutations instead of cyclic shifts). Needs k ≤ n! for n choices.
+    """
+    import random
+
+    n = len(case.choices or [])
+    rng = random.Random(f"shuffle:{case.id}")
+    seen = [tuple(range(n))]
+    while len(seen) <= index:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if tuple(perm) not in seen:
+            seen.append(tuple(perm))
+    return list(seen[index])
+
+
 def load_run_spec(path: str | Path) -> LoadedSpec:
     """Load a run spec and the dataset and rubric it names (paths relative to the spec)."""
     p = Path(path)
@@ -1021,6 +1067,17 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
                 raise BadInput(p, key_line(node, "select"), f"select.ids names unknown cases {unknown[:5]}")
         if not loaded.cases():
             raise BadInput(p, key_line(node, "select"), "select matches no case of the dataset; loosen it")
+    if spec.shuffle_choices is not None:
+        import math
+
+        for case in loaded.cases():
+            if case.choices is None:
+                raise BadInput(ds_path, f"case {case.id}", "has no 'choices', but the spec sets shuffle_choices "
+                               "(circular evaluation of multiple-choice cases); select only choice cases or drop it")
+            if spec.shuffle_choices > math.factorial(len(case.choices)):
+                raise BadInput(p, key_line(node, "shuffle_choices"),
+                               f"shuffle_choices {spec.shuffle_choices} asks for more orders than case {case.id}'s "
+                               f"{len(case.choices)} choices have ({math.factorial(len(case.choices))}); lower it")
     if spec.judge is None:
         for case in loaded.cases():
             if not case_has_rules(case):

@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from benchrun.analysis.stats import Interval, bh_adjust, bounded_mean_interval, wilson_interval, z_for
+from benchrun.analysis.stats import (
+    Interval,
+    all_equal_difference_interval,
+    bh_adjust,
+    z_for,
+)
 from benchrun.errors import BadInput
 
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
@@ -481,19 +486,6 @@ def _test_cases(ca: dict[str, _Case], cb: dict[str, _Case], paired: Sequence[str
     return PairedTest(method, p, len(d), a_better, b_better, mean), None
 
 
-def _all_equal_interval(d: Sequence[float], level: float) -> Interval:
-    """An interval for the mean difference when every per-case difference is the same value c.
-
-    c = 0 (no case differs): |δ| ≤ P(a case differs), bounded by the Wilson upper limit of 0
-    differing cases out of n, so the interval is [−u, u]. Otherwise the Wilson bound for a mean
-    of values in [−1, 1] (`bounded_mean_interval`). Both are conservative; neither is a point.
-    """
-    if d[0] == 0:
-        hi = wilson_interval(0, len(d), level).high
-        return Interval(0.0, -hi, hi, level, "Wilson bound on the share of cases that differ (none differs)")
-    return bounded_mean_interval(d, -1.0, 1.0, level)
-
-
 def paired_test(a: Sequence[Outcome], b: Sequence[Outcome], seed: int = 0, name_a: str = "A",
                 name_b: str = "B") -> PairedTest | None:
     """Only the test `paired_compare` decides on (no intervals), for many pairs (shortlist ties).
@@ -591,7 +583,7 @@ def paired_compare(
     se = cluster_robust_se(d)
     se_iv: Interval | None = None
     if min(d) == max(d):
-        boot = _all_equal_interval(d, level)
+        boot = all_equal_difference_interval(d, level)
         se_iv = boot if n >= 2 else None
         notes.append(f"all {n} paired case(s) differ by the same amount, so the bootstrap and standard-error "
                      f"intervals would be a single point; both show the {boot.method} instead.")

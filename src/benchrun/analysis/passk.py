@@ -107,6 +107,13 @@ def pass_at_k_summary(counts: Mapping[str, tuple[int, int]], ks: Iterable[int], 
         _check_counts(counts, k)
         per = {pid: pass_at_k(n, c, k) for pid, (n, c) in counts.items()}
         vals = list(per.values())
+        if min(vals) == max(vals):  # the bootstrap would be one point ("100.0 to 100.0"): claim no certainty
+            from benchrun.analysis.stats import bounded_mean_interval
+
+            iv = bounded_mean_interval(vals, 0.0, 1.0, confidence)
+            out[k] = PassAtK(k, iv.estimate, iv.low, iv.high, len(vals), confidence, per,
+                             f"Chen et al. (2021) unbiased estimator; {iv.method}")
+            continue
         lo, hi = _percentile_bootstrap(vals, confidence, n_boot, seed + k)
         out[k] = PassAtK(k, sum(vals) / len(vals), lo, hi, len(vals), confidence, per)
     return out
@@ -130,6 +137,11 @@ def pass_at_k_difference(a: Mapping[str, tuple[int, int]], b: Mapping[str, tuple
     _check_counts(sa, k)
     _check_counts(sb, k)
     diffs = [pass_at_k(*sa[p], k) - pass_at_k(*sb[p], k) for p in shared]
+    if min(diffs) == max(diffs):  # every problem differs by the same amount: a conservative bound, not a point
+        from benchrun.analysis.stats import all_equal_difference_interval
+
+        iv = all_equal_difference_interval(diffs, confidence)
+        return PassAtKDifference(k, iv.estimate, iv.low, iv.high, len(shared), confidence, iv.method)
     lo, hi = _percentile_bootstrap(diffs, confidence, n_boot, seed + k)
     return PassAtKDifference(k, sum(diffs) / len(diffs), lo, hi, len(shared), confidence)
 

@@ -112,6 +112,7 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")
     console.print("[dim]candidate cost: the model's own calls; judge cost: evaluation overhead (the judge's calls)[/dim]")
     _render_pass_at_k(console, s.get("pass_at_k"))
+    _render_circular(console, s.get("circular"))
 
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
@@ -212,6 +213,30 @@ def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
     for dim in ("severity", "category", "provenance"):
         counts = info[f"by_{dim}"]
         console.print(f"  by {dim}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+
+
+def _render_circular(console: Console, circ: dict[str, Any] | None) -> None:
+    """shuffle_choices: per model, accuracy under the dataset's choice order and under all K orders."""
+    if not circ:
+        return
+    from benchrun.report.fit import Col, fit_table, hidden_note
+
+    def iv(x: dict[str, Any] | None) -> str:
+        return "n/a" if x is None else f"{_pct(x['estimate'])} [{_pct(x['low'])}, {_pct(x['high'])}]"
+
+    k = circ["orders"]
+    cols = [Col("model", 0, "left", text=True, min_width=12, middle=True),
+            Col("original order (95% CI)", short="original"), Col(f"all {k} orders (circular)", short="circular"),
+            Col("order-sensitive", 1, short="sensitive"), Col("cases", 2, short="n"), Col("errored", 3, short="err")]
+    rows = [[e(key), iv(m["original"]), iv(m["circular"]), iv(m["order_sensitive"]), str(m["cases"]),
+             str(m["errored_cases"])] for key, m in circ["models"].items()]
+    t, hidden = fit_table(cols, rows, console.width, title=f"Choice order: each case asked under {k} orders",
+                          title_justify="left")
+    console.print(t)
+    if hidden:
+        console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
+    console.print(f"[dim]{e(circ['method'])}; order-sensitive = right in the dataset's order, wrong in another "
+                  "(position bias of the candidate)[/dim]")
 
 
 def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
