@@ -218,12 +218,12 @@ def pass_at_k_tests(a: Mapping[str, tuple[int, int]], b: Mapping[str, tuple[int,
     """For each k: pass@k(A) − pass@k(B) on the problems where both kept at least k samples.
 
     The verdict is the exact paired sign-flip test on the per-problem differences (each an exact
-    fraction; `benchrun.analysis.compare.sign_flip_test`), not the bootstrap interval: the percentile
+    fraction; `benchrun.analysis.signflip.sign_flip_test`), not the bootstrap interval: the percentile
     bootstrap of a mean difference over ~150 problems is slightly liberal (5.4% false positives at a
     nominal 5% in 500 null replications, 6.0% in 4,000), while the permutation test's size is exact
     under "A and B are interchangeable on every problem". The interval is shown with its method.
     """
-    from benchrun.analysis.compare import sign_flip_test
+    from benchrun.analysis.signflip import sign_flip_test
 
     out: list[PassAtKTest] = []
     for k in ks:

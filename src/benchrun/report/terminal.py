@@ -8,16 +8,11 @@ from rich.console import Console
 from rich.table import Table
 
 from benchrun.report.escape import escape as e
+from benchrun.report.plain import money as _money
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{x:.1%}"
-
-
-def _money(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
 def _cost(known: float, unpriced: int) -> str:
