@@ -6,6 +6,7 @@ The real CLI in a subprocess (stdout a pipe, COLUMNS set as a CI runner would), 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from benchrun.coverage.history import store_report
 from conftest import Project
@@ -34,17 +35,24 @@ def _setup(project: Project) -> str:
     return summary["conditions"]["run_id"]
 
 
+def _at_80_and_160(project: Project, cmd: tuple[str, ...]) -> tuple[Any, Any, list[str]]:
+    """The command at 80 and at 160 columns (a subprocess, stdout a pipe): both succeed and no table line is
+    wider than its terminal. Returns both results and the 80-column table lines."""
+    narrow = project.cli(*cmd, env={"COLUMNS": "80"}, subprocess_=True)
+    wide = project.cli(*cmd, env={"COLUMNS": "160"}, subprocess_=True)
+    assert narrow.returncode == 0 and wide.returncode == 0, (cmd, narrow.stderr, wide.stderr)
+    lines = _table_lines(narrow.stdout)
+    assert lines and max(len(ln) for ln in lines) <= 80, (cmd, narrow.stdout)
+    assert max(len(ln) for ln in _table_lines(wide.stdout)) <= 160, (cmd, wide.stdout)
+    return narrow, wide, lines
+
+
 def test_tables_fit_80_columns_and_stay_wide_at_160(project: Project) -> None:
     run_id = _setup(project)
     commands = [("runs", "show", run_id), ("runs", "list"), ("shortlist", run_id), ("coverage", "history")]
     seen: dict[tuple[str, ...], tuple[str, str]] = {}
     for cmd in commands:
-        narrow = project.cli(*cmd, env={"COLUMNS": "80"}, subprocess_=True)
-        wide = project.cli(*cmd, env={"COLUMNS": "160"}, subprocess_=True)
-        assert narrow.returncode == 0 and wide.returncode == 0, (cmd, narrow.stderr, wide.stderr)
-        lines = _table_lines(narrow.stdout)
-        assert lines and max(len(ln) for ln in lines) <= 80, (cmd, narrow.stdout)
-        assert max(len(ln) for ln in _table_lines(wide.stdout)) <= 160, (cmd, wide.stdout)
+        narrow, wide, _ = _at_80_and_160(project, cmd)
         seen[cmd[:2]] = (narrow.stdout, wide.stdout)
     show80, show160 = seen[("runs", "show")]
     # wide: every column with its full header, nothing hidden; narrow: what was hidden is said, names cut with "…"
@@ -107,12 +115,7 @@ def test_compare_reproduce_and_diff_fit_80_columns(project: Project) -> None:
     commands = [("compare", "support-assistant-prompt-v2-long-name", "bad", "--run", run1),
                 ("reproduce", run1, "--from-cache"), ("diff", run1, run2)]
     for cmd in commands:
-        narrow = project.cli(*cmd, env={"COLUMNS": "80"}, subprocess_=True)
-        wide = project.cli(*cmd, env={"COLUMNS": "160"}, subprocess_=True)
-        assert narrow.returncode == 0 and wide.returncode == 0, (cmd, narrow.stderr, wide.stderr)
-        lines = _table_lines(narrow.stdout)
-        assert lines and max(len(ln) for ln in lines) <= 80, (cmd, narrow.stdout)
-        assert max(len(ln) for ln in _table_lines(wide.stdout)) <= 160, (cmd, wide.stdout)
+        narrow, wide, lines = _at_80_and_160(project, cmd)
         if cmd[0] == "compare":
             assert "Flips (6): cases that pass for one model and fail for the other" in narrow.stdout
             assert "pass rate (6 paired cases)" in wide.stdout
