@@ -206,6 +206,13 @@ def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sand
 
 def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
     """Validate everything that can be checked offline, then record a new run."""
+    run = run_record(loaded, unsafe_exec=unsafe_exec)
+    ledger.create_run(run)
+    return run.id
+
+
+def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | None = None) -> Run:
+    """Validate everything that can be checked offline; the run's row (a new id unless ``run_id``), not recorded."""
     from benchrun.credentials import check_key_env_name
 
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
@@ -216,10 +223,8 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
     versions = package_versions()
     if isolation is not None:
         versions["code sandbox"] = isolation  # what ran the answers' code: part of the run's conditions
-    run_id = new_run_id()
-    ledger.create_run(
-        Run(
-            id=run_id,
+    return Run(
+            id=run_id or new_run_id(),
             name=spec.name,
             status="running",
             spec_hash=loaded.spec_hash,
@@ -243,8 +248,6 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
             package_versions=json.dumps(versions),
             git_commit=git_commit(),
         )
-    )
-    return run_id
 
 
 def with_resolved_models(models_json: str, results: list[Result]) -> str:
@@ -358,8 +361,10 @@ class Runner:
         on_progress: Callable[[Progress], None] | None = None,
         pool: CallPool | None = None,
         sandbox: Sandbox | None = None,
+        cell_filter: Callable[[str, str, int], bool] | None = None,
     ) -> None:
         self.loaded = loaded
+        self.cell_filter = cell_filter  # (case id, model key, sample) -> run it here? (a shard's cells; None: all)
         self.sandbox = sandbox  # runs the code checks (None: the default, bwrap or refuse)
         self.ledger = ledger
         self.run_id = run_id
@@ -390,6 +395,8 @@ class Runner:
                 msgs: list[dict[str, str]] | None = None
                 for i in range(spec.samples_per_case):
                     key = (case.id, cand.key, i)
+                    if self.cell_filter is not None and not self.cell_filter(*key):
+                        continue
                     status = cells.get(key)
                     if status is not None and status != "error":
                         continue

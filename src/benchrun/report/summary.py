@@ -79,6 +79,8 @@ def run_conditions(run: Run) -> dict[str, Any]:
 
 
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
+    from benchrun.shards import shard_summary
+
     rows = result_dicts(ledger.results(run.id))
     from benchrun.spec import LoadedSpec
 
@@ -116,6 +118,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
         "circular": _circular(rows, order, loaded.spec.shuffle_choices),
+        "shards": shard_summary(ledger, run),  # None unless the run was sharded (benchrun run --shard I/N)
     }
 
 

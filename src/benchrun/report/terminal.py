@@ -26,6 +26,18 @@ def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f} ms"
 
 
+def _shards_line(sh: dict[str, Any]) -> str:
+    """"3 of 4 shards done", then each unfinished shard: its status, cells recorded, heartbeat while it runs."""
+    rest = []
+    for x in sh["shards"]:
+        if x["status"] == "done":
+            continue
+        beat = f", heartbeat {x['heartbeat_age_s']:.0f}s ago" if x.get("heartbeat_age_s") is not None else ""
+        where = f" on {e(x['host'])}" if x.get("host") else ""
+        rest.append(f"shard {x['shard']}: {e(x['status'])}{where} ({x['recorded']} of {x['cells']} cells{beat})")
+    return f"[bold]{sh['line']}[/bold]" + (f" — {'; '.join(rest)}" if rest else "")
+
+
 def render_summary(console: Console, s: dict[str, Any], show_message: bool = True) -> None:
     """The run summary; ``show_message=False`` when the caller prints why the run stopped itself."""
     c = s["conditions"]
@@ -55,11 +67,13 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print(f"coverage: JSD {cov['jsd']:.3f} ({cov['band']}) on production sample {e(str(cov['production']))}")
     else:
         console.print("coverage: no coverage report for this dataset version (see `benchrun coverage`)")
+    sh = s.get("shards")
+    if sh:
+        console.print(_shards_line(sh))
     if s["recorded_results"] < s["expected_results"]:
-        console.print(
-            f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; "
-            f"finish with `benchrun run --resume {e(c['run_id'])}`[/yellow]"
-        )
+        how = (f"the unfinished shards finish it (`benchrun run SPEC --shard I/{sh['count']} --run-id {e(c['run_id'])}`)"
+               if sh else f"finish with `benchrun run --resume {e(c['run_id'])}`")
+        console.print(f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; {how}[/yellow]")
 
     from benchrun.report.summary import judge_marker
 
