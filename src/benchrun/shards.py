@@ -90,7 +90,7 @@ def check_run_id(text: str) -> str:
     """A run id chosen by the user (``--run-id``): letters, digits, ``.``, ``_``, ``-``, at most 100."""
     if _RUN_ID_RE.fullmatch(text) is None:
         raise UsageError(f"--run-id must be 1-100 letters, digits, '.', '_' or '-' starting with a letter or digit "
-                         f"(e.g. --run-id ci-${{GITHUB_RUN_ID}}-${{GITHUB_RUN_ATTEMPT}}), not {_shown(text)}")
+                         f"(e.g. --run-id ci-$GITHUB_RUN_ID, the same for all shards and their re-runs), not {_shown(text)}")
     return text
 
 
@@ -217,10 +217,11 @@ def settle(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard, status
     present = {(r.case_id, r.model_key, r.sample_index) for r in results}
     rows = shardstore.shard_rows(ledger, run_id)
     done = sum(1 for r in rows if r.status == "done")
+    run = shardstore.find_run(ledger, run_id)
+    assert run is not None
+    # the model versions providers reported so far (reports of the unfinished run read them too)
+    ledger.update_run(run_id, models=runner.with_resolved_models(run.models, results))
     if all(c in present for c in run_cells(loaded)):
-        run = shardstore.find_run(ledger, run_id)
-        assert run is not None
-        ledger.update_run(run_id, models=runner.with_resolved_models(run.models, results))
         ledger.finish_run(run_id, "completed", totals(result_dicts(results)), f"{done} of {shard.count} shards done")
         return "completed"
     run_status, why = "running", f"{done} of {shard.count} shards done"
