@@ -209,11 +209,11 @@ def settle(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard, status
     from benchrun.analysis.breakdown import totals
     from benchrun.ledger import shardstore
     from benchrun.ledger.tables import utcnow
-    from benchrun.report.summary import result_dicts
 
     own = "done" if status == "completed" else status
     shardstore.mark_shard(ledger, run_id, shard.index, status=own, finished_at=utcnow(), message=message)
     results = ledger.results(run_id)
+    counted = totals([r.model_dump() for r in results])
     present = {(r.case_id, r.model_key, r.sample_index) for r in results}
     rows = shardstore.shard_rows(ledger, run_id)
     done = sum(1 for r in rows if r.status == "done")
@@ -222,7 +222,7 @@ def settle(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard, status
     # the model versions providers reported so far (reports of the unfinished run read them too)
     ledger.update_run(run_id, models=runner.with_resolved_models(run.models, results))
     if all(c in present for c in run_cells(loaded)):
-        ledger.finish_run(run_id, "completed", totals(result_dicts(results)), f"{done} of {shard.count} shards done")
+        ledger.finish_run(run_id, "completed", counted, f"{done} of {shard.count} shards done")
         return "completed"
     run_status, why = "running", f"{done} of {shard.count} shards done"
     if own in STOPPED:
@@ -232,7 +232,7 @@ def settle(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard, status
         if stopped:
             run_status = stopped[0].status
             why = f"shard {stopped[0].shard}/{shard.count} stopped: {stopped[0].message}"
-    ledger.update_run(run_id, status=run_status, message=why, totals=json.dumps(totals(result_dicts(results))),
+    ledger.update_run(run_id, status=run_status, message=why, totals=json.dumps(counted),
                       finished_at=utcnow() if run_status != "running" else None)
     return run_status
 
