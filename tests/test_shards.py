@@ -147,17 +147,21 @@ def test_shards_on_one_machine_fill_one_sqlite_run(tmp_path: Path) -> None:
     assert stats["total"] == stats["completed"] == 4 * CASES
 
     # the same, cell for cell, as one unsharded run of the same spec
-    with FakeServer(fake_config()) as srv2:
-        (tmp_path / "plain").mkdir()
-        project2 = Project(tmp_path / "plain", srv2.url)
-        project2.write_dataset(make_cases(CASES))
-        project2.write_rubric()
-        plain = benchrun.run(project2.write_spec(concurrency={"global": 2, "per_model": 2}),
-                             ledger=tmp_path / "plain.sqlite")
-    assert plain.completed
     mine = cell_outcomes(ledger, "ci-7")
-    theirs = cell_outcomes(tmp_path / "plain.sqlite", plain.run_id)
-    assert len(mine) == 2 * CASES and mine == theirs
+    assert len(mine) == 2 * CASES and mine == unsharded_outcomes(tmp_path, CASES)
+
+
+def unsharded_outcomes(tmp: Path, cases: int) -> dict[tuple[str, str, int], tuple[Any, ...]]:
+    """`cell_outcomes` of one plain run of the tests' spec with ``cases`` cases (own server, own ledger)."""
+    (tmp / "plain").mkdir()
+    with FakeServer(fake_config()) as srv:
+        project = Project(tmp / "plain", srv.url)
+        project.write_dataset(make_cases(cases))
+        project.write_rubric()
+        plain = benchrun.run(project.write_spec(concurrency={"global": 2, "per_model": 2}),
+                             ledger=tmp / "plain.sqlite")
+    assert plain.completed
+    return cell_outcomes(tmp / "plain.sqlite", plain.run_id)
 
 
 def test_a_shard_with_another_spec_is_refused(project: Project, server: FakeServer, tmp_path: Path) -> None:

@@ -347,6 +347,15 @@ def check_key_variables(loaded: Any, where: Any) -> None:
 def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None,
                 require_calibrated: bool = False, call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
     """Load the spec, check it, and record a new run (status ``running``); nothing is called yet."""
+    from benchrun import runner
+
+    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers)
+    return Prepared(loaded, store, runner.create_run(loaded, store, unsafe_exec=unsafe_exec), workers, unsafe_exec)
+
+
+def _checked_spec(spec: str | Path | LoadedSpec, ledger: str | Path | Ledger | None, require_calibrated: bool,
+                  call_workers: int | str) -> tuple[LoadedSpec, _Store, int]:
+    """The spec loaded and checked before a run is recorded: key variables set, call workers, calibration."""
     from benchrun import providers, runner
     from benchrun.spec import LoadedSpec
 
@@ -357,7 +366,7 @@ def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | 
     workers = runner.call_workers_for(loaded, call_workers)
     if require_calibrated:
         check_calibrated(store, loaded)
-    return Prepared(loaded, store, runner.create_run(loaded, store, unsafe_exec=unsafe_exec), workers, unsafe_exec)
+    return loaded, store, workers
 
 
 def prepare_shard(spec: str | Path | LoadedSpec, shard: str, run_id: str, *,
@@ -366,18 +375,11 @@ def prepare_shard(spec: str | Path | LoadedSpec, shard: str, run_id: str, *,
     """One shard (``"2/4"``) of run ``run_id``, as `benchrun run SPEC --shard 2/4 --run-id ID`: the first shard to
     arrive records the run; a later one must have the same spec (`BadInput`, naming the differing field, if not)
     and the same number of shards (`UsageError`). See `benchrun.shards`."""
-    from benchrun import providers, runner, shards
-    from benchrun.spec import LoadedSpec
+    from benchrun import shards
 
     part = shards.parse_shard(shard)
     shards.check_run_id(run_id)
-    providers.collect_env_secrets()
-    store = _store(ledger)
-    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
-    check_key_variables(loaded, loaded.path or "spec")
-    workers = runner.call_workers_for(loaded, call_workers)
-    if require_calibrated:
-        check_calibrated(store, loaded)
+    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers)
     shards.arrive(loaded, store, part, run_id, unsafe_exec=unsafe_exec)
     return Prepared(loaded, store, run_id, workers, unsafe_exec, part)
 

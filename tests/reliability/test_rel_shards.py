@@ -29,7 +29,7 @@ from conftest import Project, fake_config, make_cases
 from fakeserver import FakeServer
 from reliability import relsupport
 from reliability.relsupport import BENCHRUN, query
-from test_shards import cell_outcomes
+from test_shards import cell_outcomes, unsharded_outcomes
 
 pg_server, pg_url = relsupport.pg_server, relsupport.pg_url  # fixtures
 
@@ -134,14 +134,4 @@ def test_four_shards_one_killed_fill_one_postgresql_run(tmp_path: Path, pg_url: 
     assert query(pg_url, "SELECT COUNT(*) FROM run_lease") == [(0,)]  # every shard released its lease
 
     # cell for cell the same as one unsharded run of the spec
-    import benchrun
-
-    (tmp_path / "plain").mkdir()
-    with FakeServer(fake_config()) as srv2:
-        plain_project = Project(tmp_path / "plain", srv2.url)
-        plain_project.write_dataset(make_cases(CASES))
-        plain_project.write_rubric()
-        plain = benchrun.run(plain_project.write_spec(concurrency={"global": 2, "per_model": 2}),
-                             ledger=tmp_path / "plain.sqlite")
-    assert plain.completed
-    assert cell_outcomes(pg_url, RUN_ID) == cell_outcomes(tmp_path / "plain.sqlite", plain.run_id)
+    assert cell_outcomes(pg_url, RUN_ID) == unsharded_outcomes(tmp_path, CASES)
