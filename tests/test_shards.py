@@ -16,6 +16,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +211,87 @@ def test_a_shard_with_another_spec_is_refused(project: Project, server: FakeServ
     done = project.cli("run", str(spec), "--shard", "2/2", "--run-id", "r-1", "--ledger", ledger)
     assert done.returncode == 0, done.stderr
     assert benchrun.Ledger(ledger).run("r-1").completed
+
+
+def test_the_first_shard_to_arrive_records_the_run_once(tmp_path: Path) -> None:
+    """Two shards arriving at once both find no run: the second insert loses, writes nothing, and reads the run."""
+    from benchrun.ledger import Ledger, shardstore
+    from benchrun.runner import run_record
+
+    with FakeServer(fake_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        loaded = benchrun.load_spec(project.setup())
+    led = Ledger(str(tmp_path / "l.sqlite"))
+    assert shardstore.create_sharded_run(led, run_record(loaded, run_id="r"), 3)
+    assert not shardstore.create_sharded_run(led, run_record(loaded, run_id="r"), 5)  # lost the race
+    assert [(s.shard, s.shards, s.status) for s in shardstore.shard_rows(led, "r")] == [
+        (1, 3, "waiting"), (2, 3, "waiting"), (3, 3, "waiting")]
+
+
+def test_shards_run_side_by_side_but_one_shard_runs_once(tmp_path: Path) -> None:
+    """Each shard holds the run lease under its own key: shard 2 runs while shard 1 runs; a second shard 1 is
+    refused (exit 2) before it calls anything. The server holds shard 1's two calls until a third arrives
+    (shard 2's), so shard 1 is provably still running when the others start."""
+    ledger = str(tmp_path / "l.sqlite")
+    with FakeServer(fake_config(hold_until_in_flight=3, hold_timeout_s=120)) as srv:
+        project = Project(tmp_path, srv.url)
+        project.write_dataset(make_cases(CASES))
+        project.write_rubric()
+        spec = project.write_spec(concurrency={"global": 2, "per_model": 2}, timeout_s=120)
+        env = {**os.environ, "COLUMNS": "200"}
+        one = subprocess.Popen(_shard_cmd(spec, "1/2", "r2", ledger), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        try:
+            while srv.stats()["in_flight"] < 2:
+                assert one.poll() is None, one.communicate()
+                time.sleep(0.05)
+            twice = _run_all([_shard_cmd(spec, "1/2", "r2", ledger)], tmp_path)[0]
+            assert twice.returncode == 2, twice.stderr
+            assert "is being run by another process" in twice.stderr and "Traceback" not in twice.stderr
+            assert srv.stats()["total"] == 2  # the refused one called nothing
+            two = _run_all([_shard_cmd(spec, "2/2", "r2", ledger)], tmp_path)[0]  # its call opens the gate
+            assert two.returncode == 0, two.stderr
+            out, err = one.communicate(timeout=600)
+        finally:
+            if one.poll() is None:
+                one.kill()
+                one.wait()
+        assert one.returncode == 0, err
+        stats = srv.stats()
+    assert json.loads(out)["conditions"]["status"] == "completed" or json.loads(two.stdout)["conditions"][
+        "status"] == "completed"
+    assert benchrun.Ledger(ledger).run("r2").completed
+    assert sorted(stats["completed_by_prompt_key"].values()) == [1] * (4 * CASES)
+
+
+def test_a_stopped_shard_stops_the_run_and_resumes_alone(tmp_path: Path) -> None:
+    """A shard whose provider is unreachable stops (exit 3, the command to rerun it); the run takes its status.
+    Rerun once the provider is back, the shard fills only its missing cells and the run completes."""
+    ledger = str(tmp_path / "l.sqlite")
+    with FakeServer(fake_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        project.write_dataset(make_cases(CASES))
+        project.write_rubric()
+        spec = project.write_spec(retries={"attempts": 1, "backoff_base_s": 0.01, "backoff_max_s": 0.02})
+        assert _run_all([_shard_cmd(spec, "2/2", "r3", ledger)], tmp_path)[0].returncode == 0
+        srv.set_config(fake_config(faults=[{"kind": "reset", "rate": 1.0, "seed": 1}]))
+        r = project.cli("run", str(spec), "--shard", "1/2", "--run-id", "r3", "--ledger", ledger)
+        assert r.returncode == 3, r.stderr
+        assert f"Rerun it with: benchrun run {spec} --shard 1/2 --run-id r3" in r.stderr, r.stderr
+        run = benchrun.Ledger(ledger).run("r3")
+        assert run.status == "failed" and run.message is not None and run.message.startswith("shard 1/2 stopped: ")
+        sh = run.data["shards"]
+        assert sh["line"] == "1 of 2 shards done" and sh["shards"][0]["status"] == "failed"
+        errors = [r for r in benchrun.Ledger(ledger).results("r3") if shard_of(r["case_id"], r["model_key"], 0, 2) == 1]
+        assert errors and all(r["status"] == "error" for r in errors)  # the stop left errors (and maybe gaps)
+
+        srv.set_config(fake_config())
+        srv.reset()
+        r = project.cli("run", str(spec), "--shard", "1/2", "--run-id", "r3", "--ledger", ledger)
+        assert r.returncode == 0, r.stderr
+        stats = srv.stats()
+    done = benchrun.Ledger(ledger).run("r3")
+    assert done.completed and done.data["shards"]["line"] == "2 of 2 shards done"
+    assert done.data["recorded_results"] == 2 * CASES
+    # only shard 1's cells were called again (its recorded errors redone, the missing ones done): 2 calls each
+    assert stats["total"] == stats["completed"] == 2 * sh["shards"][0]["cells"]

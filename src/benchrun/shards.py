@@ -203,8 +203,9 @@ def start(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard) -> None
 
 def settle(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard, status: str, message: str | None) -> str:
     """Record how this shard ended (``status`` is the runner's: ``completed`` means all its cells are in), then
-    the run's state: completed when every cell of the run is recorded, else running (or stopped, when a shard
-    stopped early). Returns the run's status."""
+    the run's state: completed when every cell of the run is recorded and no shard stopped early (as an
+    unsharded run that stops is not completed, even if its stop left an error in every cell); else running
+    while shards are still to finish, or the status of the shard that stopped. Returns the run's status."""
     from benchrun import runner
     from benchrun.analysis.breakdown import totals
     from benchrun.ledger import shardstore
@@ -221,17 +222,16 @@ def settle(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard, status
     assert run is not None
     # the model versions providers reported so far (reports of the unfinished run read them too)
     ledger.update_run(run_id, models=runner.with_resolved_models(run.models, results))
-    if all(c in present for c in run_cells(loaded)):
+    stopped = [r for r in rows if r.status in STOPPED]
+    if not stopped and all(c in present for c in run_cells(loaded)):
         ledger.finish_run(run_id, "completed", counted, f"{done} of {shard.count} shards done")
         return "completed"
     run_status, why = "running", f"{done} of {shard.count} shards done"
     if own in STOPPED:
         run_status, why = own, f"shard {shard.label} stopped: {message}"
-    elif not any(r.status in ("waiting", "running") for r in rows):
-        stopped = [r for r in rows if r.status in STOPPED]
-        if stopped:
-            run_status = stopped[0].status
-            why = f"shard {stopped[0].shard}/{shard.count} stopped: {stopped[0].message}"
+    elif stopped and not any(r.status in ("waiting", "running") for r in rows):
+        run_status = stopped[0].status
+        why = f"shard {stopped[0].shard}/{shard.count} stopped: {stopped[0].message}"
     ledger.update_run(run_id, status=run_status, message=why, totals=json.dumps(counted),
                       finished_at=utcnow() if run_status != "running" else None)
     return run_status
