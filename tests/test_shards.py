@@ -65,6 +65,10 @@ def test_snapshot_difference_names_the_field() -> None:
     assert snapshot_difference(a, b) == "dataset.cases['c2'].ideal ('y' here, 'z' in the run)"
     b["spec"]["sampling"]["temperature"] = 0.7
     assert snapshot_difference(a, b) == "spec.sampling.temperature (0.0 here, 0.7 in the run)"
+    # a field that may carry credentials is named without its values
+    d = {"spec": {"candidates": [{"api_base": "https://u:s3cret@h/v1"}]}}
+    e = {"spec": {"candidates": [{"api_base": "https://u:other@h/v1"}]}}
+    assert snapshot_difference(d, e) == "spec.candidates[0].api_base (differs)"
     c = json.loads(json.dumps(a))
     c["dataset"]["cases"].append({"id": "c3"})
     assert snapshot_difference(a, c) == "dataset.cases (2 entries here, 3 in the run)"

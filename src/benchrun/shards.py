@@ -43,6 +43,7 @@ MAX_SHARDS = 1000
 STOPPED = ("interrupted", "failed", "budget_exceeded")  # how a shard's process may end without finishing
 _SHARD_RE = re.compile(r"\s*(\d{1,5})\s*/\s*(\d{1,5})\s*")
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_PRIVATE_FIELD = re.compile(r"(?i)(key|secret|token|pass|auth|header|api_base|url)[^.\[]*$")
 
 Cell = tuple[str, str, int]  # (case id, model key, sample index)
 
@@ -135,6 +136,8 @@ def snapshot_difference(mine: Any, theirs: Any, path: str = "") -> str | None:
             return f"{path} ({len(mine)} entries here, {len(theirs)} in the run)"
         return None
     if mine != theirs or type(mine) is not type(theirs):
+        if _PRIVATE_FIELD.search(path):  # an api_base may carry credentials: name the field, not its values
+            return f"{path} (differs)"
         return f"{path} ({_shown(mine)} here, {_shown(theirs)} in the run)"
     return None
 
