@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchrun
 from conftest import Project, fake_config, make_cases
 from fakeserver import FakeServer
 from reliability import relsupport
@@ -102,6 +103,10 @@ def test_four_shards_one_killed_fill_one_postgresql_run(tmp_path: Path, pg_url: 
         killed.send_signal(signal.SIGKILL)
         killed.wait()
         assert killed.returncode == -signal.SIGKILL
+        sh = benchrun.Ledger(pg_url).run(RUN_ID).data["shards"]  # what `runs show` reports about the dead shard
+        dead = sh["shards"][target - 1]
+        assert dead["status"] == "running" and dead["heartbeat_age_s"] is not None, dead
+        assert dead["recorded"] == len(before) and sh["done"] < 4 and sh["line"] == f"{sh['done']} of 4 shards done"
         procs[target] = _start(spec, f"{target}/4", pg_url, tmp_path)  # the same command again
         outs = {}
         for i, p in procs.items():
