@@ -104,7 +104,7 @@ def _shown(value: Any, limit: int = 60) -> str:
 def run_cells(loaded: LoadedSpec) -> list[Cell]:
     """Every cell of the run, in the runner's order."""
     spec = loaded.spec
-    return [(case.id, cand.key, i) for case in loaded.cases() for cand in spec.candidates for i in range(spec.samples)]
+    return [(case.id, cand.key, i) for case in loaded.cases() for cand in spec.candidates for i in range(spec.samples_per_case)]
 
 
 # ----------------------------------------------------------------------------- the snapshot check
