@@ -181,7 +181,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>coverage</th><td>{% if s.coverage %}JSD {{ "%.3f" | format(s.coverage.jsd or 0) }} ({{ s.coverage.band }}) vs {{ s.coverage.production }}{% else %}no coverage report for this dataset version{% endif %}</td></tr>
 <tr><th>samples per case</th><td>{{ c.samples_per_case }}</td></tr>
 {% for m in c.models %}
-<tr><th>model {{ m.key }}</th><td>{{ m.model }}{% if m.api_base %} @ {{ m.api_base }}{% endif %} · prompt <span class="muted">{{ c.prompt_hashes[m.key] }}</span> · sampling {{ c.sampling[m.key] | tojson }}{% if m.resolved_models %} · served as {{ m.resolved_models | join(", ") }}{% endif %}</td></tr>
+<tr><th>model {{ m.key }}</th><td>{{ m.model }}{% if m.api_base %} @ {{ m.api_base }}{% endif %} · prompt <span class="muted">{{ c.prompt_hashes[m.key] }}</span> · sampling {{ c.sampling[m.key] | tojson }}{% if m.get("resolved_models") %} · served as {{ m.get("resolved_models") | join(", ") }}{% endif %}</td></tr>
 {% endfor %}
 <tr><th>spec hash</th><td class="muted">{{ c.spec_hash }}</td></tr>
 <tr><th>git commit</th><td>{{ c.git_commit or "unknown" }}</td></tr>
