@@ -70,6 +70,8 @@ COMMANDS: dict[str, Entry] = {
     "coverage": Entry("coverage", "How far the eval set is from production traffic (Jensen-Shannon divergence over "
                                   "clusters)."),
     "refresh": Entry("coverage", "Propose new eval cases from production, stratified by cluster coverage."),
+    "view": Entry("view", "A local web app over the ledger: runs, case drill-down, comparisons, blind labelling "
+                          "(JSON twins: add .json)."),
 }
 
 
