@@ -14,9 +14,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from fakeserver import FakeServer
+from reliability import relsupport
 from webkit import EVIL, HUGE, HUGE_CASE, N_CASES, WebRun, config
 
 BASE = "http://127.0.0.1:8765"
+pg_server, pg_url = relsupport.pg_server, relsupport.pg_url  # fixtures
 
 
 @pytest.fixture(scope="module")
@@ -344,3 +346,31 @@ def test_calibrate_now_with_too_few_labels_says_so(web: WebRun) -> None:
     assert c.post(url, json=_answer(_item(c, web)), headers=h).status_code == 200
     r = c.post(f"/runs/{web.run_id}/calibrate", json={}, headers=h)
     assert r.status_code == 400 and "20" in r.json()["error"]
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def test_postgresql_ledger(recorded: WebRun, pg_url: str) -> None:
+    """The same routes over a PostgreSQL ledger (the run copied there with `benchrun ledger copy`)."""
+    from benchrun import judge_trust as jt
+    from benchrun.ledger import Ledger
+    from benchrun.web.app import create_app
+
+    r = recorded.project.cli("ledger", "copy", "--from", str(recorded.ledger), "--to", pg_url)
+    assert r.returncode == 0, r.stderr
+    c = TestClient(create_app(pg_url), base_url=BASE)
+    rid = recorded.run_id
+    assert [x["id"] for x in c.get("/.json").json()["runs"]] == [rid]
+    assert len(c.get(f"/runs/{rid}.json").json()["cases"]) == N_CASES
+    assert len(c.get(f"/runs/{rid}/cases/case-001.json").json()["results"]) == 3
+    assert c.get("/compare.json", params={"a": "bad", "b": "good", "run": rid}).json()["compare"]["flips"]
+    assert c.get("/runs/nosuchrun.json").status_code == 404
+    url = f"/runs/{rid}/label"
+    item = _item(c, recorded)
+    ok = c.post(url, json=_answer(item, annotator="pg"), headers={"X-CSRF-Token": csrf_of(c, url)})
+    assert ok.status_code == 200, ok.text
+    led = Ledger(pg_url)
+    assert [(lab.item_id, lab.annotator) for lab in jt.stored_labels(led, jt.open_run(led, rid))] == \
+        [(item["item_id"], "pg")]
+    led.close()
