@@ -374,3 +374,45 @@ def test_postgresql_ledger(recorded: WebRun, pg_url: str) -> None:
     assert [(lab.item_id, lab.annotator) for lab in jt.stored_labels(led, jt.open_run(led, rid))] == \
         [(item["item_id"], "pg")]
     led.close()
+
+
+def test_benchrun_view_serves_and_checks_the_token(web: WebRun) -> None:
+    """The real command in a subprocess: prints its URL, serves the JSON twins, wants the token."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "view-token-" + "y" * 16
+    exe = str(Path(sys.executable).parent / "benchrun")
+    proc = subprocess.Popen([exe, "view", "--ledger", str(web.ledger), "--port", str(port), "--read-only"],
+                            env={**os.environ, "BENCHRUN_VIEW_TOKEN": token}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/.json"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                raise AssertionError("served without the token")
+            except urllib.error.HTTPError as e:
+                assert e.code == 401
+                break
+            except urllib.error.URLError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "benchrun view did not start"
+                time.sleep(0.2)
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert [r["id"] for r in json.loads(resp.read())["runs"]] == [web.run_id]
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out and "read-only" in out
+    assert token not in out + err
