@@ -416,3 +416,30 @@ def test_benchrun_view_serves_and_checks_the_token(web: WebRun) -> None:
         out, err = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in out and "read-only" in out
     assert token not in out + err
+
+
+def test_coverage_pages(web: WebRun) -> None:
+    """A coverage report built by the real `coverage_table` and stored as `benchrun coverage` stores it."""
+    import numpy as np
+
+    from benchrun.coverage.history import store_report
+    from benchrun.coverage.report import coverage_table, headline
+
+    report = coverage_table(
+        cluster_ids=[0, 1, 2], prod_labels=np.array([0, 0, 1, 1, 2, 2, 2]), prod_weights=np.ones(7),
+        eval_labels=np.array([0, 0, 1]), eval_outside=np.array([False, False, False]), eval_ids=["c1", "c2", "c3"],
+        eval_added=[None, None, None], cluster_labels={0: "refunds", 1: "<b>invoices</b>", 2: "\x1b[2Jcards"},
+        representatives={2: ["my card <script>x</script>"]}, floor_draws=20)
+    report.update(production={"source": "prod.jsonl", "hash": "p" * 64, "unit": "query"},
+                  dataset={"name": "mini", "version": "1.0", "hash": "d" * 64})
+    report["headline"] = headline(report)
+    rid = store_report(str(web.ledger), report)
+    c = client(web)
+    listed = c.get("/coverage.json").json()["reports"]
+    assert [r["id"] for r in listed] == [rid] and listed[0]["uncovered_clusters"] == 1
+    one = c.get(f"/coverage/{rid}.json").json()
+    assert one["score"]["jsd"] == pytest.approx(report["score"]["jsd"]) and len(one["clusters"]) == 3
+    html = c.get(f"/coverage/{rid}").text
+    assert "&lt;b&gt;invoices&lt;/b&gt;" in html and "my card &lt;script&gt;" in html and "\\x1b[2Jcards" in html
+    assert html.count('class="cluster ') == 3
+    assert c.get("/coverage/999999").status_code == 404 and c.get("/coverage/x.json").status_code == 404

@@ -235,6 +235,16 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
             raise HTTPException(404, f"no calibration report {rid!r} in this ledger")
         return render(request, "calibration.html", data, as_json)
 
+    def coverage_list_view(request: Request) -> Response:
+        return render(request, "coverage_list.html", pages.coverage_list(store), request.url.path.endswith(".json"))
+
+    def coverage_view(request: Request) -> Response:
+        rid, as_json = _split_json(request.path_params["report_id"])
+        data = pages.coverage_page(store, int(rid)) if rid.isdigit() else None
+        if data is None:
+            raise HTTPException(404, f"no coverage report {rid!r} in this ledger")
+        return render(request, "coverage.html", data, as_json)
+
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return _error_page(request, exc.status_code, str(exc.detail))
@@ -254,6 +264,8 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         Route("/compare", compare_view), Route("/compare.json", compare_view),
         Route("/calibrations", calibrations_view), Route("/calibrations.json", calibrations_view),
         Route("/calibrations/{report_id}", calibration_view),
+        Route("/coverage", coverage_list_view), Route("/coverage.json", coverage_list_view),
+        Route("/coverage/{report_id}", coverage_view),
         Route("/runs/{run_id}/label", label_view, methods=["GET"]),
         Route("/runs/{run_id}/label.json", label_view, methods=["GET"]),
         Route("/runs/{run_id}/label", label_save, methods=["POST"]),

@@ -108,3 +108,19 @@ def calibration_page(store: Ledger, report_id: int) -> dict[str, Any] | None:
             return {"report_id": r.id, "created_at": r.created_at.isoformat(), "summary": r.summary,
                     **json.loads(r.payload)}
     return None
+
+
+def coverage_list(store: Ledger) -> dict[str, Any]:
+    """Stored coverage reports, newest first, as `benchrun coverage history` lists them."""
+    from benchrun.coverage.history import history
+
+    return {"reports": history(store.url)}
+
+
+def coverage_page(store: Ledger, report_id: int) -> dict[str, Any] | None:
+    """One stored coverage report (what `benchrun coverage --json` printed), or None when there is none."""
+    for r in store.reports("coverage"):
+        if r.id == report_id:
+            p = json.loads(r.payload)
+            return {"report_id": r.id, "created_at": r.created_at.isoformat(), "summary": r.summary, **p["report"]}
+    return None
