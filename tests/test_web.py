@@ -443,3 +443,15 @@ def test_coverage_pages(web: WebRun) -> None:
     assert "&lt;b&gt;invoices&lt;/b&gt;" in html and "my card &lt;script&gt;" in html and "\\x1b[2Jcards" in html
     assert html.count('class="cluster ') == 3
     assert c.get("/coverage/999999").status_code == 404 and c.get("/coverage/x.json").status_code == 404
+
+
+def test_run_page_draws_the_report_chart(web: WebRun) -> None:
+    from benchrun.ledger import Ledger
+    from benchrun.report.data import report_data
+
+    c = client(web)
+    d = c.get(f"/runs/{web.run_id}.json").json()
+    led = Ledger(str(web.ledger))
+    assert d["chart_points"] == report_data(led, led.get_run(web.run_id))["chart_points"]
+    html = c.get(f"/runs/{web.run_id}").text
+    assert 'id="chart-quality-cost"' in html and html.count('class="point-label"') == 3

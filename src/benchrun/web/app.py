@@ -66,7 +66,9 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined)
     env.filters.update(shown=shown, pct=_pct, pts=_pts, ivpts=_iv_pts, p_is=_p_is, money=_money, ms=_ms,
                        q=lambda s: quote(str(s), safe=""))
-    env.globals.update(cost=_cost, urlencode=urlencode)
+    from benchrun.report.html import quality_cost_svg
+
+    env.globals.update(cost=_cost, urlencode=urlencode, quality_cost_svg=quality_cost_svg)
     return env
 
 

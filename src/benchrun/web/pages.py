@@ -55,8 +55,12 @@ def run_page(store: Ledger, run_id: str) -> dict[str, Any]:
         c = cases.setdefault(r.case_id, {"case_id": r.case_id, "category": r.category, "severity": r.severity,
                                          "models": {}})
         c["models"].setdefault(r.model_key, []).append(r.status)
+    from benchrun.report.comparison import rows_of
+    from benchrun.report.data import chart_points
+
     return {"summary": summary, "judge_marker": judge_marker(summary), "model_order": order,
-            "cases": sorted(cases.values(), key=lambda c: c["case_id"])}
+            "cases": sorted(cases.values(), key=lambda c: c["case_id"]),
+            "chart_points": chart_points(summary, rows_of(store, rid))}
 
 
 def case_page(store: Ledger, run_id: str, case_id: str) -> dict[str, Any]:
