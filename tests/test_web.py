@@ -333,7 +333,17 @@ def test_browser_labels_are_labels_import_records_and_calibrate_like_the_cli(web
     assert web_cal["kappa"] == pytest.approx(cli_cal["kappa"]) and so_far["kappa"] == pytest.approx(cli_cal["kappa"])
     assert [so_far["low"], so_far["high"]] == pytest.approx(cli_cal["kappa_interval"])
     assert web_cal["labels_hash"] == cli_cal["labels_hash"]
-    assert len(led.reports("calibration", run_id=web.run_id)) == 2
+    # `labels export --recorded` writes them back out: the same labels (same hash) for `calibrate --labels`
+    back = tmp_path / "back.csv"
+    exp = web.project.cli("labels", "export", web.run_id, "--recorded", "--out", str(back), "--ledger",
+                          str(web.ledger), "--json")
+    assert exp.returncode == 0, exp.stderr
+    assert json.loads(exp.stdout)["hash"] == web_cal["labels_hash"]
+    again = web.project.cli("calibrate", "--labels", str(back), "--run", web.run_id, "--ledger", str(web.ledger),
+                            "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["labels_hash"] == web_cal["labels_hash"]
+    assert len(led.reports("calibration", run_id=web.run_id)) == 3
     listed = c.get("/calibrations.json", params={"run": web.run_id}).json()["calibrations"]
     one = c.get(f"/calibrations/{listed[-1]['report_id']}.json").json()
     assert one["kappa"] == pytest.approx(web_cal["kappa"])

@@ -245,6 +245,27 @@ def stored_labels(led: Ledger, ctx: RunContext) -> list[Label]:
     return list(latest.values())
 
 
+def export_recorded_labels(led: Ledger, ctx: RunContext, out: str | Path) -> dict[str, Any]:
+    """Write every label recorded for the run (`stored_labels`) as a labels CSV that `labels import` and
+    `calibrate --labels` read back unchanged (same content hash); cells are quoted and formula-guarded."""
+    from benchrun.labels import FIELDS, labels_hash
+
+    labels = stored_labels(led, ctx)
+    if not labels:
+        raise UsageError(f"run {ctx.run.id} has no recorded labels; label it in `benchrun view` or `labels import` first")
+    p = Path(out)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", encoding="utf-8", newline="") as fh:
+        w = csv_writer(fh)
+        w.writerow(FIELDS)
+        for lab in labels:
+            row = lab.canonical()
+            row["human_pass"] = "yes" if lab.human_pass else "no"
+            w.writerow([csv_cell_out("" if row[k] is None else str(row[k])) for k in FIELDS])
+    return {"run_id": ctx.run.id, "out": str(p), "written": len(labels), "hash": labels_hash(labels),
+            "annotators": sorted({lab.annotator for lab in labels})}
+
+
 def run_verdicts(ctx: RunContext, item_ids: Iterable[str]) -> dict[str, Any]:
     """The run's recorded judge verdict on each item that has one (`JudgeVerdict`: score, the rubric's pass
     rule applied to it, failure mode): what calibration compares the human labels with."""
