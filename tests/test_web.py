@@ -465,3 +465,18 @@ def test_run_page_draws_the_report_chart(web: WebRun) -> None:
     assert d["chart_points"] == report_data(led, led.get_run(web.run_id))["chart_points"]
     html = c.get(f"/runs/{web.run_id}").text
     assert 'id="chart-quality-cost"' in html and html.count('class="point-label"') == 3
+
+
+def test_per_item_shares_the_queue_between_annotators(web: WebRun) -> None:
+    c = client(web)
+    url = f"/runs/{web.run_id}/label"
+    h = {"X-CSRF-Token": csrf_of(c, url)}
+    params = {"n": 6, "seed": 1, "per_item": 1}
+    first = [c.get(url + ".json", params={**params, "annotator": "a"}).json()["item"]["item_id"]]
+    assert c.post(url, json=_answer({"item_id": first[0]}, annotator="a"), headers=h).status_code == 200
+    b_next = c.get(url + ".json", params={**params, "annotator": "b"}).json()
+    assert b_next["item"]["item_id"] != first[0]  # already labelled by one annotator: not shown to b
+    assert b_next["progress"]["done"] == 0 and b_next["progress"]["left"] == 5
+    two = c.get(url + ".json", params={**params, "per_item": 2, "annotator": "b"}).json()
+    assert two["item"]["item_id"] == first[0]  # two annotators per item asked: b sees it too
+    assert c.get(url + ".json", params={**params, "per_item": 0, "annotator": "b"}).status_code == 400

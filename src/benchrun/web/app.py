@@ -197,10 +197,11 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         p = request.query_params
         try:
             n, seed = int(p.get("n", "100")), int(p.get("seed", "0"))
+            per_item = int(p["per_item"]) if p.get("per_item") else None
         except ValueError:
-            raise HTTPException(400, "n and seed must be whole numbers") from None
+            raise HTTPException(400, "n, seed and per_item must be whole numbers") from None
         annotator = (p.get("annotator") or "").strip()[:labelling.MAX_ANNOTATOR] or None
-        return render(request, "label.html", labelling.queue(store, run.id, annotator, n, seed), as_json)
+        return render(request, "label.html", labelling.queue(store, run.id, annotator, n, seed, per_item), as_json)
 
     async def label_save(request: Request) -> Response:
         run_id = request.path_params["run_id"]

@@ -61,21 +61,32 @@ def agreement(ctx: jt.RunContext, labels: list[Any]) -> dict[str, Any]:
             "method": k.method, "note": k.note, "calibrate_needs": MIN_ITEMS}
 
 
-def queue(store: Ledger, run_id: str, annotator: str | None, n: int = 100, seed: int = 0) -> dict[str, Any]:
+def queue(store: Ledger, run_id: str, annotator: str | None, n: int = 100, seed: int = 0,
+          per_item: int | None = None) -> dict[str, Any]:
     """The queue for ``annotator``: the next item they have not labelled (None when done), progress, rubric
-    and the agreement so far over every annotator's labels."""
+    and the agreement so far over every annotator's labels. With ``per_item`` an item that already has that
+    many annotators (others) is not shown again, so a team shares the queue."""
+    if per_item is not None and per_item < 1:
+        raise UsageError("per_item must be at least 1")
     ctx = jt.open_run(store, run_id)
     sample, _ = jt.label_sample(ctx, n, seed)
     labels = jt.stored_labels(store, ctx)
     queued = [ctx.item_id(r) for r in sample]
     mine = {lab.item_id for lab in labels if annotator and lab.annotator == annotator}
+    done_by_me = len(mine & set(queued))
+    if per_item is not None:
+        others: dict[str, set[str]] = {}
+        for lab in labels:
+            if lab.annotator != annotator:
+                others.setdefault(lab.item_id, set()).add(lab.annotator)
+        mine |= {i for i, who in others.items() if len(who) >= per_item}
     todo = [r for r in sample if ctx.item_id(r) not in mine]
     in_queue = set(queued)
     return {
-        "run_id": ctx.run.id, "annotator": annotator, "n": n, "seed": seed,
+        "run_id": ctx.run.id, "annotator": annotator, "n": n, "seed": seed, "per_item": per_item,
         "item": _item_view(ctx, todo[0]) if annotator and todo else None,
         "position": len(queued) - len(todo) + 1 if todo else None,
-        "progress": {"done": len(queued) - len(todo), "total": len(queued),
+        "progress": {"done": done_by_me, "total": len(queued), "left": len(todo),
                      "labels_in_queue": sum(1 for lab in labels if lab.item_id in in_queue),
                      "labels_recorded": len(labels), "annotators": sorted({lab.annotator for lab in labels})},
         "agreement": agreement(ctx, labels), "rubric": rubric_view(ctx),
