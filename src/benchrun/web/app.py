@@ -231,22 +231,18 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
             run = run_or_404(run).id
         return render(request, "calibrations.html", pages.calibrations_page(store, run), as_json)
 
-    def calibration_view(request: Request) -> Response:
-        rid, as_json = _split_json(request.path_params["report_id"])
-        data = pages.calibration_page(store, int(rid)) if rid.isdigit() else None
-        if data is None:
-            raise HTTPException(404, f"no calibration report {rid!r} in this ledger")
-        return render(request, "calibration.html", data, as_json)
+    def stored_report_view(kind: str, template: str) -> Callable[[Request], Response]:
+        def view(request: Request) -> Response:
+            rid, as_json = _split_json(request.path_params["report_id"])
+            data = pages.report_page(store, kind, int(rid)) if rid.isdigit() else None
+            if data is None:
+                raise HTTPException(404, f"no {kind} report {rid!r} in this ledger")
+            return render(request, template, data, as_json)
+
+        return view
 
     def coverage_list_view(request: Request) -> Response:
         return render(request, "coverage_list.html", pages.coverage_list(store), request.url.path.endswith(".json"))
-
-    def coverage_view(request: Request) -> Response:
-        rid, as_json = _split_json(request.path_params["report_id"])
-        data = pages.coverage_page(store, int(rid)) if rid.isdigit() else None
-        if data is None:
-            raise HTTPException(404, f"no coverage report {rid!r} in this ledger")
-        return render(request, "coverage.html", data, as_json)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -266,9 +262,9 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         Route("/", index), Route("/.json", index), Route("/runs.json", index),
         Route("/compare", compare_view), Route("/compare.json", compare_view),
         Route("/calibrations", calibrations_view), Route("/calibrations.json", calibrations_view),
-        Route("/calibrations/{report_id}", calibration_view),
+        Route("/calibrations/{report_id}", stored_report_view("calibration", "calibration.html")),
         Route("/coverage", coverage_list_view), Route("/coverage.json", coverage_list_view),
-        Route("/coverage/{report_id}", coverage_view),
+        Route("/coverage/{report_id}", stored_report_view("coverage", "coverage.html")),
         Route("/runs/{run_id}/label", label_view, methods=["GET"]),
         Route("/runs/{run_id}/label.json", label_view, methods=["GET"]),
         Route("/runs/{run_id}/label", label_save, methods=["POST"]),

@@ -105,15 +105,6 @@ def calibrations_page(store: Ledger, run_id: str | None = None) -> dict[str, Any
                               "judge_model": r.judge_model, "summary": r.summary} for r in reps]}
 
 
-def calibration_page(store: Ledger, report_id: int) -> dict[str, Any] | None:
-    """One stored calibration report (its full payload), or None when there is no such report."""
-    for r in store.reports("calibration"):
-        if r.id == report_id:
-            return {"report_id": r.id, "created_at": r.created_at.isoformat(), "summary": r.summary,
-                    **json.loads(r.payload)}
-    return None
-
-
 def coverage_list(store: Ledger) -> dict[str, Any]:
     """Stored coverage reports, newest first, as `benchrun coverage history` lists them."""
     from benchrun.coverage.history import history
@@ -121,10 +112,12 @@ def coverage_list(store: Ledger) -> dict[str, Any]:
     return {"reports": history(store.url)}
 
 
-def coverage_page(store: Ledger, report_id: int) -> dict[str, Any] | None:
-    """One stored coverage report (what `benchrun coverage --json` printed), or None when there is none."""
-    for r in store.reports("coverage"):
+def report_page(store: Ledger, kind: str, report_id: int) -> dict[str, Any] | None:
+    """One stored report of ``kind`` (``calibration``: what `benchrun calibrate --json` printed; ``coverage``:
+    what `benchrun coverage --json` printed), or None when the ledger has no such report."""
+    for r in store.reports(kind):
         if r.id == report_id:
             p = json.loads(r.payload)
-            return {"report_id": r.id, "created_at": r.created_at.isoformat(), "summary": r.summary, **p["report"]}
+            body = p["report"] if kind == "coverage" else p
+            return {"report_id": r.id, "created_at": r.created_at.isoformat(), "summary": r.summary, **body}
     return None
