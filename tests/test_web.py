@@ -347,6 +347,11 @@ def test_browser_labels_are_labels_import_records_and_calibrate_like_the_cli(web
     listed = c.get("/calibrations.json", params={"run": web.run_id}).json()["calibrations"]
     one = c.get(f"/calibrations/{listed[-1]['report_id']}.json").json()
     assert one["kappa"] == pytest.approx(web_cal["kappa"])
+    page = c.get(f"/calibrations/{listed[-1]['report_id']}").text
+    conf = web_cal["report"]["pass_confusion"]
+    assert f"Cohen's kappa (pass/fail) {web_cal['kappa']:.2f}" in page
+    assert (f'<th>human fail</th><td class="num">{conf[0][0]}</td><td class="num">{conf[0][1]}</td>') in page
+    assert 'id="failure-modes"' in page
 
 
 def test_calibrate_now_with_too_few_labels_says_so(web: WebRun) -> None:
