@@ -485,3 +485,24 @@ def test_per_item_shares_the_queue_between_annotators(web: WebRun) -> None:
     two = c.get(url + ".json", params={**params, "per_item": 2, "annotator": "b"}).json()
     assert two["item"]["item_id"] == first[0]  # two annotators per item asked: b sees it too
     assert c.get(url + ".json", params={**params, "per_item": 0, "annotator": "b"}).status_code == 400
+
+
+def test_diff_is_benchrun_diff(web: WebRun) -> None:
+    import yaml
+
+    spec = web.project.root / "runs" / "mini.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["sampling"]["temperature"] = 0.5
+    other = web.project.root / "runs" / "mini-warm.yaml"
+    other.write_text(yaml.safe_dump(data, sort_keys=False))
+    r = web.project.cli("run", str(other), "--ledger", str(web.ledger))
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = client(web)
+    second = next(x["id"] for x in c.get("/.json").json()["runs"] if x["id"] != web.run_id)
+    d = c.get("/diff.json", params={"a": web.run_id, "b": second}).json()
+    cli = web.project.cli("diff", web.run_id, second, "--ledger", str(web.ledger), "--json")
+    assert cli.returncode == 0 and d == json.loads(cli.stdout)
+    assert any(x["section"] == "sampling" and x["affects_scores"] for x in d["differences"])
+    html = c.get("/diff", params={"a": web.run_id, "b": second}).text
+    assert f"{len(d['differences'])} difference(s)" in html
+    assert c.get("/diff.json", params={"a": web.run_id, "b": "nosuchrun"}).status_code == 404

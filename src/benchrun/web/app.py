@@ -191,6 +191,16 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         data = pages.compare_page(store, a, b, run, regressions_only=p.get("regressions") in ("1", "on", "true"))
         return render(request, "compare.html", data, as_json)
 
+    def diff_view(request: Request) -> Response:
+        from benchrun.report.comparison import conditions_diff
+
+        p = request.query_params
+        as_json = request.url.path.endswith(".json")
+        if not p.get("a") or not p.get("b"):
+            raise HTTPException(400, "give ?a=RUN_ID&b=RUN_ID")
+        data = conditions_diff(run_or_404(p["a"]), run_or_404(p["b"]))
+        return render(request, "diff.html", data, as_json)
+
     def label_view(request: Request) -> Response:
         run = run_or_404(request.path_params["run_id"])
         as_json = request.url.path.endswith(".json")
@@ -261,6 +271,7 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
     routes = [
         Route("/", index), Route("/.json", index), Route("/runs.json", index),
         Route("/compare", compare_view), Route("/compare.json", compare_view),
+        Route("/diff", diff_view), Route("/diff.json", diff_view),
         Route("/calibrations", calibrations_view), Route("/calibrations.json", calibrations_view),
         Route("/calibrations/{report_id}", stored_report_view("calibration", "calibration.html")),
         Route("/coverage", coverage_list_view), Route("/coverage.json", coverage_list_view),
