@@ -506,3 +506,22 @@ def test_diff_is_benchrun_diff(web: WebRun) -> None:
     html = c.get("/diff", params={"a": web.run_id, "b": second}).text
     assert f"{len(d['differences'])} difference(s)" in html
     assert c.get("/diff.json", params={"a": web.run_id, "b": "nosuchrun"}).status_code == 404
+
+
+def test_rules_only_run_renders_and_has_no_label_queue(web: WebRun) -> None:
+    import yaml
+
+    data = yaml.safe_load((web.project.root / "runs" / "mini.yaml").read_text())
+    del data["rubric"], data["judge"]
+    spec = web.project.root / "runs" / "rules-only.yaml"
+    spec.write_text(yaml.safe_dump({**data, "name": "rules-only"}, sort_keys=False))
+    r = web.project.cli("run", str(spec), "--ledger", str(web.ledger))
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = client(web)
+    rid = next(x["id"] for x in c.get("/.json", params={"q": "rules-only"}).json()["runs"])
+    page = c.get(f"/runs/{rid}")
+    assert page.status_code == 200 and "rules only" in page.text and 'id="label-link"' not in page.text
+    assert c.get(f"/runs/{rid}/cases/case-000").status_code == 200
+    q = c.get(f"/runs/{rid}/label.json", params={"annotator": "a"})
+    assert q.status_code == 400 and "scored by rules only" in q.json()["error"]
+    assert "scored by rules only" in c.get(f"/runs/{rid}/label").text
