@@ -120,6 +120,7 @@ def test_compare_is_benchrun_compare(web: WebRun) -> None:
     assert rev["compare"]["flips"] and rev["shown_flips"] == [] and rev["regressions"] == 0
     html = c.get("/compare", params={"a": "bad", "b": "good", "run": web.run_id, "regressions": "1"}).text
     assert html.count('class="flip ') == len(flips) and "larger than noise" in html.lower()
+    assert f'href="/compare.json?a=bad&amp;b=good&amp;run={web.run_id}&amp;regressions=1"' in html  # its JSON twin
 
 
 def test_unknown_ids_are_404(web: WebRun) -> None:

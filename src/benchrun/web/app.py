@@ -145,7 +145,8 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
     def render(request: Request, template: str, data: dict[str, Any], json_twin: bool, status: int = 200) -> Response:
         if json_twin:
             return JSONResponse(jsonable(data), status_code=status)
-        html = env.get_template(template).render(d=data, csrf=csrf, read_only=read_only, path=request.url.path)
+        html = env.get_template(template).render(d=data, csrf=csrf, read_only=read_only, path=request.url.path,
+                                                 query=request.url.query)
         return HTMLResponse(html, status_code=status)
 
     def run_or_404(run_id: str) -> Any:
@@ -265,7 +266,7 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         if request.url.path.endswith(".json") or request.method != "GET":
             return JSONResponse({"error": message, "status": status}, status_code=status)
         html = env.get_template("error.html").render(d={"status": status, "message": message}, csrf=csrf,
-                                                     read_only=read_only, path=request.url.path)
+                                                     read_only=read_only, path=request.url.path, query="")
         return HTMLResponse(html, status_code=status)
 
     routes = [
