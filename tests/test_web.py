@@ -70,6 +70,11 @@ def test_runs_list_and_filters(web: WebRun) -> None:
     assert c.get("/.json", params={"status": "failed"}).json()["runs"] == []
     assert c.get("/.json", params={"q": web.run_id[:6].upper()}).json()["runs"]
     assert c.get("/.json", params={"q": "zzz-no-such"}).json()["runs"] == []
+    day = d["runs"][0]["created_at"][:10]
+    assert c.get("/.json", params={"since": day, "until": day}).json()["runs"]
+    assert c.get("/.json", params={"since": "2999-01-01"}).json()["runs"] == []
+    assert c.get("/.json", params={"until": "2000-01-01"}).json()["runs"] == []
+    assert c.get("/.json", params={"since": "yesterday"}).status_code == 400
     page = c.get("/")
     assert page.status_code == 200 and f'href="/runs/{web.run_id}"' in page.text
 

@@ -157,8 +157,12 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
 
     def index(request: Request) -> Response:
         p = request.query_params
+        dates = {k: p.get(k) or None for k in ("since", "until")}
+        for k, v in dates.items():
+            if v is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+                raise HTTPException(400, f"{k} must be a date YYYY-MM-DD, not {v!r}")
         data = pages.runs_list(store, dataset=p.get("dataset") or None, model=p.get("model") or None,
-                               status=p.get("status") or None, q=p.get("q") or None)
+                               status=p.get("status") or None, q=p.get("q") or None, **dates)
         return render(request, "runs.html", data, request.url.path.endswith(".json"))
 
     def run_view(request: Request) -> Response:

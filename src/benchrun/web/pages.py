@@ -15,9 +15,11 @@ from benchrun.ledger import Ledger
 
 
 def runs_list(store: Ledger, *, dataset: str | None = None, model: str | None = None, status: str | None = None,
-              q: str | None = None, limit: int = 500) -> dict[str, Any]:
-    """Runs, newest first (`benchrun runs list`), filtered by dataset name, model key, status and a search
-    over id, name, dataset and models (case-insensitive substring)."""
+              q: str | None = None, since: str | None = None, until: str | None = None,
+              limit: int = 500) -> dict[str, Any]:
+    """Runs, newest first (`benchrun runs list`), filtered by dataset name, model key, status, creation date
+    (``since`` / ``until``: YYYY-MM-DD, both days included, UTC) and a search over id, name, dataset and
+    models (case-insensitive substring)."""
     runs = [asdict(r) for r in api.Ledger(store).runs(limit)]
     needle = (q or "").strip().lower()
 
@@ -28,6 +30,8 @@ def runs_list(store: Ledger, *, dataset: str | None = None, model: str | None = 
             return False
         if status and r["status"] != status:
             return False
+        if (since and r["created_at"][:10] < since) or (until and r["created_at"][:10] > until):
+            return False
         if needle:
             hay = " ".join([r["id"], r["name"], r["dataset"], *r["models"], r["judge"] or ""]).lower()
             return needle in hay
@@ -35,7 +39,7 @@ def runs_list(store: Ledger, *, dataset: str | None = None, model: str | None = 
 
     return {
         "runs": [r for r in runs if keep(r)],
-        "filters": {"dataset": dataset, "model": model, "status": status, "q": q},
+        "filters": {"dataset": dataset, "model": model, "status": status, "q": q, "since": since, "until": until},
         "datasets": sorted({r["dataset"] for r in runs}),
         "models": sorted({m for r in runs for m in r["models"]}),
         "statuses": sorted({r["status"] for r in runs}),
