@@ -531,3 +531,17 @@ def test_rules_only_run_renders_and_has_no_label_queue(web: WebRun) -> None:
     q = c.get(f"/runs/{rid}/label.json", params={"annotator": "a"})
     assert q.status_code == 400 and "scored by rules only" in q.json()["error"]
     assert "scored by rules only" in c.get(f"/runs/{rid}/label").text
+
+
+def test_reveal_on_request(web: WebRun) -> None:
+    from benchrun import judge_trust as jt
+    from benchrun.ledger import Ledger
+
+    c = client(web)
+    item = _item(c, web)
+    rv = c.get(f"/runs/{web.run_id}/label/reveal/{item['item_id']}").json()
+    led = Ledger(str(web.ledger))
+    r = jt.open_run(led, web.run_id).answered()[item["item_id"]]
+    assert rv["model_key"] == r.model_key and rv["judge_score"] == r.judge_score
+    assert c.get(f"/runs/{web.run_id}/label/reveal/item-000000000000").status_code == 400
+    assert c.get(f"/runs/nosuchrun/label/reveal/{item['item_id']}").status_code == 404

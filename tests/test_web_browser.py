@@ -165,6 +165,10 @@ def test_label_five_items_with_the_keyboard(served: tuple[WebRun, str], browser:
         score, passed = 1 + i % 5, i % 2 == 0
         keys = [str(score), "p" if passed else "f", "m", "m", "n"]  # m twice: the rubric's second mode
         note = f"note {i}"
+        if i == 4:  # this time the annotator chooses to see model and verdict first (r): the note says so
+            ActionChains(browser).send_keys_to_element(browser.find_element(By.TAG_NAME, "body"), "r").perform()
+            _wait(browser, lambda d: d.find_element(By.ID, "reveal").is_displayed())
+            assert browser.find_element(By.ID, "reveal-model").text in ("good", "bad", "evil")
         ActionChains(browser).send_keys_to_element(browser.find_element(By.TAG_NAME, "body"), *keys).perform()
         ActionChains(browser).send_keys(note, Keys.ESCAPE, Keys.ENTER).perform()
         _wait(browser, lambda d, iid=item_id: d.execute_script(
@@ -173,7 +177,8 @@ def test_label_five_items_with_the_keyboard(served: tuple[WebRun, str], browser:
         assert browser.find_element(By.ID, "reveal-model").text in ("good", "bad", "evil")
         if i == 0:
             browser.save_screenshot(str(shots / "label.png"))
-        typed.append((item_id, score, passed, "unsafe_account_action", note))
+        typed.append((item_id, score, passed, "unsafe_account_action",
+                      ("[saw model and judge verdict before answering] " if i == 4 else "") + note))
         ActionChains(browser).send_keys(Keys.ENTER).perform()  # next
         _wait(browser, lambda d, iid=item_id: d.execute_script(
             "var e = document.getElementById('item'); return e === null || e.dataset.item !== arguments[0]", iid))

@@ -218,6 +218,11 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         annotator = (p.get("annotator") or "").strip()[:labelling.MAX_ANNOTATOR] or None
         return render(request, "label.html", labelling.queue(store, run.id, annotator, n, seed, per_item), as_json)
 
+    def reveal_view(request: Request) -> Response:
+        run = run_or_404(request.path_params["run_id"])
+        item_id, _ = _split_json(request.path_params["item_id"])
+        return JSONResponse(jsonable(labelling.reveal_item(store, run.id, item_id)))
+
     async def label_save(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         body = await _json_body(request)
@@ -284,6 +289,7 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         Route("/runs/{run_id}/label", label_view, methods=["GET"]),
         Route("/runs/{run_id}/label.json", label_view, methods=["GET"]),
         Route("/runs/{run_id}/label", label_save, methods=["POST"]),
+        Route("/runs/{run_id}/label/reveal/{item_id}", reveal_view, methods=["GET"]),
         Route("/runs/{run_id}/calibrate", calibrate_view, methods=["POST"]),
         Route("/runs/{run_id}/cases/{case_id:path}", case_view),
         Route("/runs/{run_id}", run_view),

@@ -39,6 +39,15 @@ def reveal(ctx: jt.RunContext, r: Any) -> dict[str, Any]:
             "judge_failure_mode": r.judge_failure_mode, "judge_reason": r.judge_reason}
 
 
+def reveal_item(store: Ledger, run_id: str, item_id: str) -> dict[str, Any]:
+    """The reveal of one item, for an annotator who chooses to see it before answering."""
+    ctx = jt.open_run(store, run_id)
+    r = ctx.answered().get(item_id)
+    if r is None:
+        raise BadInput(None, f"item {item_id}", "unknown item id: it matches no result of this run")
+    return reveal(ctx, r)
+
+
 def rubric_view(ctx: jt.RunContext) -> dict[str, Any]:
     rb = ctx.rubric
     return {"name": rb.name, "version": rb.version,

@@ -44,6 +44,25 @@
     return el ? el.value : null;
   }
   function next() { window.location.reload(); }
+  var peeked = false;
+
+  function show(rv) {
+    document.getElementById("reveal-model").textContent = rv.model_key;
+    document.getElementById("reveal-judge").textContent = rv.judge_score === null ? "no verdict" :
+      "score " + rv.judge_score + ", " + (rv.judge_pass ? "pass" : "fail") + ", mode " + (rv.judge_failure_mode || "none");
+    document.getElementById("reveal-reason").textContent = rv.judge_reason || "";
+    document.getElementById("reveal").hidden = false;
+  }
+
+  function peek() {  // the annotator chose to see model and verdict before answering: the note says so
+    if (saved || peeked) { return; }
+    fetch("/runs/" + encodeURIComponent(item.dataset.run) + "/label/reveal/" + encodeURIComponent(item.dataset.item),
+          { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (rv) {
+      peeked = true;
+      show(rv);
+      status.textContent = "shown before answering: your note will say so";
+    });
+  }
 
   function save() {
     if (saved) { next(); return; }
@@ -52,17 +71,13 @@
     status.textContent = "saving…";
     post("/runs/" + encodeURIComponent(item.dataset.run) + "/label", {
       item_id: item.dataset.item, annotator: item.dataset.annotator, human_score: parseInt(score, 10),
-      human_pass: pass === "pass", failure_mode: modes.value || null, note: note.value || null
+      human_pass: pass === "pass", failure_mode: modes.value || null,
+      note: (peeked ? "[saw model and judge verdict before answering] " : "") + note.value || null
     }).then(function (res) {
       if (!res.ok) { status.textContent = "not saved: " + res.data.error; return; }
       saved = true;
       status.textContent = "saved (report " + res.data.saved.report_id + ")";
-      var rv = res.data.reveal;
-      document.getElementById("reveal-model").textContent = rv.model_key;
-      document.getElementById("reveal-judge").textContent = rv.judge_score === null ? "no verdict" :
-        "score " + rv.judge_score + ", " + (rv.judge_pass ? "pass" : "fail") + ", mode " + (rv.judge_failure_mode || "none");
-      document.getElementById("reveal-reason").textContent = rv.judge_reason || "";
-      document.getElementById("reveal").hidden = false;
+      show(res.data.reveal);
       nextBtn.hidden = false;
       document.documentElement.setAttribute("data-saved", item.dataset.item);
     });
@@ -85,6 +100,7 @@
     else if (k === "f") { pick("pass", "fail"); }
     else if (k === "m") { modes.selectedIndex = (modes.selectedIndex + 1) % modes.options.length; }
     else if (k === "n") { note.focus(); }
+    else if (k === "r") { peek(); }
     else if (k === "Enter") { save(); }
     else if (k === "Escape") { document.activeElement.blur(); }
     else { return; }
