@@ -545,3 +545,22 @@ def test_reveal_on_request(web: WebRun) -> None:
     assert rv["model_key"] == r.model_key and rv["judge_score"] == r.judge_score
     assert c.get(f"/runs/{web.run_id}/label/reveal/item-000000000000").status_code == 400
     assert c.get(f"/runs/nosuchrun/label/reveal/{item['item_id']}").status_code == 404
+
+
+def test_several_samples_show_pass_at_k(web: WebRun) -> None:
+    import yaml
+
+    data = yaml.safe_load((web.project.root / "runs" / "mini.yaml").read_text())
+    spec = web.project.root / "runs" / "two-samples.yaml"
+    spec.write_text(yaml.safe_dump({**data, "name": "two-samples", "samples": 2}, sort_keys=False))
+    r = web.project.cli("run", str(spec), "--ledger", str(web.ledger))
+    assert r.returncode == 0, r.stderr[-2000:]
+    c = client(web)
+    rid = next(x["id"] for x in c.get("/.json", params={"q": "two-samples"}).json()["runs"])
+    pk = c.get(f"/runs/{rid}.json").json()["summary"]["pass_at_k"]["models"]["good"]["2"]
+    html = c.get(f"/runs/{rid}").text
+    assert 'id="pass-at-k"' in html and "pass@2" in html
+    assert f"{100 * pk['estimate']:.1f}% [{100 * pk['low']:.1f}%, {100 * pk['high']:.1f}%]" in html
+    case = c.get(f"/runs/{rid}/cases/case-000.json").json()
+    assert sorted((x["model_key"], x["sample_index"]) for x in case["results"]) == \
+        [(k, i) for k in ("bad", "evil", "good") for i in (0, 1)]

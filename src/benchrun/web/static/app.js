@@ -78,6 +78,7 @@
       saved = true;
       status.textContent = "saved (report " + res.data.saved.report_id + ")";
       show(res.data.reveal);
+      document.getElementById("save").hidden = true;
       nextBtn.hidden = false;
       document.documentElement.setAttribute("data-saved", item.dataset.item);
     });
