@@ -42,6 +42,9 @@ def labels_export(
     sample: Annotated[int, typer.Option("--sample", "-n", help="How many results to label.")] = 100,
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV template to write.")] = Path("labels.csv"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stratified sample.")] = 0,
+    recorded: Annotated[bool, typer.Option("--recorded", help="Write the labels recorded in the ledger (from "
+                                           "`benchrun view` and `labels import`) instead of a blank template.")
+                        ] = False,
     ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -50,6 +53,14 @@ def labels_export(
     from benchrun import judge_trust as jt
 
     led = open_ledger(ledger)
+    if recorded:
+        info = jt.export_recorded_labels(led, jt.open_run(led, run_id), out)
+        if json_out:
+            _print_json(info)
+        else:
+            common.out().print(f"wrote {info['written']} recorded label(s) by {len(info['annotators'])} annotator(s) to "
+                               f"{info['out']} (hash {info['hash'][:12]})", markup=False)
+        return
     info = jt.export_labels(jt.open_run(led, run_id), sample, out, seed)
     if json_out:
         _print_json(info)
