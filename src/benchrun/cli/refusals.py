@@ -18,8 +18,8 @@ def refusals(
     judge: Annotated[str, typer.Option("--judge", help="The model that classifies the answers (litellm string).")],
     api_base: ApiBaseOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
-    no_cache: NoCacheOpt = False,
     ledger: LedgerOpt = None,
+    no_cache: NoCacheOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Ask a judge which answers of a run refuse; stored in the ledger, `runs show` then adds the judge's
