@@ -360,3 +360,20 @@ def test_parse_refusal_is_bounded_and_strict() -> None:
     assert parse_refusal('{"refusal": "yes"}') is None
     assert parse_refusal("x" * 5000 + '{"refusal": true}') is None
     assert parse_refusal(None) is None
+
+
+def test_answer_agreement_with_shuffled_choices_compares_the_choice_not_the_letter() -> None:
+    """Circular evaluation: sample 1 shows the choices reversed, so 'A' then 'C' is the same answer."""
+    shown = {0: ["red", "green", "blue"], 1: ["blue", "green", "red"]}
+
+    def choice_row(sample: int, letter: str) -> dict[str, Any]:
+        return _row("q", sample, "passed", f"The answer is {letter}",
+                    rules=[{"rule": f"choice {letter}", "passed": True, "extracted": letter}])
+
+    same = [choice_row(0, "A"), choice_row(1, "C")]  # red, red
+    differ = [choice_row(0, "A"), choice_row(1, "A")]  # red, blue
+    info = {"q": CaseInfo(choices=True, choices_by_sample=shown)}
+    assert holistic_table(same, info, ["a"])["models"][0]["answer_agreement"]["hits"] == 1
+    assert holistic_table(differ, info, ["a"])["models"][0]["answer_agreement"]["hits"] == 0
+    # without the orders the letters are compared as they are
+    assert holistic_table(same, {"q": CaseInfo(choices=True)}, ["a"])["models"][0]["answer_agreement"]["hits"] == 0

@@ -185,6 +185,9 @@ class CaseInfo:
     should_refuse: bool | None = None  # None: the case does not say
     max_words: int | None = None  # the case's max_words check, else the spec's max_words
     choices: bool = False  # multiple choice (unparsed answers are counted over these)
+    # circular evaluation (shuffle_choices): sample index -> the choices in the order that sample showed them,
+    # so that answer agreement compares the chosen choice, not its letter
+    choices_by_sample: Mapping[int, Sequence[str]] | None = None
 
 
 def _g(r: Mapping[str, Any], k: str) -> Any:
@@ -206,9 +209,13 @@ def _case_rate(hits: int, n: int, level: float) -> dict[str, Any] | None:
     return {**asdict(wilson_interval(hits, n, level)), "hits": hits, "n": n, "cases": n}
 
 
-def _norm_answer(r: Mapping[str, Any]) -> str | None:
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _norm_answer(r: Mapping[str, Any], shown: Mapping[int, Sequence[str]] | None = None) -> str | None:
     """What a rule-scored answer amounts to: the values its rules extracted (choice letter, number) when
-    there are any, else the answer's text case-folded with whitespace collapsed."""
+    there are any, else the answer's text case-folded with whitespace collapsed. With ``shown`` (the
+    choices each sample showed, for shuffled choices) a choice letter becomes the choice it names."""
     text = _g(r, "response_text")
     if text is None:
         return None
@@ -216,7 +223,16 @@ def _norm_answer(r: Mapping[str, Any]) -> str | None:
         outs = json.loads(_g(r, "rules") or "[]")
     except (TypeError, ValueError):
         outs = []
-    got = [str(o.get("extracted")) for o in outs if isinstance(o, dict) and o.get("extracted") is not None]
+    order = (shown or {}).get(int(_g(r, "sample_index") or 0))
+
+    def value(o: Mapping[str, Any]) -> str:
+        v = str(o.get("extracted"))
+        if order is not None and str(o.get("rule", "")).startswith("choice") and len(v) == 1 and v in _LETTERS:
+            i = _LETTERS.index(v)
+            return f"choice:{order[i]}" if i < len(order) else v
+        return v
+
+    got = [value(o) for o in outs if isinstance(o, dict) and o.get("extracted") is not None]
     if got:
         return "\x1f".join(got)
     return " ".join(str(text).casefold().split())
@@ -308,7 +324,7 @@ def holistic_row(rows: Sequence[Mapping[str, Any]], cases: Mapping[str, CaseInfo
             consistent[0] += len({_g(r, "status") for r in scored}) == 1
         if len(ans) >= 2 and all(_g(r, "scored_by") == "rules" for r in ans):  # rows before the column: unknown
             agree[1] += 1
-            agree[0] += len({_norm_answer(r) for r in ans}) == 1
+            agree[0] += len({_norm_answer(r, ci.choices_by_sample) for r in ans}) == 1
     cost_1k = None
     if not cost_unknown and any(cost):
         ivs = bootstrap_cases(cost, None, level)

@@ -136,9 +136,13 @@ def case_infos(loaded: Any) -> dict[str, Any]:
     out = {}
     for c in loaded.cases():
         own = [ch.max for ch in c.checks if ch.type == "max_words" and ch.max is not None]
+        k = getattr(loaded.spec, "shuffle_choices", None)
+        shown = None
+        if k and c.choices is not None:  # circular evaluation: the choices as each sample showed them
+            shown = {i: list(loaded.case_for_sample(c, i).choices or []) for i in range(k)}
         out[c.id] = CaseInfo(should_refuse=getattr(c, "should_refuse", None),
                              max_words=min(own) if own else getattr(loaded.spec, "max_words", None),
-                             choices=c.choices is not None)
+                             choices=c.choices is not None, choices_by_sample=shown)
     return out
 
 
