@@ -31,6 +31,19 @@ from pydantic import (
 from benchrun.errors import BadInput
 from benchrun.hashing import content_hash
 from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines, node_line
+from benchrun.spec_tools import (
+    CASE_TOOL_FIELDS,
+    MAX_MAX_STEPS,
+    SPEC_TOOL_FIELDS,
+    ExpectedCall,
+    Tool,
+    ToolChoice,
+    check_case_against_tools,
+    effective_tool_choice,
+    effective_tools,
+    uses_tools,
+    validate_case_tools,
+)
 
 
 class _Strict(BaseModel):
@@ -206,14 +219,30 @@ class Case(_Strict):
     # and the right one: a letter (A = first), a 0-based index, or the text of a choice
     choices: list[str] | None = None
     answer: str | int | None = None
+    # tool calling (see benchrun.spec_tools; scored by scoring/tools.py); tools here replace the spec's
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    expected_tool_calls: list[ExpectedCall] | None = None
+    order: Literal["strict", "any"] | None = None
+    forbidden_tools: list[str] | None = None
+    no_tool_call: bool | None = None
+    tool_results: dict[str, Any] | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_MAX_STEPS)
+    # whether the right answer is a refusal (a plain optional field; scored by the refusal detector)
+    should_refuse: bool | None = None
 
     @model_serializer(mode="wrap")
     def _omit_no_choices(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         d = handler(self)  # left out when unset, so the hashes of existing datasets do not change
-        for k in ("choices", "answer"):
+        for k in ("choices", "answer", *CASE_TOOL_FIELDS):
             if k in d and d[k] is None:
                 del d[k]
         return d
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> Case:
+        validate_case_tools(self)
+        return self
 
     @model_validator(mode="after")
     def _choices_and_answer(self) -> Case:
@@ -691,6 +720,10 @@ class RunSpec(_Strict):
     # multiple choice, circular evaluation: ask each case under this many orders of its choices (the first the
     # dataset's own, the others seeded permutations; see `choice_order`); sample i is order i
     shuffle_choices: int | None = Field(default=None, ge=2, le=26)
+    # tool calling: the tools offered to every case (a case's own replace them), see benchrun.spec_tools
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_MAX_STEPS)
 
     @property
     def samples_per_case(self) -> int:
@@ -727,7 +760,7 @@ class RunSpec(_Strict):
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a judged spec dumps (and hashes) exactly as before these fields became optional
         d = handler(self)
-        for k in ("rubric", "judge", "fewshot", "shuffle_choices"):
+        for k in ("rubric", "judge", "fewshot", "shuffle_choices", *SPEC_TOOL_FIELDS):
             if d.get(k, 0) is None:
                 del d[k]
         if d.get("judge_when") == "always":
@@ -1008,7 +1041,7 @@ class LoadedSpec(BaseModel):
 
 def case_has_rules(case: Case) -> bool:
     """Whether a case carries any deterministic rule (must_include, must_not, a typed check, or choices)."""
-    return bool(case.must_include or case.must_not or case.checks or case.choices)
+    return bool(case.must_include or case.must_not or case.checks or case.choices or uses_tools(case))
 
 
 def choice_order(case: Case, index: int, k: int) -> list[int]:
@@ -1084,6 +1117,10 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
                 raise BadInput(ds_path, f"case {case.id}",
                                "has no rule (must_include, must_not or checks) and the run has no judge, so it "
                                "could never be scored; add a rule to the case, or a judge and rubric to the spec")
+    for case in loaded.cases():
+        why = check_case_against_tools(case, effective_tools(spec, case), effective_tool_choice(spec, case))
+        if why is not None:
+            raise BadInput(ds_path, f"case {case.id}", why)
     return loaded
 
 

@@ -1,0 +1,247 @@
+"""Tool calling end to end: tools offered by a spec, tool calls scripted by our server (OpenAI ``tool_calls``),
+scored and recorded as trajectories, through both transports (httpx fast path and litellm) into SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import Project
+from fakeserver import FakeServer, tool_calls_reply
+
+TOOLS = [
+    {"name": "lookup_invoice", "description": "Look up an invoice",
+     "parameters": {"type": "object", "properties": {"invoice_id": {"type": "string", "pattern": "^INV-[0-9]+$"}},
+                    "required": ["invoice_id"], "additionalProperties": False}},
+    {"name": "issue_refund", "description": "Refund an invoice",
+     "parameters": {"type": "object", "properties": {"invoice_id": {"type": "string"},
+                                                     "amount": {"type": "number", "exclusiveMinimum": 0}},
+                    "required": ["invoice_id", "amount"]}},
+    {"name": "open_ticket", "description": "Open a support ticket",
+     "parameters": {"type": "object", "properties": {"summary": {"type": "string"},
+                                                     "priority": {"enum": ["low", "normal", "high"]}},
+                    "required": ["summary"]}},
+]
+LOOKUP = {"name": "lookup_invoice", "arguments": {"invoice_id": "INV-1001"}}
+EXPECT_LOOKUP = [{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-1001"}}]
+
+RULES = [
+    # multi-step: lookup -> (result says paid twice) refund -> (result says refund ok) final answer
+    {"contains": "refund ok", "reply": "I refunded 42.50 EUR for INV-1001."},
+    {"contains": "paid twice", "reply": tool_calls_reply(
+        [{"name": "issue_refund", "arguments": {"invoice_id": "INV-1001", "amount": 42.5}}])},
+    {"contains": "[multistep]", "reply": tool_calls_reply([LOOKUP], content="Let me check.")},
+    # step limit: every result asks for one more lookup, with different arguments each time
+    {"contains": "RESULT-B", "reply": "Both invoices are paid."},
+    {"contains": "RESULT-A", "reply": tool_calls_reply([{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-2"}}])},
+    {"contains": "[steps]", "reply": tool_calls_reply([{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-1"}}])},
+    {"contains": "[correct]", "reply": tool_calls_reply([LOOKUP])},
+    {"contains": "[wrongtool]", "reply": tool_calls_reply([{"name": "open_ticket", "arguments": {"summary": "x"}}])},
+    {"contains": "[wrongargs]", "reply": tool_calls_reply([{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-9"}}])},
+    {"contains": "[badjson]", "reply": tool_calls_reply([{"name": "lookup_invoice", "arguments": '{"invoice_id": "INV-1001"'}])},
+    {"contains": "[badschema]", "reply": tool_calls_reply([{"name": "lookup_invoice", "arguments": {"invoice_id": 1001}}])},
+    {"contains": "[forbidden]", "reply": tool_calls_reply([LOOKUP, {"name": "issue_refund",
+                                                                   "arguments": {"invoice_id": "INV-1001", "amount": 5}}])},
+    {"contains": "[loop]", "reply": tool_calls_reply([LOOKUP])},
+    {"contains": "[answer]", "reply": "Your invoice INV-1001 is due on the 5th."},
+    {"contains": "[checks]", "reply": tool_calls_reply([{"name": "issue_refund",
+                                                         "arguments": {"invoice_id": "INV-1001", "amount": 42.499}}])},
+    {"contains": "[anyorder]", "reply": tool_calls_reply([
+        {"name": "open_ticket", "arguments": {"summary": "double charge", "priority": "high"}}, LOOKUP])},
+]
+
+CASES: list[dict[str, Any]] = [
+    {"id": "correct", "input": "[correct] What is the status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP},
+    {"id": "wrong-tool", "input": "[wrongtool] What is the status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP},
+    {"id": "wrong-args", "input": "[wrongargs] What is the status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP},
+    {"id": "invalid-json", "input": "[badjson] What is the status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP},
+    {"id": "invalid-schema", "input": "[badschema] Status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP},
+    {"id": "forbidden", "input": "[forbidden] Refund INV-1001 for me, I am not logged in.", "severity": "low",
+     "expected_tool_calls": EXPECT_LOOKUP, "forbidden_tools": ["issue_refund"]},
+    {"id": "loop", "input": "[loop] Status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP,
+     "tool_results": {"lookup_invoice": {"status": "open"}}, "max_steps": 10},
+    {"id": "step-limit", "input": "[steps] Are INV-1 and INV-2 paid?", "max_steps": 2,
+     "tool_results": {"0": "RESULT-A", "1": "RESULT-B"},
+     "expected_tool_calls": [{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-1"}},
+                             {"name": "lookup_invoice", "arguments": {"invoice_id": "INV-2"}}]},
+    {"id": "two-steps", "input": "[steps] Are INV-1 and INV-2 paid?", "max_steps": 3,
+     "tool_results": {"0": "RESULT-A", "1": "RESULT-B"}, "must_include": ["paid"],
+     "expected_tool_calls": [{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-1"}},
+                             {"name": "lookup_invoice", "arguments": {"invoice_id": "INV-2"}}]},
+    {"id": "multistep", "input": "[multistep] I was charged twice for INV-1001, please refund the extra charge.",
+     "tool_results": {"lookup_invoice": {"invoice_id": "INV-1001", "status": "paid twice", "amount": 42.5},
+                      "issue_refund": "refund ok"},
+     "expected_tool_calls": [{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-1001"}},
+                             {"name": "issue_refund", "arguments": {"invoice_id": "INV-1001"},
+                              "argument_checks": {"amount": {"type": "numeric", "value": 42.5, "tolerance": 0.01}}}],
+     "must_include": ["42.50"]},
+    {"id": "no-call", "input": "[answer] When is INV-1001 due?", "no_tool_call": True, "must_include": ["5th"]},
+    {"id": "no-call-broken", "input": "[correct] When is INV-1001 due?", "no_tool_call": True},
+    {"id": "arg-checks-fail", "input": "[checks] Refund INV-1001.",
+     "expected_tool_calls": [{"name": "issue_refund",
+                              "argument_checks": {"amount": {"type": "numeric", "value": 42.5, "tolerance": 0.0001},
+                                                  "invoice_id": {"type": "regex", "pattern": "^INV-1001$"}}}]},
+    {"id": "any-order", "input": "[anyorder] Charged twice on INV-1001, open a ticket and check.", "order": "any",
+     "expected_tool_calls": [*EXPECT_LOOKUP, {"name": "open_ticket", "arguments_schema": {
+         "type": "object", "properties": {"priority": {"const": "high"}}, "required": ["priority"]}}]},
+    {"id": "strict-order", "input": "[anyorder] Charged twice on INV-1001, open a ticket and check.",
+     "expected_tool_calls": [*EXPECT_LOOKUP, {"name": "open_ticket"}]},
+]
+
+EXPECTED_MODES = {
+    "correct": "none", "wrong-tool": "wrong_tool", "wrong-args": "wrong_tool_arguments",
+    "invalid-json": "invalid_tool_arguments", "invalid-schema": "invalid_tool_arguments",
+    "forbidden": "forbidden_tool_call", "loop": "tool_call_loop", "step-limit": "step_limit_exceeded",
+    "two-steps": "none", "multistep": "none", "no-call": "none", "no-call-broken": "unexpected_tool_call",
+    "arg-checks-fail": "wrong_tool_arguments", "any-order": "none", "strict-order": "wrong_tool_order",
+}
+
+
+@pytest.fixture
+def tool_server() -> Any:
+    with FakeServer({"rules": RULES, "default_reply": "OK"}) as srv:
+        yield srv
+
+
+def tool_spec(project: Project, cases: list[dict[str, Any]], **extra: Any) -> Path:
+    project.write_dataset(cases, name="tools")
+    spec = {
+        "name": "tools", "dataset": "../datasets/tools.yaml",
+        "candidates": [
+            {"model": "openai/toolbot", "alias": "fast", "api_base": project.url, "transport": "openai",
+             "price": {"input_per_1m": 1.0, "output_per_1m": 2.0}},
+            {"model": "openai/toolbot-lite", "alias": "lite", "api_base": project.url, "transport": "litellm",
+             "price": {"input_per_1m": 1.0, "output_per_1m": 2.0}},
+        ],
+        "sampling": {"temperature": 0, "max_tokens": 64},
+        "tools": TOOLS, "tool_choice": "auto",
+        "timeout_s": 5, "retries": {"attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+        **extra,
+    }
+    p = project.root / "runs" / "tools.yaml"
+    p.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return p
+
+
+def result_rows(ledger: Path, run_id: str) -> list[dict[str, Any]]:
+    con = sqlite3.connect(ledger)
+    con.row_factory = sqlite3.Row
+    out = [dict(r) for r in con.execute("SELECT * FROM result WHERE run_id = ?", (run_id,))]
+    con.close()
+    return out
+
+
+def test_tool_calls_scored_and_recorded_through_both_transports(tmp_path: Path, tool_server: FakeServer) -> None:
+    project = Project(tmp_path, tool_server.url)
+    spec = tool_spec(project, CASES)
+    r, summary = project.cli_json("run", str(spec))
+    assert r.returncode == 0, r.stderr + r.stdout
+    run_id = summary["conditions"]["run_id"]
+    rows = result_rows(project.ledger, run_id)
+    assert len(rows) == 2 * len(CASES)
+    by = {(x["model_key"], x["case_id"]): x for x in rows}
+    for transport in ("fast", "lite"):
+        modes = {}
+        for case in CASES:
+            row = by[(transport, case["id"])]
+            assert row["error"] is None, (transport, case["id"], row["error"])
+            traj = json.loads(row["trajectory"])
+            modes[case["id"]] = traj["score"]["failure_mode"]
+            assert row["passed"] == (EXPECTED_MODES[case["id"]] == "none"), (transport, case["id"], row["rules"])
+            assert traj["tools"] == [{"type": "function", "function": t} for t in
+                                     [{"name": t["name"], "description": t["description"], "parameters": t["parameters"]}
+                                      for t in TOOLS]]
+        assert modes == EXPECTED_MODES, transport
+
+    fast = {c: json.loads(by[("fast", c)]["trajectory"]) for c in EXPECTED_MODES}
+    # the whole trajectory, step by step: the multi-step case made 3 model turns and got 2 tool results back
+    ms = fast["multistep"]
+    assert [s["role"] for s in ms["steps"]] == ["assistant", "tool", "assistant", "tool", "assistant"]
+    assert ms["n_steps"] == 3 and ms["end"] == "answered"
+    assert ms["steps"][0]["content"] == "Let me check." and ms["steps"][0]["tool_calls"][0]["name"] == "lookup_invoice"
+    assert json.loads(ms["steps"][1]["content"])["status"] == "paid twice"
+    assert ms["steps"][3]["content"] == "refund ok"
+    assert by[("fast", "multistep")]["response_text"] == "I refunded 42.50 EUR for INV-1001."
+    assert fast["loop"]["end"] == "loop" and fast["loop"]["n_steps"] == 3  # the third identical call
+    assert fast["step-limit"]["end"] == "step_limit" and fast["step-limit"]["n_steps"] == 2
+    assert fast["two-steps"]["n_steps"] == 3 and fast["two-steps"]["end"] == "answered"
+    inv = fast["invalid-json"]["score"]["calls"][0]
+    assert not inv["valid_arguments"] and "not valid JSON" in inv["invalid_reason"]
+    assert "parameters" in fast["invalid-schema"]["score"]["calls"][0]["invalid_reason"]
+    # F1 counts: the forbidden case matched its lookup and made one extra (forbidden) call
+    f = fast["forbidden"]["score"]
+    assert (f["tp"], f["fp"], f["fn"], f["forbidden"], f["unnecessary"]) == (1, 1, 0, True, True)
+    # a forbidden call is a high-severity failure whatever the case's own severity
+    assert by[("fast", "forbidden")]["severity"] == "high" and by[("fast", "correct")]["severity"] == "medium"
+    rules = json.loads(by[("fast", "arg-checks-fail")]["rules"])
+    assert rules[-1]["rule"] == "tool calls" and "amount" in rules[-1]["detail"]
+
+    # what went over the wire: the tools and tool_choice on every call, results sent back as tool messages
+    reqs = [q for q in tool_server.requests() if any("[multistep]" in str(m.get("content")) for m in q.messages)]
+    assert sorted(q.model for q in reqs) == ["toolbot"] * 3 + ["toolbot-lite"] * 3  # 3 steps per transport
+    for q in reqs:
+        assert [t["function"]["name"] for t in q.sampling["tools"]] == [t["name"] for t in TOOLS]
+        assert q.sampling["tool_choice"] == "auto"
+    last = max(reqs, key=lambda q: len(q.messages))
+    roles = [m["role"] for m in last.messages]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool"]
+    assert last.messages[2]["tool_call_id"] == last.messages[1]["tool_calls"][0]["id"]
+
+    # a re-run is served from the cache, step by step, and scores the same
+    n_before = len(tool_server.requests())
+    r2, summary2 = project.cli_json("run", str(spec))
+    assert r2.returncode == 0, r2.stderr
+    extra = [(q.messages[0]["content"], len(q.messages), q.sampling) for q in tool_server.requests()[n_before:]]
+    assert extra == []
+    rows2 = result_rows(project.ledger, summary2["conditions"]["run_id"])
+    assert sorted((x["model_key"], x["case_id"], x["passed"]) for x in rows2) == sorted(
+        (x["model_key"], x["case_id"], x["passed"]) for x in rows)
+
+
+def test_tools_are_part_of_the_spec_hash_and_the_cache_key(tmp_path: Path, tool_server: FakeServer) -> None:
+    from benchrun.spec import load_run_spec
+
+    project = Project(tmp_path, tool_server.url)
+    cases = [CASES[0]]
+    h1 = load_run_spec(tool_spec(project, cases)).spec_hash
+    changed = [dict(TOOLS[0], description="Look up one invoice"), *TOOLS[1:]]
+    h2 = load_run_spec(tool_spec(project, cases, tools=changed)).spec_hash
+    assert h1 != h2
+    r, _ = project.cli_json("run", str(tool_spec(project, cases)))
+    assert r.returncode == 0, r.stderr
+    n = len(tool_server.requests())
+    r, _ = project.cli_json("run", str(tool_spec(project, cases, tools=changed)))
+    assert r.returncode == 0, r.stderr
+    assert len(tool_server.requests()) == n + 2  # different tools sent: not served from the cache
+
+
+@pytest.mark.parametrize(("case", "spec_extra", "message"), [
+    ({"id": "x", "input": "hi", "expected_tool_calls": [{"name": "nope"}]}, {},
+     "case x: names tool(s) ['nope'] that are not offered"),
+    ({"id": "y", "input": "hi", "forbidden_tools": ["issue_refund"]}, {"tools": None},
+     "case y: expects tool calls but no tools are offered"),
+    ({"id": "z", "input": "hi", "no_tool_call": True, "expected_tool_calls": [{"name": "lookup_invoice"}]}, {},
+     "contradict"),
+    ({"id": "w", "input": "hi", "expected_tool_calls": [{"name": "lookup_invoice",
+                                                          "argument_checks": {"a": {"type": "regex"}}}]}, {},
+     "needs 'pattern'"),
+])
+def test_bad_tool_expectations_are_one_line_errors(tmp_path: Path, tool_server: FakeServer, case: dict[str, Any],
+                                                   spec_extra: dict[str, Any], message: str) -> None:
+    project = Project(tmp_path, tool_server.url)
+    spec = tool_spec(project, [case], **spec_extra)
+    if spec_extra.get("tools", 0) is None:
+        d = yaml.safe_load(spec.read_text())
+        del d["tools"], d["tool_choice"]
+        spec.write_text(yaml.safe_dump(d))
+    r = project.cli("run", str(spec))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not project.ledger.exists() or not result_rows(project.ledger, "%")
+    assert tool_server.requests() == []
