@@ -192,6 +192,46 @@ def test_tool_calls_scored_and_recorded_through_both_transports(tmp_path: Path, 
     assert roles == ["user", "assistant", "tool", "assistant", "tool"]
     assert last.messages[2]["tool_call_id"] == last.messages[1]["tool_calls"][0]["id"]
 
+    # per model tool metrics, against the counts made by hand from CASES (the same for both transports)
+    from sklearn.metrics import f1_score
+    from statsmodels.stats.proportion import proportion_confint
+
+    hand = {"name_accuracy": (12, 15), "argument_accuracy": (7, 11), "invalid_argument_rate": (2, 14),
+            "forbidden_call_rate": (1, 1), "unnecessary_call_rate": (9, 15)}
+    for key in ("fast", "lite"):
+        tm = summary["tools"]["models"][key]
+        for metric, (k, n) in hand.items():
+            got = tm[metric]
+            lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+            assert (got["successes"], got["n"]) == (k, n), (key, metric, got)
+            assert got["estimate"] == pytest.approx(k / n) and got["low"] == pytest.approx(lo, abs=1e-9)
+            assert got["high"] == pytest.approx(hi, abs=1e-9)
+        f = tm["f1"]
+        assert (f["tp"], f["fp"], f["fn"]) == (12, 10, 6)
+        # sklearn's F1 over the same calls: TP as (1, 1), FP as (0, 1), FN as (1, 0)
+        y_true, y_pred = [1] * 12 + [0] * 10 + [1] * 6, [1] * 12 + [1] * 10 + [0] * 6
+        assert f["estimate"] == pytest.approx(f1_score(y_true, y_pred)) == pytest.approx(0.6)
+        assert f["low"] < 0.6 < f["high"]
+        assert tm["failure_modes"]["invalid_tool_arguments"] == 2 and tm["failure_modes"]["none"] == 5
+    bd = {b["model_key"]: b for b in summary["breakdown"]}
+    assert bd["fast"]["failure_modes"]["forbidden_tool_call"] == 1 and "forbidden" in bd["fast"]["high_severity_failures"]
+
+    # the terminal shows the table; one case's trajectory step by step; the HTML drill-down, escaped
+    r = project.cli("runs", "show", run_id)
+    assert r.returncode == 0, r.stderr
+    assert "Tool use" in r.stdout and "tool-call F1" in r.stdout and "60.0%" in r.stdout
+    r = project.cli("runs", "show", run_id, "--case", "multistep")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.index("call #0: lookup_invoice") < out.index("result #0 (lookup_invoice)") < out.index(
+        "call #1: issue_refund") < out.index("result #1 (issue_refund): refund ok")
+    html = tmp_path / "r.html"
+    assert project.cli("report", run_id, "--html", str(html)).returncode == 0
+    page = html.read_text()
+    assert 'id="tools-table"' in page and "tool result #1" in page
+    assert "&#34;invoice_id&#34;" in page or "&quot;invoice_id&quot;" in page  # arguments escaped, not raw JSON
+    assert "not valid JSON" in page
+
     # a re-run is served from the cache, step by step, and scores the same
     n_before = len(tool_server.requests())
     r2, summary2 = project.cli_json("run", str(spec))
