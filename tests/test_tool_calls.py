@@ -192,6 +192,18 @@ def test_tool_calls_scored_and_recorded_through_both_transports(tmp_path: Path, 
     assert roles == ["user", "assistant", "tool", "assistant", "tool"]
     assert last.messages[2]["tool_call_id"] == last.messages[1]["tool_calls"][0]["id"]
 
+    # `ledger copy` names exactly the cached calls of the run, one per step
+    from benchrun.ledger.copy import run_cache_keys
+
+    con = sqlite3.connect(project.ledger)
+    con.row_factory = sqlite3.Row
+    run_row = dict(con.execute("SELECT * FROM run WHERE id = ?", (run_id,)).fetchone())
+    cached = {k for (k,) in con.execute("SELECT key FROM cache")}
+    con.close()
+    keys, unresolved = run_cache_keys(run_row, rows)
+    assert keys == cached and unresolved == 0
+    assert len(json.loads(by[("fast", "multistep")]["trajectory"])["cache_keys"]) == 3
+
     # per model tool metrics, against the counts made by hand from CASES (the same for both transports)
     from sklearn.metrics import f1_score
     from statsmodels.stats.proportion import proportion_confint

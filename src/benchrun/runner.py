@@ -483,7 +483,8 @@ class Runner:
             ep = self.endpoints[cand.key]
             cres, trajectory = await run_trajectory(
                 spec, unit.case, unit.messages, params,
-                lambda msgs, p: self._call(cand, ep, msgs, p, unit.sample, "candidate", cand_sem))
+                lambda msgs, p: self._call(cand, ep, msgs, p, unit.sample, "candidate", cand_sem),
+                key=lambda msgs, p: cache_key(cand, msgs, p, unit.sample, "candidate"))
         elif prior is not None and prior.response_text is not None and prior.error is None:
             cres = CallResult(  # the answer was recorded; only judging failed last time
                 text=prior.response_text, prompt_tokens=prior.prompt_tokens, completion_tokens=prior.completion_tokens,

@@ -66,9 +66,11 @@ def _add(a: Any, b: Any) -> Any:
 
 
 async def run(spec: RunSpec, case: Case, messages: list[dict[str, Any]], params: dict[str, Any],
-              call: Call) -> tuple[CallResult, dict[str, Any]]:
+              call: Call, key: Callable[[list[dict[str, Any]], dict[str, Any]], str] | None = None,
+              ) -> tuple[CallResult, dict[str, Any]]:
     """Play one case's trajectory; returns the combined call result (final text, summed usage) and the
-    trajectory record (tools sent, steps, how it ended, its score)."""
+    trajectory record (tools sent, steps, how it ended, its score, and with ``key`` each step's cache key,
+    for `ledger copy`)."""
     p = tool_params(spec, case, params)
     max_steps = effective_max_steps(spec, case) if case.tool_results is not None else 1
     convo = [dict(m) for m in messages]
@@ -80,7 +82,10 @@ async def run(spec: RunSpec, case: Case, messages: list[dict[str, Any]], params:
     end = "answered"
     final = ""
     cost_unknown = False
+    keys: list[str] = []
     for _step in range(max_steps):
+        if key is not None:
+            keys.append(key(convo, p))
         res = await call(convo, p)
         total.retries += res.retries
         total.attempts += res.attempts
@@ -138,6 +143,8 @@ async def run(spec: RunSpec, case: Case, messages: list[dict[str, Any]], params:
         total.cost_usd = None
     record: dict[str, Any] = {"tools": p["tools"], "tool_choice": p.get("tool_choice"), "max_steps": max_steps,
                               "steps": steps, "end": end, "n_steps": sum(1 for s in steps if s["role"] == "assistant")}
+    if key is not None:
+        record["cache_keys"] = keys
     if total.error is None:
         total.text = final
         tools = effective_tools(spec, case)
