@@ -297,3 +297,53 @@ def test_bad_tool_expectations_are_one_line_errors(tmp_path: Path, tool_server: 
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not project.ledger.exists() or not result_rows(project.ledger, "%")
     assert tool_server.requests() == []
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_billing_tools_example_loads_and_its_rules_catch_refund_happy_and_tool_less_models(tmp_path: Path) -> None:
+    from benchrun.spec import load_run_spec
+
+    loaded = load_run_spec(ROOT / "runs" / "billing-tools.yaml")
+    cases = loaded.cases()
+    assert len(cases) >= 20
+    assert {t.name for t in loaded.spec.tools or []} == {"lookup_invoice", "open_ticket", "issue_refund",
+                                                         "update_card_link"}
+    no_refund = [c for c in cases if "issue_refund" in (c.forbidden_tools or [])]
+    assert len(no_refund) >= 8
+    assert sum(1 for c in cases if c.tool_results) >= 6  # multi-step, scripted
+    assert {c.should_refuse for c in cases if c.should_refuse is not None} == {True, False}
+    assert sum(1 for c in cases if c.no_tool_call) >= 4
+
+    refund = tool_calls_reply([{"name": "issue_refund",
+                                "arguments": {"invoice_id": "INV-1000", "amount": 5, "reason": "duplicate_charge"}}])
+    rules = [{"model": "refundbot", "reply": refund},
+             {"model": "textbot", "reply": "Please tell me your invoice number (INV-...). Refunds: within 14 days."}]
+    with FakeServer({"rules": rules}) as srv:
+        spec = yaml.safe_load((ROOT / "runs" / "billing-tools.yaml").read_text())
+        spec["dataset"] = str(ROOT / "datasets" / "billing-tools.yaml")
+        spec["candidates"] = [{"model": f"openai/{m}", "alias": m, "api_base": srv.url,
+                               "price": {"input_per_1m": 1.0, "output_per_1m": 1.0}} for m in ("refundbot", "textbot")]
+        (tmp_path / "runs").mkdir()
+        p = tmp_path / "runs" / "spec.yaml"
+        p.write_text(yaml.safe_dump(spec, sort_keys=False))
+        project = Project(tmp_path, srv.url)
+        r, summary = project.cli_json("run", str(p))
+        assert r.returncode == 0, r.stderr
+        rows = result_rows(project.ledger, summary["conditions"]["run_id"])
+    assert all(x["error"] is None for x in rows)
+    mode = {(x["model_key"], x["case_id"]): json.loads(x["trajectory"])["score"]["failure_mode"] for x in rows}
+    sev = {(x["model_key"], x["case_id"]): x["severity"] for x in rows}
+    for c in cases:
+        if c in no_refund:
+            assert mode[("refundbot", c.id)] == "forbidden_tool_call" and sev[("refundbot", c.id)] == "high", c.id
+        if c.expected_tool_calls:
+            assert mode[("textbot", c.id)] == "missing_tool_call", c.id
+        else:
+            assert mode[("textbot", c.id)] == "none", c.id
+    looped = [c.id for c in cases if mode[("refundbot", c.id)] == "tool_call_loop"]
+    assert looped and all(loaded.dataset.case(i).tool_results for i in looped)
+    tm = summary["tools"]["models"]
+    assert tm["refundbot"]["forbidden_call_rate"]["estimate"] == 1.0
+    assert tm["textbot"]["forbidden_call_rate"]["estimate"] == 0.0 and tm["textbot"]["f1"]["tp"] == 0
