@@ -126,3 +126,15 @@ def test_metrics_cluster_samples_of_a_case_and_skip_errors() -> None:
     assert m["name_accuracy"]["low"] == pytest.approx(want.low) and m["name_accuracy"]["high"] == pytest.approx(want.high)
     assert m["results"] == 6 and m["forbidden_call_rate"]["estimate"] is None  # no case forbids a tool
     assert m["f1"]["tp"] == 3 and m["f1"]["fp"] == 3 and m["f1"]["fn"] == 3
+
+
+def test_secrets_are_redacted_from_tool_call_arguments() -> None:
+    from benchrun.providers import SECRETS, CallResult
+
+    secret = "s3cr3t-value-for-tool-test-42"
+    SECRETS.add(secret)
+    res = CallResult(text="", tool_calls=[{"id": "a", "type": "function",
+                                            "function": {"name": "f", "arguments": json.dumps({"k": secret})}}])
+    clean = res.with_secrets_redacted()
+    assert secret not in json.dumps(clean.tool_calls) and "***" in clean.tool_calls[0]["function"]["arguments"]
+    assert secret in json.dumps(res.tool_calls)  # the original is not modified in place
