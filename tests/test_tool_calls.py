@@ -48,6 +48,9 @@ RULES = [
     {"contains": "[forbidden]", "reply": tool_calls_reply([LOOKUP, {"name": "issue_refund",
                                                                    "arguments": {"invoice_id": "INV-1001", "amount": 5}}])},
     {"contains": "[loop]", "reply": tool_calls_reply([LOOKUP])},
+    {"contains": "[xss]", "reply": tool_calls_reply([{"name": "lookup_invoice",
+                                                      "arguments": {"invoice_id": "<script>alert(1)</script>"}}],
+                                                    content="<img src=x onerror=alert(2)>")},
     {"contains": "[answer]", "reply": "Your invoice INV-1001 is due on the 5th."},
     {"contains": "[checks]", "reply": tool_calls_reply([{"name": "issue_refund",
                                                          "arguments": {"invoice_id": "INV-1001", "amount": 42.499}}])},
@@ -91,6 +94,7 @@ CASES: list[dict[str, Any]] = [
          "type": "object", "properties": {"priority": {"const": "high"}}, "required": ["priority"]}}]},
     {"id": "strict-order", "input": "[anyorder] Charged twice on INV-1001, open a ticket and check.",
      "expected_tool_calls": [*EXPECT_LOOKUP, {"name": "open_ticket"}]},
+    {"id": "markup", "input": "[xss] Status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP},
 ]
 
 EXPECTED_MODES = {
@@ -99,6 +103,7 @@ EXPECTED_MODES = {
     "forbidden": "forbidden_tool_call", "loop": "tool_call_loop", "step-limit": "step_limit_exceeded",
     "two-steps": "none", "multistep": "none", "no-call": "none", "no-call-broken": "unexpected_tool_call",
     "arg-checks-fail": "wrong_tool_arguments", "any-order": "none", "strict-order": "wrong_tool_order",
+    "markup": "invalid_tool_arguments",
 }
 
 
@@ -208,8 +213,8 @@ def test_tool_calls_scored_and_recorded_through_both_transports(tmp_path: Path, 
     from sklearn.metrics import f1_score
     from statsmodels.stats.proportion import proportion_confint
 
-    hand = {"name_accuracy": (12, 15), "argument_accuracy": (7, 11), "invalid_argument_rate": (2, 14),
-            "forbidden_call_rate": (1, 1), "unnecessary_call_rate": (9, 15)}
+    hand = {"name_accuracy": (13, 16), "argument_accuracy": (7, 12), "invalid_argument_rate": (3, 15),
+            "forbidden_call_rate": (1, 1), "unnecessary_call_rate": (10, 16)}
     for key in ("fast", "lite"):
         tm = summary["tools"]["models"][key]
         for metric, (k, n) in hand.items():
@@ -219,19 +224,19 @@ def test_tool_calls_scored_and_recorded_through_both_transports(tmp_path: Path, 
             assert got["estimate"] == pytest.approx(k / n) and got["low"] == pytest.approx(lo, abs=1e-9)
             assert got["high"] == pytest.approx(hi, abs=1e-9)
         f = tm["f1"]
-        assert (f["tp"], f["fp"], f["fn"]) == (12, 10, 6)
+        assert (f["tp"], f["fp"], f["fn"]) == (12, 11, 7)
         # sklearn's F1 over the same calls: TP as (1, 1), FP as (0, 1), FN as (1, 0)
-        y_true, y_pred = [1] * 12 + [0] * 10 + [1] * 6, [1] * 12 + [1] * 10 + [0] * 6
-        assert f["estimate"] == pytest.approx(f1_score(y_true, y_pred)) == pytest.approx(0.6)
-        assert f["low"] < 0.6 < f["high"]
-        assert tm["failure_modes"]["invalid_tool_arguments"] == 2 and tm["failure_modes"]["none"] == 5
+        y_true, y_pred = [1] * 12 + [0] * 11 + [1] * 7, [1] * 12 + [1] * 11 + [0] * 7
+        assert f["estimate"] == pytest.approx(f1_score(y_true, y_pred)) == pytest.approx(24 / 42)
+        assert f["low"] < 24 / 42 < f["high"]
+        assert tm["failure_modes"]["invalid_tool_arguments"] == 3 and tm["failure_modes"]["none"] == 5
     bd = {b["model_key"]: b for b in summary["breakdown"]}
     assert bd["fast"]["failure_modes"]["forbidden_tool_call"] == 1 and "forbidden" in bd["fast"]["high_severity_failures"]
 
     # the terminal shows the table; one case's trajectory step by step; the HTML drill-down, escaped
     r = project.cli("runs", "show", run_id)
     assert r.returncode == 0, r.stderr
-    assert "Tool use" in r.stdout and "tool-call F1" in r.stdout and "60.0%" in r.stdout
+    assert "Tool use" in r.stdout and "tool-call F1" in r.stdout and "57.1%" in r.stdout
     r = project.cli("runs", "show", run_id, "--case", "multistep")
     assert r.returncode == 0, r.stderr
     out = r.stdout
@@ -243,6 +248,9 @@ def test_tool_calls_scored_and_recorded_through_both_transports(tmp_path: Path, 
     assert 'id="tools-table"' in page and "tool result #1" in page
     assert "&#34;invoice_id&#34;" in page or "&quot;invoice_id&quot;" in page  # arguments escaped, not raw JSON
     assert "not valid JSON" in page
+    assert "<script>alert(1)" not in page and "<img src=x" not in page and "&lt;img src=x" in page
+    r = project.cli("runs", "show", run_id, "--case", "markup")
+    assert r.returncode == 0 and "<script>alert(1)</script>" in r.stdout  # printed literally, not as markup
 
     # a re-run is served from the cache, step by step, and scores the same
     n_before = len(tool_server.requests())
