@@ -33,6 +33,8 @@ def test_arguments_are_parsed_with_bounds() -> None:
     assert "not valid JSON" in (parse_arguments('{"a": ')[1] or "")
     assert "not an object" in (parse_arguments("[1, 2]")[1] or "")
     assert "deeper" in (parse_arguments("[" * 5000 + "]" * 5000)[1] or "")
+    assert "deeper" in (parse_arguments('{"a": ' + "[" * 150 + "]" * 150 + "}")[1] or "")  # parses, too deep
+    assert parse_arguments('{"a": ' + "[" * 50 + "]" * 50 + "}")[0] is not None
     assert "limit" in (parse_arguments('{"a": "' + "x" * MAX_ARG_CHARS + '"}')[1] or "")
     assert parse_arguments('{"s": "[[[[' + "[" * 200 + '"}')[0] is not None  # brackets inside strings do not count
 

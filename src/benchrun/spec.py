@@ -39,6 +39,7 @@ from benchrun.spec_tools import (
     Tool,
     ToolChoice,
     check_case_against_tools,
+    check_json_schema,
     effective_tool_choice,
     effective_tools,
     uses_tools,
@@ -242,6 +243,13 @@ class Case(_Strict):
     @model_validator(mode="after")
     def _tool_fields(self) -> Case:
         validate_case_tools(self)
+        for exp in self.expected_tool_calls or []:
+            for arg, chk in exp.checks_for():
+                try:
+                    Check.model_validate(chk.model_dump(exclude_none=True))
+                except ValidationError as e:
+                    _, msg = _format_validation_error(e)
+                    raise ValueError(f"expected_tool_calls {exp.name}: argument_checks {arg}: {msg}") from None
         return self
 
     @model_validator(mode="after")
@@ -441,12 +449,9 @@ class Rubric(_Strict):
     @field_validator("response_schema")
     @classmethod
     def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is None:
+        if check_json_schema(v, "response_schema") is None:
             return v
-        try:
-            jsonschema.Draft202012Validator.check_schema(v)
-        except jsonschema.SchemaError as e:
-            raise ValueError(f"response_schema is not a valid JSON schema: {e.message}") from None
+        assert v is not None
         missing = {"score", "pass", "reason", "failure_mode"} - set(v.get("required", []))
         if missing:
             raise ValueError(f"response_schema must require {sorted(missing)}")

@@ -45,7 +45,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_schema(v: dict[str, Any] | None, what: str) -> dict[str, Any] | None:
+def check_json_schema(v: dict[str, Any] | None, what: str) -> dict[str, Any] | None:
+    """``v`` when it is a valid JSON schema (draft 2020-12) or None; else ValueError naming ``what``."""
     if v is None:
         return v
     try:
@@ -82,7 +83,7 @@ class Tool(_Strict):
     @field_validator("parameters")
     @classmethod
     def _params_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
-        _check_schema(v, "parameters")
+        check_json_schema(v, "parameters")
         if v.get("type", "object") != "object":
             raise ValueError("parameters must be a JSON schema of type 'object'")
         return v
@@ -107,7 +108,8 @@ def wire_tool_choice(choice: ToolChoice) -> Any:
 
 
 class ArgCheck(_Strict):
-    """A rule on one argument's value (the value as text: strings as they are, others as JSON)."""
+    """A rule on one argument's value (the value as text: strings as they are, others as JSON). Validated as
+    the dataset `Check` of the same fields when the case is (`spec.Case`), and scored by `rules.run_check`."""
 
     type: Literal["equals", "equals_any", "contains", "regex", "not_regex", "numeric"]
     value: str | float | int | None = None
@@ -116,27 +118,6 @@ class ArgCheck(_Strict):
     tolerance: float = 0.0
     rel_tolerance: float | None = Field(default=None, ge=0)
     ignore_case: bool = True
-
-    @model_validator(mode="after")
-    def _valid(self) -> ArgCheck:
-        t = self.type
-        if t in ("equals", "contains") and self.value is None:
-            raise ValueError(f"argument check '{t}' needs 'value'")
-        if t == "equals_any" and not self.values:
-            raise ValueError("argument check 'equals_any' needs 'values' (a non-empty list)")
-        if t in ("regex", "not_regex"):
-            if not self.pattern:
-                raise ValueError(f"argument check '{t}' needs 'pattern'")
-            try:
-                re.compile(self.pattern)
-            except re.error as e:
-                raise ValueError(f"argument check '{t}': invalid regular expression: {e}") from None
-        if t == "numeric":
-            try:
-                float(self.value)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise ValueError("argument check 'numeric' needs a number as 'value'") from None
-        return self
 
 
 class ExpectedCall(_Strict):
@@ -149,7 +130,7 @@ class ExpectedCall(_Strict):
     @field_validator("arguments_schema")
     @classmethod
     def _schema_ok(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _check_schema(v, "arguments_schema")
+        return check_json_schema(v, "arguments_schema")
 
     def checks_for(self) -> list[tuple[str, ArgCheck]]:
         out: list[tuple[str, ArgCheck]] = []

@@ -44,26 +44,15 @@ FAILURE_MODES = ("forbidden_tool_call", "tool_call_loop", "step_limit_exceeded",
 # ----------------------------------------------------------------------------- one call's arguments
 
 
-def _too_deep(raw: str) -> bool:
-    depth = 0
-    in_str = esc = False
-    for ch in raw:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "{[":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return True
-        elif ch in "}]":
-            depth -= 1
-    return False
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (iteratively: no recursion on hostile input)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def parse_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -74,13 +63,15 @@ def parse_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"arguments are {type(raw).__name__}, not a JSON string"
     if len(raw) > MAX_ARG_CHARS:
         return None, f"arguments are {len(raw)} characters, over the {MAX_ARG_CHARS} limit"
-    if _too_deep(raw):
-        return None, f"arguments nest deeper than {MAX_JSON_DEPTH} levels"
     text = raw.strip() or "{}"  # some servers send "" for a call without arguments
     try:
         value = json.loads(text)
-    except (ValueError, RecursionError) as e:
+    except RecursionError:  # json's own recursion guard, well before the length limit could matter
+        return None, f"arguments nest deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError as e:
         return None, f"arguments are not valid JSON ({str(e)[:120]})"
+    if _depth(value) > MAX_JSON_DEPTH:
+        return None, f"arguments nest deeper than {MAX_JSON_DEPTH} levels"
     if not isinstance(value, dict):
         return None, f"arguments are a JSON {type(value).__name__}, not an object"
     return value, None
