@@ -355,3 +355,37 @@ def test_billing_tools_example_loads_and_its_rules_catch_refund_happy_and_tool_l
     tm = summary["tools"]["models"]
     assert tm["refundbot"]["forbidden_call_rate"]["estimate"] == 1.0
     assert tm["textbot"]["forbidden_call_rate"]["estimate"] == 0.0 and tm["textbot"]["f1"]["tp"] == 0
+
+
+def test_a_provider_fault_mid_trajectory_is_a_recorded_error_not_a_crash(tmp_path: Path) -> None:
+    """Step 2 of the multi-step case always fails (HTTP 500): that result is an error with the steps so far, the
+    other cases are scored, and nothing is cached for the failed step."""
+    multistep = next(c for c in CASES if c["id"] == "multistep")
+    cfg = {"rules": RULES, "faults": [{"kind": "500", "contains": "paid twice", "first_n": 100}]}
+    with FakeServer(cfg) as srv:
+        project = Project(tmp_path, srv.url)
+        spec = tool_spec(project, [multistep, CASES[0]])
+        r, summary = project.cli_json("run", str(spec))
+        assert r.returncode == 0, r.stderr
+        rows = {(x["model_key"], x["case_id"]): x for x in result_rows(project.ledger, summary["conditions"]["run_id"])}
+    for key in ("fast", "lite"):
+        bad = rows[(key, "multistep")]
+        assert bad["status"] == "error" and bad["passed"] is None and "InternalServerError" in bad["error"]
+        traj = json.loads(bad["trajectory"])
+        assert "score" not in traj and [s["role"] for s in traj["steps"]] == ["assistant", "tool"]  # up to the fault
+        assert rows[(key, "correct")]["status"] == "passed"
+    assert summary["tools"]["models"]["fast"]["results"] == 1  # the error is left out of the tool metrics
+
+
+def test_a_case_can_bring_its_own_tools_and_name_the_tool_to_call(tmp_path: Path, tool_server: FakeServer) -> None:
+    project = Project(tmp_path, tool_server.url)
+    own = [{"type": "function", "function": {"name": "lookup_invoice", "description": "mine",
+                                              "parameters": {"type": "object", "properties": {}}}}]
+    case = {"id": "own", "input": "[correct] Status of INV-1001?", "tools": own,
+            "tool_choice": {"name": "lookup_invoice"}, "expected_tool_calls": EXPECT_LOOKUP}
+    r, _ = project.cli_json("run", str(tool_spec(project, [case])))
+    assert r.returncode == 0, r.stderr
+    q = tool_server.requests()[0]
+    assert q.sampling["tools"] == [{"type": "function", "function": {"name": "lookup_invoice", "description": "mine",
+                                                                     "parameters": {"type": "object", "properties": {}}}}]
+    assert q.sampling["tool_choice"] == {"type": "function", "function": {"name": "lookup_invoice"}}

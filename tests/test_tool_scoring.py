@@ -140,3 +140,15 @@ def test_secrets_are_redacted_from_tool_call_arguments() -> None:
     clean = res.with_secrets_redacted()
     assert secret not in json.dumps(clean.tool_calls) and "***" in clean.tool_calls[0]["function"]["arguments"]
     assert secret in json.dumps(res.tool_calls)  # the original is not modified in place
+
+
+def test_malformed_provider_tool_calls_are_scored_not_crashed_on() -> None:
+    from benchrun.scoring.tools import normalise_call
+
+    junk = [None, "x", {"function": "nope"}, {"id": 5, "function": {"name": 7, "arguments": None}},
+            {"function": {"name": "lookup_invoice", "arguments": {"invoice_id": "A"}}}]
+    calls = [normalise_call(j, i) for i, j in enumerate(junk)]
+    assert [c["name"] for c in calls] == ["", "", "", "", "lookup_invoice"]
+    assert json.loads(calls[4]["arguments"]) == {"invoice_id": "A"}  # an object sent as such becomes its JSON
+    s = score_calls(case(expected_tool_calls=[{"name": "lookup_invoice"}]), TOOLS, calls)
+    assert s["tp"] == 1 and s["fp"] == 4 and s["failure_mode"] == "wrong_tool"  # calls of tools not offered

@@ -23,7 +23,7 @@ Failure modes, the first that applies: ``forbidden_tool_call`` (recorded as high
 ``tool_call_loop``, ``step_limit_exceeded`` (both decided by the runner, `benchrun.trajectory`),
 ``invalid_tool_arguments``, ``unexpected_tool_call`` (a call under ``no_tool_call``),
 ``missing_tool_call`` (expected calls, none made), ``wrong_tool`` (the expected names are not all
-called), ``wrong_tool_order``, ``wrong_tool_arguments``, else ``none``.
+called, or a tool that is not offered was), ``wrong_tool_order``, ``wrong_tool_arguments``, else ``none``.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def score_calls(case: Case, tools: list[Tool] | None, raw_calls: list[dict[str, 
         mode = "unexpected_tool_call"
     elif n_exp and not calls:
         mode = "missing_tool_call"
-    elif n_exp and len(by_name_any) < n_exp:
+    elif (n_exp and len(by_name_any) < n_exp) or any(c["unknown_tool"] for c in calls):
         mode = "wrong_tool"
     elif n_exp and len(by_name_strict) < n_exp:
         mode = "wrong_tool_order"
