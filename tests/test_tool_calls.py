@@ -389,3 +389,24 @@ def test_a_case_can_bring_its_own_tools_and_name_the_tool_to_call(tmp_path: Path
     assert q.sampling["tools"] == [{"type": "function", "function": {"name": "lookup_invoice", "description": "mine",
                                                                      "parameters": {"type": "object", "properties": {}}}}]
     assert q.sampling["tool_choice"] == {"type": "function", "function": {"name": "lookup_invoice"}}
+
+
+def test_a_loop_is_the_same_call_however_its_arguments_are_spaced(tmp_path: Path) -> None:
+    rules = [
+        {"regex": "(R-LOOP[\\s\\S]*){2}", "reply": tool_calls_reply(
+            [{"name": "lookup_invoice", "arguments": '{ "invoice_id" :  "INV-1001" }'}])},
+        {"contains": "R-LOOP", "reply": tool_calls_reply(
+            [{"name": "lookup_invoice", "arguments": '{"invoice_id":"INV-1001"}'}])},
+        {"contains": "[wsloop]", "reply": tool_calls_reply([LOOKUP])},
+    ]
+    case = {"id": "ws", "input": "[wsloop] Status of INV-1001?", "expected_tool_calls": EXPECT_LOOKUP,
+            "tool_results": {"lookup_invoice": "R-LOOP"}, "max_steps": 8}
+    with FakeServer({"rules": rules}) as srv:
+        project = Project(tmp_path, srv.url)
+        r, summary = project.cli_json("run", str(tool_spec(project, [case])))
+        assert r.returncode == 0, r.stderr
+        rows = result_rows(project.ledger, summary["conditions"]["run_id"])
+    for row in rows:
+        traj = json.loads(row["trajectory"])
+        assert len({c["arguments"] for s in traj["steps"] for c in s.get("tool_calls", [])}) == 3  # 3 spellings
+        assert (traj["end"], traj["n_steps"], traj["score"]["failure_mode"]) == ("loop", 3, "tool_call_loop")

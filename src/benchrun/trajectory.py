@@ -121,7 +121,8 @@ async def run(spec: RunSpec, case: Case, messages: list[dict[str, Any]], params:
         calls.extend(step_calls)
         looped = False
         for c in step_calls:
-            sig = canonical_json([c["name"], c["arguments"]])
+            parsed, _ = tool_scoring.parse_arguments(c["arguments"])  # the same arguments however they are spaced
+            sig = canonical_json([c["name"], parsed if parsed is not None else c["arguments"]])
             seen[sig] = seen.get(sig, 0) + 1
             looped = looped or seen[sig] >= LOOP_REPEATS
         if looped:
