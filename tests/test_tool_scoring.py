@@ -152,3 +152,17 @@ def test_malformed_provider_tool_calls_are_scored_not_crashed_on() -> None:
     assert json.loads(calls[4]["arguments"]) == {"invoice_id": "A"}  # an object sent as such becomes its JSON
     s = score_calls(case(expected_tool_calls=[{"name": "lookup_invoice"}]), TOOLS, calls)
     assert s["tp"] == 1 and s["fp"] == 4 and s["failure_mode"] == "wrong_tool"  # calls of tools not offered
+
+
+def test_budget_bound_of_a_scripted_trajectory_counts_every_step_and_its_growing_prompt() -> None:
+    from benchrun.providers import count_tokens
+    from benchrun.spec import RunSpec
+    from benchrun.trajectory import worst_case_steps
+
+    spec = RunSpec.model_validate({"name": "s", "dataset": "d.yaml", "candidates": [{"model": "openai/x"}],
+                                   "max_steps": 3})
+    c = case(tool_results={"lookup_invoice": "short", "1": {"k": "a much longer scripted result here"}})
+    longest = count_tokens(json.dumps({"k": "a much longer scripted result here"})) + 8
+    got = worst_case_steps(spec, c, 100, 50, lambda pt, ct: float(pt + ct))
+    assert got == sum(100 + k * (50 + longest) + 50 for k in range(3))
+    assert worst_case_steps(spec, c, 100, 50, lambda pt, ct: None) is None  # unknown price stays unknown

@@ -34,8 +34,7 @@ from benchrun.scoring import prompts
 from benchrun.scoring import rules as rules_mod
 from benchrun.scoring import tools as tool_scoring
 from benchrun.spec import Case, LoadedSpec, ModelRef
-from benchrun.spec_tools import effective_max_steps
-from benchrun.trajectory import has_tools
+from benchrun.trajectory import has_tools, worst_case_steps
 from benchrun.trajectory import run as run_trajectory
 
 if TYPE_CHECKING:
@@ -420,7 +419,8 @@ class Runner:
         cand_prompt = providers.count_message_tokens(unit.messages)
         c = providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], cand_prompt, cand_max)
         if c is not None and has_tools(spec, unit.case) and unit.case.tool_results is not None:
-            c *= effective_max_steps(spec, unit.case)  # each step a call (its prompt grows: a bound, not exact)
+            c = worst_case_steps(spec, unit.case, cand_prompt, cand_max,
+                                 lambda pt, ct: providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], pt, ct))
         if not self.loaded.judged(unit.case):
             if c is None:
                 raise RunAborted("cannot bound cost for the budget: a model has no known price")
@@ -508,6 +508,8 @@ class Runner:
         if trajectory is not None:
             row.trajectory = json.dumps(trajectory)
         fresh = (cres.cost_usd or 0.0) if not cres.cached else 0.0
+        if trajectory is not None:  # some steps may have come from the cache
+            fresh = trajectory.get("fresh_cost_usd") or 0.0
         if not cres.ok:
             return row, fresh
         assert cres.text is not None

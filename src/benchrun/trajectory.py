@@ -82,6 +82,7 @@ async def run(spec: RunSpec, case: Case, messages: list[dict[str, Any]], params:
     end = "answered"
     final = ""
     cost_unknown = False
+    fresh = 0.0  # paid in this process (steps not served from the cache)
     keys: list[str] = []
     for _step in range(max_steps):
         if key is not None:
@@ -103,6 +104,8 @@ async def run(spec: RunSpec, case: Case, messages: list[dict[str, Any]], params:
             cost_unknown = True
         else:
             total.cost_usd = (total.cost_usd or 0.0) + res.cost_usd
+            if not res.cached:
+                fresh += res.cost_usd
         step_calls = [tool_scoring.normalise_call(tc, len(calls) + k) for k, tc in enumerate(res.tool_calls or [])]
         for c in step_calls:  # ids the provider drew at random would make every later step's messages (so its
             c["provider_id"], c["id"] = c["id"], f"call_{c['index']}"  # cache key) differ between identical runs
@@ -146,8 +149,26 @@ async def run(spec: RunSpec, case: Case, messages: list[dict[str, Any]], params:
                               "steps": steps, "end": end, "n_steps": sum(1 for s in steps if s["role"] == "assistant")}
     if key is not None:
         record["cache_keys"] = keys
+    record["fresh_cost_usd"] = fresh
     if total.error is None:
         total.text = final
         tools = effective_tools(spec, case)
         record["score"] = tool_scoring.score_calls(case, tools, calls, end)
     return total, record
+
+
+def worst_case_steps(spec: RunSpec, case: Case, prompt_tokens: int, max_tokens: int,
+                     cost: Callable[[int, int], float | None]) -> float | None:
+    """Upper bound on the cost of a scripted trajectory, for the budget: ``max_steps`` calls, step k's prompt
+    the case's plus k times (an answer of ``max_tokens`` + the longest scripted result, as tokens)."""
+    from benchrun.providers import count_tokens
+
+    results = [v if isinstance(v, str) else json.dumps(v) for v in (case.tool_results or {}).values()]
+    per_round = max_tokens + max([count_tokens(r[:MAX_RESULT_CHARS]) + 8 for r in results] or [0])
+    total = 0.0
+    for k in range(effective_max_steps(spec, case)):
+        c = cost(prompt_tokens + k * per_round, max_tokens)
+        if c is None:
+            return None
+        total += c
+    return total
