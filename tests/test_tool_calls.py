@@ -410,3 +410,28 @@ def test_a_loop_is_the_same_call_however_its_arguments_are_spaced(tmp_path: Path
         traj = json.loads(row["trajectory"])
         assert len({c["arguments"] for s in traj["steps"] for c in s.get("tool_calls", [])}) == 3  # 3 spellings
         assert (traj["end"], traj["n_steps"], traj["score"]["failure_mode"]) == ("loop", 3, "tool_call_loop")
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None,
+                    reason="Debian's chromium is not installed (apt-get install -y chromium); cannot render the report")
+def test_tool_report_renders_in_headless_chromium_with_model_markup_as_text(tmp_path: Path,
+                                                                              tool_server: FakeServer) -> None:
+    import re
+
+    from test_html_report import _chromium
+
+    project = Project(tmp_path, tool_server.url)
+    picked = [c for c in CASES if c["id"] in ("multistep", "markup", "forbidden")]
+    r, summary = project.cli_json("run", str(tool_spec(project, picked)))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "report.html"
+    assert project.cli("report", summary["conditions"]["run_id"], "--html", str(out)).returncode == 0
+    dom = _chromium(["--dump-dom", out.resolve().as_uri()], tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    d = dom.stdout
+    assert 'data-rendered="yes"' in d and 'id="tools-table"' in d
+    assert len(re.findall(r"<tr><td>(fast|lite)</td>", d)) >= 2  # one tools row per model
+    assert len(re.findall(r"<script[ >]", d)) == 2 and "<img" not in d  # the model's markup stayed text
+    assert "&lt;img src=x onerror=alert(2)&gt;" in d and "&lt;script&gt;alert(1)&lt;/script&gt;" in d
+    # the multi-step trajectory, step by step: 3 assistant turns and 2 tool results per model
+    assert d.count("tool result #1 (<code>issue_refund</code>)") == 2
