@@ -35,7 +35,11 @@ Config keys (all optional)
                                     ``contains``/``regex`` look at the text of all messages joined
                                     by newlines. ``{last_user}`` in a reply is replaced by the text
                                     of the last user message (literal replacement, so JSON braces
-                                    in a reply are safe).
+                                    in a reply are safe). A reply starting with ``TOOL_CALLS:``
+                                    (build it with ``tool_calls_reply``) is sent as OpenAI
+                                    ``tool_calls`` (content null, finish_reason "tool_calls"); rules
+                                    also see ``tool`` messages, so a multi-step script matches on
+                                    the tool results sent back.
     resolved_model                  model name reported in responses (default: echo the request).
     no_usage                        true: omit ``usage`` from responses.
     timeout_sleep_s                 how long a "timeout" fault holds the connection (default 30).
@@ -489,7 +493,30 @@ def _reply_for(cfg: Config, model: str, messages: list[dict[str, Any]], occurren
     return reply
 
 
+TOOL_CALLS_PREFIX = "TOOL_CALLS:"
+
+
+def tool_calls_reply(calls: list[dict[str, Any]], content: str | None = None) -> str:
+    """A reply (for ``rules``) that the server sends as OpenAI ``tool_calls``: each ``{"name", "arguments"}``,
+    with ``arguments`` an object (sent as its JSON) or a string (sent verbatim, so it may be invalid JSON)."""
+    return TOOL_CALLS_PREFIX + json.dumps({"calls": calls, "content": content})
+
+
+def _tool_message(reply: str) -> dict[str, Any] | None:
+    """A reply starting with ``TOOL_CALLS:`` (see `tool_calls_reply`) as an assistant message with tool_calls."""
+    if not reply.startswith(TOOL_CALLS_PREFIX):
+        return None
+    spec = json.loads(reply[len(TOOL_CALLS_PREFIX):])
+    calls = []
+    for i, c in enumerate(spec["calls"]):
+        args = c.get("arguments", {})
+        calls.append({"id": f"call_{i}_{uuid.uuid4().hex[:8]}", "type": "function",
+                      "function": {"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args)}})
+    return {"role": "assistant", "content": spec.get("content"), "tool_calls": calls}
+
+
 def _completion_body(cfg: Config, model: str, messages: list[dict[str, Any]], reply: str) -> dict[str, Any]:
+    tool_msg = _tool_message(reply)
     body: dict[str, Any] = {
         "id": f"chatcmpl-fake-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -499,9 +526,9 @@ def _completion_body(cfg: Config, model: str, messages: list[dict[str, Any]], re
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply},
+                "message": tool_msg or {"role": "assistant", "content": reply},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "tool_calls" if tool_msg else "stop",
             }
         ],
     }

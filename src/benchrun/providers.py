@@ -265,7 +265,16 @@ class CallResult:
         if self.text is None:
             return self
         clean = SECRETS.redact_values(self.text)
-        return self if clean == self.text else dataclasses.replace(self, text=clean)
+        calls = self.tool_calls
+        if calls is not None:
+            import json
+
+            dumped = json.dumps(calls)
+            redacted = SECRETS.redact_values(dumped)
+            calls = json.loads(redacted) if redacted != dumped else calls
+        if clean == self.text and calls is self.tool_calls:
+            return self
+        return dataclasses.replace(self, text=clean, tool_calls=calls)
 
     @classmethod
     def from_cache(cls, d: dict[str, Any]) -> CallResult:
@@ -459,7 +468,9 @@ async def complete(
                 resp = await _attempt(endpoint, messages, params, timeout_s)
                 last_latency = (time.perf_counter() - t0) * 1000
                 text = resp.text
-                if text is None or not str(text).strip():
+                if resp.tool_calls:  # an answer made of tool calls may carry no text
+                    text = text or ""
+                elif text is None or not str(text).strip():
                     raise EmptyResponse("the provider returned an empty answer")
     except Exception as exc:
         retry, desc = classify(exc)

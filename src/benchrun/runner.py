@@ -32,7 +32,10 @@ from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import prompts
 from benchrun.scoring import rules as rules_mod
+from benchrun.scoring import tools as tool_scoring
 from benchrun.spec import Case, LoadedSpec, ModelRef
+from benchrun.trajectory import has_tools, worst_case_steps
+from benchrun.trajectory import run as run_trajectory
 
 if TYPE_CHECKING:
     from benchrun.scoring.sandbox import Sandbox
@@ -415,6 +418,9 @@ class Runner:
         cand_max = int(cand_params.get("max_tokens") or 4096)
         cand_prompt = providers.count_message_tokens(unit.messages)
         c = providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], cand_prompt, cand_max)
+        if c is not None and has_tools(spec, unit.case) and unit.case.tool_results is not None:
+            c = worst_case_steps(spec, unit.case, cand_prompt, cand_max,
+                                 lambda pt, ct: providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], pt, ct))
         if not self.loaded.judged(unit.case):
             if c is None:
                 raise RunAborted("cannot bound cost for the budget: a model has no known price")
@@ -472,7 +478,14 @@ class Runner:
         cand = unit.cand
         params = spec.sampling_for(cand).as_params()
         prior = unit.prior
-        if prior is not None and prior.response_text is not None and prior.error is None:
+        trajectory: dict[str, Any] | None = None
+        if has_tools(spec, unit.case):  # a tool-using case: one or more calls (benchrun.trajectory), each cached
+            ep = self.endpoints[cand.key]
+            cres, trajectory = await run_trajectory(
+                spec, unit.case, unit.messages, params,
+                lambda msgs, p: self._call(cand, ep, msgs, p, unit.sample, "candidate", cand_sem),
+                key=lambda msgs, p: cache_key(cand, msgs, p, unit.sample, "candidate"))
+        elif prior is not None and prior.response_text is not None and prior.error is None:
             cres = CallResult(  # the answer was recorded; only judging failed last time
                 text=prior.response_text, prompt_tokens=prior.prompt_tokens, completion_tokens=prior.completion_tokens,
                 tokens_estimated=prior.tokens_estimated, cost_usd=prior.cost_usd, latency_ms=prior.latency_ms,
@@ -492,7 +505,11 @@ class Runner:
             attempts=json.dumps(cres.attempts), cached=cres.cached, error=cres.error,
             scored_by=self.loaded.scored_by(unit.case),
         )
+        if trajectory is not None:
+            row.trajectory = json.dumps(trajectory)
         fresh = (cres.cost_usd or 0.0) if not cres.cached else 0.0
+        if trajectory is not None:  # some steps may have come from the cache
+            fresh = trajectory.get("fresh_cost_usd") or 0.0
         if not cres.ok:
             return row, fresh
         assert cres.text is not None
@@ -511,6 +528,11 @@ class Runner:
         if self.loaded.judged(unit.case):
             row.injection_suspected = judge_mod.injection_signs(text, rubric.judge_prompt if rubric else "")
         outcomes = await rules_mod.evaluate_async(unit.case, text, self.sandbox)  # code checks: off the loop
+        if row.trajectory is not None:  # the tool calls' score is one more rule (scoring/tools.py)
+            tscore = json.loads(row.trajectory).get("score") or {}
+            outcomes.append(tool_scoring.rule_outcome(tscore))
+            if tscore.get("severity") == "high":
+                row.severity = "high"  # a forbidden call is a high-severity failure whatever the case's severity
         row.rules = json.dumps([o.to_dict() for o in outcomes])
         row.rules_passed = all(o.passed for o in outcomes)
         rule_errors = [o.error for o in outcomes if o.error]

@@ -31,6 +31,20 @@ from pydantic import (
 from benchrun.errors import BadInput
 from benchrun.hashing import content_hash
 from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines, node_line
+from benchrun.spec_tools import (
+    CASE_TOOL_FIELDS,
+    MAX_MAX_STEPS,
+    SPEC_TOOL_FIELDS,
+    ExpectedCall,
+    Tool,
+    ToolChoice,
+    check_case_against_tools,
+    check_json_schema,
+    effective_tool_choice,
+    effective_tools,
+    uses_tools,
+    validate_case_tools,
+)
 
 
 class _Strict(BaseModel):
@@ -206,16 +220,37 @@ class Case(_Strict):
     # and the right one: a letter (A = first), a 0-based index, or the text of a choice
     choices: list[str] | None = None
     answer: str | int | None = None
-    # whether the right behaviour is to refuse (the holistic row's correct- and over-refusal rates); unset: not said
+    # tool calling (see benchrun.spec_tools; scored by scoring/tools.py); tools here replace the spec's
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    expected_tool_calls: list[ExpectedCall] | None = None
+    order: Literal["strict", "any"] | None = None
+    forbidden_tools: list[str] | None = None
+    no_tool_call: bool | None = None
+    tool_results: dict[str, Any] | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_MAX_STEPS)
+    # whether the right answer is a refusal (a plain optional field; scored by the refusal detector)
     should_refuse: bool | None = None
 
     @model_serializer(mode="wrap")
     def _omit_no_choices(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         d = handler(self)  # left out when unset, so the hashes of existing datasets do not change
-        for k in ("choices", "answer", "should_refuse"):
+        for k in ("choices", "answer", *CASE_TOOL_FIELDS):
             if k in d and d[k] is None:
                 del d[k]
         return d
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> Case:
+        validate_case_tools(self)
+        for exp in self.expected_tool_calls or []:
+            for arg, chk in exp.checks_for():
+                try:
+                    Check.model_validate(chk.model_dump(exclude_none=True))
+                except ValidationError as e:
+                    _, msg = _format_validation_error(e)
+                    raise ValueError(f"expected_tool_calls {exp.name}: argument_checks {arg}: {msg}") from None
+        return self
 
     @model_validator(mode="after")
     def _choices_and_answer(self) -> Case:
@@ -414,12 +449,9 @@ class Rubric(_Strict):
     @field_validator("response_schema")
     @classmethod
     def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is None:
+        if check_json_schema(v, "response_schema") is None:
             return v
-        try:
-            jsonschema.Draft202012Validator.check_schema(v)
-        except jsonschema.SchemaError as e:
-            raise ValueError(f"response_schema is not a valid JSON schema: {e.message}") from None
+        assert v is not None
         missing = {"score", "pass", "reason", "failure_mode"} - set(v.get("required", []))
         if missing:
             raise ValueError(f"response_schema must require {sorted(missing)}")
@@ -696,6 +728,10 @@ class RunSpec(_Strict):
     # multiple choice, circular evaluation: ask each case under this many orders of its choices (the first the
     # dataset's own, the others seeded permutations; see `choice_order`); sample i is order i
     shuffle_choices: int | None = Field(default=None, ge=2, le=26)
+    # tool calling: the tools offered to every case (a case's own replace them), see benchrun.spec_tools
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_MAX_STEPS)
 
     @property
     def samples_per_case(self) -> int:
@@ -732,7 +768,7 @@ class RunSpec(_Strict):
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a judged spec dumps (and hashes) exactly as before these fields became optional
         d = handler(self)
-        for k in ("rubric", "judge", "fewshot", "shuffle_choices", "max_words"):
+        for k in ("rubric", "judge", "fewshot", "shuffle_choices", "max_words", *SPEC_TOOL_FIELDS):
             if d.get(k, 0) is None:
                 del d[k]
         if d.get("judge_when") == "always":
@@ -1027,7 +1063,7 @@ class LoadedSpec(BaseModel):
 
 def case_has_rules(case: Case) -> bool:
     """Whether a case carries any deterministic rule (must_include, must_not, a typed check, or choices)."""
-    return bool(case.must_include or case.must_not or case.checks or case.choices)
+    return bool(case.must_include or case.must_not or case.checks or case.choices or uses_tools(case))
 
 
 def choice_order(case: Case, index: int, k: int) -> list[int]:
@@ -1103,6 +1139,10 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
                 raise BadInput(ds_path, f"case {case.id}",
                                "has no rule (must_include, must_not or checks) and the run has no judge, so it "
                                "could never be scored; add a rule to the case, or a judge and rubric to the spec")
+    for case in loaded.cases():
+        why = check_case_against_tools(case, effective_tools(spec, case), effective_tool_choice(spec, case))
+        if why is not None:
+            raise BadInput(ds_path, f"case {case.id}", why)
     return loaded
 
 

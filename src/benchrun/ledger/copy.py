@@ -88,6 +88,16 @@ def _same(a: dict[str, Any], b: dict[str, Any], skip: Iterable[str] = ("id",)) -
     return all(_norm(a.get(k)) == _norm(b.get(k)) for k in a if k not in skipped)
 
 
+def _trajectory_keys(raw: Any) -> list[str] | None:
+    if not raw:
+        return None
+    try:
+        keys = json.loads(raw).get("cache_keys")
+    except (ValueError, AttributeError):
+        return None
+    return keys if isinstance(keys, list) and all(isinstance(k, str) for k in keys) else None
+
+
 def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[set[str], int]:
     """Cache keys the runner used for these results, and how many results' judge entries cannot be named.
 
@@ -114,8 +124,12 @@ def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[
         if cand is None:
             unresolved += 1
             continue
-        keys.add(cache_key(cand, json.loads(r["messages"]), spec.sampling_for(cand).as_params(), r["sample_index"],
-                           "candidate"))
+        step_keys = _trajectory_keys(r.get("trajectory"))
+        if step_keys is not None:  # a tool-using case: one cached call per step, keys recorded by the runner
+            keys.update(step_keys)
+        else:
+            keys.add(cache_key(cand, json.loads(r["messages"]), spec.sampling_for(cand).as_params(),
+                               r["sample_index"], "candidate"))
         stored = r.get("judge_cache_keys")
         if stored:
             try:

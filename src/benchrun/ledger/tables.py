@@ -103,6 +103,9 @@ class Result(SQLModel, table=True):
     # JSON list of the judge calls' cache keys (first call, then its re-ask), written by the runner so that
     # `ledger copy` finds a run's judge cache entries without rendering a (stored, untrusted) judge template
     judge_cache_keys: str | None = Field(default=None, sa_column=Column(Text))
+    # JSON of a tool-using case's trajectory (benchrun.trajectory): tools sent, every assistant message, tool
+    # call and tool result in order, how it ended and its tool score (scoring/tools.py); None without tools
+    trajectory: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class CacheEntry(SQLModel, table=True):

@@ -32,6 +32,7 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
             "judge_error": r["judge_error"], "latency_ms": r["latency_ms"], "cost_usd": r["cost_usd"],
             "scored_by": r.get("scored_by"),
             "injection_suspected": r.get("injection_suspected"),
+            "trajectory": json.loads(r["trajectory"]) if r.get("trajectory") else None,
         })
     cases = []
     for c in snap["dataset"]["cases"]:

@@ -204,6 +204,19 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 </table>
 {% set methods = s.models | map(attribute="pass_rate") | map(attribute="method") | reject("none") | unique | list %}
 {% if methods %}<p class="muted">pass-rate interval: {{ methods | join("; ") }}</p>{% endif %}
+{% if s.tools %}
+<h2 id="tools">Tool use</h2>
+<table id="tools-table">
+<tr><th>model</th><th>tool name accuracy</th><th>argument accuracy</th><th>invalid-argument rate</th><th>forbidden-call rate</th><th>unnecessary-call rate</th><th>tool-call F1</th><th>steps (mean/max)</th><th>failure modes</th></tr>
+{% for key, tm in s.tools.models.items() %}
+<tr><td>{{ key }}</td>
+{% for k in ["name_accuracy", "argument_accuracy", "invalid_argument_rate", "forbidden_call_rate", "unnecessary_call_rate", "f1"] %}{% set v = tm[k] %}<td class="num">{% if v.estimate is none %}n/a{% else %}{{ pct(v.estimate) }} [{{ pct(v.low) }}, {{ pct(v.high) }}]{% endif %}</td>{% endfor %}
+<td class="num">{% if tm.mean_steps is none %}n/a{% else %}{{ "%.1f" | format(tm.mean_steps) }}/{{ tm.max_steps }}{% endif %}</td>
+<td>{% for mode, n in tm.failure_modes.items() %}{{ mode }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+{% endfor %}
+</table>
+<p class="muted">rates: {{ s.tools.methods.rates }}; F1 (micro over calls): {{ s.tools.methods.f1 }}</p>
+{% endif %}
 
 {% macro holistic_table(h, table_id) %}{% if h and h.models %}{% set hk, hr = holistic(h) %}
 <table id="{{ table_id }}">
@@ -313,6 +326,9 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <pre>{{ smp.answer if smp.answer is not none else "(no answer)" }}</pre>
 {% if smp.error %}<p class="warn">error: {{ smp.error }}</p>{% endif %}
 {% if smp.rules %}<ul>{% for r in smp.rules %}<li class="{{ 'ok' if r.passed else 'warn' }}">{{ r.rule }}: {{ "ok" if r.passed else "FAILED" }}{% if r.extracted is defined and r.extracted is not none %} · extracted <code>{{ r.extracted }}</code> ({{ r.extracted_by }}){% endif %}{% if r.detail %} — {{ r.detail }}{% endif %}</li>{% endfor %}</ul>{% endif %}
+{% if smp.trajectory %}<div class="trajectory"><p class="muted">trajectory: {{ smp.trajectory.n_steps }} step(s), ended {{ smp.trajectory.end }}</p><ol>
+{% for st in smp.trajectory.steps %}{% if st.role == "assistant" %}<li>assistant{% if st.content %}: <pre>{{ st.content }}</pre>{% endif %}{% for tc in st.tool_calls %}<div>call #{{ tc.index }} <code>{{ tc.name }}</code> <code>{{ tc.arguments }}</code></div>{% endfor %}</li>{% else %}<li>tool result #{{ st.call_index }} (<code>{{ st.name }}</code>): <pre>{{ st.content }}</pre></li>{% endif %}
+{% endfor %}</ol>{% if smp.trajectory.score %}{% for tc in smp.trajectory.score.calls %}{% if tc.invalid_reason is defined %}<p class="warn">call #{{ tc.index }} invalid: {{ tc.invalid_reason }}</p>{% endif %}{% endfor %}{% endif %}</div>{% endif %}
 {% if smp.scored_by %}<p class="muted">scored by {{ smp.scored_by }}</p>{% endif %}
 {% if smp.scored_by != "rules" %}<p>judge: {% if smp.judge_score is not none %}score {{ smp.judge_score }}, {{ "pass" if smp.judge_pass else "fail" }}, mode {{ smp.failure_mode }} — {{ smp.judge_reason }}{% elif smp.judge_error %}<span class="warn">{{ smp.judge_error }}</span>{% else %}—{% endif %}{% if smp.injection_suspected %} <span class="warn">injection suspected: {{ smp.injection_suspected }}</span>{% endif %}</p>{% endif %}
 </div>

@@ -120,6 +120,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
         "circular": _circular(rows, order, loaded.spec.shuffle_choices),
         "shards": shard_summary(ledger, run),  # None unless the run was sharded (benchrun run --shard I/N)
+        "tools": tool_section(rows, order),
     }
     out["holistic"] = holistic_section(ledger, rows, loaded, order, out)
     sweep = snap.get("sweep")
@@ -186,6 +187,16 @@ def _circular(rows: list[dict[str, Any]], order: list[str], k: int | None) -> di
                       "intervals over cases; cases with an error under any order left out"}
 
 
+def tool_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:
+    """Tool-use metrics per model with intervals (analysis/tools.py); None when no case used tools."""
+    from benchrun.analysis.tools import F1_METHOD, tool_metrics
+
+    metrics = tool_metrics(rows, order)
+    if not metrics:
+        return None
+    return {"models": metrics, "methods": {"rates": "Wilson score with cases as clusters", "f1": F1_METHOD}}
+
+
 def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
     """pass@k for every k up to the samples per case, per model: the mean of the per-case unbiased
     estimates (Chen et al. 2021) over cases with at least k scored samples, with a percentile bootstrap
@@ -244,6 +255,7 @@ def case_detail(ledger: Ledger, run: Run, case_id: str) -> dict[str, Any]:
             "model_key": r.model_key, "sample_index": r.sample_index, "status": r.status, "passed": r.passed,
             "scored_by": r.scored_by, "error": r.error, "answer": r.response_text,
             "rules": json.loads(r.rules or "[]"),
+            "trajectory": json.loads(r.trajectory) if r.trajectory else None,
             "judge": None if r.judge_raw is None and r.judge_error is None else {
                 "score": r.judge_score, "pass": r.judge_pass, "failure_mode": r.judge_failure_mode,
                 "reason": r.judge_reason, "error": r.judge_error},

@@ -126,6 +126,7 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
     console.print("[dim]candidate cost: the model's own calls; judge cost: evaluation overhead (the judge's calls)[/dim]")
     _render_pass_at_k(console, s.get("pass_at_k"))
     _render_circular(console, s.get("circular"))
+    _render_tools(console, s.get("tools"))
     render_holistic(console, s.get("holistic"))
 
     for b in s["breakdown"]:
@@ -190,6 +191,7 @@ def render_case(console: Console, d: dict[str, Any]) -> None:
             if o.get("detail") and not o["passed"]:
                 line += f" — {o['detail']}"
             console.print(line, markup=False, highlight=False)
+        _render_trajectory(console, r.get("trajectory"))
         j = r["judge"]
         if j is not None:
             txt = (f"score {j['score']}, {'pass' if j['pass'] else 'fail'}, mode {j['failure_mode']} — {j['reason']}"
@@ -275,6 +277,56 @@ def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
         t.add_row(e(key), *cells)
     console.print(t)
     console.print("[dim]pass@k: " + e(pk["method"]) + "[/dim]")
+
+
+TOOL_COLUMNS = (("name_accuracy", "tool name acc."), ("argument_accuracy", "argument acc."),
+                ("invalid_argument_rate", "invalid args"), ("forbidden_call_rate", "forbidden calls"),
+                ("unnecessary_call_rate", "unnecessary calls"), ("f1", "tool-call F1"))
+
+
+def _render_tools(console: Console, tools: dict[str, Any] | None) -> None:
+    """Tool-use metrics per model, each with its 95% interval and n (--json has the counts)."""
+    if not tools:
+        return
+    t = Table(title="Tool use (95% intervals)", title_justify="left")
+    t.add_column("model")
+    for _, label in TOOL_COLUMNS:
+        t.add_column(label, justify="right")
+    t.add_column("steps (mean/max)", justify="right")
+    for key, m in tools["models"].items():
+        cells = []
+        for k, _ in TOOL_COLUMNS:
+            v = m[k]
+            n = v.get("n", v.get("cases"))
+            cells.append("n/a" if v["estimate"] is None else
+                         f"{_pct(v['estimate'])} [{_pct(v['low'])}, {_pct(v['high'])}] n={n}")
+        steps = "n/a" if m["mean_steps"] is None else f"{m['mean_steps']:.1f}/{m['max_steps']}"
+        t.add_row(e(key), *cells, steps)
+    console.print(t)
+    console.print("[dim]tool rates: " + e(tools["methods"]["rates"]) + "; F1 (micro over calls): "
+                  + e(tools["methods"]["f1"]) + "[/dim]")
+
+
+def _render_trajectory(console: Console, traj: dict[str, Any] | None) -> None:
+    """A tool-using case's trajectory, step by step (model-written text printed literally, never as markup)."""
+    if not traj:
+        return
+    console.print(f"  trajectory: {traj.get('n_steps')} step(s), ended {traj.get('end')}", markup=False,
+                  highlight=False)
+    for st in traj.get("steps", []):
+        if st.get("role") == "assistant":
+            if st.get("content"):
+                console.print("    assistant: " + str(st["content"]), markup=False, highlight=False)
+            for c in st.get("tool_calls", []):
+                console.print(f"    call #{c.get('index')}: {c.get('name')}({c.get('arguments')})", markup=False,
+                              highlight=False)
+        else:
+            console.print(f"    result #{st.get('call_index')} ({st.get('name')}): {st.get('content')}", markup=False,
+                          highlight=False)
+    score = traj.get("score") or {}
+    for c in score.get("calls", []):
+        if c.get("invalid_reason"):
+            console.print(f"    call #{c['index']} invalid: {c['invalid_reason']}", markup=False, highlight=False)
 
 
 def render_holistic(console: Console, h: dict[str, Any] | None, title: str = "Holistic row (95% intervals)") -> None:
