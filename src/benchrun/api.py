@@ -345,16 +345,18 @@ def check_key_variables(loaded: Any, where: Any) -> None:
 
 
 def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None,
-                require_calibrated: bool = False, call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
-    """Load the spec, check it, and record a new run (status ``running``); nothing is called yet."""
+                require_calibrated: bool = False, call_workers: int | str = 0, unsafe_exec: bool = False,
+                batch: bool = False) -> Prepared:
+    """Load the spec, check it, and record a new run (status ``running``); nothing is called yet.
+    ``batch`` sends every model's calls through its provider's batch API (`benchrun.batch`)."""
     from benchrun import runner
 
-    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers)
+    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers, batch)
     return Prepared(loaded, store, runner.create_run(loaded, store, unsafe_exec=unsafe_exec), workers, unsafe_exec)
 
 
 def _checked_spec(spec: str | Path | LoadedSpec, ledger: str | Path | Ledger | None, require_calibrated: bool,
-                  call_workers: int | str) -> tuple[LoadedSpec, _Store, int]:
+                  call_workers: int | str, batch: bool = False) -> tuple[LoadedSpec, _Store, int]:
     """The spec loaded and checked before a run is recorded: key variables set, call workers, calibration."""
     from benchrun import providers, runner
     from benchrun.spec import LoadedSpec
@@ -362,6 +364,10 @@ def _checked_spec(spec: str | Path | LoadedSpec, ledger: str | Path | Ledger | N
     providers.collect_env_secrets()
     store = _store(ledger)
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    if batch:
+        from benchrun.batch import batch_all
+
+        loaded = batch_all(loaded)
     check_key_variables(loaded, loaded.path or "spec")
     workers = runner.call_workers_for(loaded, call_workers)
     if require_calibrated:
@@ -438,7 +444,7 @@ def execute(prepared: Prepared, *, cache: bool = True, progress: ProgressHook | 
 def run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None, cache: bool = True,
         progress: ProgressHook | None = None, require_calibrated: bool = False,
         call_workers: int | str = 0, unsafe_exec: bool = False, shard: str | None = None,
-        run_id: str | None = None) -> RunResult:
+        run_id: str | None = None, batch: bool = False) -> RunResult:
     """Run a spec (every case × candidate × sample, scored, recorded in the ledger) and return its summary.
 
     Raises `BadInput` for a bad spec, dataset or rubric (nothing is recorded then), `UsageError`
@@ -457,7 +463,8 @@ def run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = N
         return execute(prepare_shard(spec, shard, run_id, ledger=ledger, require_calibrated=require_calibrated,
                                      call_workers=call_workers, unsafe_exec=unsafe_exec), cache=cache, progress=progress)
     return execute(prepare_run(spec, ledger=ledger, require_calibrated=require_calibrated,
-                               call_workers=call_workers, unsafe_exec=unsafe_exec), cache=cache, progress=progress)
+                               call_workers=call_workers, unsafe_exec=unsafe_exec, batch=batch), cache=cache,
+                   progress=progress)
 
 
 def resume(run_id: str, *, ledger: str | Path | Ledger | None = None, cache: bool = True,

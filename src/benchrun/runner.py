@@ -38,6 +38,7 @@ from benchrun.trajectory import has_tools, worst_case_steps
 from benchrun.trajectory import run as run_trajectory
 
 if TYPE_CHECKING:
+    from benchrun.batch import Outcome as BatchOutcome
     from benchrun.scoring.sandbox import Sandbox
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
@@ -378,6 +379,7 @@ class Runner:
         self.endpoints: dict[str, Endpoint] = {}
         self.judge_endpoint: Endpoint | None = None
         self.units_per_model: dict[str, int] = {}
+        self.batched: BatchOutcome | None = None  # answers from provider batches (benchrun.batch), by cache key
         # One writer thread: ledger writes leave the event loop (SQLite releases the GIL while it works)
         # and stay serialised, so a run never contends with itself for the database lock.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-ledger")
@@ -457,16 +459,20 @@ class Runner:
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
         key = cache_key(ref, messages, params, sample, role)
-        if self.use_cache:
+        res = self.batched.answers.pop(key, None) if self.batched is not None else None
+        if res is None and self.use_cache:
             hit = self.ledger.cache_get(key)
             if hit is not None:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
-        async with sem:
-            if self.pool is not None and not ep.local and ep.transport == "litellm":
-                res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
-            else:
-                res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+        if res is None:
+            async with sem:
+                if self.pool is not None and not ep.local and ep.transport == "litellm":
+                    res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+                else:
+                    res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+            if self.batched is not None and key in self.batched.fallbacks:  # a batch line that failed: say so
+                res.attempts = [self.batched.fallbacks[key], *res.attempts]
         res = res.with_secrets_redacted()  # a provider echoing a key must not put it in the cache or the results
         if res.ok:
             await self._write(self.ledger.cache_put, key, ref.model, res.to_cache())
@@ -619,6 +625,10 @@ class Runner:
 
         units = self.pending_units()
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
+        if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
+            from benchrun import batch
+
+            self.batched = await batch.prepare(self, units)  # waits for the run's batches; the rest is as usual
         prog = Progress(total=len(units))
         queue: asyncio.Queue[_Unit] = asyncio.Queue()
         for u in units:

@@ -610,6 +610,9 @@ class ModelRef(_Strict):
     # Which transport calls the model (benchrun.providers.transport_for): "openai" (httpx, for OpenAI-compatible
     # servers) or "litellm". Unset: openai/... models, the local model and most api_base servers use "openai".
     transport: Literal["litellm", "openai"] | None = None
+    # Submit this model's calls through the provider's batch API (benchrun.batch; about half price, answers
+    # within the provider's completion window). How calls are paid for, not what is asked: not in the spec hash.
+    batch: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -1030,6 +1033,7 @@ class LoadedSpec(BaseModel):
         for m in [*d.get("candidates", []), d.get("judge") or {}]:  # unset: hash as before the field existed
             if m.get("transport") is None:
                 m.pop("transport", None)
+            m.pop("batch", None)  # batched or not, the same calls are asked
         return content_hash(d)
 
     @classmethod

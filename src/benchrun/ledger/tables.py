@@ -173,3 +173,51 @@ class RunShard(SQLModel, table=True):
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     message: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class BatchJob(SQLModel, table=True):
+    """One provider batch (files + batches API) of a run, recorded before it is created (see `benchrun.batch`).
+
+    ``token`` is ours and goes into the batch's metadata, so a process that died between creating the
+    batch and recording its id finds it again by listing the provider's batches. ``state`` is
+    ``creating`` (not yet created, or created and not yet recorded), then the provider's status
+    (``validating``, ``in_progress``, ``finalizing``, ``completed``, ``expired``, ``failed``,
+    ``cancelled``), then ``collected`` once its answers are read, or ``abandoned`` (never created).
+    """
+
+    __tablename__ = "batch_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    token: str = Field(unique=True)
+    batch_id: str | None = Field(default=None, index=True)  # the provider's id
+    role: str  # candidate | judge
+    model_key: str
+    model: str
+    api_base: str | None = None
+    state: str
+    n_lines: int = 0
+    input_file_id: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    counts: str = "{}"  # JSON: the provider's request_counts, then ours {ok, failed, expired}
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class BatchLine(SQLModel, table=True):
+    """One call in a batch: ``custom_id`` is the call's cache key. ``state``: ``submitted``, then ``ok``
+    (answered in the batch), or ``failed`` / ``expired`` / ``cancelled`` (answered by a synchronous call
+    instead, ``fallback`` = ``sync``), or ``abandoned`` with its batch."""
+
+    __tablename__ = "batch_line"
+    __table_args__ = (UniqueConstraint("job_id", "custom_id", name="uq_batch_line"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="batch_job.id", index=True)
+    run_id: str = Field(index=True)
+    custom_id: str
+    state: str = "submitted"
+    fallback: str | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))

@@ -1,0 +1,448 @@
+"""Provider batch APIs: a run's calls submitted as batches at about half the synchronous price.
+
+A model with ``batch: true`` in the spec (or every model, with ``benchrun run --batch``) has its
+calls sent through litellm's files + batches API (``acreate_file`` / ``acreate_batch`` /
+``aretrieve_batch`` / ``afile_content``; OpenAI, Azure OpenAI, Vertex, Bedrock and vLLM's
+OpenAI-compatible batch endpoint as litellm supports them). litellm is the one batch transport for
+every model, OpenAI-compatible or not: a batch is a handful of HTTP calls, so the fast transport's
+saving does not matter here, and litellm already speaks each provider's batch dialect.
+
+Before the runner's workers start (`prepare`, the runner's one hook), the calls the run still
+needs are written as JSONL, one line per call with our cache key as ``custom_id``, in batches of
+at most `MAX_LINES` per model and role. Each batch is recorded in the ledger (`ledger.batches`,
+state ``creating``, one line per call) *before* it is created at the provider, with a token that
+goes into the batch's metadata; its id and state are recorded the moment the provider returns
+them. Then every pending batch of the run is polled (every ``BENCHRUN_BATCH_POLL_S`` seconds,
+default 30) until it ends, and its answers are read:
+
+* an answered line becomes the call's `CallResult` and goes through the runner's ordinary path
+  (`Runner._call`): the same redaction, response cache, scoring and result rows as a synchronous
+  call; its cost is at batch prices (`batch_cost`);
+* a failed, expired or cancelled line (or every line of a failed batch) is recorded as such with
+  ``fallback = "sync"``, and the runner makes that call synchronously; its result row's
+  ``attempts`` starts with the batch's failure.
+
+A process that ends while batches are pending (SIGKILL, a closed laptop) leaves them in the ledger;
+`benchrun run --resume RUN_ID` polls them again instead of resubmitting, and a batch whose creation
+was not yet recorded is found by its token in the provider's batch list (``alist_batches``), so no
+call is paid for twice. `benchrun batch status RUN_ID` refreshes the states without running anything.
+
+The judge stage is batched too when the judge has ``batch: true``: once the candidates' answers
+are in (answered in a batch or from the cache), the first judge call of every judged case is
+submitted as a second round of batches. Re-asks after an unparsable verdict are synchronous, as
+are judge calls for answers that arrive synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from benchrun import providers
+from benchrun.hashing import cache_key
+from benchrun.ledger import batches as store
+from benchrun.ledger.tables import BatchJob
+from benchrun.providers import CallResult, Endpoint
+from benchrun.spec import LoadedSpec, ModelRef
+
+if TYPE_CHECKING:
+    from benchrun.ledger import Ledger
+    from benchrun.runner import Runner, _Unit
+
+MAX_LINES = 50_000  # OpenAI's limit of requests per batch
+COMPLETION_WINDOW = "24h"
+ENDPOINT = "/v1/chat/completions"
+DEFAULT_POLL_S = 30.0
+BATCH_DISCOUNT = 0.5  # the providers' batch price where the price map lists none (OpenAI, Anthropic, Vertex: 50%)
+ACTIVE = frozenset({"creating", "validating", "in_progress", "finalizing", "cancelling"})
+ENDED = frozenset({"completed", "expired", "failed", "cancelled"})
+_LINE_FAILURE = {"expired": "expired", "cancelled": "cancelled"}
+
+
+def poll_interval() -> float:
+    try:
+        return max(0.01, float(os.environ.get("BENCHRUN_BATCH_POLL_S", DEFAULT_POLL_S)))
+    except ValueError:
+        return DEFAULT_POLL_S
+
+
+def batch_all(loaded: LoadedSpec) -> LoadedSpec:
+    """``loaded`` with ``batch: true`` on every candidate and the judge (`benchrun run --batch`)."""
+    spec = loaded.spec
+    update: dict[str, Any] = {"candidates": [c.model_copy(update={"batch": True}) for c in spec.candidates]}
+    if spec.judge is not None:
+        update["judge"] = spec.judge.model_copy(update={"batch": True})
+    return loaded.model_copy(update={"spec": spec.model_copy(update=update)})
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def batch_cost(ref: ModelRef, endpoint: Endpoint, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """USD of one call answered in a batch.
+
+    The price map's ``input_cost_per_token_batches`` / ``output_cost_per_token_batches`` when the
+    model's entry has both (litellm's map lists them for ~600 models, e.g. gpt-4o-mini at half its
+    synchronous rates); otherwise half the synchronous cost (`providers.cost_of`: the spec's
+    ``price``, or the map's rates), which is what OpenAI, Anthropic and Vertex charge for batches.
+    A local model costs 0; an unknown price stays unknown (``None``).
+    """
+    if ref.price is None and not endpoint.local:
+        from benchrun import prices
+
+        entry = prices.batch_entry(endpoint.model)
+        if entry is not None:
+            i, o = entry.get("input_cost_per_token_batches"), entry.get("output_cost_per_token_batches")
+            if isinstance(i, (int, float)) and isinstance(o, (int, float)):
+                return prompt_tokens * float(i) + completion_tokens * float(o)
+    sync = providers.cost_of(ref, endpoint, prompt_tokens, completion_tokens)
+    return None if sync is None else sync * BATCH_DISCOUNT
+
+
+# ----------------------------------------------------------------------------- calls
+
+
+@dataclass
+class BatchCall:
+    """One call to make in a batch: ``key`` (the cache key) is its ``custom_id``."""
+
+    key: str
+    ref: ModelRef
+    endpoint: Endpoint
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    role: str  # candidate | judge
+
+
+@dataclass
+class Outcome:
+    """What the batches gave: answers by cache key, and the failures of lines to redo synchronously."""
+
+    answers: dict[str, CallResult] = field(default_factory=dict)
+    fallbacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> an ``attempts`` entry
+
+
+def _litellm_kwargs(endpoint: Endpoint) -> dict[str, Any]:
+    """Where litellm sends the batch calls: the provider named by the model string, the endpoint's base and key."""
+    model = endpoint.model
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    if provider in ("hosted_vllm", "lm_studio", "llamafile") or endpoint.transport == "openai":
+        provider = "openai"  # OpenAI-compatible servers speak OpenAI's files and batches API
+    kw: dict[str, Any] = {"custom_llm_provider": provider}
+    if endpoint.api_base:
+        kw["api_base"] = endpoint.api_base
+    if endpoint.api_key:
+        kw["api_key"] = endpoint.api_key
+    return kw
+
+
+def _wire_model(endpoint: Endpoint) -> str:
+    from benchrun.openai_http import wire_model
+
+    model = wire_model(endpoint.model)
+    return model.split("/", 1)[1] if "/" in model and endpoint.transport != "openai" else model
+
+
+def input_jsonl(calls: list[BatchCall]) -> bytes:
+    """The batch input file: one OpenAI batch request per call, ``custom_id`` = cache key."""
+    lines = [json.dumps({"custom_id": c.key, "method": "POST", "url": ENDPOINT,
+                         "body": {"model": _wire_model(c.endpoint), "messages": c.messages, **c.params}},
+                        ensure_ascii=False)
+             for c in calls]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _parse_jsonl(data: bytes, limit: int) -> list[dict[str, Any]]:
+    """Lines of an output or error file (bounded: at most ``limit`` lines; unparsable lines skipped)."""
+    out = []
+    for ln in data.decode("utf-8", "replace").splitlines()[: limit + 1]:
+        try:
+            obj = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("custom_id"), str):
+            out.append(obj)
+    return out
+
+
+def _describe(line: dict[str, Any]) -> str:
+    err = line.get("error")
+    if isinstance(err, dict):
+        return f"{err.get('code') or 'error'}: {err.get('message') or ''}".strip()
+    resp = line.get("response") if isinstance(line.get("response"), dict) else {}
+    body = resp.get("body") if isinstance(resp.get("body"), dict) else {}
+    e = body.get("error")
+    msg = e.get("message") if isinstance(e, dict) else e
+    return f"status {resp.get('status_code')}: {msg or 'no answer'}"
+
+
+def _result(call: BatchCall, body: dict[str, Any]) -> CallResult | None:
+    """The call's result from the body of an answered line (None: not a usable completion)."""
+    from benchrun.openai_http import ProviderError, parse_completion
+
+    try:
+        c = parse_completion(body)
+    except ProviderError:
+        return None
+    if c.text is None or not str(c.text).strip():
+        return None
+    pt, ct, estimated = c.prompt_tokens, c.completion_tokens, False
+    if not pt or ct is None:
+        pt, ct, estimated = providers.count_message_tokens(call.messages), providers.count_tokens(str(c.text)), True
+    return CallResult(text=str(c.text), prompt_tokens=int(pt), completion_tokens=int(ct), tokens_estimated=estimated,
+                      cost_usd=batch_cost(call.ref, call.endpoint, int(pt), int(ct)), latency_ms=None,
+                      resolved_model=c.model, tool_calls=c.tool_calls)
+
+
+# ----------------------------------------------------------------------------- the provider side
+
+
+class Batches:
+    """Submits, recovers, polls and collects the batches of one run (see the module doc)."""
+
+    def __init__(self, ledger: Ledger, run_id: str, on_state: Callable[[BatchJob], None] | None = None) -> None:
+        self.ledger = ledger
+        self.run_id = run_id
+        self.on_state = on_state
+        self.poll_s = poll_interval()
+
+    async def _do(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def run(self, calls: list[BatchCall]) -> Outcome:
+        """Submit what was never submitted, wait for every batch of the run, and collect the answers to ``calls``."""
+        jobs = await self._do(store.jobs, self.ledger, self.run_id)
+        lines = await self._do(store.lines, self.ledger, self.run_id)
+        by_job: dict[int, list[str]] = {}
+        for ln in lines:
+            by_job.setdefault(ln.job_id, []).append(ln.custom_id)
+        endpoints = {c.key: c.endpoint for c in calls}
+        for job in jobs:  # recover batches created by a process that died before recording them
+            if job.state == "creating":
+                await self._recover(job, next((endpoints[k] for k in by_job.get(job.id or 0, []) if k in endpoints),
+                                              None))
+        jobs = await self._do(store.jobs, self.ledger, self.run_id)
+        lines = await self._do(store.lines, self.ledger, self.run_id)
+        live = {j.id for j in jobs if j.state != "abandoned"}
+        submitted = {ln.custom_id for ln in lines if ln.job_id in live}
+        fresh = [c for c in calls if c.key not in submitted]
+        groups: dict[tuple[str, str], list[BatchCall]] = {}
+        for c in fresh:
+            groups.setdefault((c.role, c.ref.key), []).append(c)
+        for group in groups.values():
+            for i in range(0, len(group), MAX_LINES):
+                await self._submit(group[i:i + MAX_LINES])
+        return await self.collect({c.key: c for c in calls}, wait=True)
+
+    async def _submit(self, calls: list[BatchCall]) -> None:
+        first = calls[0]
+        ep = first.endpoint
+        litellm = providers.setup_litellm()
+        token = secrets.token_hex(8)
+        job = await self._do(store.add_job, self.ledger, BatchJob(
+            run_id=self.run_id, token=token, role=first.role, model_key=first.ref.key, model=first.ref.model,
+            api_base=first.ref.api_base, state="creating", n_lines=len(calls)), [c.key for c in calls])
+        kw = _litellm_kwargs(ep)
+        f = await litellm.acreate_file(file=(f"benchrun-{self.run_id}-{token}.jsonl", input_jsonl(calls)),
+                                       purpose="batch", **kw)
+        await self._do(lambda: store.update_job(self.ledger, job.id, input_file_id=f.id))
+        b = await litellm.acreate_batch(completion_window=COMPLETION_WINDOW, endpoint=ENDPOINT, input_file_id=f.id,
+                                        metadata={"benchrun_run": self.run_id, "benchrun_token": token}, **kw)
+        await self._do(lambda: store.update_job(self.ledger, job.id, batch_id=b.id, state=str(b.status)))
+        self._notify(job.id)
+
+    async def _recover(self, job: BatchJob, ep: Endpoint | None) -> None:
+        """A ``creating`` job: the batch with its token, if the provider has it; else it was never created."""
+        assert job.id is not None
+        found = None
+        if ep is not None:
+            litellm = providers.setup_litellm()
+            after = None
+            for _ in range(100):  # pages of the provider's batch list, newest first
+                page = await litellm.alist_batches(limit=100, after=after, **_litellm_kwargs(ep))
+                data = list(getattr(page, "data", None) or [])
+                found = next((b for b in data if (getattr(b, "metadata", None) or {}).get("benchrun_token")
+                              == job.token), None)
+                if found is not None or not getattr(page, "has_more", False) or not data:
+                    break
+                after = data[-1].id
+        if found is not None:
+            await self._do(lambda: store.update_job(self.ledger, job.id, batch_id=found.id, state=str(found.status),
+                                                    input_file_id=found.input_file_id))
+        elif ep is not None:  # never created: its lines are submitted again, in a new batch
+            keys = [ln.custom_id for ln in await self._do(store.lines, self.ledger, self.run_id) if ln.job_id == job.id]
+            await self._do(store.set_lines, self.ledger, job.id, {k: ("abandoned", None, None) for k in keys})
+            await self._do(lambda: store.update_job(self.ledger, job.id, state="abandoned",
+                                                    message="not found at the provider: never created"))
+
+    def _notify(self, job_id: int | None) -> None:
+        if self.on_state is None:
+            return
+        for j in store.jobs(self.ledger, self.run_id):
+            if j.id == job_id:
+                self.on_state(j)
+
+    async def refresh(self, job: BatchJob, ep: Endpoint) -> Any:
+        """Ask the provider for the batch's state; record it when it changed. Returns the batch object."""
+        litellm = providers.setup_litellm()
+        b = await litellm.aretrieve_batch(batch_id=job.batch_id, **_litellm_kwargs(ep))
+        state = str(b.status)
+        counts = b.request_counts.model_dump() if getattr(b, "request_counts", None) is not None else {}
+        if state != job.state or json.dumps(counts) != job.counts:
+            await self._do(lambda: store.update_job(self.ledger, job.id, state=state, counts=counts,
+                                                    output_file_id=b.output_file_id, error_file_id=b.error_file_id))
+            job.state, job.counts = state, json.dumps(counts)
+            job.output_file_id, job.error_file_id = b.output_file_id, b.error_file_id
+            self._notify(job.id)
+        return b
+
+    async def collect(self, wanted_calls: dict[str, BatchCall], *, wait: bool) -> Outcome:
+        """Poll the run's batches (until they end, with ``wait``) and read the ended ones' answers to ``wanted``."""
+        out = Outcome()
+        while True:
+            jobs = [j for j in await self._do(store.jobs, self.ledger, self.run_id) if j.state != "abandoned"]
+            lines = await self._do(store.lines, self.ledger, self.run_id)
+            keys_of: dict[int, list[str]] = {}
+            for ln in lines:
+                keys_of.setdefault(ln.job_id, []).append(ln.custom_id)
+            pending = False
+            for job in jobs:
+                keys = [k for k in keys_of.get(job.id or 0, []) if k in wanted_calls]
+                if not keys or job.batch_id is None:
+                    continue
+                ep = wanted_calls[keys[0]].endpoint
+                if job.state in ACTIVE:
+                    await self.refresh(job, ep)
+                if job.state in ACTIVE:
+                    pending = True
+                elif job.state in ENDED or job.state == "collected":
+                    await self._read(job, ep, {k: wanted_calls[k] for k in keys}, out)
+            if not pending or not wait:
+                return out
+            await asyncio.sleep(self.poll_s)
+
+    async def _read(self, job: BatchJob, ep: Endpoint, calls: dict[str, BatchCall], out: Outcome) -> None:
+        """Read an ended batch's output and error files into ``out``; record each line's fate once."""
+        assert job.id is not None
+        if all(k in out.answers or k in out.fallbacks for k in calls):
+            return
+        litellm = providers.setup_litellm()
+        kw = _litellm_kwargs(ep)
+        answered: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
+        for fid in (job.output_file_id, job.error_file_id):
+            if not fid:
+                continue
+            content = await litellm.afile_content(file_id=fid, **kw)
+            for line in _parse_jsonl(content.content, job.n_lines):
+                resp = line.get("response") if isinstance(line.get("response"), dict) else {}
+                body = resp.get("body")
+                if resp.get("status_code") == 200 and isinstance(body, dict) and line.get("error") is None:
+                    answered[line["custom_id"]] = body
+                else:
+                    failed[line["custom_id"]] = _describe(line)
+        states: dict[str, tuple[str, str | None, str | None]] = {}
+        for key, call in calls.items():
+            res = _result(call, answered[key]) if key in answered else None
+            if res is not None:
+                out.answers[key] = res
+                states[key] = ("ok", None, None)
+                continue
+            kind = "failed" if key in failed or job.state == "failed" else _LINE_FAILURE.get(job.state, "failed")
+            why = failed.get(key) or (f"batch {job.state}" + (f": {job.message}" if job.message else ""))
+            if key in answered:
+                why = "the batch's answer is not a usable completion"
+            out.fallbacks[key] = {"error": f"batch {job.batch_id} line {kind} ({why[:200]}); called synchronously",
+                                  "retryable": True, "batch": job.batch_id}
+            states[key] = (kind, "sync", why[:500])
+        if job.state != "collected":
+            await self._do(store.set_lines, self.ledger, job.id, states)
+            await self._do(lambda: store.update_job(self.ledger, job.id, state="collected", counts={
+                **json.loads(job.counts or "{}"), "provider_status": job.state,
+                "ok": sum(1 for s in states.values() if s[0] == "ok"),
+                "fallback_sync": sum(1 for s in states.values() if s[1] == "sync")}))
+            job.state = "collected"
+
+
+# ----------------------------------------------------------------------------- the runner's hook
+
+
+async def prepare(runner: Runner, units: list[_Unit]) -> Outcome:
+    """Batch the calls of ``units`` for models with ``batch: true``: candidates first, then the judge's first
+    call for the answers that are in. Returns the answers (by cache key) and the lines to redo synchronously."""
+    from benchrun.runner import judge_params
+    from benchrun.scoring import judge as judge_mod
+
+    spec, loaded = runner.loaded.spec, runner.loaded
+    batches = Batches(runner.ledger, runner.run_id)
+    total = Outcome()
+    calls: list[BatchCall] = []
+    for u in units:
+        if not u.cand.batch or (u.prior is not None and u.prior.response_text is not None and u.prior.error is None):
+            continue
+        params = spec.sampling_for(u.cand).as_params()
+        key = cache_key(u.cand, u.messages, params, u.sample, "candidate")
+        if runner.use_cache and await asyncio.to_thread(runner.ledger.cache_get, key) is not None:
+            continue
+        calls.append(BatchCall(key, u.cand, runner.endpoints[u.cand.key], u.messages, params, "candidate"))
+    if calls:
+        got = await batches.run(calls)
+        total.answers.update(got.answers)
+        total.fallbacks.update(got.fallbacks)
+    judge = spec.judge
+    if judge is None or not judge.batch or loaded.rubric is None or runner.judge_endpoint is None:
+        return total
+    jparams = judge_params(loaded)
+    jcalls: dict[str, BatchCall] = {}
+    for u in units:
+        if not loaded.judged(u.case):
+            continue
+        text = await _answer_of(runner, u, total)
+        if text is None:
+            continue
+        messages = judge_mod.judge_messages(loaded.rubric, u.case, text)
+        key = cache_key(judge, messages, jparams, 0, "judge")
+        if runner.use_cache and await asyncio.to_thread(runner.ledger.cache_get, key) is not None:
+            continue
+        jcalls[key] = BatchCall(key, judge, runner.judge_endpoint, messages, jparams, "judge")
+    if jcalls:
+        got = await batches.run(list(jcalls.values()))
+        total.answers.update(got.answers)
+        total.fallbacks.update(got.fallbacks)
+    return total
+
+
+async def _answer_of(runner: Runner, u: _Unit, known: Outcome) -> str | None:
+    """The candidate's answer the judge will see (as `Runner._call` hands it on: redacted), if it is in."""
+    if u.prior is not None and u.prior.response_text is not None and u.prior.error is None:
+        return u.prior.response_text
+    params = runner.loaded.spec.sampling_for(u.cand).as_params()
+    key = cache_key(u.cand, u.messages, params, u.sample, "candidate")
+    res = known.answers.get(key)
+    if res is None and runner.use_cache:
+        hit = await asyncio.to_thread(runner.ledger.cache_get, key)
+        res = CallResult.from_cache(hit) if hit is not None else None
+    return res.with_secrets_redacted().text if res is not None and res.ok else None
+
+
+# ----------------------------------------------------------------------------- status
+
+
+async def status(ledger: Ledger, run_id: str, endpoints: dict[str, Endpoint]) -> list[BatchJob]:
+    """Refresh the provider state of the run's unfinished batches (``endpoints`` by model key); no answer is read."""
+    b = Batches(ledger, run_id)
+    for job in store.jobs(ledger, run_id):
+        ep = endpoints.get(job.model_key)
+        if ep is None:
+            continue
+        if job.state == "creating":
+            keys = [ln.custom_id for ln in store.lines(ledger, run_id) if ln.job_id == job.id]
+            await b._recover(job, ep if keys else None)
+        elif job.state in ACTIVE and job.batch_id is not None:
+            await b.refresh(job, ep)
+    return store.jobs(ledger, run_id)
