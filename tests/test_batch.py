@@ -84,3 +84,119 @@ def test_batch_run_equals_sync_run(project: Project, server: FakeServer) -> None
     for x, y in zip(a, b, strict=True):
         assert y["cost_usd"] == pytest.approx(x["cost_usd"] / 2)
         assert y["judge_cost_usd"] == pytest.approx(x["judge_cost_usd"] / 2)
+
+
+def test_failed_and_expired_lines_fall_back_to_sync_calls(project: Project, server: FakeServer) -> None:
+    spec = project.setup()
+    r, sync = project.cli_json("run", str(spec), "--no-cache")
+    assert r.returncode == 0, r.stderr
+    server.reset()
+    # case-001's lines fail (status 500 in the error file); case-002's are never run and their batches expire
+    server.set_config(fake_config(batch={"fail_contains": "(ticket 1)", "expire_contains": "(ticket 2)"}))
+    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    run_id = batched["conditions"]["run_id"]
+    a, b = _rows(project, sync["conditions"]["run_id"]), _rows(project, run_id)
+    assert [{k: x[k] for k in COMPARED} for x in a] == [{k: x[k] for k in COMPARED} for x in b]
+    lines = {(ln["custom_id"], ln["state"], ln["fallback"]) for ln in _lines(project, run_id)}
+    states: dict[str, int] = {}
+    for _, st, fb in lines:
+        states[f"{st}/{fb}"] = states.get(f"{st}/{fb}", 0) + 1
+    # 12 candidate lines: 2 failed + 2 expired, both redone synchronously; the judge batch holds the 8 answered
+    assert states == {"ok/None": 8 + 8, "failed/sync": 2, "expired/sync": 2}
+    cand_jobs = [j for j in _jobs(project, run_id) if j["role"] == "candidate"]
+    assert {json.loads(j["counts"])["provider_status"] for j in cand_jobs} == {"expired"}
+    # on the server: the failed lines ran once in the batch and once synchronously, the expired ones only
+    # synchronously, and the 4 redone answers were judged synchronously
+    by_path: dict[str, list[str]] = {}
+    for rec in server.requests():
+        by_path.setdefault(rec.path, []).append(rec.outcome)
+    assert sorted(by_path["/v1/batches"]) == sorted(["500"] * 2 + ["ok"] * 16)
+    assert sorted(by_path["/v1/chat/completions"]) == ["ok"] * 8
+    for row in b:
+        attempts = json.loads(row["attempts"])
+        if "(ticket 1)" in row["messages"] or "(ticket 2)" in row["messages"]:
+            assert attempts and "called synchronously" in attempts[0]["error"], attempts
+            kind = "failed" if "(ticket 1)" in row["messages"] else "expired"
+            assert f"line {kind}" in attempts[0]["error"]
+            assert row["cost_usd"] == pytest.approx(next(x["cost_usd"] for x in a if x["case_id"] == row["case_id"]
+                                                         and x["model_key"] == row["model_key"]))  # sync price
+        else:
+            assert attempts == []
+
+
+def test_failed_batch_falls_back_for_every_line(project: Project, server: FakeServer) -> None:
+    spec = project.setup()
+    server.set_config(fake_config(batch={"fail_batch": True}))
+    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    run_id = batched["conditions"]["run_id"]
+    assert [row["status"] for row in _rows(project, run_id)].count("passed") == 6
+    assert {(ln["state"], ln["fallback"]) for ln in _lines(project, run_id)} == {("failed", "sync")}
+    # no batch line ran; each call was made once, synchronously
+    assert _paths(server) == {"/v1/chat/completions": 24}
+    assert set(server.stats()["completed_by_prompt_key"].values()) == {1}
+
+
+def _wait_for(pred: Any, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def test_sigkill_while_batches_pending_then_resume_pays_nothing_twice(project: Project, server: FakeServer) -> None:
+    spec = project.setup()
+    r, sync = project.cli_json("run", str(spec), "--no-cache")
+    assert r.returncode == 0, r.stderr
+    server.reset()
+    server.set_config(fake_config(batch={"delay_s": 4}))
+    env = {**os.environ, "BENCHRUN_LEDGER": str(project.ledger), "COLUMNS": "200", "BENCHRUN_BATCH_POLL_S": "0.05"}
+    exe = Path(sys.executable).parent / "benchrun"
+    proc = subprocess.Popen([str(exe), "run", str(spec), "--no-cache", "--batch", "--json"], cwd=project.root,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def submitted() -> bool:
+            if not project.ledger.exists():
+                return False
+            try:
+                jobs = [j for r in _run_ids(project) if r != sync["conditions"]["run_id"] for j in _jobs(project, r)]
+            except sqlite3.OperationalError:  # the tables are not there yet
+                return False
+            return len(jobs) == 2 and all(j["state"] == "in_progress" for j in jobs)
+
+        _wait_for(submitted)
+        assert server.stats()["batch_calls"]["batches_create"] == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_id = next(r for r in _run_ids(project) if r != sync["conditions"]["run_id"])
+    assert _rows(project, run_id) == []  # killed while the batches were pending
+    # `batch status` refreshes the states at the provider and submits nothing
+    r, status = project.cli_json("batch", "status", run_id)
+    assert r.returncode == 0, r.stderr
+    assert sorted((j["role"], j["state"], j["lines"]) for j in status) == [
+        ("candidate", "in_progress", {"submitted": 6})] * 2
+    r = project.cli("batch", "status", run_id)
+    assert r.returncode == 0 and "not yet collected" in r.stdout and run_id in r.stdout
+    r, resumed = project.cli_json("run", "--resume", run_id, "--no-cache")
+    assert r.returncode == 0, r.stderr
+    a, b = _rows(project, sync["conditions"]["run_id"]), _rows(project, run_id)
+    assert [{k: x[k] for k in COMPARED} for x in a] == [{k: x[k] for k in COMPARED} for x in b]
+    st = server.stats()
+    assert st["batch_calls"]["batches_create"] == 3  # the two candidate batches, then the judge's; none again
+    assert st["batch_calls"]["files_create"] == 3
+    assert _paths(server) == {"/v1/batches": 24}  # every call answered once, in a batch; nothing synchronous
+    assert set(st["completed_by_prompt_key"].values()) == {1}
+    assert {j["state"] for j in _jobs(project, run_id)} == {"collected"}
+
+
+def _run_ids(project: Project) -> list[str]:
+    con = sqlite3.connect(project.ledger)
+    ids = [r[0] for r in con.execute("SELECT id FROM run ORDER BY created_at")]
+    con.close()
+    return ids

@@ -658,3 +658,29 @@ def estimate(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | Non
 
     loaded = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
     return estimate_run(loaded, _store(ledger), use_cache=cache)
+
+
+def batch_status(run_id: str, *, ledger: str | Path | Ledger | None = None) -> list[dict[str, Any]]:
+    """The provider batches of a run, their states refreshed at the provider (`benchrun batch status RUN_ID`).
+
+    Nothing is submitted and no answer is read: `benchrun run --resume RUN_ID` collects ended batches
+    into the run. Each dict has the ``batch_job`` columns plus ``lines`` ({state: count}).
+    """
+    from benchrun import batch, providers
+    from benchrun.ledger import batches as stored
+    from benchrun.spec import LoadedSpec
+
+    _no_running_loop("batch_status", "`await asyncio.to_thread(benchrun.batch_status, ...)`")
+    providers.collect_env_secrets()
+    store = _store(ledger)
+    run_row = store.get_run(run_id)
+    loaded = LoadedSpec.from_snapshot(json.loads(run_row.spec_snapshot))
+    refs = [*loaded.spec.candidates, *([loaded.spec.judge] if loaded.spec.judge else [])]
+    endpoints = {r.key: providers.resolve(r, run_row.spec_path or f"run {run_row.id}") for r in refs if r.batch}
+    jobs = asyncio.run(batch.status(store, run_row.id, endpoints))
+    per_job: dict[int, dict[str, int]] = {}
+    for ln in stored.lines(store, run_row.id):
+        counts = per_job.setdefault(ln.job_id, {})
+        counts[ln.state] = counts.get(ln.state, 0) + 1
+    return [{**j.model_dump(mode="json"), "counts": json.loads(j.counts or "{}"), "lines": per_job.get(j.id or 0, {})}
+            for j in jobs]

@@ -334,7 +334,7 @@ class Batches:
         litellm = providers.setup_litellm()
         kw = _litellm_kwargs(ep)
         answered: dict[str, dict[str, Any]] = {}
-        failed: dict[str, str] = {}
+        failed: dict[str, tuple[str, str]] = {}  # key -> (failed | expired | cancelled, why)
         for fid in (job.output_file_id, job.error_file_id):
             if not fid:
                 continue
@@ -345,7 +345,9 @@ class Batches:
                 if resp.get("status_code") == 200 and isinstance(body, dict) and line.get("error") is None:
                     answered[line["custom_id"]] = body
                 else:
-                    failed[line["custom_id"]] = _describe(line)
+                    code = (line.get("error") or {}).get("code") if isinstance(line.get("error"), dict) else None
+                    kind = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(str(code), "failed")
+                    failed[line["custom_id"]] = (kind, _describe(line))
         states: dict[str, tuple[str, str | None, str | None]] = {}
         for key, call in calls.items():
             res = _result(call, answered[key]) if key in answered else None
@@ -353,8 +355,7 @@ class Batches:
                 out.answers[key] = res
                 states[key] = ("ok", None, None)
                 continue
-            kind = "failed" if key in failed or job.state == "failed" else _LINE_FAILURE.get(job.state, "failed")
-            why = failed.get(key) or (f"batch {job.state}" + (f": {job.message}" if job.message else ""))
+            kind, why = failed.get(key) or (_LINE_FAILURE.get(job.state, "failed"), f"batch {job.state}")
             if key in answered:
                 why = "the batch's answer is not a usable completion"
             out.fallbacks[key] = {"error": f"batch {job.batch_id} line {kind} ({why[:200]}); called synchronously",

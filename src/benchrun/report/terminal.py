@@ -322,3 +322,24 @@ def _render_trajectory(console: Console, traj: dict[str, Any] | None) -> None:
     for c in score.get("calls", []):
         if c.get("invalid_reason"):
             console.print(f"    call #{c['index']} invalid: {c['invalid_reason']}", markup=False, highlight=False)
+
+
+def render_batches(console: Console, run_id: str, jobs: list[dict[str, Any]]) -> None:
+    """`benchrun batch status`: one line per provider batch of a run."""
+    if not jobs:
+        console.print(f"run {run_id} has no provider batches", markup=False)
+        return
+    t = Table(title=f"Batches of run {e(run_id)}", title_justify="left")
+    for c in ("batch", "role", "model", "state", "lines", "answered", "sync fallback", "updated"):
+        t.add_column(c)
+    for j in jobs:
+        lines = j["lines"]
+        t.add_row(e(j["batch_id"] or "(not created)"), e(j["role"]), e(j["model_key"]), e(j["state"]),
+                  str(j["n_lines"]), str(lines.get("ok", 0)),
+                  str(sum(v for k, v in lines.items() if k in ("failed", "expired", "cancelled"))),
+                  e(str(j["updated_at"])[:19].replace("T", " ")))
+    console.print(t)
+    pending = [j for j in jobs if j["state"] not in ("collected", "abandoned")]
+    if pending:
+        console.print(f"{len(pending)} batch(es) not yet collected: benchrun run --resume {run_id} waits for them "
+                      "and finishes the run (nothing is submitted twice)", markup=False)
