@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import Project, fake_config
 from fakeserver import FakeServer
 
@@ -185,6 +186,7 @@ def test_sigkill_while_batches_pending_then_resume_pays_nothing_twice(project: P
     assert r.returncode == 0 and "not yet collected" in r.stdout and run_id in r.stdout
     r, resumed = project.cli_json("run", "--resume", run_id, "--no-cache")
     assert r.returncode == 0, r.stderr
+    assert resumed["conditions"]["status"] == "completed"
     a, b = _rows(project, sync["conditions"]["run_id"]), _rows(project, run_id)
     assert [{k: x[k] for k in COMPARED} for x in a] == [{k: x[k] for k in COMPARED} for x in b]
     st = server.stats()

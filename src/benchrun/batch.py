@@ -52,7 +52,6 @@ from benchrun.spec import LoadedSpec, ModelRef
 
 if TYPE_CHECKING:
     from benchrun.ledger import Ledger
-    from benchrun.runner import Runner, _Unit
 
 MAX_LINES = 50_000  # OpenAI's limit of requests per batch
 COMPLETION_WINDOW = "24h"
@@ -373,62 +372,92 @@ class Batches:
 # ----------------------------------------------------------------------------- the runner's hook
 
 
-async def prepare(runner: Runner, units: list[_Unit]) -> Outcome:
-    """Batch the calls of ``units`` for models with ``batch: true``: candidates first, then the judge's first
-    call for the answers that are in. Returns the answers (by cache key) and the lines to redo synchronously."""
-    from benchrun.runner import judge_params
-    from benchrun.scoring import judge as judge_mod
+@dataclass
+class Planned:
+    """A cell the runner still has to answer, as the batches need it (built by `Runner._batch_plan`).
 
-    spec, loaded = runner.loaded.spec, runner.loaded
-    batches = Batches(runner.ledger, runner.run_id)
+    ``answer`` is an answer already recorded (only its judging is redone); ``judge_messages`` renders the
+    judge's first call for an answer (None: the case is scored by rules alone)."""
+
+    ref: ModelRef
+    endpoint: Endpoint
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    sample: int
+    answer: str | None
+    judge_messages: Callable[[str], list[dict[str, Any]]] | None
+
+
+@dataclass
+class Judge:
+    ref: ModelRef
+    endpoint: Endpoint
+    params: dict[str, Any]
+
+
+async def prepare(ledger: Ledger, run_id: str, plan: list[Planned], judge: Judge | None, *, use_cache: bool,
+                  budget_usd: float | None = None) -> Outcome:
+    """Batch the planned calls of models with ``batch: true``: candidates first, then the judge's first call
+    for the answers that are in. Returns the answers (by cache key) and the lines to redo synchronously.
+
+    With ``budget_usd``, a round is batched only when its worst case (every line at its ``max_tokens``, at
+    batch prices) fits in the budget: a batch is paid as a whole, so it cannot stop at the cap as
+    synchronous calls do; otherwise its calls are made synchronously, under the runner's budget control.
+    """
+    batches = Batches(ledger, run_id)
     total = Outcome()
+
+    async def cached(key: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(ledger.cache_get, key) if use_cache else None
+
     calls: list[BatchCall] = []
-    for u in units:
-        if not u.cand.batch or (u.prior is not None and u.prior.response_text is not None and u.prior.error is None):
+    for p in plan:
+        if not p.ref.batch or p.answer is not None:
             continue
-        params = spec.sampling_for(u.cand).as_params()
-        key = cache_key(u.cand, u.messages, params, u.sample, "candidate")
-        if runner.use_cache and await asyncio.to_thread(runner.ledger.cache_get, key) is not None:
-            continue
-        calls.append(BatchCall(key, u.cand, runner.endpoints[u.cand.key], u.messages, params, "candidate"))
-    if calls:
+        key = cache_key(p.ref, p.messages, p.params, p.sample, "candidate")
+        if await cached(key) is None:
+            calls.append(BatchCall(key, p.ref, p.endpoint, p.messages, p.params, "candidate"))
+    if calls and _affordable(calls, budget_usd):
         got = await batches.run(calls)
         total.answers.update(got.answers)
         total.fallbacks.update(got.fallbacks)
-    judge = spec.judge
-    if judge is None or not judge.batch or loaded.rubric is None or runner.judge_endpoint is None:
+    if judge is None or not judge.ref.batch:
         return total
-    jparams = judge_params(loaded)
     jcalls: dict[str, BatchCall] = {}
-    for u in units:
-        if not loaded.judged(u.case):
+    for p in plan:
+        if p.judge_messages is None:
             continue
-        text = await _answer_of(runner, u, total)
+        text = p.answer
+        if text is None:
+            key = cache_key(p.ref, p.messages, p.params, p.sample, "candidate")
+            res = total.answers.get(key)
+            if res is None and (hit := await cached(key)) is not None:
+                res = CallResult.from_cache(hit)
+            text = res.with_secrets_redacted().text if res is not None and res.ok else None  # as Runner._call hands it on
         if text is None:
             continue
-        messages = judge_mod.judge_messages(loaded.rubric, u.case, text)
-        key = cache_key(judge, messages, jparams, 0, "judge")
-        if runner.use_cache and await asyncio.to_thread(runner.ledger.cache_get, key) is not None:
-            continue
-        jcalls[key] = BatchCall(key, judge, runner.judge_endpoint, messages, jparams, "judge")
-    if jcalls:
+        messages = p.judge_messages(text)
+        key = cache_key(judge.ref, messages, judge.params, 0, "judge")
+        if await cached(key) is None:
+            jcalls[key] = BatchCall(key, judge.ref, judge.endpoint, messages, judge.params, "judge")
+    if jcalls and _affordable(list(jcalls.values()), budget_usd):
         got = await batches.run(list(jcalls.values()))
         total.answers.update(got.answers)
         total.fallbacks.update(got.fallbacks)
     return total
 
 
-async def _answer_of(runner: Runner, u: _Unit, known: Outcome) -> str | None:
-    """The candidate's answer the judge will see (as `Runner._call` hands it on: redacted), if it is in."""
-    if u.prior is not None and u.prior.response_text is not None and u.prior.error is None:
-        return u.prior.response_text
-    params = runner.loaded.spec.sampling_for(u.cand).as_params()
-    key = cache_key(u.cand, u.messages, params, u.sample, "candidate")
-    res = known.answers.get(key)
-    if res is None and runner.use_cache:
-        hit = await asyncio.to_thread(runner.ledger.cache_get, key)
-        res = CallResult.from_cache(hit) if hit is not None else None
-    return res.with_secrets_redacted().text if res is not None and res.ok else None
+def _affordable(calls: list[BatchCall], budget_usd: float | None) -> bool:
+    if budget_usd is None:
+        return True
+    worst = 0.0
+    for c in calls:
+        cost = batch_cost(c.ref, c.endpoint, providers.count_message_tokens(c.messages),
+                          int(c.params.get("max_tokens") or 4096))
+        if cost is None:
+            return False
+        worst += cost
+    return worst <= budget_usd
 
 
 # ----------------------------------------------------------------------------- status

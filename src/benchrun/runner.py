@@ -628,7 +628,10 @@ class Runner:
         if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
             from benchrun import batch
 
-            self.batched = await batch.prepare(self, units)  # waits for the run's batches; the rest is as usual
+            judge = None if self.judge_endpoint is None or spec.judge is None else batch.Judge(
+                spec.judge, self.judge_endpoint, judge_params(self.loaded))
+            self.batched = await batch.prepare(self.ledger, self.run_id, self._batch_plan(units), judge,
+                                               use_cache=self.use_cache, budget_usd=spec.budget_usd)
         prog = Progress(total=len(units))
         queue: asyncio.Queue[_Unit] = asyncio.Queue()
         for u in units:
@@ -708,6 +711,21 @@ class Runner:
         if self.state.stop is not None:
             return RunOutcome(self.run_id, self.state.stop_status, self.state.stop, prog)
         return RunOutcome(self.run_id, "completed", None, prog)
+
+    def _batch_plan(self, units: list[_Unit]) -> list[Any]:
+        """The units as `benchrun.batch.prepare` needs them (waits for the run's batches; the rest runs as usual)."""
+        from benchrun import batch
+
+        spec, rubric = self.loaded.spec, self.loaded.rubric
+        plan = []
+        for u in units:
+            prior = u.prior
+            answer = prior.response_text if prior is not None and prior.error is None else None
+            judged = rubric is not None and self.loaded.judged(u.case)
+            plan.append(batch.Planned(
+                u.cand, self.endpoints[u.cand.key], u.messages, spec.sampling_for(u.cand).as_params(), u.sample,
+                answer, (lambda text, c=u.case: judge_mod.judge_messages(rubric, c, text)) if judged else None))
+        return plan
 
     async def _watch_faults(self, cand: ModelRef, row: Result) -> None:
         """Abort the run when a provider is plainly unreachable, instead of erroring every case."""
