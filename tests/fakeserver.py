@@ -77,7 +77,8 @@ Config keys (all optional)
                                     Lines whose text contains ``fail_contains`` fail (error file, status 500);
                                     lines containing ``expire_contains`` are never run and the batch ends
                                     "expired" (those lines in the error file with code ``batch_expired``);
-                                    ``fail_batch`` makes the whole batch "failed" (validation error, no output).
+                                    ``fail_batch`` makes the whole batch "failed" (validation error, no output);
+                                    ``reject_create`` answers POST /v1/batches with 400 (a provider without batches).
                                     Output and error files are JSONL in OpenAI's format
                                     (``{"id", "custom_id", "response": {"status_code", "request_id", "body"},
                                     "error"}``). Files and batches survive /config and are cleared by /reset.
@@ -144,7 +145,7 @@ _CONFIG_KEYS = {
     "hold_timeout_s",
     "batch",
 }
-_BATCH_KEYS = {"delay_s", "fail_contains", "expire_contains", "fail_batch"}
+_BATCH_KEYS = {"delay_s", "fail_contains", "expire_contains", "fail_batch", "reject_create"}
 _RULE_KEYS = {"model", "contains", "regex", "reply", "replies"}
 _FAULT_KEYS = {"kind", "model", "contains", "first_n", "rate", "seed", "retry_after"}
 _ERROR_TEXT = {
@@ -329,7 +330,8 @@ def _parse_batch(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict) or set(raw) - _BATCH_KEYS:
         raise ValueError(f"fakeserver config: batch must be an object with only {sorted(_BATCH_KEYS)}")
     return {"delay_s": float(raw.get("delay_s", 0.0)), "fail_contains": raw.get("fail_contains"),
-            "expire_contains": raw.get("expire_contains"), "fail_batch": bool(raw.get("fail_batch", False))}
+            "expire_contains": raw.get("expire_contains"), "fail_batch": bool(raw.get("fail_batch", False)),
+            "reject_create": bool(raw.get("reject_create", False))}
 
 
 # --------------------------------------------------------------------------- state
@@ -543,6 +545,8 @@ class _Batches:
         fid = body.get("input_file_id")
         with self.state.lock:
             self._count("batches_create")
+            if self.state.config.batch.get("reject_create"):
+                return 400, {"error": {"message": "batches are disabled on this server", "type": "invalid_request_error"}}
             if fid not in self.state.files:
                 return 400, {"error": {"message": f"no file {fid!r}", "type": "invalid_request_error"}}
             now = int(time.time())

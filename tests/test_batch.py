@@ -184,6 +184,12 @@ def test_sigkill_while_batches_pending_then_resume_pays_nothing_twice(project: P
         ("candidate", "in_progress", {"submitted": 6})] * 2
     r = project.cli("batch", "status", run_id)
     assert r.returncode == 0 and "not yet collected" in r.stdout and run_id in r.stdout
+    # as if the process had died between the provider creating one batch and the ledger recording its id
+    con = sqlite3.connect(project.ledger)
+    with con:
+        con.execute("UPDATE batch_job SET state = 'creating', batch_id = NULL WHERE id = "
+                    "(SELECT MIN(id) FROM batch_job WHERE run_id = ?)", (run_id,))
+    con.close()
     r, resumed = project.cli_json("run", "--resume", run_id, "--no-cache")
     assert r.returncode == 0, r.stderr
     assert resumed["conditions"]["status"] == "completed"
@@ -191,6 +197,7 @@ def test_sigkill_while_batches_pending_then_resume_pays_nothing_twice(project: P
     assert [{k: x[k] for k in COMPARED} for x in a] == [{k: x[k] for k in COMPARED} for x in b]
     st = server.stats()
     assert st["batch_calls"]["batches_create"] == 3  # the two candidate batches, then the judge's; none again
+    assert st["batch_calls"]["batches_list"] >= 1  # the unrecorded batch was found by its token
     assert st["batch_calls"]["files_create"] == 3
     assert _paths(server) == {"/v1/batches": 24}  # every call answered once, in a batch; nothing synchronous
     assert set(st["completed_by_prompt_key"].values()) == {1}
@@ -202,3 +209,53 @@ def _run_ids(project: Project) -> list[str]:
     ids = [r[0] for r in con.execute("SELECT id FROM run ORDER BY created_at")]
     con.close()
     return ids
+
+
+def test_batch_that_cannot_be_created_falls_back_to_sync(project: Project, server: FakeServer) -> None:
+    spec = project.setup()
+    server.set_config(fake_config(batch={"reject_create": True}))
+    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    run_id = batched["conditions"]["run_id"]
+    assert [row["status"] for row in _rows(project, run_id)].count("passed") == 6
+    jobs = _jobs(project, run_id)
+    assert {j["state"] for j in jobs} == {"failed"} and all(j["batch_id"] is None for j in jobs)
+    assert all("creating the batch failed" in j["message"] and "batches are disabled" in j["message"] for j in jobs)
+    assert {(ln["state"], ln["fallback"]) for ln in _lines(project, run_id)} == {("failed", "sync")}
+    st = server.stats()
+    assert st["batch_calls"]["batches_list"] >= 1  # it looked for a batch created despite the error first
+    assert _paths(server) == {"/v1/chat/completions": 24}
+    assert set(st["completed_by_prompt_key"].values()) == {1}
+    row = _rows(project, run_id)[0]
+    assert "batch not submitted" in json.loads(row["attempts"])[0]["error"]
+
+
+def test_spec_hash_does_not_depend_on_batch(project: Project) -> None:
+    spec = project.setup()
+    r, sync = project.cli_json("run", str(spec))
+    assert r.returncode == 0, r.stderr
+    r, batched = project.cli_json("run", str(spec), "--batch")
+    assert r.returncode == 0, r.stderr
+    assert sync["conditions"]["spec_hash"] == batched["conditions"]["spec_hash"]
+    # the second run's calls were all in the cache: no batch was needed
+    assert _jobs(project, batched["conditions"]["run_id"]) == []
+
+
+def test_batch_price_from_the_price_map() -> None:
+    """litellm's map lists batch rates for gpt-4o-mini; models without them are charged half the sync price."""
+    from benchrun import prices, providers
+    from benchrun.batch import batch_cost
+    from benchrun.spec import ModelRef
+
+    ref = ModelRef(model="openai/gpt-4o-mini")
+    ep = providers.Endpoint("openai/gpt-4o-mini", None, "x", transport="openai")
+    entry = prices.price_map()["gpt-4o-mini"]
+    expected = 1000 * entry["input_cost_per_token_batches"] + 500 * entry["output_cost_per_token_batches"]
+    assert batch_cost(ref, ep, 1000, 500) == pytest.approx(expected)
+    litellm = providers.setup_litellm()
+    sync_p, sync_c = litellm.cost_per_token(model="gpt-4o-mini", prompt_tokens=1000, completion_tokens=500)
+    assert expected < sync_p + sync_c
+    priced = ModelRef(model="openai/x", price={"input_per_1m": 3.0, "output_per_1m": 5.0})
+    assert batch_cost(priced, ep, 1000, 500) == pytest.approx((1000 * 3.0 + 500 * 5.0) / 1e6 / 2)
+    assert batch_cost(ModelRef(model="openai/unknown-model-xyz"),
+                      providers.Endpoint("openai/unknown-model-xyz", None, "x", transport="openai"), 10, 10) is None

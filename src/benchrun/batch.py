@@ -209,6 +209,7 @@ class Batches:
         self.run_id = run_id
         self.on_state = on_state
         self.poll_s = poll_interval()
+        self.fallbacks: dict[str, dict[str, Any]] = {}  # calls of batches that could not be submitted
 
     async def _do(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -236,7 +237,9 @@ class Batches:
         for group in groups.values():
             for i in range(0, len(group), MAX_LINES):
                 await self._submit(group[i:i + MAX_LINES])
-        return await self.collect({c.key: c for c in calls}, wait=True)
+        out = await self.collect({c.key: c for c in calls}, wait=True)
+        out.fallbacks.update({k: v for k, v in self.fallbacks.items() if k not in out.answers})
+        return out
 
     async def _submit(self, calls: list[BatchCall]) -> None:
         first = calls[0]
@@ -247,13 +250,39 @@ class Batches:
             run_id=self.run_id, token=token, role=first.role, model_key=first.ref.key, model=first.ref.model,
             api_base=first.ref.api_base, state="creating", n_lines=len(calls)), [c.key for c in calls])
         kw = _litellm_kwargs(ep)
-        f = await litellm.acreate_file(file=(f"benchrun-{self.run_id}-{token}.jsonl", input_jsonl(calls)),
-                                       purpose="batch", **kw)
+        try:
+            f = await litellm.acreate_file(file=(f"benchrun-{self.run_id}-{token}.jsonl", input_jsonl(calls)),
+                                           purpose="batch", **kw)
+        except Exception as e:  # nothing was submitted: the calls are made synchronously
+            await self._give_up(job, calls, f"uploading the batch input failed: {providers.classify(e)[1]}")
+            return
         await self._do(lambda: store.update_job(self.ledger, job.id, input_file_id=f.id))
-        b = await litellm.acreate_batch(completion_window=COMPLETION_WINDOW, endpoint=ENDPOINT, input_file_id=f.id,
-                                        metadata={"benchrun_run": self.run_id, "benchrun_token": token}, **kw)
+        try:
+            b = await litellm.acreate_batch(completion_window=COMPLETION_WINDOW, endpoint=ENDPOINT,
+                                            input_file_id=f.id,
+                                            metadata={"benchrun_run": self.run_id, "benchrun_token": token}, **kw)
+        except Exception as e:  # the provider may have created it all the same (a timeout): look for its token
+            why = f"creating the batch failed: {providers.classify(e)[1]}"
+            try:
+                await self._recover(job, ep)
+            except Exception as e2:
+                why += f"; listing batches to check failed too ({providers.classify(e2)[1]})"
+            jobs = {j.id: j for j in await self._do(store.jobs, self.ledger, self.run_id)}
+            if jobs[job.id].batch_id is None:
+                await self._give_up(job, calls, why)
+            return
         await self._do(lambda: store.update_job(self.ledger, job.id, batch_id=b.id, state=str(b.status)))
         self._notify(job.id)
+
+    async def _give_up(self, job: BatchJob, calls: list[BatchCall], why: str) -> None:
+        """Record a batch that could not be submitted; its calls go synchronous."""
+        assert job.id is not None
+        why = why[:500]
+        await self._do(store.set_lines, self.ledger, job.id, {c.key: ("failed", "sync", why) for c in calls})
+        await self._do(lambda: store.update_job(self.ledger, job.id, state="failed", message=why))
+        for c in calls:
+            self.fallbacks[c.key] = {"error": f"batch not submitted ({why[:200]}); called synchronously",
+                                     "retryable": True, "batch": None}
 
     async def _recover(self, job: BatchJob, ep: Endpoint | None) -> None:
         """A ``creating`` job: the batch with its token, if the provider has it; else it was never created."""
