@@ -32,29 +32,24 @@ def _fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCHRUN_BATCH_POLL_S", "0.05")  # an environment setting of ours, not a patched module
 
 
-def _rows(project: Project, run_id: str) -> list[dict[str, Any]]:
+def _select(project: Project, table: str, run_id: str, order: str = "id") -> list[dict[str, Any]]:
     con = sqlite3.connect(project.ledger)
     con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM result WHERE run_id = ? ORDER BY case_id, model_key, "
-                                         "sample_index", (run_id,))]
+    rows = [dict(r) for r in con.execute(f"SELECT * FROM {table} WHERE run_id = ? ORDER BY {order}", (run_id,))]
     con.close()
     return rows
+
+
+def _rows(project: Project, run_id: str) -> list[dict[str, Any]]:
+    return _select(project, "result", run_id, "case_id, model_key, sample_index")
 
 
 def _jobs(project: Project, run_id: str) -> list[dict[str, Any]]:
-    con = sqlite3.connect(project.ledger)
-    con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM batch_job WHERE run_id = ? ORDER BY id", (run_id,))]
-    con.close()
-    return rows
+    return _select(project, "batch_job", run_id)
 
 
 def _lines(project: Project, run_id: str) -> list[dict[str, Any]]:
-    con = sqlite3.connect(project.ledger)
-    con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM batch_line WHERE run_id = ? ORDER BY id", (run_id,))]
-    con.close()
-    return rows
+    return _select(project, "batch_line", run_id)
 
 
 def _paths(server: FakeServer) -> dict[str, int]:
@@ -126,17 +121,33 @@ def test_failed_and_expired_lines_fall_back_to_sync_calls(project: Project, serv
             assert attempts == []
 
 
-def test_failed_batch_falls_back_for_every_line(project: Project, server: FakeServer) -> None:
+@pytest.mark.parametrize("how", ["fail_batch", "reject_create"])
+def test_whole_batch_failure_falls_back_for_every_line(project: Project, server: FakeServer, how: str) -> None:
+    """A batch that fails validation, or that the provider refuses to create: every call is made synchronously."""
     spec = project.setup()
-    server.set_config(fake_config(batch={"fail_batch": True}))
+    server.set_config(fake_config(batch={how: True}))
     r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
     assert r.returncode == 0, r.stderr
     run_id = batched["conditions"]["run_id"]
     assert [row["status"] for row in _rows(project, run_id)].count("passed") == 6
     assert {(ln["state"], ln["fallback"]) for ln in _lines(project, run_id)} == {("failed", "sync")}
     # no batch line ran; each call was made once, synchronously
+    st = server.stats()
     assert _paths(server) == {"/v1/chat/completions": 24}
-    assert set(server.stats()["completed_by_prompt_key"].values()) == {1}
+    assert set(st["completed_by_prompt_key"].values()) == {1}
+    jobs = _jobs(project, run_id)
+    first_attempt = json.loads(_rows(project, run_id)[0]["attempts"])[0]["error"]
+    if how == "reject_create":
+        assert {j["state"] for j in jobs} == {"failed"} and all(j["batch_id"] is None for j in jobs)
+        assert all("creating the batch failed" in j["message"] and "batches are disabled" in j["message"]
+                   for j in jobs)
+        assert st["batch_calls"]["batches_list"] >= 1  # it looked for a batch created despite the error first
+        assert "batch not submitted" in first_attempt
+    else:
+        assert {j["state"] for j in jobs} == {"collected"}
+        assert {json.loads(j["counts"])["provider_status"] for j in jobs} == {"failed"}
+        assert all("failed validation" in j["message"] for j in jobs)  # the provider's errors, recorded
+        assert "line failed (batch failed: the batch failed validation" in first_attempt
 
 
 def _wait_for(pred: Any, timeout: float = 60.0) -> None:
@@ -209,25 +220,6 @@ def _run_ids(project: Project) -> list[str]:
     ids = [r[0] for r in con.execute("SELECT id FROM run ORDER BY created_at")]
     con.close()
     return ids
-
-
-def test_batch_that_cannot_be_created_falls_back_to_sync(project: Project, server: FakeServer) -> None:
-    spec = project.setup()
-    server.set_config(fake_config(batch={"reject_create": True}))
-    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
-    assert r.returncode == 0, r.stderr
-    run_id = batched["conditions"]["run_id"]
-    assert [row["status"] for row in _rows(project, run_id)].count("passed") == 6
-    jobs = _jobs(project, run_id)
-    assert {j["state"] for j in jobs} == {"failed"} and all(j["batch_id"] is None for j in jobs)
-    assert all("creating the batch failed" in j["message"] and "batches are disabled" in j["message"] for j in jobs)
-    assert {(ln["state"], ln["fallback"]) for ln in _lines(project, run_id)} == {("failed", "sync")}
-    st = server.stats()
-    assert st["batch_calls"]["batches_list"] >= 1  # it looked for a batch created despite the error first
-    assert _paths(server) == {"/v1/chat/completions": 24}
-    assert set(st["completed_by_prompt_key"].values()) == {1}
-    row = _rows(project, run_id)[0]
-    assert "batch not submitted" in json.loads(row["attempts"])[0]["error"]
 
 
 def test_spec_hash_does_not_depend_on_batch(project: Project) -> None:

@@ -322,8 +322,12 @@ class Batches:
         state = str(b.status)
         counts = b.request_counts.model_dump() if getattr(b, "request_counts", None) is not None else {}
         if state != job.state or json.dumps(counts) != job.counts:
+            errors = getattr(getattr(b, "errors", None), "data", None) or []
+            message = "; ".join(str(getattr(x, "message", "") or getattr(x, "code", "")) for x in errors)[:500] or None
             await self._do(lambda: store.update_job(self.ledger, job.id, state=state, counts=counts,
-                                                    output_file_id=b.output_file_id, error_file_id=b.error_file_id))
+                                                    output_file_id=b.output_file_id, error_file_id=b.error_file_id,
+                                                    message=providers.SECRETS.redact(message)))
+            job.message = message
             job.state, job.counts = state, json.dumps(counts)
             job.output_file_id, job.error_file_id = b.output_file_id, b.error_file_id
             self._notify(job.id)
@@ -383,7 +387,8 @@ class Batches:
                 out.answers[key] = res
                 states[key] = ("ok", None, None)
                 continue
-            kind, why = failed.get(key) or (_LINE_FAILURE.get(job.state, "failed"), f"batch {job.state}")
+            kind, why = failed.get(key) or (_LINE_FAILURE.get(job.state, "failed"),
+                                            f"batch {job.state}" + (f": {job.message}" if job.message else ""))
             if key in answered:
                 why = "the batch's answer is not a usable completion"
             out.fallbacks[key] = {"error": f"batch {job.batch_id} line {kind} ({why[:200]}); called synchronously",

@@ -58,19 +58,17 @@ def set_lines(ledger: Ledger, job_id: int, states: dict[str, tuple[str, str | No
     ledger._retrying(go)
 
 
-def jobs(ledger: Ledger, run_id: str) -> list[BatchJob]:
-    def go() -> list[BatchJob]:
+def _of_run(ledger: Ledger, table: type[BatchJob] | type[BatchLine], run_id: str) -> list[Any]:
+    def go() -> list[Any]:
         with ledger.session() as s:
-            q = select(BatchJob).where(BatchJob.run_id == run_id).order_by(BatchJob.id)  # type: ignore[arg-type]
-            return list(s.exec(q))
+            return list(s.exec(select(table).where(table.run_id == run_id).order_by(table.id)))  # type: ignore[arg-type]
 
     return ledger._retrying(go)
+
+
+def jobs(ledger: Ledger, run_id: str) -> list[BatchJob]:
+    return _of_run(ledger, BatchJob, run_id)
 
 
 def lines(ledger: Ledger, run_id: str) -> list[BatchLine]:
-    def go() -> list[BatchLine]:
-        with ledger.session() as s:
-            q = select(BatchLine).where(BatchLine.run_id == run_id).order_by(BatchLine.id)  # type: ignore[arg-type]
-            return list(s.exec(q))
-
-    return ledger._retrying(go)
+    return _of_run(ledger, BatchLine, run_id)
