@@ -159,47 +159,56 @@ def _wait_for(pred: Any, timeout: float = 60.0) -> None:
     raise AssertionError("timed out waiting")
 
 
-def test_sigkill_while_batches_pending_then_resume_pays_nothing_twice(project: Project, server: FakeServer) -> None:
+@pytest.mark.parametrize("phase", ["candidate", "judge"])
+def test_sigkill_while_batches_pending_then_resume_pays_nothing_twice(project: Project, server: FakeServer,
+                                                                       phase: str) -> None:
+    """Killed while the candidates' batches (or the judge's, once the answers were in) are pending: `batch
+    status` and `run --resume` pick them up; on the server every call was answered once, none resubmitted."""
     spec = project.setup()
     r, sync = project.cli_json("run", str(spec), "--no-cache")
     assert r.returncode == 0, r.stderr
     server.reset()
-    server.set_config(fake_config(batch={"delay_s": 4}))
+    server.set_config(fake_config(batch={"delay_s": 3}))
     env = {**os.environ, "BENCHRUN_LEDGER": str(project.ledger), "COLUMNS": "200", "BENCHRUN_BATCH_POLL_S": "0.05"}
     exe = Path(sys.executable).parent / "benchrun"
     proc = subprocess.Popen([str(exe), "run", str(spec), "--no-cache", "--batch", "--json"], cwd=project.root,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    want = {"candidate": 2, "judge": 1}[phase]  # batches of that role in progress
     try:
-        def submitted() -> bool:
+        def pending() -> bool:
             if not project.ledger.exists():
                 return False
             try:
                 jobs = [j for r in _run_ids(project) if r != sync["conditions"]["run_id"] for j in _jobs(project, r)]
             except sqlite3.OperationalError:  # the tables are not there yet
                 return False
-            return len(jobs) == 2 and all(j["state"] == "in_progress" for j in jobs)
+            return sum(1 for j in jobs if j["role"] == phase and j["state"] == "in_progress") == want
 
-        _wait_for(submitted)
-        assert server.stats()["batch_calls"]["batches_create"] == 2
+        _wait_for(pending)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert server.stats()["batch_calls"]["batches_create"] == {"candidate": 2, "judge": 3}[phase]
     run_id = next(r for r in _run_ids(project) if r != sync["conditions"]["run_id"])
-    assert _rows(project, run_id) == []  # killed while the batches were pending
+    assert _rows(project, run_id) == []  # killed while batches were pending
     # `batch status` refreshes the states at the provider and submits nothing
     r, status = project.cli_json("batch", "status", run_id)
     assert r.returncode == 0, r.stderr
-    assert sorted((j["role"], j["state"], j["lines"]) for j in status) == [
-        ("candidate", "in_progress", {"submitted": 6})] * 2
+    expected = [("candidate", {"submitted": 6})] * 2
+    if phase == "judge":
+        expected = [("candidate", {"ok": 6})] * 2 + [("judge", {"submitted": 12})]
+    assert sorted((j["role"], j["lines"]) for j in status) == expected
+    # the pending ones as the provider reports them now (the server's delay may have passed meanwhile)
+    assert {j["state"] for j in status if j["role"] == phase} <= {"in_progress", "completed"}
     r = project.cli("batch", "status", run_id)
     assert r.returncode == 0 and "not yet collected" in r.stdout and run_id in r.stdout
-    # as if the process had died between the provider creating one batch and the ledger recording its id
+    # as if the process had died between the provider creating the last batch and the ledger recording its id
     con = sqlite3.connect(project.ledger)
     with con:
         con.execute("UPDATE batch_job SET state = 'creating', batch_id = NULL WHERE id = "
-                    "(SELECT MIN(id) FROM batch_job WHERE run_id = ?)", (run_id,))
+                    "(SELECT MAX(id) FROM batch_job WHERE run_id = ?)", (run_id,))
     con.close()
     r, resumed = project.cli_json("run", "--resume", run_id, "--no-cache")
     assert r.returncode == 0, r.stderr
