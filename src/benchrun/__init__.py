@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
-                     "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "Ledger", "RunResult", "ModelResult",
+                     "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "batch_status", "Ledger", "RunResult", "ModelResult",
                      "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration", "CoverageResult"),
                     "benchrun.api"),
     **dict.fromkeys(("BenchrunError", "BadInput", "UsageError", "RunAborted"), "benchrun.errors"),
@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "aresume",
     "arun",
+    "batch_status",
     "calibrate",
     "compare",
     "estimate",
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
         Shortlist,
         aresume,
         arun,
+        batch_status,
         calibrate,
         compare,
         estimate,
