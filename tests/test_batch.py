@@ -260,3 +260,33 @@ def test_batch_price_from_the_price_map() -> None:
     assert batch_cost(priced, ep, 1000, 500) == pytest.approx((1000 * 3.0 + 500 * 5.0) / 1e6 / 2)
     assert batch_cost(ModelRef(model="openai/unknown-model-xyz"),
                       providers.Endpoint("openai/unknown-model-xyz", None, "x", transport="openai"), 10, 10) is None
+
+
+def test_budget_batches_a_round_only_when_its_worst_case_fits(project: Project, server: FakeServer) -> None:
+    spec = project.setup(budget_usd=10.0)
+    r, roomy = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    assert len(_jobs(project, roomy["conditions"]["run_id"])) == 3
+    server.reset()
+    # far below the worst case of the candidates' batch (12 lines at max_tokens 64): it is not submitted, and the
+    # calls go synchronously under the budget control, which stops the run before the cap
+    spec = project.write_spec(budget_usd=0.0002)
+    r, tight = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 3, r.stderr
+    assert tight["conditions"]["status"] == "budget_exceeded"
+    assert _jobs(project, tight["conditions"]["run_id"]) == []
+    assert "/v1/batches" not in _paths(server) and server.stats()["batch_calls"] == {}
+
+
+def test_estimate_uses_batch_prices(project: Project) -> None:
+    spec = project.setup()
+    r, sync = project.cli_json("run", str(spec), "--estimate")
+    assert r.returncode == 0, r.stderr
+    r, batched = project.cli_json("run", str(spec), "--estimate", "--batch")
+    assert r.returncode == 0, r.stderr
+    for a, b in zip(sync["candidates"], batched["candidates"], strict=True):
+        assert b["worst_case_cost_usd"] == pytest.approx(a["worst_case_cost_usd"] / 2)
+        assert b["worst_case_cost_usd"] > 0
+        assert (a["price_source"], b["price_source"]) == ("spec", "spec, batch")
+        assert b["input_per_1m"] == a["input_per_1m"] / 2 and b["output_per_1m"] == a["output_per_1m"] / 2
+    assert batched["judge"]["price_source"] == "spec, batch"

@@ -649,14 +649,19 @@ def _baseline_comparisons(store: _Store, run_row: Run, baseline: str | None) -> 
 
 
 def estimate(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None,
-             cache: bool = True) -> Estimate:
+             cache: bool = True, batch: bool = False) -> Estimate:
     """What a run of ``spec`` would call and cost, before calling anything (`benchrun run --estimate`).
 
-    Returns a `benchrun.estimation.Estimate`; see that module for what is counted and how.
+    Returns a `benchrun.estimation.Estimate`; see that module for what is counted and how. Models with
+    ``batch: true`` (every model, with ``batch``) are priced at batch prices (`benchrun.batch.batch_cost`).
     """
     from benchrun.estimation import estimate_run
 
     loaded = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
+    if batch:
+        from benchrun.batch import batch_all
+
+        loaded = batch_all(loaded)
     return estimate_run(loaded, _store(ledger), use_cache=cache)
 
 

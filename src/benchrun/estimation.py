@@ -108,6 +108,14 @@ def prices(ref: ModelRef) -> tuple[float | None, float | None, str]:
     """USD per 1M input and output tokens, and where they come from (the same sources a run uses)."""
     from benchrun import providers
 
+    if ref.batch:  # answered in a provider batch: at batch prices, as the run charges them
+        from benchrun.batch import batch_cost
+
+        local = providers.is_local(ref)
+        ep = providers.Endpoint(ref.model, ref.api_base, None, local=local, transport=providers.transport_for(ref))
+        pin, pout = batch_cost(ref, ep, 1_000_000, 0), batch_cost(ref, ep, 0, 1_000_000)
+        source = "spec" if ref.price is not None else "local" if local else "litellm"
+        return (pin, pout, f"{source}, batch") if pin is not None and pout is not None else (None, None, "unknown")
     if ref.price is not None:
         return ref.price.input_per_1m, ref.price.output_per_1m, "spec"
     if providers.is_local(ref):

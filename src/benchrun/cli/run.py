@@ -82,7 +82,7 @@ def run(
             raise UsageError("--estimate needs a run spec file (it estimates a new run), not --resume")
         from benchrun.report.estimate import render_estimate
 
-        est = api.estimate(spec, ledger=open_ledger(ledger), cache=not no_cache)
+        est = api.estimate(spec, ledger=open_ledger(ledger), cache=not no_cache, batch=batch)
         if json_out:
             print_json(est.to_dict())
         else:
