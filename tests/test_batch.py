@@ -290,3 +290,12 @@ def test_estimate_uses_batch_prices(project: Project) -> None:
         assert (a["price_source"], b["price_source"]) == ("spec", "spec, batch")
         assert b["input_per_1m"] == a["input_per_1m"] / 2 and b["output_per_1m"] == a["output_per_1m"] / 2
     assert batched["judge"]["price_source"] == "spec, batch"
+
+
+def test_progress_says_what_the_run_waits_for(project: Project, server: FakeServer) -> None:
+    spec = project.setup()
+    server.set_config(fake_config(batch={"delay_s": 0.5}))
+    r = project.cli("run", str(spec), "--batch")  # stderr is not a terminal here: plain progress lines
+    assert r.returncode == 0, r.stderr
+    wait = r.stderr.find("progress: waiting for provider batches: 12 lines in_progress")
+    assert 0 <= wait < r.stderr.find("progress: 12/12 cells"), r.stderr

@@ -204,10 +204,12 @@ def _result(call: BatchCall, body: dict[str, Any]) -> CallResult | None:
 class Batches:
     """Submits, recovers, polls and collects the batches of one run (see the module doc)."""
 
-    def __init__(self, ledger: Ledger, run_id: str, on_state: Callable[[BatchJob], None] | None = None) -> None:
+    def __init__(self, ledger: Ledger, run_id: str, on_state: Callable[[BatchJob], None] | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> None:
         self.ledger = ledger
         self.run_id = run_id
         self.on_state = on_state
+        self.on_wait = on_wait  # told what the run waits for, after every poll that found batches pending
         self.poll_s = poll_interval()
         self.fallbacks: dict[str, dict[str, Any]] = {}  # calls of batches that could not be submitted
 
@@ -342,7 +344,7 @@ class Batches:
             keys_of: dict[int, list[str]] = {}
             for ln in lines:
                 keys_of.setdefault(ln.job_id, []).append(ln.custom_id)
-            pending = False
+            pending: dict[str, int] = {}  # state -> lines
             for job in jobs:
                 keys = [k for k in keys_of.get(job.id or 0, []) if k in wanted_calls]
                 if not keys or job.batch_id is None:
@@ -351,11 +353,14 @@ class Batches:
                 if job.state in ACTIVE:
                     await self.refresh(job, ep)
                 if job.state in ACTIVE:
-                    pending = True
+                    pending[job.state] = pending.get(job.state, 0) + job.n_lines
                 elif job.state in ENDED or job.state == "collected":
                     await self._read(job, ep, {k: wanted_calls[k] for k in keys}, out)
             if not pending or not wait:
                 return out
+            if self.on_wait is not None:
+                self.on_wait("waiting for provider batches: " + ", ".join(
+                    f"{n} lines {state}" for state, n in sorted(pending.items())))
             await asyncio.sleep(self.poll_s)
 
     async def _read(self, job: BatchJob, ep: Endpoint, calls: dict[str, BatchCall], out: Outcome) -> None:
@@ -430,7 +435,7 @@ class Judge:
 
 
 async def prepare(ledger: Ledger, run_id: str, plan: list[Planned], judge: Judge | None, *, use_cache: bool,
-                  budget_usd: float | None = None) -> Outcome:
+                  budget_usd: float | None = None, on_wait: Callable[[str], None] | None = None) -> Outcome:
     """Batch the planned calls of models with ``batch: true``: candidates first, then the judge's first call
     for the answers that are in. Returns the answers (by cache key) and the lines to redo synchronously.
 
@@ -438,7 +443,7 @@ async def prepare(ledger: Ledger, run_id: str, plan: list[Planned], judge: Judge
     batch prices) fits in the budget: a batch is paid as a whole, so it cannot stop at the cap as
     synchronous calls do; otherwise its calls are made synchronously, under the runner's budget control.
     """
-    batches = Batches(ledger, run_id)
+    batches = Batches(ledger, run_id, on_wait=on_wait)
     total = Outcome()
 
     async def cached(key: str) -> dict[str, Any] | None:

@@ -319,6 +319,7 @@ class Progress:
     cost_usd: float = 0.0
     cost_unknown: int = 0
     cached: int = 0
+    waiting: str | None = None  # what the run waits for before its cells start (provider batches)
 
 
 @dataclass
@@ -630,8 +631,10 @@ class Runner:
 
             judge = None if self.judge_endpoint is None or spec.judge is None else batch.Judge(
                 spec.judge, self.judge_endpoint, judge_params(self.loaded))
+            on_wait = None if self.on_progress is None else (
+                lambda what, hook=self.on_progress, n=len(units): hook(Progress(total=n, waiting=what)))
             self.batched = await batch.prepare(self.ledger, self.run_id, self._batch_plan(units), judge,
-                                               use_cache=self.use_cache, budget_usd=spec.budget_usd)
+                                               use_cache=self.use_cache, budget_usd=spec.budget_usd, on_wait=on_wait)
         prog = Progress(total=len(units))
         queue: asyncio.Queue[_Unit] = asyncio.Queue()
         for u in units:
