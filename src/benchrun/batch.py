@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from benchrun import providers
+from benchrun.errors import RunAborted
 from benchrun.hashing import cache_key
 from benchrun.ledger import batches as store
 from benchrun.ledger.tables import BatchJob
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from benchrun.ledger import Ledger
 
 MAX_LINES = 50_000  # OpenAI's limit of requests per batch
+MAX_POLL_FAULTS = 10  # polls in a row that fail before the run stops (resumable)
 COMPLETION_WINDOW = "24h"
 ENDPOINT = "/v1/chat/completions"
 DEFAULT_POLL_S = 30.0
@@ -212,6 +214,7 @@ class Batches:
         self.on_wait = on_wait  # told what the run waits for, after every poll that found batches pending
         self.poll_s = poll_interval()
         self.fallbacks: dict[str, dict[str, Any]] = {}  # calls of batches that could not be submitted
+        self.poll_faults = 0  # polls in a row that failed
 
     async def _do(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -262,7 +265,8 @@ class Batches:
         try:
             b = await litellm.acreate_batch(completion_window=COMPLETION_WINDOW, endpoint=ENDPOINT,
                                             input_file_id=f.id,
-                                            metadata={"benchrun_run": self.run_id, "benchrun_token": token}, **kw)
+                                            metadata={"benchrun_run": self.run_id, "benchrun_token": token},
+                                            max_retries=0, **kw)  # no blind retry: it could create a second batch
         except Exception as e:  # the provider may have created it all the same (a timeout): look for its token
             why = f"creating the batch failed: {providers.classify(e)[1]}"
             try:
@@ -351,7 +355,15 @@ class Batches:
                     continue
                 ep = wanted_calls[keys[0]].endpoint
                 if job.state in ACTIVE:
-                    await self.refresh(job, ep)
+                    try:
+                        await self.refresh(job, ep)
+                        self.poll_faults = 0
+                    except Exception as e:  # one failed poll in a day-long wait is no reason to stop
+                        self.poll_faults += 1
+                        if self.poll_faults >= MAX_POLL_FAULTS:
+                            raise RunAborted(f"could not get the state of batch {job.batch_id} ({job.model_key}) "
+                                             f"{self.poll_faults} times in a row: {providers.classify(e)[1]}; it is "
+                                             f"recorded: benchrun run --resume {self.run_id} picks it up") from None
                 if job.state in ACTIVE:
                     pending[job.state] = pending.get(job.state, 0) + job.n_lines
                 elif job.state in ENDED or job.state == "collected":
@@ -375,7 +387,11 @@ class Batches:
         for fid in (job.output_file_id, job.error_file_id):
             if not fid:
                 continue
-            content = await litellm.afile_content(file_id=fid, **kw)
+            try:
+                content = await litellm.afile_content(file_id=fid, **kw)
+            except Exception as e:  # its answers are paid for: stop rather than pay for them again
+                raise RunAborted(f"could not read the answers of batch {job.batch_id} ({job.model_key}): "
+                                 f"{providers.classify(e)[1]}; benchrun run --resume {self.run_id} tries again") from None
             for line in _parse_jsonl(content.content, job.n_lines):
                 resp = line.get("response") if isinstance(line.get("response"), dict) else {}
                 body = resp.get("body")
@@ -392,8 +408,10 @@ class Batches:
                 out.answers[key] = res
                 states[key] = ("ok", None, None)
                 continue
-            kind, why = failed.get(key) or (_LINE_FAILURE.get(job.state, "failed"),
-                                            f"batch {job.state}" + (f": {job.message}" if job.message else ""))
+            ended = job.state if job.state != "collected" else json.loads(job.counts or "{}").get("provider_status")
+            kind, why = failed.get(key) or (_LINE_FAILURE.get(str(ended), "failed"),
+                                            f"batch {ended}" + (f": {job.message}" if job.message else ""))
+            why = providers.SECRETS.redact(why) or ""
             if key in answered:
                 why = "the batch's answer is not a usable completion"
             out.fallbacks[key] = {"error": f"batch {job.batch_id} line {kind} ({why[:200]}); called synchronously",
