@@ -299,3 +299,35 @@ def test_progress_says_what_the_run_waits_for(project: Project, server: FakeServ
     assert r.returncode == 0, r.stderr
     wait = r.stderr.find("progress: waiting for provider batches: 12 lines in_progress")
     assert 0 <= wait < r.stderr.find("progress: 12/12 cells"), r.stderr
+
+
+def test_polls_that_fail_while_the_server_is_down_do_not_stop_the_run(tmp_path: Path) -> None:
+    """The provider unreachable for a few polls of a long wait: the run keeps polling and completes, paying once."""
+    import socket
+
+    with socket.socket() as s:  # a fixed port, so the server comes back where the spec points
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = FakeServer(fake_config(batch={"delay_s": 2}), port=port).start()
+    try:
+        project = Project(tmp_path, srv.url)
+        spec = project.setup()
+        env = {**os.environ, "BENCHRUN_LEDGER": str(project.ledger), "BENCHRUN_BATCH_POLL_S": "0.2"}
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "benchrun"), "run", str(spec), "--batch", "--json"],
+                                cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for(lambda: srv.stats()["batch_calls"].get("batches_create", 0) == 2)
+            srv.stop()
+            time.sleep(2.5)  # polls fail meanwhile (connection refused)
+            srv.start()
+            out, errs = proc.communicate(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, errs
+        assert json.loads(out)["conditions"]["status"] == "completed"
+        st = srv.stats()
+        assert st["batch_calls"]["batches_create"] == 3
+        assert set(st["completed_by_prompt_key"].values()) == {1} and len(st["completed_by_prompt_key"]) == 24
+    finally:
+        srv.stop()
