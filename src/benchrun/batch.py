@@ -469,7 +469,7 @@ async def prepare(ledger: Ledger, run_id: str, plan: list[Planned], judge: Judge
 
     calls: list[BatchCall] = []
     for p in plan:
-        if not p.ref.batch or p.answer is not None:
+        if not p.ref.batch or p.answer is not None or p.endpoint.local:  # the local model is free and has no batches
             continue
         key = cache_key(p.ref, p.messages, p.params, p.sample, "candidate")
         if await cached(key) is None:
@@ -478,7 +478,7 @@ async def prepare(ledger: Ledger, run_id: str, plan: list[Planned], judge: Judge
         got = await batches.run(calls)
         total.answers.update(got.answers)
         total.fallbacks.update(got.fallbacks)
-    if judge is None or not judge.ref.batch:
+    if judge is None or not judge.ref.batch or judge.endpoint.local:
         return total
     jcalls: dict[str, BatchCall] = {}
     for p in plan:
