@@ -59,8 +59,9 @@ def _paths(server: FakeServer) -> dict[str, int]:
     return out
 
 
-def test_batch_run_equals_sync_run(project: Project, server: FakeServer) -> None:
-    spec = project.setup()
+@pytest.mark.parametrize("samples", [1, 2])
+def test_batch_run_equals_sync_run(project: Project, server: FakeServer, samples: int) -> None:
+    spec = project.setup(samples=samples)
     r, sync = project.cli_json("run", str(spec), "--no-cache")
     assert r.returncode == 0, r.stderr
     n_sync = server.stats()["total"]
@@ -68,13 +69,18 @@ def test_batch_run_equals_sync_run(project: Project, server: FakeServer) -> None
     r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
     assert r.returncode == 0, r.stderr
     a, b = _rows(project, sync["conditions"]["run_id"]), _rows(project, batched["conditions"]["run_id"])
-    assert len(a) == len(b) == 12
+    assert len(a) == len(b) == 12 * samples
     assert [{k: x[k] for k in COMPARED} for x in a] == [{k: x[k] for k in COMPARED} for x in b]
-    # every call went through batches: candidates, then the judge; nothing synchronous
-    assert _paths(server) == {"/v1/batches": n_sync}
+    # every call went through batches: candidates, then the judge; nothing synchronous. Two samples with the same
+    # answer ask the judge the same call: one batch line, its answer reused as a cache hit
+    assert n_sync == 24 * samples
+    assert _paths(server) == {"/v1/batches": 12 * samples + 12}
+    assert sum(x["cached"] for x in b) == 0  # the candidates' answers: each its own line
     jobs = _jobs(project, batched["conditions"]["run_id"])
+    n = 6 * samples
     assert sorted((j["role"], j["model_key"], j["state"], j["n_lines"]) for j in jobs) == [
-        ("candidate", "bad", "collected", 6), ("candidate", "good", "collected", 6), ("judge", "openai/judge", "collected", 12)]
+        ("candidate", "bad", "collected", n), ("candidate", "good", "collected", n),
+        ("judge", "openai/judge", "collected", 12)]
     assert all(j["batch_id"] and j["batch_id"].startswith("batch_") for j in jobs)
     # batch prices: half the spec's price for every call (candidates and judge)
     for x, y in zip(a, b, strict=True):

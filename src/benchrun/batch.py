@@ -36,6 +36,7 @@ are judge calls for answers that arrive synchronously.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -126,6 +127,18 @@ class Outcome:
 
     answers: dict[str, CallResult] = field(default_factory=dict)
     fallbacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> an ``attempts`` entry
+    taken: set[str] = field(default_factory=set)
+
+    def take(self, key: str) -> CallResult | None:
+        """The answer to the call with this cache key; a second identical call (the judge of two samples
+        with the same answer) gets it as a cache hit, as it would synchronously: paid once, counted once."""
+        res = self.answers.get(key)
+        if res is None:
+            return None
+        if key in self.taken:
+            return dataclasses.replace(res, cached=True)
+        self.taken.add(key)
+        return res
 
 
 def _litellm_kwargs(endpoint: Endpoint) -> dict[str, Any]:

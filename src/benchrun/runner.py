@@ -460,7 +460,7 @@ class Runner:
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
         key = cache_key(ref, messages, params, sample, role)
-        res = self.batched.answers.pop(key, None) if self.batched is not None else None
+        res = self.batched.take(key) if self.batched is not None else None
         if res is None and self.use_cache:
             hit = self.ledger.cache_get(key)
             if hit is not None:
