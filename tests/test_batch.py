@@ -246,6 +246,10 @@ def test_spec_hash_does_not_depend_on_batch(project: Project) -> None:
     assert sync["conditions"]["spec_hash"] == batched["conditions"]["spec_hash"]
     # the second run's calls were all in the cache: no batch was needed
     assert _jobs(project, batched["conditions"]["run_id"]) == []
+    r = project.cli("batch", "status", batched["conditions"]["run_id"])
+    assert r.returncode == 0 and "has no provider batches" in r.stdout
+    r = project.cli("batch", "status", "no-such-run")
+    assert r.returncode == 2 and "no-such-run" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_batch_price_from_the_price_map() -> None:
