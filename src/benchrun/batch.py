@@ -219,11 +219,9 @@ def _result(call: BatchCall, body: dict[str, Any]) -> CallResult | None:
 class Batches:
     """Submits, recovers, polls and collects the batches of one run (see the module doc)."""
 
-    def __init__(self, ledger: Ledger, run_id: str, on_state: Callable[[BatchJob], None] | None = None,
-                 on_wait: Callable[[str], None] | None = None) -> None:
+    def __init__(self, ledger: Ledger, run_id: str, on_wait: Callable[[str], None] | None = None) -> None:
         self.ledger = ledger
         self.run_id = run_id
-        self.on_state = on_state
         self.on_wait = on_wait  # told what the run waits for, after every poll that found batches pending
         self.poll_s = poll_interval()
         self.fallbacks: dict[str, dict[str, Any]] = {}  # calls of batches that could not be submitted
@@ -291,7 +289,6 @@ class Batches:
                 await self._give_up(job, calls, why)
             return
         await self._do(lambda: store.update_job(self.ledger, job.id, batch_id=b.id, state=str(b.status)))
-        self._notify(job.id)
 
     async def _give_up(self, job: BatchJob, calls: list[BatchCall], why: str) -> None:
         """Record a batch that could not be submitted; its calls go synchronous."""
@@ -327,13 +324,6 @@ class Batches:
             await self._do(lambda: store.update_job(self.ledger, job.id, state="abandoned",
                                                     message="not found at the provider: never created"))
 
-    def _notify(self, job_id: int | None) -> None:
-        if self.on_state is None:
-            return
-        for j in store.jobs(self.ledger, self.run_id):
-            if j.id == job_id:
-                self.on_state(j)
-
     async def refresh(self, job: BatchJob, ep: Endpoint) -> Any:
         """Ask the provider for the batch's state; record it when it changed. Returns the batch object."""
         litellm = providers.setup_litellm()
@@ -349,7 +339,6 @@ class Batches:
             job.message = message
             job.state, job.counts = state, json.dumps(counts)
             job.output_file_id, job.error_file_id = b.output_file_id, b.error_file_id
-            self._notify(job.id)
         return b
 
     async def collect(self, wanted_calls: dict[str, BatchCall], *, wait: bool) -> Outcome:
