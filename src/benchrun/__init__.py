@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
+    **dict.fromkeys(("arena", "run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
                      "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "Ledger", "RunResult", "ModelResult",
                      "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration", "CoverageResult"),
                     "benchrun.api"),
@@ -46,6 +46,7 @@ __all__ = [
     "Shortlist",
     "UsageError",
     "__version__",
+    "arena",
     "aresume",
     "arun",
     "calibrate",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
         RunInfo,
         RunResult,
         Shortlist,
+        arena,
         aresume,
         arun,
         calibrate,

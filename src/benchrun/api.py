@@ -522,6 +522,53 @@ def shortlist(run_ids: Sequence[str], *, max_cost_per_1k: float | None = None, m
     return Shortlist.from_payload(d)
 
 
+def arena(run_id: str | None = None, *, battles: str | Path | None = None, anchor: str | None = None,
+          baseline: str | None = None, draws: int = 1000, seed: int = 0,
+          ledger: str | Path | Ledger | None = None) -> dict[str, Any]:
+    """Bradley-Terry ratings as `benchrun arena`: of a pairwise run's battles (``run_id``; the judgements in
+    the ledger under the both-orders rule, with position consistency per judge and the tie share under
+    ``judges``), or of a battles file (``battles``). Returns the JSON record of `benchrun.report.arena`.
+    ``baseline`` defaults to the run's ``judge.pairs.baseline``. `BadInput` for a bad file or option,
+    `UsageError` for a run that is not pairwise."""
+    from benchrun.analysis.arena import rate
+    from benchrun.errors import BadInput
+    from benchrun.report.arena import arena_payload
+
+    if (run_id is None) == (battles is None):
+        raise UsageError("give a RUN_ID of a pairwise run or --battles FILE (one of them)")
+    judges: list[dict[str, Any]] | None = None
+    if battles is not None:
+        from benchrun.battles import load_battles
+
+        where: Any = battles
+        rows = load_battles(battles)
+    else:
+        from benchrun.pairwise_run import run_battles
+        from benchrun.spec import LoadedSpec, PairsBaseline
+
+        store = _store(ledger)
+        run_row = store.get_run(str(run_id))
+        rb = run_battles(run_row, store.results(run_row.id), store.pair_judgements(run_row.id))
+        if not rb.battles:
+            raise UsageError(f"run {run_row.id} has no pair judged in both orders ({rb.errors} failed); "
+                             f"resume it with: benchrun run --resume {run_row.id}")
+        rows, where, judges = rb.battles, f"run {run_row.id}", [c.to_dict() for c in rb.consistency]
+        if baseline is None:
+            pairs = LoadedSpec.from_snapshot(json.loads(run_row.spec_snapshot)).spec.judge
+            if pairs is not None and isinstance(pairs.pairs, PairsBaseline):
+                baseline = pairs.pairs.baseline
+    try:
+        res = rate(rows, anchor=anchor, baseline=baseline, n_boot=draws, seed=seed)
+    except BadInput as e:  # the analysis names the option or the problem; add the file or run
+        raise BadInput(where, e.where, e.what) from None
+    payload = arena_payload(res)
+    if run_id is not None:
+        payload["run_id"] = run_id
+        payload["judges"] = judges
+        payload["unjudged_pairs"] = rb.errors
+    return payload
+
+
 def calibrate(run_id: str, labels: str | Path, *, threshold: float = 0.6, judge: str | None = None,
               api_base: str | None = None, api_key_env: str | None = None, cache: bool = True,
               ledger: str | Path | Ledger | None = None) -> Calibration:

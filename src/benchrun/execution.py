@@ -125,6 +125,11 @@ def execute_run(
                               sandbox=sandbox)
             try:
                 outcome = asyncio.run(r.execute())
+                pairwise = None
+                if outcome.status == "completed" and loaded.spec.judge is not None and loaded.spec.judge.pairwise:
+                    from benchrun.pairwise_run import judge_pairs  # the answers are in: judge pairs of them
+
+                    pairwise = judge_pairs(loaded, ledger, run_id, use_cache=use_cache)
             except DiskFull as e:  # the ledger stopped taking rows while it still had room to say how the run ended
                 why = "the ledger's disk is full"
                 _mark_interrupted(ledger, run_id, why)
@@ -150,7 +155,10 @@ def execute_run(
             from benchrun.analysis.breakdown import totals
             from benchrun.report.summary import result_dicts
 
-            ledger.finish_run(run_id, outcome.status, totals(result_dicts(results)), outcome.message)
+            tot = totals(result_dicts(results))
+            if pairwise is not None:
+                tot["pairwise"] = pairwise.to_dict()
+            ledger.finish_run(run_id, outcome.status, tot, outcome.message)
             return outcome
         finally:
             if heartbeat is not None:

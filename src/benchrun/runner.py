@@ -212,6 +212,9 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
     for ref, label in [*((c, c.key) for c in spec.candidates), *([(spec.judge, "judge")] if spec.judge else [])]:
         check_key_env_name(ref, loaded.path, label)  # refused names fail before the run is recorded
     check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
+    from benchrun.pairwise_run import check_supported
+
+    check_supported(loaded)
     _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
     versions = package_versions()
     if isolation is not None:
@@ -238,7 +241,7 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
             sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
             samples_per_case=spec.samples,
             judge_model=spec.judge.model if spec.judge is not None else "",
-            judge_prompt_hash=rb.judge_prompt_hash if rb is not None else "",
+            judge_prompt_hash=judge_prompt_hash(loaded),
             judge_sampling=json.dumps(judge_params(loaded)),
             package_versions=json.dumps(versions),
             git_commit=git_commit(),
@@ -289,6 +292,10 @@ def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
     judge = loaded.spec.judge
     if judge is None or loaded.rubric is None:
         return {}
+    if judge.pairwise:
+        from benchrun.pairwise_run import pairwise_params
+
+        return pairwise_params(judge)
     base: dict[str, Any] = {"temperature": 0}
     if judge.sampling is not None:
         base.update(judge.sampling.as_params())
@@ -299,6 +306,18 @@ def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
     elif judge.structured_output == "llama_cpp":
         base["response_format"] = {"type": "json_object", "schema": schema}
     return base
+
+
+def judge_prompt_hash(loaded: LoadedSpec) -> str:
+    """The hash of what the run's judge is told: the pairwise prompt for a pairwise judge, else the judge prompt."""
+    rb, judge = loaded.rubric, loaded.spec.judge
+    if rb is None or judge is None:
+        return ""
+    if judge.pairwise:
+        from benchrun.scoring.pairwise import pairwise_prompt_hash
+
+        return pairwise_prompt_hash(rb)
+    return rb.judge_prompt_hash
 
 
 # ----------------------------------------------------------------------------- execution
@@ -503,6 +522,9 @@ class Runner:
         rule_errors = [o.error for o in outcomes if o.error]
         if rule_errors:  # e.g. no sandbox for a code check: the case could not be scored
             row.status, row.passed, row.rules_passed, row.error = "error", None, None, rule_errors[0]
+            return
+        if row.scored_by == "pairwise":  # no rule and no pointwise judge: the pairwise judge compares it later
+            row.status, row.passed = "answered", None
             return
         if not self.loaded.judged(unit.case):  # scored by its rules alone: one call per case
             row.passed = row.rules_passed

@@ -87,7 +87,18 @@ def render_arena(console: Console, d: dict[str, Any], matrix_limit: int = 12) ->
 
     from benchrun.report.escape import escape
 
-    console.print(f"[bold]Arena[/bold]: {d['battles']} battles on {d['cases']} cases, {len(d['models'])} models")
+    src = f" of run {escape(d['run_id'])}" if d.get("run_id") else ""
+    console.print(f"[bold]Arena{src}[/bold]: {d['battles']} battles on {d['cases']} cases, {len(d['models'])} models")
+    for j in d.get("judges") or []:
+        lo, hi = j["consistency_interval"]
+        fp = j["first_position_win_rate"]
+        console.print(f"judge {escape(j['judge'])}: position consistency {_pct(j['consistency'])} "
+                      f"[{_pct(lo)}, {_pct(hi)}] over {j['pairs']} pairs judged in both orders; "
+                      f"ties under the both-orders rule {_pct(j['tie_share'])}; "
+                      f"answer shown first won {_pct(fp)} of decisive verdicts")
+    if d.get("unjudged_pairs"):
+        console.print(f"note: {d['unjudged_pairs']} pair(s) without a verdict in both orders are left out; "
+                      "resume the run to judge them")
     console.print(escape(d["method"]))
     console.print(f"ties: {escape(d['tie_rule'])}; rank = 1 + models rated higher and not tied")
     console.print(_ratings_table("Ratings", d["models"]))

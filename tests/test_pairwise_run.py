@@ -1,0 +1,181 @@
+"""Pairwise runs end to end (issue 19, part 2): a spec with ``judge: {mode: pairwise}``, three candidates
+answering through our test server, a judge on the same server comparing their answers in both orders,
+the verdicts in a real SQLite ledger, and `benchrun arena RUN_ID` rating them."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchrun.pairwise_run import schedule
+from benchrun.spec import JudgeSpec, PairsBaseline, PairsSample
+from conftest import RUBRIC, Project
+from fakeserver import FakeServer
+
+MODELS = ("alpha", "beta", "gamma")
+A_SECTION = r"\[Answer A\]([\s\S]*?)\[End of answer A\]"
+B_SECTION = r"\[Answer B\]([\s\S]*?)\[End of answer B\]"
+PREFER_BETA = r"[^\[]*BETA-TOKEN[^\[]*"  # the section's text contains beta's answer
+
+
+def verdict(w: str) -> str:
+    return json.dumps({"winner": w, "reason": f"picked {w}"})
+
+
+def cases(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"c{i:03d}", "input": f"Question number {i}: explain [q{i:03d}].", "ideal": "a clear answer",
+             "category": "explain" if i % 2 else "summarise"} for i in range(n)]
+
+
+def write_project(project: Project, n_cases: int, judge_model: str, **judge: Any) -> Path:
+    project.write_dataset(cases(n_cases))
+    project.write_rubric(RUBRIC)
+    cands = [{"model": f"openai/{m}", "alias": m, "api_base": project.url,
+              "price": {"input_per_1m": 1.0, "output_per_1m": 2.0}} for m in MODELS]
+    return project.write_spec(candidates=cands, judge={"model": f"openai/{judge_model}", "api_base": project.url,
+                                                       "mode": "pairwise", **judge},
+                              concurrency={"global": 8, "per_model": 8})
+
+
+def fixed_answers() -> list[dict[str, Any]]:
+    return [{"model": f"^{m}$", "reply": f"answer of {m.upper()}-TOKEN"} for m in MODELS]
+
+
+def judgements(project: Project, run_id: str) -> list[dict[str, Any]]:
+    con = sqlite3.connect(project.ledger)
+    con.row_factory = sqlite3.Row
+    out = [dict(r) for r in con.execute("SELECT * FROM pair_judgement WHERE run_id = ? ORDER BY id", (run_id,))]
+    con.close()
+    return out
+
+
+def run_json(project: Project, spec: Path) -> str:
+    r, summary = project.cli_json("run", str(spec))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return str(summary["conditions"]["run_id"])
+
+
+def test_judge_preferring_one_model_ranks_it_first_and_every_verdict_is_recorded(tmp_path: Path) -> None:
+    cfg = {"rules": [
+        {"model": "^judge-pref$", "regex": A_SECTION.replace("([\\s\\S]*?)", PREFER_BETA), "reply": verdict("A")},
+        {"model": "^judge-pref$", "regex": B_SECTION.replace("([\\s\\S]*?)", PREFER_BETA), "reply": verdict("B")},
+        {"model": "^judge-pref$", "reply": verdict("tie")},
+        *fixed_answers()]}
+    with FakeServer(cfg) as srv:
+        project = Project(tmp_path, srv.url)
+        spec = write_project(project, 12, "judge-pref")
+        run_id = run_json(project, spec)
+        rows = judgements(project, run_id)
+        # all_pairs: 3 pairs per case, each in both orders
+        assert len(rows) == 12 * 3 * 2 and all(r["status"] == "judged" for r in rows)
+        judge_seen = [q for q in srv.requests() if q.model == "judge-pref"]
+        assert len(judge_seen) == len(rows)
+        for q in judge_seen:  # model names never reach the judge
+            text = json.dumps(q.messages)
+            assert not any(m in text for m in MODELS)
+        one = rows[0]
+        assert one["judge_model"] == "openai/judge-pref" and len(one["pairwise_prompt_hash"]) == 64
+        assert len(one["rubric_hash"]) == 64 and json.loads(one["raw"])["winner"] in ("A", "B", "tie")
+        assert {r["order"] for r in rows} == {"AB", "BA"}
+        assert sum(r["displayed"] != "tie" for r in rows) == 12 * 2 * 2  # beta's two pairs per case, both orders
+        for r in rows:  # the winner in model terms follows from who was shown first and what the judge said
+            shown = (r["model_a"], r["model_b"]) if r["order"] == "AB" else (r["model_b"], r["model_a"])
+            assert r["shown_first"] == shown[0]
+            if r["displayed"] != "tie":
+                won = shown[0] if r["displayed"] == "A" else shown[1]
+                assert r["winner"] == ("model_a" if won == r["model_a"] else "model_b")
+                assert won == "beta"
+        # the randomised orientation is recorded and not always the same
+        assert len({(r["model_a"], r["model_b"]) for r in rows}) > 3
+
+        r, d = project.cli_json("arena", run_id, "--draws", "200")
+        assert r.returncode == 0, r.stderr
+        assert d["models"][0]["model"] == "beta" and d["models"][0]["rank"] == 1
+        beta = d["models"][0]
+        assert beta["wins"] == 24 and beta["losses"] == 0  # 2 opponents x 12 cases
+        (j,) = d["judges"]
+        assert j["judge"] == "openai/judge-pref" and j["consistency"] == 1.0 and j["pairs"] == 36
+        assert j["ties"] == 12  # alpha vs gamma: neither is beta
+        # a re-run pays for nothing: every candidate and judge call comes from the cache
+        before = len(srv.requests())
+        run2 = run_json(project, spec)
+        assert len(srv.requests()) == before
+        assert len(judgements(project, run2)) == len(rows)
+        con = sqlite3.connect(project.ledger)
+        tot = json.loads(con.execute("SELECT totals FROM run WHERE id = ?", (run2,)).fetchone()[0])
+        con.close()
+        assert tot["pairwise"]["cached"] == tot["pairwise"]["calls"] == len(rows)
+        r = project.cli("arena", run2)
+        assert r.returncode == 0 and "position consistency 100.0%" in r.stdout
+
+
+def test_always_a_judge_has_no_consistency_and_every_battle_ties(tmp_path: Path) -> None:
+    cfg = {"rules": [{"model": "^judge-a$", "reply": verdict("A")}, *fixed_answers()]}
+    with FakeServer(cfg) as srv:
+        project = Project(tmp_path, srv.url)
+        run_id = run_json(project, write_project(project, 10, "judge-a"))
+        r, d = project.cli_json("arena", run_id, "--draws", "200")
+        assert r.returncode == 0, r.stderr
+        (j,) = d["judges"]
+        assert j["consistency"] == 0.0 and j["tie_share"] == 1.0 and j["first_position_win_rate"] == 1.0
+        assert all(m["ties"] == m["battles"] == 20 for m in d["models"])
+        assert all(abs(m["rating"] - 1000) < 1e-6 for m in d["models"])
+
+
+def test_length_preferring_judge_moves_raw_win_rate_not_length_controlled(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    n = 150
+    rules: list[dict[str, Any]] = [{"model": "^judge-long$", "longer_of": [A_SECTION, B_SECTION], "length_scale": 40,
+                                    "seed": 3, "reply": json.dumps({"winner": "{longer}", "reason": "longer"})}]
+    for i in range(n):  # gamma writes longer answers on average; no model is better at equal length
+        for m, mean in (("alpha", 200), ("beta", 200), ("gamma", 260)):
+            rules.append({"model": f"^{m}$", "contains": f"[q{i:03d}]",
+                          "reply": "x" * max(20, int(rng.gauss(mean, 60)))})
+    with FakeServer({"rules": rules}) as srv:
+        project = Project(tmp_path, srv.url)
+        run_id = run_json(project, write_project(project, n, "judge-long", pairs={"baseline": "alpha"}))
+        r, d = project.cli_json("arena", run_id, "--draws", "300")
+        assert r.returncode == 0, r.stderr
+        assert d["baseline"] == "alpha"
+        lc = {x["model"]: x for x in d["length_controlled"]}
+        g, b = lc["gamma"], lc["beta"]
+        assert g["raw_win_rate"]["low"] > 0.55  # the judge favours gamma's longer answers
+        assert g["lc_win_rate"]["low"] < 0.5 < g["lc_win_rate"]["high"]  # at equal length it is not preferred
+        assert b["lc_win_rate"]["low"] < 0.5 < b["lc_win_rate"]["high"]
+        assert g["length_coef"] > 0
+
+
+def test_schedules_baseline_and_balanced_sample() -> None:
+    keys = ["m1", "m2", "m3", "m4"]
+    ids = [f"c{i}" for i in range(30)]
+    base = schedule(keys, ids, JudgeSpec(model="j", mode="pairwise", pairs=PairsBaseline(baseline="m2")))
+    assert all(sorted(map(sorted, p)) == [["m1", "m2"], ["m2", "m3"], ["m2", "m4"]] for p in base.values())
+    samp = schedule(keys, ids, JudgeSpec(model="j", mode="pairwise", pairs=PairsSample(sample=2), pair_seed=5))
+    counts: dict[frozenset[str], int] = {}
+    for p in samp.values():
+        assert len(p) == 2 and len({frozenset(x) for x in p}) == 2
+        for x in p:
+            counts[frozenset(x)] = counts.get(frozenset(x), 0) + 1
+    assert len(counts) == 6 and max(counts.values()) - min(counts.values()) <= 1  # 60 comparisons over 6 pairs
+    again = schedule(keys, ids, JudgeSpec(model="j", mode="pairwise", pairs=PairsSample(sample=2), pair_seed=5))
+    assert again == samp  # seeded: the same spec gives the same pairs and orientation
+    firsts = [p[0][0] for p in schedule(keys, ids, JudgeSpec(model="j", mode="pairwise")).values()]
+    assert len(set(firsts)) > 1
+
+
+@pytest.mark.parametrize(("judge", "needle"), [
+    ({"pairs": {"baseline": "nobody"}}, "judge.pairs.baseline 'nobody' is not a candidate"),
+    ({"pairs": {"sample": 4}}, "only 3 pair(s) per case"),
+    ({"pairs": "some_pairs"}, "pairs"),
+])
+def test_bad_pairwise_spec_is_one_line_exit_2(project: Project, judge: dict[str, Any], needle: str) -> None:
+    spec = write_project(project, 3, "judge", **judge)
+    r = project.cli("run", str(spec))
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not project.ledger.exists() or sqlite3.connect(project.ledger).execute("SELECT COUNT(*) FROM run").fetchone()[0] == 0
