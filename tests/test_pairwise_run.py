@@ -81,10 +81,10 @@ def test_judge_preferring_one_model_ranks_it_first_and_every_verdict_is_recorded
         one = rows[0]
         assert one["judge_model"] == "openai/judge-pref" and len(one["pairwise_prompt_hash"]) == 64
         assert len(one["rubric_hash"]) == 64 and json.loads(one["raw"])["winner"] in ("A", "B", "tie")
-        assert {r["order"] for r in rows} == {"AB", "BA"}
+        assert {r["ordering"] for r in rows} == {"AB", "BA"}
         assert sum(r["displayed"] != "tie" for r in rows) == 12 * 2 * 2  # beta's two pairs per case, both orders
         for r in rows:  # the winner in model terms follows from who was shown first and what the judge said
-            shown = (r["model_a"], r["model_b"]) if r["order"] == "AB" else (r["model_b"], r["model_a"])
+            shown = (r["model_a"], r["model_b"]) if r["ordering"] == "AB" else (r["model_b"], r["model_a"])
             assert r["shown_first"] == shown[0]
             if r["displayed"] != "tie":
                 won = shown[0] if r["displayed"] == "A" else shown[1]
@@ -179,3 +179,83 @@ def test_bad_pairwise_spec_is_one_line_exit_2(project: Project, judge: dict[str,
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not project.ledger.exists() or sqlite3.connect(project.ledger).execute("SELECT COUNT(*) FROM run").fetchone()[0] == 0
+
+
+def prefer_beta_config() -> dict[str, Any]:
+    return {"rules": [
+        {"model": "^judge-pref$", "regex": A_SECTION.replace("([\\s\\S]*?)", PREFER_BETA), "reply": verdict("A")},
+        {"model": "^judge-pref$", "regex": B_SECTION.replace("([\\s\\S]*?)", PREFER_BETA), "reply": verdict("B")},
+        {"model": "^judge-pref$", "reply": verdict("tie")},
+        *fixed_answers()]}
+
+
+def test_reproduce_and_diff_work_on_a_pairwise_run(tmp_path: Path) -> None:
+    with FakeServer(prefer_beta_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        spec = write_project(project, 8, "judge-pref", pairs={"sample": 2}, pair_seed=4)
+        run_id = run_json(project, spec)
+        n_rows = len(judgements(project, run_id))
+        assert n_rows == 8 * 2 * 2
+        before = len(srv.requests())
+        r, d = project.cli_json("reproduce", run_id, "--from-cache")
+        assert r.returncode == 0, r.stderr
+        assert len(srv.requests()) == before  # a replay makes no call, the pairwise judge's included
+        assert d["reproduced"] and d["pairwise"]["battles_compared"] == 16 and d["pairwise"]["verdicts_changed"] == 0
+        # the same pairs, orientation and verdicts in the reproduction
+        new = {(x["case_id"], x["model_a"], x["model_b"], x["ordering"], x["winner"])
+               for x in judgements(project, d["reproduction_run"])}
+        assert new == {(x["case_id"], x["model_a"], x["model_b"], x["ordering"], x["winner"])
+                       for x in judgements(project, run_id)}
+
+        # a judge that now prefers gamma: fresh calls, and the verdicts moved beyond chance
+        srv.set_config({"rules": [
+            {"model": "^judge-pref$", "regex": A_SECTION.replace("([\\s\\S]*?)", PREFER_BETA.replace("BETA", "GAMMA")),
+             "reply": verdict("A")},
+            {"model": "^judge-pref$", "regex": B_SECTION.replace("([\\s\\S]*?)", PREFER_BETA.replace("BETA", "GAMMA")),
+             "reply": verdict("B")},
+            {"model": "^judge-pref$", "reply": verdict("tie")}, *fixed_answers()]})
+        r, d = project.cli_json("reproduce", run_id)
+        assert r.returncode == 1, r.stderr  # not reproduced
+        assert not d["reproduced"] and d["pairwise"]["verdicts_changed"] > 0
+        moved = {x["model"]: x for x in d["pairwise"]["models"]}
+        assert moved["gamma"]["down"] == 0 and moved["gamma"]["up"] > 0 and moved["beta"]["up"] == 0
+        assert "gamma: pairwise verdicts moved" in d["verdict"]
+
+        # diff names the pairwise schedule
+        spec2 = write_project(project, 8, "judge-pref", pairs={"sample": 2}, pair_seed=5)
+        run2 = run_json(project, spec2)
+        r, dd = project.cli_json("diff", run_id, run2)
+        assert r.returncode == 0, r.stderr
+        assert {(x["section"], x["field"], x["a"], x["b"]) for x in dd["differences"]} >= {("judge", "pair_seed", 4, 5)}
+        r, dd = project.cli_json("diff", run_id, run_id)
+        assert dd["differences"] == []
+
+
+def test_a_failed_judgement_is_recorded_and_judged_again_on_resume(tmp_path: Path) -> None:
+    cfg = prefer_beta_config()
+    cfg["faults"] = [{"kind": "500", "model": "^judge-pref$", "contains": "[q001]", "first_n": 50}]
+    with FakeServer(cfg) as srv:
+        project = Project(tmp_path, srv.url)
+        spec = write_project(project, 4, "judge-pref")
+        run_id = run_json(project, spec)
+        rows = judgements(project, run_id)
+        bad = [x for x in rows if x["status"] == "error"]
+        assert len(bad) == 6 and all(x["case_id"] == "c001" and "gave up after 3 attempts" in (x["error"] or "") for x in bad)
+        r, d = project.cli_json("arena", run_id, "--draws", "100")
+        assert r.returncode == 0 and d["unjudged_pairs"] == 3 and d["battles"] == 9
+        srv.set_config(prefer_beta_config())
+        r = project.cli("run", "--resume", run_id)
+        assert r.returncode == 0, r.stderr
+        rows = judgements(project, run_id)
+        assert len(rows) == 24 and all(x["status"] == "judged" for x in rows)
+        r, d = project.cli_json("arena", run_id, "--draws", "100")
+        assert d["unjudged_pairs"] == 0 and d["battles"] == 12
+
+
+def test_arena_of_a_pointwise_run_is_a_usage_error(project: Project) -> None:
+    spec = project.setup()
+    run_id = run_json(project, spec)
+    r = project.cli("arena", run_id)
+    assert r.returncode == 2 and "no pairwise judgements" in r.stderr and "Traceback" not in r.stderr
+    r = project.cli("arena")
+    assert r.returncode == 2 and "RUN_ID" in r.stderr

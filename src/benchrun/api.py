@@ -372,7 +372,8 @@ def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
     providers.collect_env_secrets()
     store = _store(ledger)
     prior = store.get_run(run_id)
-    if prior.status == "completed" and not any(st == "error" for st in store.cells(prior.id).values()):
+    if prior.status == "completed" and not any(st == "error" for st in store.cells(prior.id).values()) \
+            and not any(j.status == "error" for j in store.pair_judgements(prior.id)):  # pairwise runs' judgements
         raise UsageError(f"run {prior.id} is already complete; nothing to resume")
     loaded = LoadedSpec.from_snapshot(json.loads(prior.spec_snapshot))
     loaded.path = prior.spec_path

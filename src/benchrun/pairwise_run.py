@@ -136,7 +136,7 @@ def _row(run_id: str, case_id: str, a: str, b: str, order: str, o: OneOrder, jud
         winner = "tie" if displayed == "tie" else ("model_a" if shown[0 if displayed == "A" else 1] == a else "model_b")
     costs = [c.cost_usd for c in o.calls if c.text is not None]
     return PairJudgement(
-        run_id=run_id, case_id=case_id, model_a=a, model_b=b, order=order, shown_first=shown[0],
+        run_id=run_id, case_id=case_id, model_a=a, model_b=b, ordering=order, shown_first=shown[0],
         status="judged" if displayed is not None else "error", displayed=displayed, winner=winner, reason=o.reason,
         raw=o.raw, error=o.error, judge_model=judge, pairwise_prompt_hash=phash, rubric_hash=rhash,
         cache_keys=json.dumps(list(o.keys)), reasks=max(0, len(o.calls) - 1),
@@ -154,7 +154,7 @@ async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache:
     assert judge is not None and rubric is not None
     answers = {(r.case_id, r.model_key): r.response_text for r in ledger.results(run_id)
                if r.status != "error" and r.response_text is not None}
-    judged = {(j.case_id, j.model_a, j.model_b, j.order) for j in ledger.pair_judgements(run_id) if j.status == "judged"}
+    judged = {(j.case_id, j.model_a, j.model_b, j.ordering) for j in ledger.pair_judgements(run_id) if j.status == "judged"}
     cases = loaded.cases()
     plan = schedule([c.key for c in spec.candidates], [c.id for c in cases], judge)
     tot = PairwiseTotals()
@@ -235,7 +235,7 @@ def run_battles(run: Run, results: Sequence[Result], judgements: Sequence[PairJu
     category = {r.case_id: r.category for r in results}
     by_pair: dict[tuple[str, str, str, str], dict[str, PairJudgement]] = {}
     for j in judgements:
-        by_pair.setdefault((j.judge_model, j.case_id, j.model_a, j.model_b), {})[j.order] = j
+        by_pair.setdefault((j.judge_model, j.case_id, j.model_a, j.model_b), {})[j.ordering] = j
     battles: list[Battle] = []
     verdicts: dict[str, list[PairVerdict]] = {}
     ties: dict[str, int] = {}
@@ -260,3 +260,83 @@ def run_battles(run: Run, results: Sequence[Result], judgements: Sequence[PairJu
         cons.append(JudgeConsistency(judge, rep.n, rep.consistency.estimate, rep.consistency.low, rep.consistency.high,
                                      ties[judge], fp.estimate if fp is not None else None))
     return RunBattles(battles, cons, errors)
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+
+def pairwise_cache_misses(loaded: LoadedSpec, ledger: Ledger, answers: dict[tuple[str, str], str],
+                          miss: Any) -> None:
+    """Call ``miss(description)`` for every pairwise judge call of ``loaded`` the response cache cannot serve,
+    given the cached candidate ``answers`` ``{(case_id, model_key): text}`` (pairs with a missing answer are
+    the answer's miss, already counted); the re-ask is checked when a cached reply does not parse."""
+    from benchrun.hashing import cache_key
+    from benchrun.scoring.judge import JudgeFormatError, reask_with_schema
+    from benchrun.scoring.pairwise import PAIRWISE_SCHEMA, pairwise_messages, parse_pairwise
+
+    judge, rubric = loaded.spec.judge, loaded.rubric
+    assert judge is not None and rubric is not None
+    params = pairwise_params(judge)
+    cases = loaded.cases()
+    plan = schedule([c.key for c in loaded.spec.candidates], [c.id for c in cases], judge)
+    for case in cases:
+        for a, b in plan[case.id]:
+            if (case.id, a) not in answers or (case.id, b) not in answers:
+                continue
+            for order, (x, y) in zip(ORDERS, ((a, b), (b, a)), strict=True):
+                msgs = pairwise_messages(rubric, case, answers[(case.id, x)], answers[(case.id, y)])
+                hit = ledger.cache_get(cache_key(judge, msgs, params, 0, "pairwise"))
+                where = f"case {case.id} pair {a} vs {b} order {order}"
+                if hit is None or hit.get("text") is None:
+                    miss(f"{where}: pairwise verdict")
+                    continue
+                try:
+                    parse_pairwise(hit["text"])
+                except JudgeFormatError as e:
+                    again = reask_with_schema(msgs, hit["text"], str(e), PAIRWISE_SCHEMA)
+                    if ledger.cache_get(cache_key(judge, again, params, 0, "pairwise")) is None:
+                        miss(f"{where}: pairwise re-ask")
+
+
+def pairwise_diff(ledger: Ledger, original: Run, reproduction: Run, level: float = 0.95) -> dict[str, Any] | None:
+    """How a pairwise run's battle verdicts moved in its reproduction (None for pointwise runs).
+
+    Battles are paired by (judge, case, model_a, model_b) (the schedule and orientation are seeded, so they
+    are the same pairs). Per model, a two-sided exact sign test (scipy ``binomtest``, p = 0.5) on the battles
+    whose score for it changed (up: loss→tie, tie→win, loss→win; down the reverse), Holm-adjusted over the
+    models: a model whose verdicts moved one way more than chance allows is a reason the run did not reproduce.
+    """
+    jo, jn = ledger.pair_judgements(original.id), ledger.pair_judgements(reproduction.id)
+    if not jo and not jn:
+        return None
+    from scipy.stats import binomtest
+
+    from benchrun.analysis.stats import holm_adjust
+
+    def keyed(run: Run, js: Sequence[PairJudgement]) -> dict[tuple[str, str, str, str], Battle]:
+        if not js:
+            return {}
+        rb = run_battles(run, ledger.results(run.id), js)
+        return {(b.judge or "", b.case_id or "", b.model_a, b.model_b): b for b in rb.battles}
+
+    bo, bn = keyed(original, jo), keyed(reproduction, jn)
+    shared = sorted(set(bo) & set(bn))
+    score = {"model_a": 1.0, "tie": 0.5, "model_b": 0.0}
+    changed = [k for k in shared if bo[k].winner != bn[k].winner]
+    moves: dict[str, list[int]] = {}
+    for k in changed:
+        d = score[bn[k].winner] - score[bo[k].winner]  # model_a's score, new - old
+        for m, s in ((bo[k].model_a, d), (bo[k].model_b, -d)):
+            moves.setdefault(m, [0, 0])[0 if s > 0 else 1] += 1
+    models = sorted(moves)
+    pvals = [binomtest(moves[m][0], sum(moves[m]), 0.5).pvalue for m in models]
+    adj = holm_adjust(pvals) if pvals else []
+    per = [{"model": m, "up": moves[m][0], "down": moves[m][1], "p_value": p, "p_adjusted": q}
+           for m, p, q in zip(models, pvals, adj, strict=True)]
+    problems = [f"{x['model']}: pairwise verdicts moved {x['up']} up / {x['down']} down, more one way than chance "
+                f"(sign test, Holm-adjusted p={x['p_adjusted']:.3g})" for x in per if x["p_adjusted"] < 1 - level]
+    return {"battles_original": len(bo), "battles_reproduction": len(bn), "battles_compared": len(shared),
+            "verdicts_changed": len(changed),
+            "changed": [{"case_id": k[1], "model_a": k[2], "model_b": k[3], "original": bo[k].winner,
+                         "reproduction": bn[k].winner} for k in changed[:50]],
+            "models": per, "problems": problems}

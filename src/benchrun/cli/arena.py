@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from benchrun.cli.common import JsonOpt, out, print_json
+from benchrun.cli.common import JsonOpt, LedgerOpt, out, print_json
 
 app = typer.Typer()
 
@@ -30,13 +30,15 @@ def arena(
                                                  "rates against (a run's judge.pairs.baseline by default).")] = None,
     draws: Annotated[int, typer.Option("--draws", min=2, max=100_000, help="Bootstrap draws over cases.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Which model do people prefer? Bradley-Terry ratings of pairwise battles with case-bootstrap intervals."""
     from benchrun.api import arena as api_arena
     from benchrun.report.arena import render_arena
 
-    payload = api_arena(run_id, battles=battles, anchor=anchor, baseline=baseline, draws=draws, seed=seed)
+    payload = api_arena(run_id, battles=battles, anchor=anchor, baseline=baseline, draws=draws, seed=seed,
+                        ledger=ledger)
     if json_out:
         print_json(payload)
     else:

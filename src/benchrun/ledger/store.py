@@ -524,7 +524,7 @@ class Ledger:
                     conn.execute(delete(PairJudgement).where(
                         PairJudgement.run_id == r.run_id, PairJudgement.case_id == r.case_id,  # type: ignore[arg-type]
                         PairJudgement.model_a == r.model_a, PairJudgement.model_b == r.model_b,  # type: ignore[arg-type]
-                        PairJudgement.order == r.order))  # type: ignore[arg-type]
+                        PairJudgement.ordering == r.ordering))  # type: ignore[arg-type]
                     conn.execute(table.insert(), r.model_dump(exclude={"id"}))
 
         self._retrying(go)

@@ -154,21 +154,21 @@ class PairJudgement(SQLModel, table=True):
     """One order of one pair in a pairwise run (``judge.mode: pairwise``; see `benchrun.pairwise_run`).
 
     ``model_a`` / ``model_b`` are the pair as scheduled (which candidate is ``model_a`` is drawn with the
-    run's ``pair_seed``); ``shown_first`` is the candidate shown as answer A in this call, ``order`` "AB"
+    run's ``pair_seed``); ``shown_first`` is the candidate shown as answer A in this call, ``ordering`` "AB"
     (model_a first) or "BA". ``displayed`` is the judge's parsed answer as it gave it (A | B | tie, in shown
     positions), ``winner`` the same in model terms (model_a | model_b | tie); both None with ``error``.
     The judge never sees model names.
     """
 
     __tablename__ = "pair_judgement"
-    __table_args__ = (UniqueConstraint("run_id", "case_id", "model_a", "model_b", "order", name="uq_pair_judgement"),)
+    __table_args__ = (UniqueConstraint("run_id", "case_id", "model_a", "model_b", "ordering", name="uq_pair_judgement"),)
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(foreign_key="run.id", index=True)
     case_id: str
     model_a: str
     model_b: str
-    order: str  # AB | BA
+    ordering: str  # AB | BA
     shown_first: str
     status: str  # judged | error
     displayed: str | None = None
