@@ -259,3 +259,110 @@ def test_arena_of_a_pointwise_run_is_a_usage_error(project: Project) -> None:
     assert r.returncode == 2 and "no pairwise judgements" in r.stderr and "Traceback" not in r.stderr
     r = project.cli("arena")
     assert r.returncode == 2 and "RUN_ID" in r.stderr
+
+
+def fill_votes(path: Path, annotator: str, pick: Any) -> None:
+    """Fill a pairwise template the way a person would: ``pick(response_a, response_b)`` -> A | B | tie."""
+    import csv
+
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    comments = [x for x in lines if x.startswith("#")]
+    rows = list(csv.DictReader([x for x in lines if not x.startswith("#")]))
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        fh.writelines(comments)
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), quoting=csv.QUOTE_ALL)
+        w.writeheader()
+        for r in rows:
+            r["human_winner"], r["annotator"] = pick(r["response_a"], r["response_b"]), annotator
+            w.writerow(r)
+
+
+def test_human_votes_on_pairs_give_human_ratings_and_judge_agreement(tmp_path: Path) -> None:
+    with FakeServer(prefer_beta_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        run_id = run_json(project, write_project(project, 10, "judge-pref"))
+        out = tmp_path / "pairs.csv"
+        r, info = project.cli_json("labels", "export", run_id, "--pairwise", "--sample", "30", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        assert info["written"] == 30 and info["judged_pairs"] == 30
+        body = out.read_text()
+        assert not any(m in body for m in ("alpha", "beta", "gamma"))  # blind: answers only, no model names
+        import csv
+
+        rows = list(csv.DictReader([x for x in body.splitlines() if not x.startswith("#")]))
+        # the answer shown as A is not always the same model's
+        assert {"BETA" in x["response_a"] for x in rows if "BETA" in x["response_a"] + x["response_b"]} == {True, False}
+
+        def person(a: str, b: str) -> str:  # prefers gamma's answers, else beta's, else no preference
+            for token in ("GAMMA", "BETA"):
+                if token in a:
+                    return "A"
+                if token in b:
+                    return "B"
+            return "tie"
+
+        fill_votes(out, "ann", person)
+        r, imp = project.cli_json("labels", "import", str(out), "--run", run_id)
+        assert r.returncode == 0, r.stderr
+        assert imp["votes"] == 30 and imp["skipped_blank"] == 0
+
+        r, d = project.cli_json("arena", run_id, "--draws", "200")
+        assert r.returncode == 0, r.stderr
+        ha = d["human_agreement"]
+        # per case: alpha-beta (both beta), alpha-gamma (judge tie, person gamma), beta-gamma (judge beta,
+        # person gamma): 10 agreements of 30 with ties; 10 of 20 decisive-decisive votes without
+        assert ha["votes"] == 30 and ha["agreement_with_ties"]["estimate"] == pytest.approx(10 / 30)
+        assert ha["decisive_votes"] == 20 and ha["agreement_without_ties"]["estimate"] == pytest.approx(10 / 20)
+        from sklearn.metrics import cohen_kappa_score
+
+        counts = ha["table"]["counts"]
+        classes = ha["table"]["classes"]
+        human = [classes[i] for i in range(3) for j in range(3) for _ in range(counts[i][j])]
+        judge = [classes[j] for i in range(3) for j in range(3) for _ in range(counts[i][j])]
+        assert ha["kappa"]["value"] == pytest.approx(cohen_kappa_score(human, judge), abs=1e-12)
+        lo, hi = ha["kappa"]["interval"]["low"], ha["kappa"]["interval"]["high"]
+        assert lo < ha["kappa"]["value"] < hi
+        r = project.cli("arena", run_id, "--draws", "100")
+        assert "judge vs people on 30 vote(s)" in r.stdout
+
+        r, dh = project.cli_json("arena", run_id, "--human", "--draws", "200")
+        assert r.returncode == 0, r.stderr
+        assert dh["rated"] == "human votes" and dh["models"][0]["model"] == "gamma" and d["models"][0]["model"] == "beta"
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"human_winner": "C"}, "human_winner must be A, B or tie"),
+    ({"annotator": ""}, "annotator is empty"),
+    ({"item_id": "item-000000000000"}, "is not a judged pair of run"),
+])
+def test_bad_pairwise_votes_are_one_line_errors_naming_the_line(tmp_path: Path, change: dict[str, str],
+                                                                 needle: str) -> None:
+    with FakeServer(prefer_beta_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        run_id = run_json(project, write_project(project, 3, "judge-pref"))
+        out = tmp_path / "pairs.csv"
+        assert project.cli("labels", "export", run_id, "--pairwise", "--out", str(out)).returncode == 0
+        calls = iter(range(100))
+
+        def person(a: str, b: str) -> str:
+            return "C" if change.get("human_winner") and next(calls) == 2 else "A"
+
+        fill_votes(out, "ann", person)
+        if "human_winner" not in change:  # break the third data row
+            lines = out.read_text().splitlines(keepends=True)
+            k = [i for i, x in enumerate(lines) if x.startswith('"item-')][2]
+            key = next(iter(change))
+            cells = next(__import__("csv").reader([lines[k]]))
+            cols = ["item_id", "case_id", "input", "ideal", "response_a", "response_b", "human_winner", "annotator",
+                    "note"]
+            cells[cols.index(key)] = change[key]
+            if key == "annotator":
+                cells[cols.index("human_winner")] = "B"
+            lines[k] = ",".join(f'"{c}"' for c in cells) + "\n"
+            out.write_text("".join(lines))
+        r = project.cli("labels", "import", str(out), "--run", run_id)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "pairs.csv" in r.stderr and ":" in r.stderr
+        con = sqlite3.connect(project.ledger)
+        assert con.execute("SELECT COUNT(*) FROM report WHERE kind = 'pairwise_labels'").fetchone()[0] == 0
+        con.close()

@@ -524,13 +524,15 @@ def shortlist(run_ids: Sequence[str], *, max_cost_per_1k: float | None = None, m
 
 
 def arena(run_id: str | None = None, *, battles: str | Path | None = None, anchor: str | None = None,
-          baseline: str | None = None, draws: int = 1000, seed: int = 0,
+          baseline: str | None = None, draws: int = 1000, seed: int = 0, human: bool = False,
           ledger: str | Path | Ledger | None = None) -> dict[str, Any]:
     """Bradley-Terry ratings as `benchrun arena`: of a pairwise run's battles (``run_id``; the judgements in
     the ledger under the both-orders rule, with position consistency per judge and the tie share under
     ``judges``), or of a battles file (``battles``). Returns the JSON record of `benchrun.report.arena`.
-    ``baseline`` defaults to the run's ``judge.pairs.baseline``. `BadInput` for a bad file or option,
-    `UsageError` for a run that is not pairwise."""
+    ``baseline`` defaults to the run's ``judge.pairs.baseline``. With imported human votes
+    (`benchrun labels import`) the record has ``human_agreement`` (judge vs people, MT-Bench style, and
+    Cohen's kappa over {A, B, tie}); ``human`` rates the people's votes instead of the judge's verdicts.
+    `BadInput` for a bad file or option, `UsageError` for a run that is not pairwise."""
     from benchrun.analysis.arena import rate
     from benchrun.errors import BadInput
     from benchrun.report.arena import arena_payload
@@ -554,6 +556,14 @@ def arena(run_id: str | None = None, *, battles: str | Path | None = None, ancho
             raise UsageError(f"run {run_row.id} has no pair judged in both orders ({rb.errors} failed); "
                              f"resume it with: benchrun run --resume {run_row.id}")
         rows, where, judges = rb.battles, f"run {run_row.id}", [c.to_dict() for c in rb.consistency]
+        from benchrun.pairwise_labels import human_votes
+
+        hv = human_votes(store, run_row)
+        if human:
+            if hv is None:
+                raise UsageError(f"run {run_row.id} has no human votes; `benchrun labels export {run_row.id} "
+                                 "--pairwise`, fill it in, then `benchrun labels import FILE --run RUN_ID`")
+            rows = hv[0]
         if baseline is None:
             pairs = LoadedSpec.from_snapshot(json.loads(run_row.spec_snapshot)).spec.judge
             if pairs is not None and isinstance(pairs.pairs, PairsBaseline):
@@ -567,6 +577,13 @@ def arena(run_id: str | None = None, *, battles: str | Path | None = None, ancho
         payload["run_id"] = run_id
         payload["judges"] = judges
         payload["unjudged_pairs"] = rb.errors
+        payload["rated"] = "human votes" if human else "judge verdicts (both-orders rule)"
+        payload["human_agreement"] = None
+        if hv is not None and hv[1]:
+            from benchrun.analysis.pairwise_agreement import pairwise_agreement
+            from benchrun.report.arena import agreement_payload
+
+            payload["human_agreement"] = agreement_payload(pairwise_agreement(hv[1]))
     return payload
 
 

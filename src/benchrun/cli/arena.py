@@ -30,6 +30,8 @@ def arena(
                                                  "rates against (a run's judge.pairs.baseline by default).")] = None,
     draws: Annotated[int, typer.Option("--draws", min=2, max=100_000, help="Bootstrap draws over cases.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    human: Annotated[bool, typer.Option("--human", help="Rate the run's imported human votes instead of its judge."
+                                        )] = False,
     ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,7 +40,7 @@ def arena(
     from benchrun.report.arena import render_arena
 
     payload = api_arena(run_id, battles=battles, anchor=anchor, baseline=baseline, draws=draws, seed=seed,
-                        ledger=ledger)
+                        human=human, ledger=ledger)
     if json_out:
         print_json(payload)
     else:

@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from benchrun.analysis.arena import ArenaResult, ModelRating
+from benchrun.analysis.pairwise_agreement import PairwiseAgreement
 from benchrun.analysis.stats import Interval
 
 if TYPE_CHECKING:
@@ -59,6 +60,15 @@ def arena_payload(res: ArenaResult) -> dict[str, Any]:
     }
 
 
+def agreement_payload(a: PairwiseAgreement) -> dict[str, Any]:
+    k = a.kappa
+    return {"votes": a.votes, "agreement_with_ties": _iv(a.agreement_with_ties), "decisive_votes": a.decisive_votes,
+            "agreement_without_ties": _iv(a.agreement_without_ties),
+            "kappa": {"value": k.value, "interval": _iv(k.interval), "se": k.se, "note": k.note, "method": k.method},
+            "table": {"rows": "people", "columns": "judge", "classes": ["model_a", "model_b", "tie"],
+                      "counts": [list(r) for r in a.table]}}
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
@@ -96,6 +106,19 @@ def render_arena(console: Console, d: dict[str, Any], matrix_limit: int = 12) ->
                       f"[{_pct(lo)}, {_pct(hi)}] over {j['pairs']} pairs judged in both orders; "
                       f"ties under the both-orders rule {_pct(j['tie_share'])}; "
                       f"answer shown first won {_pct(fp)} of decisive verdicts")
+    if d.get("rated"):
+        console.print(f"rated: {escape(d['rated'])}")
+    ha = d.get("human_agreement")
+    if ha:
+        def ivs(iv: dict[str, Any] | None) -> str:
+            return "n/a" if iv is None else f"{_pct(iv['estimate'])} [{_pct(iv['low'])}, {_pct(iv['high'])}]"
+
+        k = ha["kappa"]
+        kap = "n/a" if k["value"] is None else (f"{k['value']:.2f}" + (
+            f" [{k['interval']['low']:.2f}, {k['interval']['high']:.2f}]" if k["interval"] else ""))
+        console.print(f"judge vs people on {ha['votes']} vote(s): agreement without ties {ivs(ha['agreement_without_ties'])} "
+                      f"({ha['decisive_votes']} decisive), with ties {ivs(ha['agreement_with_ties'])}; "
+                      f"Cohen's kappa over A/B/tie {kap}" + (f" ({escape(k['note'])})" if k["note"] else ""))
     if d.get("unjudged_pairs"):
         console.print(f"note: {d['unjudged_pairs']} pair(s) without a verdict in both orders are left out; "
                       "resume the run to judge them")
