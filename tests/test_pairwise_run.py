@@ -329,6 +329,21 @@ def test_human_votes_on_pairs_give_human_ratings_and_judge_agreement(tmp_path: P
         assert r.returncode == 0, r.stderr
         assert dh["rated"] == "human votes" and dh["models"][0]["model"] == "gamma" and d["models"][0]["model"] == "beta"
 
+        # the HTML report shows the pairwise ratings and the judge's agreement with people
+        html_path = tmp_path / "report.html"
+        r = project.cli("report", run_id, "--html", str(html_path))
+        assert r.returncode == 0, r.stderr
+        import re
+        from html import unescape
+
+        page = html_path.read_text(encoding="utf-8")
+        table = page[page.index('id="arena-table"'):].split("</table>")[0]
+        ranked = re.findall(r"<tr><td class=\"num\">(\d+)</td><td>(\w+)</td>", table)
+        assert ranked[0] == ("1", "beta") and {m for _, m in ranked} == set(MODELS)
+        human_line = unescape(page[page.index('id="arena-human"'):].split("</p>")[0])
+        assert "judge vs people on 30 vote(s)" in human_line and "without ties 50.0%" in human_line
+        assert "position consistency 100.0%" in page
+
 
 @pytest.mark.parametrize(("change", "needle"), [
     ({"human_winner": "C"}, "human_winner must be A, B or tie"),

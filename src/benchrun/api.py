@@ -533,58 +533,27 @@ def arena(run_id: str | None = None, *, battles: str | Path | None = None, ancho
     (`benchrun labels import`) the record has ``human_agreement`` (judge vs people, MT-Bench style, and
     Cohen's kappa over {A, B, tie}); ``human`` rates the people's votes instead of the judge's verdicts.
     `BadInput` for a bad file or option, `UsageError` for a run that is not pairwise."""
-    from benchrun.analysis.arena import rate
-    from benchrun.errors import BadInput
-    from benchrun.report.arena import arena_payload
-
     if (run_id is None) == (battles is None):
         raise UsageError("give a RUN_ID of a pairwise run or --battles FILE (one of them)")
-    judges: list[dict[str, Any]] | None = None
     if battles is not None:
+        from benchrun.analysis.arena import rate
         from benchrun.battles import load_battles
+        from benchrun.errors import BadInput
+        from benchrun.report.arena import arena_payload
 
-        where: Any = battles
-        rows = load_battles(battles)
-    else:
-        from benchrun.pairwise_run import run_battles
-        from benchrun.spec import LoadedSpec, PairsBaseline
-
-        store = _store(ledger)
-        run_row = store.get_run(str(run_id))
-        rb = run_battles(run_row, store.results(run_row.id), store.pair_judgements(run_row.id))
-        if not rb.battles:
-            raise UsageError(f"run {run_row.id} has no pair judged in both orders ({rb.errors} failed); "
-                             f"resume it with: benchrun run --resume {run_row.id}")
-        rows, where, judges = rb.battles, f"run {run_row.id}", [c.to_dict() for c in rb.consistency]
-        from benchrun.pairwise_labels import human_votes
-
-        hv = human_votes(store, run_row)
         if human:
-            if hv is None:
-                raise UsageError(f"run {run_row.id} has no human votes; `benchrun labels export {run_row.id} "
-                                 "--pairwise`, fill it in, then `benchrun labels import FILE --run RUN_ID`")
-            rows = hv[0]
-        if baseline is None:
-            pairs = LoadedSpec.from_snapshot(json.loads(run_row.spec_snapshot)).spec.judge
-            if pairs is not None and isinstance(pairs.pairs, PairsBaseline):
-                baseline = pairs.pairs.baseline
-    try:
-        res = rate(rows, anchor=anchor, baseline=baseline, n_boot=draws, seed=seed)
-    except BadInput as e:  # the analysis names the option or the problem; add the file or run
-        raise BadInput(where, e.where, e.what) from None
-    payload = arena_payload(res)
-    if run_id is not None:
-        payload["run_id"] = run_id
-        payload["judges"] = judges
-        payload["unjudged_pairs"] = rb.errors
-        payload["rated"] = "human votes" if human else "judge verdicts (both-orders rule)"
-        payload["human_agreement"] = None
-        if hv is not None and hv[1]:
-            from benchrun.analysis.pairwise_agreement import pairwise_agreement
-            from benchrun.report.arena import agreement_payload
+            raise UsageError("--human rates a pairwise run's human votes; give a RUN_ID instead of --battles")
+        rows = load_battles(battles)
+        try:
+            res = rate(rows, anchor=anchor, baseline=baseline, n_boot=draws, seed=seed)
+        except BadInput as e:  # the analysis names the option or the problem; add the file
+            raise BadInput(battles, e.where, e.what) from None
+        return arena_payload(res)
+    from benchrun.report.arena import run_arena_payload
 
-            payload["human_agreement"] = agreement_payload(pairwise_agreement(hv[1]))
-    return payload
+    store = _store(ledger)
+    return run_arena_payload(store, store.get_run(str(run_id)), anchor=anchor, baseline=baseline, draws=draws,
+                             seed=seed, human=human)
 
 
 def calibrate(run_id: str, labels: str | Path, *, threshold: float = 0.6, judge: str | None = None,

@@ -17,6 +17,9 @@ from benchrun.analysis.stats import Interval
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from benchrun.ledger import Ledger
+    from benchrun.ledger.tables import Run
+
 
 def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
@@ -67,6 +70,48 @@ def agreement_payload(a: PairwiseAgreement) -> dict[str, Any]:
             "kappa": {"value": k.value, "interval": _iv(k.interval), "se": k.se, "note": k.note, "method": k.method},
             "table": {"rows": "people", "columns": "judge", "classes": ["model_a", "model_b", "tie"],
                       "counts": [list(r) for r in a.table]}}
+
+
+def run_arena_payload(store: Ledger, run: Run, *, anchor: str | None = None, baseline: str | None = None,
+                      draws: int = 1000, seed: int = 0, human: bool = False) -> dict[str, Any]:
+    """`arena_payload` of a pairwise run's battles (or, with ``human``, its imported human votes), with
+    ``run_id``, ``judges`` (position consistency and tie share per judge), ``unjudged_pairs``, ``rated`` and
+    ``human_agreement`` (None without votes). ``baseline`` defaults to the run's ``judge.pairs.baseline``."""
+    import json
+
+    from benchrun.analysis.arena import rate
+    from benchrun.errors import BadInput, UsageError
+    from benchrun.pairwise_labels import human_votes
+    from benchrun.pairwise_run import run_battles
+    from benchrun.spec import LoadedSpec, PairsBaseline
+
+    rb = run_battles(run, store.results(run.id), store.pair_judgements(run.id))
+    if not rb.battles:
+        raise UsageError(f"run {run.id} has no pair judged in both orders ({rb.errors} failed); "
+                         f"resume it with: benchrun run --resume {run.id}")
+    rows = rb.battles
+    hv = human_votes(store, run)
+    if human:
+        if hv is None:
+            raise UsageError(f"run {run.id} has no human votes; `benchrun labels export {run.id} --pairwise`, "
+                             "fill it in, then `benchrun labels import FILE --run RUN_ID`")
+        rows = hv[0]
+    if baseline is None:
+        judge = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot)).spec.judge
+        if judge is not None and isinstance(judge.pairs, PairsBaseline):
+            baseline = judge.pairs.baseline
+    try:
+        res = rate(rows, anchor=anchor, baseline=baseline, n_boot=draws, seed=seed)
+    except BadInput as e:  # the analysis names the option or the problem; add the run
+        raise BadInput(f"run {run.id}", e.where, e.what) from None
+    payload = arena_payload(res)
+    payload.update(run_id=run.id, judges=[c.to_dict() for c in rb.consistency], unjudged_pairs=rb.errors,
+                   rated="human votes" if human else "judge verdicts (both-orders rule)", human_agreement=None)
+    if hv is not None and hv[1]:
+        from benchrun.analysis.pairwise_agreement import pairwise_agreement
+
+        payload["human_agreement"] = agreement_payload(pairwise_agreement(hv[1]))
+    return payload
 
 
 def _pct(x: float | None) -> str:
