@@ -83,17 +83,10 @@ def schedule(keys: Sequence[str], case_ids: Sequence[str], judge: JudgeSpec) -> 
 
 def pairwise_params(judge: JudgeSpec) -> dict[str, Any]:
     """Sampling of the pairwise judge (temperature 0 unless the spec says otherwise) and its output constraint."""
+    from benchrun.scoring.judge import judge_call_params
     from benchrun.scoring.pairwise import PAIRWISE_SCHEMA
 
-    params: dict[str, Any] = {"temperature": 0}
-    if judge.sampling is not None:
-        params.update(judge.sampling.as_params())
-    if judge.structured_output == "json_schema":
-        params["response_format"] = {"type": "json_schema",
-                                     "json_schema": {"name": "pairwise_verdict", "schema": PAIRWISE_SCHEMA, "strict": True}}
-    elif judge.structured_output == "llama_cpp":
-        params["response_format"] = {"type": "json_object", "schema": PAIRWISE_SCHEMA}
-    return params
+    return judge_call_params(judge, PAIRWISE_SCHEMA, "pairwise_verdict")
 
 
 def check_supported(loaded: LoadedSpec) -> None:

@@ -296,16 +296,7 @@ def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
         from benchrun.pairwise_run import pairwise_params
 
         return pairwise_params(judge)
-    base: dict[str, Any] = {"temperature": 0}
-    if judge.sampling is not None:
-        base.update(judge.sampling.as_params())
-    schema = loaded.rubric.effective_schema()
-    if judge.structured_output == "json_schema":
-        base["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
-    elif judge.structured_output == "llama_cpp":
-        base["response_format"] = {"type": "json_object", "schema": schema}
-    return base
+    return judge_mod.judge_call_params(judge, loaded.rubric.effective_schema(), "verdict")
 
 
 def judge_prompt_hash(loaded: LoadedSpec) -> str:
