@@ -381,3 +381,26 @@ def test_bad_pairwise_votes_are_one_line_errors_naming_the_line(tmp_path: Path, 
         con = sqlite3.connect(project.ledger)
         assert con.execute("SELECT COUNT(*) FROM report WHERE kind = 'pairwise_labels'").fetchone()[0] == 0
         con.close()
+
+
+def test_ledger_copy_carries_the_pairwise_judgements_and_their_cache(tmp_path: Path) -> None:
+    with FakeServer(prefer_beta_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        run_id = run_json(project, write_project(project, 5, "judge-pref"))
+        dst = tmp_path / "copy.sqlite"
+        for _ in range(2):  # the second copy changes nothing
+            r, stats = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", str(dst))
+            assert r.returncode == 0, r.stderr
+            assert stats["cache_keys_unresolved"] == 0
+        con = sqlite3.connect(dst)
+        n = con.execute("SELECT COUNT(*) FROM pair_judgement WHERE run_id = ?", (run_id,)).fetchone()[0]
+        con.close()
+        assert n == len(judgements(project, run_id)) == 30
+        r, d_src = project.cli_json("arena", run_id, "--draws", "100")
+        r, d_dst = project.cli_json("arena", run_id, "--draws", "100", "--ledger", str(dst))
+        assert r.returncode == 0, r.stderr
+        assert d_dst["models"] == d_src["models"] and d_dst["judges"] == d_src["judges"]
+        before = len(srv.requests())
+        r, d = project.cli_json("reproduce", run_id, "--from-cache", "--ledger", str(dst))
+        assert r.returncode == 0, r.stderr
+        assert d["reproduced"] and len(srv.requests()) == before  # the copy's cache serves the pairwise judge too
