@@ -404,3 +404,11 @@ def test_ledger_copy_carries_the_pairwise_judgements_and_their_cache(tmp_path: P
         r, d = project.cli_json("reproduce", run_id, "--from-cache", "--ledger", str(dst))
         assert r.returncode == 0, r.stderr
         assert d["reproduced"] and len(srv.requests()) == before  # the copy's cache serves the pairwise judge too
+
+
+def test_estimate_counts_the_pairwise_judge_calls_and_does_not_pretend_to_price_them(project: Project) -> None:
+    spec = write_project(project, 6, "judge", pairs={"sample": 2})
+    r, d = project.cli_json("run", str(spec), "--estimate")
+    assert r.returncode == 0, r.stderr
+    assert d["judge"]["calls"] == 6 * 2 * 2 and d["judge"]["expected_cost_usd"] is None
+    assert any("pairwise judge" in n for n in d["notes"])
