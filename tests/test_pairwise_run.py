@@ -412,3 +412,15 @@ def test_estimate_counts_the_pairwise_judge_calls_and_does_not_pretend_to_price_
     assert r.returncode == 0, r.stderr
     assert d["judge"]["calls"] == 6 * 2 * 2 and d["judge"]["expected_cost_usd"] is None
     assert any("pairwise judge" in n for n in d["notes"])
+
+
+def test_progress_lines_count_the_pairs_after_the_answers(tmp_path: Path) -> None:
+    import re
+
+    with FakeServer(prefer_beta_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        r = project.cli("run", str(write_project(project, 4, "judge-pref")))
+        assert r.returncode == 0, r.stderr
+        lines = re.findall(r"^progress: (\d+)/(\d+) cells", r.stderr, re.M)
+        assert ("12", "12") in lines  # the 4 x 3 answers
+        assert lines[-1] == ("24", "24")  # then the 4 x 3 pairs, each judged in both orders

@@ -129,7 +129,17 @@ def execute_run(
                 if outcome.status == "completed" and loaded.spec.judge is not None and loaded.spec.judge.pairwise:
                     from benchrun.pairwise_run import judge_pairs  # the answers are in: judge pairs of them
 
-                    pairwise = judge_pairs(loaded, ledger, run_id, use_cache=use_cache)
+                    base = outcome.progress
+
+                    def tick(done: int, total: int, errors: int, cost: float) -> None:  # pairs count as cells
+                        if on_progress is not None:
+                            import dataclasses
+
+                            on_progress(dataclasses.replace(base, total=base.total + total, done=base.done + done,
+                                                            errors=base.errors + errors,
+                                                            cost_usd=base.cost_usd + cost))
+
+                    pairwise = judge_pairs(loaded, ledger, run_id, use_cache=use_cache, on_pair=tick)
             except DiskFull as e:  # the ledger stopped taking rows while it still had room to say how the run ended
                 why = "the ledger's disk is full"
                 _mark_interrupted(ledger, run_id, why)

@@ -32,7 +32,7 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -139,7 +139,8 @@ def _row(run_id: str, case_id: str, a: str, b: str, order: str, o: OneOrder, jud
     )
 
 
-async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache: bool) -> PairwiseTotals:
+async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache: bool,
+                     on_pair: Callable[[int, int, int, float], None] | None = None) -> PairwiseTotals:
     from benchrun import providers
     from benchrun.scoring.pairwise import CachedCaller, judge_order, pairwise_prompt_hash
 
@@ -176,6 +177,8 @@ async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache:
         await loop.run_in_executor(writer, ledger.add_pair_judgements, rows)
         tot.pairs += 1
         tot.errors += sum(1 for r in rows if r.status == "error")
+        if on_pair is not None:
+            on_pair(tot.pairs, len(todo), tot.errors, call.cost_usd)
 
     try:
         await asyncio.gather(*(one(c, a, b) for c, a, b in todo))
@@ -188,9 +191,11 @@ async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache:
     return tot
 
 
-def judge_pairs(loaded: LoadedSpec, ledger: Ledger, run_id: str, *, use_cache: bool = True) -> PairwiseTotals:
-    """Judge every scheduled pair of ``run_id`` not judged yet in both orders (see the module docstring)."""
-    return asyncio.run(_judge_all(loaded, ledger, run_id, use_cache))
+def judge_pairs(loaded: LoadedSpec, ledger: Ledger, run_id: str, *, use_cache: bool = True,
+                on_pair: Callable[[int, int, int, float], None] | None = None) -> PairwiseTotals:
+    """Judge every scheduled pair of ``run_id`` not judged yet in both orders (see the module docstring).
+    ``on_pair(pairs done, pairs to judge, orders failed, fresh cost so far)`` is called after each pair."""
+    return asyncio.run(_judge_all(loaded, ledger, run_id, use_cache, on_pair))
 
 
 # ----------------------------------------------------------------------------- reading
