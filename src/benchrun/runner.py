@@ -507,6 +507,10 @@ class Runner:
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
             row.injection_suspected = judge_mod.injection_signs(text, rubric.judge_prompt if rubric else "")
+        elif rubric is not None and spec.judge is not None and spec.judge.pairwise:  # it will be shown to that judge
+            from benchrun.scoring.pairwise import pairwise_prompt_source
+
+            row.injection_suspected = judge_mod.injection_signs(text, pairwise_prompt_source(rubric))
         outcomes = await rules_mod.evaluate_async(unit.case, text, self.sandbox)  # code checks: off the loop
         row.rules = json.dumps([o.to_dict() for o in outcomes])
         row.rules_passed = all(o.passed for o in outcomes)
