@@ -445,3 +445,28 @@ def test_an_answer_that_fakes_the_pairwise_prompt_is_flagged_and_stays_inside_it
                 start, end = user.index("fine."), user.index("Reply {")
                 fence = user[:start].rsplit("<<<", 1)[1].split(">>>")[0]
                 assert f"<<<END-{fence}>>>" in user[end:]
+
+
+def test_budget_cap_stops_the_pairwise_judge_within_the_budget(tmp_path: Path) -> None:
+    with FakeServer(prefer_beta_config()) as srv:
+        project = Project(tmp_path, srv.url)
+        write_project(project, 4, "judge-pref")
+        import yaml
+
+        p = project.root / "runs" / "mini.yaml"
+        spec = yaml.safe_load(p.read_text())
+        spec["judge"].update(price={"input_per_1m": 1000.0, "output_per_1m": 1000.0}, sampling={"max_tokens": 50})
+        spec["budget_usd"] = 3.0
+        p.write_text(yaml.safe_dump(spec, sort_keys=False))
+        r, summary = project.cli_json("run", str(p))
+        assert r.returncode == 3, r.stderr
+        assert "budget cap" in r.stderr and "judging pairs" in r.stderr
+        run_id = summary["conditions"]["run_id"]
+        con = sqlite3.connect(project.ledger)
+        status = con.execute("SELECT status FROM run WHERE id = ?", (run_id,)).fetchone()[0]
+        answers = con.execute("SELECT SUM(cost_usd) FROM result WHERE run_id = ?", (run_id,)).fetchone()[0]
+        con.close()
+        assert status == "budget_exceeded"
+        rows = judgements(project, run_id)
+        assert 0 < len(rows) < 4 * 3 * 2  # some pairs judged, not all
+        assert answers + sum(x["cost_usd"] for x in rows) <= 3.0

@@ -139,7 +139,10 @@ def execute_run(
                                                             errors=base.errors + errors,
                                                             cost_usd=base.cost_usd + cost))
 
-                    pairwise = judge_pairs(loaded, ledger, run_id, use_cache=use_cache, on_pair=tick)
+                    pairwise = judge_pairs(loaded, ledger, run_id, use_cache=use_cache, on_pair=tick,
+                                           spent=base.cost_usd)
+                    if pairwise.stopped is not None:
+                        outcome = runner.RunOutcome(run_id, "budget_exceeded", pairwise.stopped, outcome.progress)
             except DiskFull as e:  # the ledger stopped taking rows while it still had room to say how the run ended
                 why = "the ledger's disk is full"
                 _mark_interrupted(ledger, run_id, why)

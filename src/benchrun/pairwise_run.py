@@ -50,10 +50,6 @@ if TYPE_CHECKING:
 ORDERS = ("AB", "BA")
 
 
-def is_pairwise(loaded: LoadedSpec) -> bool:
-    return loaded.spec.judge is not None and loaded.spec.judge.pairwise
-
-
 def schedule(keys: Sequence[str], case_ids: Sequence[str], judge: JudgeSpec) -> dict[str, list[tuple[str, str]]]:
     """The pairs ``(model_a, model_b)`` judged on each case, ``model_a`` drawn per case and pair from the seed."""
     pairs = judge.pairs or "all_pairs"
@@ -89,15 +85,6 @@ def pairwise_params(judge: JudgeSpec) -> dict[str, Any]:
     return judge_call_params(judge, PAIRWISE_SCHEMA, "pairwise_verdict")
 
 
-def check_supported(loaded: LoadedSpec) -> None:
-    """What a pairwise run cannot do yet, refused before anything is recorded."""
-    from benchrun.errors import BadInput
-
-    if is_pairwise(loaded) and loaded.spec.budget_usd is not None:
-        raise BadInput(loaded.path or "spec", "budget_usd", "budget_usd is not supported with judge.mode pairwise "
-                       "yet (the pairwise judge's cost is not bounded); remove it")
-
-
 # ----------------------------------------------------------------------------- judging
 
 
@@ -110,6 +97,7 @@ class PairwiseTotals:
     cached: int = 0
     cost_usd: float = 0.0
     cost_unknown: bool = False
+    stopped: str | None = None  # why judging stopped early (the budget cap)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pairs": self.pairs, "skipped": self.skipped, "errors": self.errors, "calls": self.calls,
@@ -139,8 +127,29 @@ def _row(run_id: str, case_id: str, a: str, b: str, order: str, o: OneOrder, jud
     )
 
 
+def _worst_case(loaded: LoadedSpec, ep: Any, params: dict[str, Any], case: Any, first: str, second: str) -> float:
+    """Upper bound on what judging one pair costs: both orders, each with its one re-ask (which repeats the
+    prompt and carries the first reply), every reply at ``max_tokens`` (1024 when unset)."""
+    from benchrun import providers
+    from benchrun.errors import RunAborted
+    from benchrun.scoring.pairwise import pairwise_messages
+
+    judge, rubric = loaded.spec.judge, loaded.rubric
+    assert judge is not None and rubric is not None
+    j_max = int(params.get("max_tokens") or 1024)
+    total = 0.0
+    for x, y in ((first, second), (second, first)):
+        prompt = providers.count_message_tokens(pairwise_messages(rubric, case, x, y))
+        c = providers.worst_case_cost(judge, ep, 2 * prompt + j_max, 2 * j_max)
+        if c is None:  # checked before the run starts (the judge needs a price with budget_usd)
+            raise RunAborted("cannot bound cost for the budget: the pairwise judge has no known price")
+        total += c
+    return total
+
+
 async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache: bool,
-                     on_pair: Callable[[int, int, int, float], None] | None = None) -> PairwiseTotals:
+                     on_pair: Callable[[int, int, int, float], None] | None = None,
+                     budget_left: float | None = None) -> PairwiseTotals:
     from benchrun import providers
     from benchrun.scoring.pairwise import CachedCaller, judge_order, pairwise_prompt_hash
 
@@ -169,7 +178,33 @@ async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache:
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-pairs")
     loop = asyncio.get_running_loop()
 
+    params = pairwise_params(judge)
+    gate = {"spent": 0.0, "reserved": 0.0}
+
     async def one(case: Any, a: str, b: str) -> None:
+        reserve = 0.0
+        if budget_left is not None:
+            if tot.stopped is not None:
+                return
+            reserve = _worst_case(loaded, ep, params, case, answers[(case.id, a)] or "", answers[(case.id, b)] or "")
+            while gate["spent"] + gate["reserved"] + reserve > budget_left:
+                if tot.stopped is not None:
+                    return
+                if gate["reserved"] == 0.0 or gate["spent"] + reserve > budget_left:
+                    tot.stopped = (f"budget cap ${spec.budget_usd:.4f} reached while judging pairs: spent "
+                                   f"${gate['spent']:.4f} on them; the next pair could cost up to ${reserve:.4f}. "
+                                   "Raise budget_usd and resume.")
+                    return
+                await asyncio.sleep(0.05)  # wait for the pairs in flight to settle their real cost
+            gate["reserved"] += reserve
+        before = call.cost_usd
+        try:
+            await _judge_pair(case, a, b)
+        finally:
+            gate["reserved"] -= reserve
+            gate["spent"] += call.cost_usd - before  # fresh spend (cached calls cost nothing now)
+
+    async def _judge_pair(case: Any, a: str, b: str) -> None:
         ab, ba = await asyncio.gather(judge_order(call, rubric, case, answers[(case.id, a)] or "", answers[(case.id, b)] or ""),
                                       judge_order(call, rubric, case, answers[(case.id, b)] or "", answers[(case.id, a)] or ""))
         rows = [_row(run_id, case.id, a, b, order, o, judge.model, phash, rhash) for order, o in zip(ORDERS, (ab, ba),
@@ -192,10 +227,16 @@ async def _judge_all(loaded: LoadedSpec, ledger: Ledger, run_id: str, use_cache:
 
 
 def judge_pairs(loaded: LoadedSpec, ledger: Ledger, run_id: str, *, use_cache: bool = True,
-                on_pair: Callable[[int, int, int, float], None] | None = None) -> PairwiseTotals:
+                on_pair: Callable[[int, int, int, float], None] | None = None,
+                spent: float = 0.0) -> PairwiseTotals:
     """Judge every scheduled pair of ``run_id`` not judged yet in both orders (see the module docstring).
-    ``on_pair(pairs done, pairs to judge, orders failed, fresh cost so far)`` is called after each pair."""
-    return asyncio.run(_judge_all(loaded, ledger, run_id, use_cache, on_pair))
+    ``on_pair(pairs done, pairs to judge, orders failed, fresh cost so far)`` is called after each pair.
+    With the spec's ``budget_usd``, ``spent`` (what the answers cost in this process) counts against it and
+    a pair is judged only when its worst case still fits beside the pairs in flight, as the runner does for
+    answers; otherwise judging stops (``stopped`` says why; resume to go on)."""
+    budget = loaded.spec.budget_usd
+    left = None if budget is None else budget - spent
+    return asyncio.run(_judge_all(loaded, ledger, run_id, use_cache, on_pair, left))
 
 
 # ----------------------------------------------------------------------------- reading

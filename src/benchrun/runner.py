@@ -212,9 +212,6 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
     for ref, label in [*((c, c.key) for c in spec.candidates), *([(spec.judge, "judge")] if spec.judge else [])]:
         check_key_env_name(ref, loaded.path, label)  # refused names fail before the run is recorded
     check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
-    from benchrun.pairwise_run import check_supported
-
-    check_supported(loaded)
     _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
     versions = package_versions()
     if isolation is not None:
