@@ -89,6 +89,15 @@ def _same(a: dict[str, Any], b: dict[str, Any], skip: Iterable[str] = ("id",)) -
     return all(_norm(a.get(k)) == _norm(b.get(k)) for k in a if k not in skipped)
 
 
+def _key_list(stored: str) -> list[str] | None:
+    """A recorded JSON list of cache keys, or None when the (untrusted) column holds anything else."""
+    try:
+        keys = json.loads(stored)
+    except ValueError:
+        return None
+    return keys if isinstance(keys, list) and all(isinstance(k, str) for k in keys) else None
+
+
 def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[set[str], int]:
     """Cache keys the runner used for these results, and how many results' judge entries cannot be named.
 
@@ -119,11 +128,8 @@ def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[
                            "candidate"))
         stored = r.get("judge_cache_keys")
         if stored:
-            try:
-                judge_keys = json.loads(stored)
-            except ValueError:
-                judge_keys = None
-            if isinstance(judge_keys, list) and all(isinstance(k, str) for k in judge_keys):
+            judge_keys = _key_list(stored)
+            if judge_keys is not None:
                 keys.update(judge_keys)
             else:
                 unresolved += 1
@@ -160,11 +166,8 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
 
     keys, unresolved = run_cache_keys(run, results)
     for pj in pairs:  # a pairwise run's judge calls: the keys its rows record (nothing is rendered)
-        try:
-            pkeys = json.loads(pj["cache_keys"] or "[]")
-        except ValueError:
-            pkeys = None
-        if isinstance(pkeys, list) and all(isinstance(k, str) for k in pkeys):
+        pkeys = _key_list(pj["cache_keys"] or "[]")
+        if pkeys is not None:
             keys.update(pkeys)
         else:
             unresolved += 1
