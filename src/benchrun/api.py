@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from benchrun.ledger import Ledger as _Store
     from benchrun.ledger.tables import Run
     from benchrun.runner import Progress
+    from benchrun.shards import Shard
     from benchrun.spec import LoadedSpec
 
 ProgressHook = Callable[["Progress"], None]
@@ -161,6 +162,7 @@ class RunInfo:
     models: list[str]
     judge: str
     totals: dict[str, Any]
+    reproduction_of: str | None = None  # the run this one reproduced (`benchrun reproduce`), else None
 
 
 @dataclass(frozen=True)
@@ -265,12 +267,13 @@ class Ledger:
     def runs(self, limit: int = 50) -> list[RunInfo]:
         """Runs, newest first (what `benchrun runs list` shows)."""
         out = []
+        repro = self.store.reproductions()
         for r in self.store.list_runs(limit):
             out.append(RunInfo(
                 id=r.id, name=r.name, status=r.status, created_at=r.created_at.isoformat(), dataset=r.dataset_name,
                 dataset_version=r.dataset_version, dataset_hash=r.dataset_hash,
                 models=[m["key"] for m in json.loads(r.models)], judge=r.judge_model,
-                totals=json.loads(r.totals or "{}"),
+                totals=json.loads(r.totals or "{}"), reproduction_of=repro.get(r.id),
             ))
         return out
 
@@ -325,6 +328,7 @@ class Prepared:
     run_id: str
     call_workers: int
     unsafe_exec: bool = False
+    shard: Shard | None = None  # one shard of a sharded run: only its cells run (see `benchrun.shards`)
 
 
 def check_key_variables(loaded: Any, where: Any) -> None:
@@ -343,6 +347,15 @@ def check_key_variables(loaded: Any, where: Any) -> None:
 def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None,
                 require_calibrated: bool = False, call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
     """Load the spec, check it, and record a new run (status ``running``); nothing is called yet."""
+    from benchrun import runner
+
+    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers)
+    return Prepared(loaded, store, runner.create_run(loaded, store, unsafe_exec=unsafe_exec), workers, unsafe_exec)
+
+
+def _checked_spec(spec: str | Path | LoadedSpec, ledger: str | Path | Ledger | None, require_calibrated: bool,
+                  call_workers: int | str) -> tuple[LoadedSpec, _Store, int]:
+    """The spec loaded and checked before a run is recorded: key variables set, call workers, calibration."""
     from benchrun import providers, runner
     from benchrun.spec import LoadedSpec
 
@@ -353,7 +366,25 @@ def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | 
     workers = runner.call_workers_for(loaded, call_workers)
     if require_calibrated:
         check_calibrated(store, loaded)
-    return Prepared(loaded, store, runner.create_run(loaded, store, unsafe_exec=unsafe_exec), workers, unsafe_exec)
+    return loaded, store, workers
+
+
+def prepare_shard(spec: str | Path | LoadedSpec, shard: str, run_id: str, *,
+                  ledger: str | Path | Ledger | None = None, require_calibrated: bool = False,
+                  call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
+    """One shard (``"2/4"``) of run ``run_id``, as `benchrun run SPEC --shard 2/4 --run-id ID`: the first shard to
+    arrive records the run; a later one must have the same spec (`BadInput`, naming the differing field, if not)
+    and the same number of shards (`UsageError`). See `benchrun.shards`."""
+    from benchrun import shards
+
+    part = shards.parse_shard(shard)
+    shards.check_run_id(run_id)
+    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers)
+    if loaded.spec.judge is not None and loaded.spec.judge.pairwise:  # before anything is recorded
+        raise UsageError("--shard does not support judge.mode pairwise yet (its pairs need every shard's answers); "
+                         "run the spec without --shard")
+    shards.arrive(loaded, store, part, run_id, unsafe_exec=unsafe_exec)
+    return Prepared(loaded, store, run_id, workers, unsafe_exec, part)
 
 
 def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
@@ -372,6 +403,9 @@ def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
     providers.collect_env_secrets()
     store = _store(ledger)
     prior = store.get_run(run_id)
+    from benchrun.shards import refuse_resume
+
+    refuse_resume(store, prior.id)
     if prior.status == "completed" and not any(st == "error" for st in store.cells(prior.id).values()) \
             and not any(j.status == "error" for j in store.pair_judgements(prior.id)):  # pairwise runs' judgements
         raise UsageError(f"run {prior.id} is already complete; nothing to resume")
@@ -401,13 +435,14 @@ def execute(prepared: Prepared, *, cache: bool = True, progress: ProgressHook | 
 
     execute_run(prepared.loaded, prepared.store, prepared.run_id, use_cache=cache,
                 call_workers=prepared.call_workers, unsafe_exec=prepared.unsafe_exec, on_progress=progress, on_start=on_start,
-                interrupt_guard=interrupt_guard)
+                interrupt_guard=interrupt_guard, shard=prepared.shard)
     return RunResult.from_summary(build_summary(prepared.store, prepared.store.get_run(prepared.run_id)))
 
 
 def run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None, cache: bool = True,
         progress: ProgressHook | None = None, require_calibrated: bool = False,
-        call_workers: int | str = 0, unsafe_exec: bool = False) -> RunResult:
+        call_workers: int | str = 0, unsafe_exec: bool = False, shard: str | None = None,
+        run_id: str | None = None) -> RunResult:
     """Run a spec (every case × candidate × sample, scored, recorded in the ledger) and return its summary.
 
     Raises `BadInput` for a bad spec, dataset or rubric (nothing is recorded then), `UsageError`
@@ -416,9 +451,15 @@ def run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = N
     each result. ``call_workers`` is 0 (calls in this process) by default; ``"auto"`` as the CLI.
     ``unsafe_exec`` runs code checks without bubblewrap (`benchrun run --unsafe-exec`); without it a
     spec whose cases run code is refused (`UsageError`) when bubblewrap cannot isolate them.
+    With ``shard="2/4"`` and ``run_id`` it runs one shard of a sharded run (see `prepare_shard`).
     Cannot be called from a running event loop (a notebook cell): use `arun` there.
     """
     _no_running_loop("run", "`await benchrun.arun(...)`")
+    if shard is not None or run_id is not None:
+        if shard is None or run_id is None:
+            raise UsageError("a sharded run needs both shard (e.g. '2/4') and run_id")
+        return execute(prepare_shard(spec, shard, run_id, ledger=ledger, require_calibrated=require_calibrated,
+                                     call_workers=call_workers, unsafe_exec=unsafe_exec), cache=cache, progress=progress)
     return execute(prepare_run(spec, ledger=ledger, require_calibrated=require_calibrated,
                                call_workers=call_workers, unsafe_exec=unsafe_exec), cache=cache, progress=progress)
 

@@ -168,11 +168,13 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         c_max = params.get("max_tokens")
         mean_ct = _mean(answers_hist.get(cand.model))
         calls = cached = prompt = 0
-        for case in cases:
-            msgs = runner.candidate_messages(loaded, cand, case)
-            judged = has_judge and loaded.judged(case)
-            jfix = providers.count_message_tokens(judge_mod.judge_messages(rubric, case, "")) if judged else 0
-            for i in range(spec.samples):
+        for base in cases:
+            judged = has_judge and loaded.judged(base)
+            jfix = providers.count_message_tokens(judge_mod.judge_messages(rubric, base, "")) if judged else 0
+            base_msgs = runner.candidate_messages(loaded, cand, base)
+            for i in range(spec.samples_per_case):
+                case = loaded.case_for_sample(base, i)
+                msgs = base_msgs if case is base else runner.candidate_messages(loaded, cand, case)
                 hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate")) if cache else None
                 if hit is not None and hit.get("text") is not None:
                     cached += 1
@@ -256,5 +258,5 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
                  "counts")
     if spec.budget_usd is not None:
         notes.append(f"the spec's budget_usd {spec.budget_usd} stops the run before it can spend more")
-    return Estimate(spec_name=spec.name, cases=len(cases), samples=spec.samples, candidates=cand_out, judge=judge,
+    return Estimate(spec_name=spec.name, cases=len(cases), samples=spec.samples_per_case, candidates=cand_out, judge=judge,
                     cache=cache, notes=notes)

@@ -116,11 +116,13 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
         if limit is None or len(shown) < limit:
             shown.append(text)
 
-    for case in loaded.dataset.cases:
+    for base in loaded.dataset.cases:
         for cand in spec.candidates:
-            msgs = runner.candidate_messages(loaded, cand, case)
             params = spec.sampling_for(cand).as_params()
-            for i in range(spec.samples):
+            base_msgs = runner.candidate_messages(loaded, cand, base)
+            for i in range(spec.samples_per_case):
+                case = loaded.case_for_sample(base, i)
+                msgs = base_msgs if case is base else runner.candidate_messages(loaded, cand, case)
                 where = f"case {case.id} × {cand.key} sample {i}"
                 hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate"))
                 if hit is None or hit.get("text") is None:

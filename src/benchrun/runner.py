@@ -206,6 +206,13 @@ def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sand
 
 def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
     """Validate everything that can be checked offline, then record a new run."""
+    run = run_record(loaded, unsafe_exec=unsafe_exec)
+    ledger.create_run(run)
+    return run.id
+
+
+def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | None = None) -> Run:
+    """Validate everything that can be checked offline; the run's row (a new id unless ``run_id``), not recorded."""
     from benchrun.credentials import check_key_env_name
 
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
@@ -216,10 +223,8 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
     versions = package_versions()
     if isolation is not None:
         versions["code sandbox"] = isolation  # what ran the answers' code: part of the run's conditions
-    run_id = new_run_id()
-    ledger.create_run(
-        Run(
-            id=run_id,
+    return Run(
+            id=run_id or new_run_id(),
             name=spec.name,
             status="running",
             spec_hash=loaded.spec_hash,
@@ -236,15 +241,13 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
                 [{"key": c.key, "model": c.model, "alias": c.alias, "api_base": c.api_base} for c in spec.candidates]
             ),
             sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
-            samples_per_case=spec.samples,
+            samples_per_case=spec.samples_per_case,
             judge_model=spec.judge.model if spec.judge is not None else "",
             judge_prompt_hash=judge_prompt_hash(loaded),
             judge_sampling=json.dumps(judge_params(loaded)),
             package_versions=json.dumps(versions),
             git_commit=git_commit(),
         )
-    )
-    return run_id
 
 
 def with_resolved_models(models_json: str, results: list[Result]) -> str:
@@ -278,7 +281,7 @@ def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
         return 0
     if option != "auto":
         return min(n, spec.concurrency.global_)  # each worker needs one of the global slots
-    n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples
+    n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples_per_case
     any_local = any(providers.is_local(ref) for ref in [*spec.candidates, *([spec.judge] if spec.judge else [])])
     return callpool.auto_workers(n_units, spec.concurrency.global_, any_local)
 
@@ -365,8 +368,10 @@ class Runner:
         on_progress: Callable[[Progress], None] | None = None,
         pool: CallPool | None = None,
         sandbox: Sandbox | None = None,
+        cell_filter: Callable[[str, str, int], bool] | None = None,
     ) -> None:
         self.loaded = loaded
+        self.cell_filter = cell_filter  # (case id, model key, sample) -> run it here? (a shard's cells; None: all)
         self.sandbox = sandbox  # runs the code checks (None: the default, bwrap or refuse)
         self.ledger = ledger
         self.run_id = run_id
@@ -394,12 +399,20 @@ class Runner:
         units = []
         for case in self.loaded.cases():
             for cand in spec.candidates:
-                for i in range(spec.samples):
+                msgs: list[dict[str, str]] | None = None
+                for i in range(spec.samples_per_case):
                     key = (case.id, cand.key, i)
+                    if self.cell_filter is not None and not self.cell_filter(*key):
+                        continue
                     status = cells.get(key)
                     if status is not None and status != "error":
                         continue
-                    units.append(_Unit(case, cand, i, candidate_messages(self.loaded, cand, case), errors.get(key)))
+                    asked = self.loaded.case_for_sample(case, i)  # shuffle_choices: sample i is choice order i
+                    if asked is not case:
+                        units.append(_Unit(asked, cand, i, candidate_messages(self.loaded, cand, asked), errors.get(key)))
+                        continue
+                    msgs = msgs or candidate_messages(self.loaded, cand, case)
+                    units.append(_Unit(case, cand, i, msgs, errors.get(key)))
         return units
 
     def _worst_case(self, unit: _Unit) -> float:

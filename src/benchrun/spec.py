@@ -718,6 +718,21 @@ class RunSpec(_Strict):
     cache: bool = True
     budget_usd: float | None = Field(default=None, gt=0)
     select: Selection | None = None
+    # multiple choice, circular evaluation: ask each case under this many orders of its choices (the first the
+    # dataset's own, the others seeded permutations; see `choice_order`); sample i is order i
+    shuffle_choices: int | None = Field(default=None, ge=2, le=26)
+
+    @property
+    def samples_per_case(self) -> int:
+        """Answers asked per case and candidate: ``samples``, or one per choice order with ``shuffle_choices``."""
+        return self.shuffle_choices or self.samples
+
+    @model_validator(mode="after")
+    def _shuffle_one_sample(self) -> RunSpec:
+        if self.shuffle_choices is not None and self.samples != 1:
+            raise ValueError("shuffle_choices asks each case once per order of its choices (the orders are its "
+                             "samples); remove 'samples' or set it to 1")
+        return self
 
     @field_validator("candidates")
     @classmethod
@@ -765,7 +780,7 @@ class RunSpec(_Strict):
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a judged spec dumps (and hashes) exactly as before these fields became optional
         d = handler(self)
-        for k in ("rubric", "judge", "fewshot"):
+        for k in ("rubric", "judge", "fewshot", "shuffle_choices"):
             if d.get(k, 0) is None:
                 del d[k]
         if d.get("judge_when") == "always":
@@ -785,22 +800,65 @@ class RunSpec(_Strict):
 _UNION_TAGS = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*|function-\w+\[.*\]|literal\[.*\])$")
 
 
-def _format_validation_error(e: ValidationError) -> tuple[tuple[Any, ...], str]:
+def _clean_loc(err: Any) -> tuple[Any, ...]:
+    return tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and _UNION_TAGS.match(p)))
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names (and aliases) of the model found at ``loc`` below ``model`` (lists and optionals
+    looked through), or [] where the path leaves the models."""
+    import typing
+
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        ann: Any = fields[part].annotation
+        nxt = None
+        for _ in range(4):  # Optional[list[X]] and the like
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                nxt = ann
+                break
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), args[0] if args else None)
+        cur = nxt
+    fields = getattr(cur, "model_fields", None) or {}
+    return [n for n in fields] + [f.alias for f in fields.values() if f.alias]
+
+
+def _near(name: Any, options: list[str]) -> str | None:
+    from difflib import get_close_matches
+
+    m = get_close_matches(str(name), [o for o in options if o != name], n=1, cutoff=0.75)
+    return m[0] if m else None
+
+
+def _format_validation_error(e: ValidationError, model: type[BaseModel] | None = None) -> tuple[tuple[Any, ...], str]:
     """The most useful pydantic error as ``(location, "field: message")``.
 
     Custom validator messages beat type mismatches of other union branches, and
-    union branch tags (``str``, ``Pattern``…) are dropped from the field path.
+    union branch tags (``str``, ``Pattern``…) are dropped from the field path. A missing
+    field next to an unknown one of a similar name (``candidate:`` for ``candidates:``),
+    or an unknown field close to one of ``model``'s, says "did you mean".
     """
     errs = e.errors()
     err = next((x for x in errs if x.get("type") == "value_error"), errs[0])
-    loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and _UNION_TAGS.match(p)))
+    loc = _clean_loc(err)
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if err.get("type") == "extra_forbidden":
-        msg = "unknown field; remove it or check its spelling"
+        near = _near(loc[-1], _fields_at(model, loc[:-1])) if loc else None
+        msg = f"unknown field; did you mean '{near}'?" if near else "unknown field; remove it or check its spelling"
     if err.get("type") == "missing":
         msg = "required field is missing"
+        extras = [_clean_loc(x) for x in errs if x.get("type") == "extra_forbidden"]
+        near = _near(loc[-1], [x[-1] for x in extras if x[:-1] == loc[:-1] and isinstance(x[-1], str)]) if loc else None
+        if near:
+            msg += f"; the file has '{near}': did you mean '{loc[-1]}'?"
     field = ".".join(str(p) for p in loc)
     if not field or (len(loc) == 1 and msg.startswith(f"{field} ")):  # the message already names its field
         return loc, msg
@@ -838,7 +896,7 @@ def _build_dataset(path: Path, header: dict[str, Any], raw_cases: list[Any], lin
         try:
             case = Case.model_validate(raw)
         except ValidationError as e:
-            _, msg = _format_validation_error(e)
+            _, msg = _format_validation_error(e, Case)
             raise BadInput(path, where, msg) from None
         if case.id in seen:
             raise BadInput(path, where, f"duplicate case id '{case.id}' (first at {seen[case.id]}); ids must be unique")
@@ -922,7 +980,7 @@ def load_rubric(path: str | Path) -> Rubric:
     try:
         return Rubric.model_validate(data)
     except ValidationError as e:
-        loc, msg = _format_validation_error(e)
+        loc, msg = _format_validation_error(e, Rubric)
         raise BadInput(p, node_line(node, loc), msg) from None
 
 
@@ -950,6 +1008,16 @@ class LoadedSpec(BaseModel):
         if not self.judged(case):
             return "rules"
         return "rules+judge" if case_has_rules(case) else "judge"
+
+    def case_for_sample(self, case: Case, sample: int) -> Case:
+        """The case as sample ``sample`` asks it: with ``shuffle_choices``, its choices in order ``sample``
+        (`choice_order`) and ``answer`` the index of the right one there; otherwise the case itself."""
+        k = self.spec.shuffle_choices
+        if k is None or case.choices is None or sample == 0:
+            return case
+        order = choice_order(case, sample, k)
+        right = case.answer_index()
+        return case.model_copy(update={"choices": [case.choices[j] for j in order], "answer": order.index(right)})
 
     def cases(self) -> list[Case]:
         """The dataset cases this run uses (the spec's ``select``, or all)."""
@@ -998,6 +1066,27 @@ def case_has_rules(case: Case) -> bool:
     return bool(case.must_include or case.must_not or case.checks or case.choices)
 
 
+def choice_order(case: Case, index: int, k: int) -> list[int]:
+    """Order ``index`` (0 ≤ index < k) of a multiple-choice case's choices, as indices into ``case.choices``.
+
+    Order 0 is the dataset's own. Orders 1..k-1 are distinct permutations, none the original, drawn with
+    Python's ``random.Random`` seeded by the case id ("shuffle:<id>"), so they are the same on every run,
+    machine and resume, and independent of the other cases (circular evaluation as in MMBench, Liu et al.
+    2023, with seeded permutations instead of cyclic shifts). Needs k ≤ n! for n choices.
+    """
+    import random
+
+    n = len(case.choices or [])
+    rng = random.Random(f"shuffle:{case.id}")
+    seen = [tuple(range(n))]
+    while len(seen) <= index:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if tuple(perm) not in seen:
+            seen.append(tuple(perm))
+    return list(seen[index])
+
+
 def load_run_spec(path: str | Path) -> LoadedSpec:
     """Load a run spec and the dataset and rubric it names (paths relative to the spec)."""
     p = Path(path)
@@ -1007,7 +1096,7 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as e:
-        loc, msg = _format_validation_error(e)
+        loc, msg = _format_validation_error(e, RunSpec)
         raise BadInput(p, node_line(node, loc), msg) from None
     base = p.parent
     ds_path = resolve_path(base, spec.dataset)
@@ -1033,6 +1122,17 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
                 raise BadInput(p, key_line(node, "select"), f"select.ids names unknown cases {unknown[:5]}")
         if not loaded.cases():
             raise BadInput(p, key_line(node, "select"), "select matches no case of the dataset; loosen it")
+    if spec.shuffle_choices is not None:
+        import math
+
+        for case in loaded.cases():
+            if case.choices is None:
+                raise BadInput(ds_path, f"case {case.id}", "has no 'choices', but the spec sets shuffle_choices "
+                               "(circular evaluation of multiple-choice cases); select only choice cases or drop it")
+            if spec.shuffle_choices > math.factorial(len(case.choices)):
+                raise BadInput(p, key_line(node, "shuffle_choices"),
+                               f"shuffle_choices {spec.shuffle_choices} asks for more orders than case {case.id}'s "
+                               f"{len(case.choices)} choices have ({math.factorial(len(case.choices))}); lower it")
     if spec.judge is None:
         for case in loaded.cases():
             if not case_has_rules(case):
@@ -1047,11 +1147,23 @@ def resolve_path(base: Path, rel: str) -> Path:
     rp = Path(os.path.expanduser(rel))
     if rp.is_absolute():
         return rp
-    cand = base / rp
+    cand = _tidy(base / rp)
     if cand.exists():
         return cand
     # also accept paths relative to the working directory (e.g. "datasets/x.yaml")
     return rp if rp.exists() else cand
+
+
+def _tidy(p: Path) -> Path:
+    """``runs/../datasets/x.yaml`` as ``datasets/x.yaml`` when both name the same file (a symlinked
+    folder can make ``..`` go elsewhere; then the path stays as written)."""
+    short = Path(os.path.normpath(p))
+    if short == p:
+        return p
+    try:
+        return short if short.resolve() == p.resolve() else p
+    except OSError:
+        return p
 
 
 def missing_key_variables(spec: RunSpec) -> list[tuple[str, str]]:

@@ -45,6 +45,8 @@ class Group(TyperGroup):
         opt = super().get_help_option(ctx)
         if opt is not None and opt.default is None:
             opt.default = False
+        if opt is not None and opt.metavar is None:  # no "<bool>" beside --help
+            opt.metavar = ""
         return opt
 
 

@@ -44,6 +44,9 @@ def labels_export(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stratified sample.")] = 0,
     pairwise: Annotated[bool, typer.Option("--pairwise", help="A pairwise run: write blind pairs (A/B in random "
                                            "order) to vote on instead of single results.")] = False,
+    recorded: Annotated[bool, typer.Option("--recorded", help="Write the labels recorded in the ledger (from "
+                                           "`benchrun view` and `labels import`) instead of a blank template.")
+                        ] = False,
     ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -62,6 +65,14 @@ def labels_export(
         common.out().print(f"wrote {info['written']} pair(s) to {info['out']} (from {info['judged_pairs']} judged "
                            f"pairs, seed {seed}); fill in human_winner (A, B or tie) and annotator, then `benchrun "
                            f"labels import {info['out']} --run {info['run_id']}`", markup=False)
+        return
+    if recorded:
+        info = jt.export_recorded_labels(led, jt.open_run(led, run_id), out)
+        if json_out:
+            _print_json(info)
+        else:
+            common.out().print(f"wrote {info['written']} recorded label(s) by {len(info['annotators'])} annotator(s) to "
+                               f"{info['out']} (hash {info['hash'][:12]})", markup=False)
         return
     info = jt.export_labels(jt.open_run(led, run_id), sample, out, seed)
     if json_out:

@@ -57,6 +57,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "result.judge_cache_keys: ledger copy renders no template",
               _add_column("result", "judge_cache_keys", "TEXT")),
     Migration(6, "pair_judgement: pairwise runs' verdicts", _create(t.PairJudgement)),
+    Migration(9, "run_shard: shards of one run (benchrun run --shard I/N)", _create(t.RunShard)),
 ]
 KNOWN_VERSION = max(m.version for m in MIGRATIONS)
 

@@ -604,6 +604,12 @@ class Ledger:
 
         return self._retrying(go)
 
+    def reproductions(self) -> dict[str, str]:
+        """Run id of each reproduction -> the id of the run it reproduced (from the stored reproduction reports)."""
+        with self.session() as s:
+            q = select(Report.run_id, Report.subject).where(Report.kind == "reproduction")  # type: ignore[call-overload, arg-type]
+            return {rid: subj for rid, subj in s.exec(q) if rid and subj}
+
     def reports(self, kind: str, **filters: Any) -> list[Report]:
         """Reports of a kind, newest first, filtered by column equality."""
         with self.session() as s:

@@ -150,6 +150,28 @@ class RunLease(SQLModel, table=True):
     heartbeat_at: dt.datetime = Field(default_factory=utcnow)
 
 
+class RunShard(SQLModel, table=True):
+    """One shard of a run split over N processes (`benchrun run SPEC --shard I/N --run-id ID`, see
+    `benchrun.shards`): all N rows are written with the run by the first shard to arrive, so the
+    number of shards is fixed by the run; each shard then marks its own row.
+
+    ``status`` is ``waiting`` (not started yet), ``running``, ``done`` (every cell of the shard is
+    recorded) or how its process stopped (``interrupted``, ``failed``, ``budget_exceeded``).
+    """
+
+    __tablename__ = "run_shard"
+
+    run_id: str = Field(foreign_key="run.id", primary_key=True)
+    shard: int = Field(primary_key=True)  # 1 .. shards
+    shards: int
+    status: str = "waiting"
+    cells: int = 0  # cells of the run this shard owns
+    host: str | None = None  # where it last ran
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    message: str | None = Field(default=None, sa_column=Column(Text))
+
+
 class PairJudgement(SQLModel, table=True):
     """One order of one pair in a pairwise run (``judge.mode: pairwise``; see `benchrun.pairwise_run`).
 

@@ -42,12 +42,8 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
         cases.append({"id": c["id"], "category": c.get("category"), "severity": c.get("severity"), "input": text,
                       "ideal": c.get("ideal"), "models": [{"key": k, "samples": per_model.get(k, [])} for k in order],
                       "statuses": sorted(statuses)})
-    points = []
-    for m in summary["models"]:
-        mrows = [r for r in rows if r["model_key"] == m["model_key"]]
-        points.append({"key": m["model_key"], "pass_rate": m["pass_rate"]["estimate"], "low": m["pass_rate"]["low"],
-                       "high": m["pass_rate"]["high"], "cost_per_1k": candidate_cost_per_1k(mrows)})
-    data: dict[str, Any] = {"summary": summary, "cases": cases, "chart_points": points, "compare": None,
+    data: dict[str, Any] = {"summary": summary, "cases": cases, "chart_points": chart_points(summary, rows),
+                            "compare": None,
                             "shortlist": None}
     if compare is not None:
         a, b = (resolve_ref(led, ref, run.id) for ref in compare)
@@ -63,3 +59,13 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
         except UsageError as e:  # no pair judged in both orders: say so in the report
             data["arena"] = {"error": str(e)}
     return jsonable(data)
+
+
+def chart_points(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per model for the quality/cost chart: pass rate with its interval, candidate cost per 1k cases."""
+    points = []
+    for m in summary["models"]:
+        mrows = [r for r in rows if r["model_key"] == m["model_key"]]
+        points.append({"key": m["model_key"], "pass_rate": m["pass_rate"]["estimate"], "low": m["pass_rate"]["low"],
+                       "high": m["pass_rate"]["high"], "cost_per_1k": candidate_cost_per_1k(mrows)})
+    return points

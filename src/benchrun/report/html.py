@@ -20,6 +20,21 @@ def _fmt_pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
+def nice_ticks(vmax: float, n: int = 4) -> tuple[list[float], int]:
+    """Axis ticks from 0 past ``vmax`` in steps of 1, 2, 2.5 or 5 × 10^k (about ``n`` steps), and the
+    number of decimals that shows every tick exactly: $0, $0.005, $0.01 … rather than $0.00858, $0.0172."""
+    if not vmax > 0 or not math.isfinite(vmax):
+        return [0.0, 0.25, 0.5, 0.75, 1.0], 2
+    raw = vmax / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-12))
+    count = math.ceil(vmax / step * (1 - 1e-12))
+    if count * step <= vmax:
+        count += 1
+    decimals = max(0, -math.floor(math.log10(step) + 1e-12) + (1 if round(step / mag, 6) == 2.5 else 0))
+    return [round(i * step, decimals + 2) for i in range(count + 1)], decimals
+
+
 def quality_cost_svg(points: list[dict[str, Any]], width: int = 640, height: int = 360) -> Markup:
     """Scatter of pass rate (with its 95% interval as a vertical bar) against candidate cost per 1k cases.
 
@@ -31,8 +46,8 @@ def quality_cost_svg(points: list[dict[str, Any]], width: int = 640, height: int
     band = 90 if unknown else 0
     plot_w = width - left - right - band
     plot_h = height - top - bottom
-    xmax = max([p["cost_per_1k"] for p in known] + [0.0])
-    xmax = xmax * 1.1 if xmax > 0 else 1.0
+    ticks, decimals = nice_ticks(max([p["cost_per_1k"] for p in known] + [0.0]))
+    xmax = ticks[-1]
 
     def x_of(c: float) -> float:
         return left + plot_w * c / xmax
@@ -48,10 +63,9 @@ def quality_cost_svg(points: list[dict[str, Any]], width: int = 640, height: int
         y = y_of(q)
         parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" />')
         parts.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{int(q * 100)}%</text>')
-    for i in range(5):
-        c = xmax * i / 4
-        x = x_of(c)
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">${c:.3g}</text>')
+    for c in ticks:
+        parts.append(f'<text class="tick" x="{x_of(c):.1f}" y="{top + plot_h + 16}" '
+                     f'text-anchor="middle">${c:,.{decimals}f}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" />')
     parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" />')
     parts.append(f'<text class="label" x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle">'
@@ -167,7 +181,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>coverage</th><td>{% if s.coverage %}JSD {{ "%.3f" | format(s.coverage.jsd or 0) }} ({{ s.coverage.band }}) vs {{ s.coverage.production }}{% else %}no coverage report for this dataset version{% endif %}</td></tr>
 <tr><th>samples per case</th><td>{{ c.samples_per_case }}</td></tr>
 {% for m in c.models %}
-<tr><th>model {{ m.key }}</th><td>{{ m.model }}{% if m.api_base %} @ {{ m.api_base }}{% endif %} · prompt <span class="muted">{{ c.prompt_hashes[m.key] }}</span> · sampling {{ c.sampling[m.key] | tojson }}{% if m.resolved_models %} · served as {{ m.resolved_models | join(", ") }}{% endif %}</td></tr>
+<tr><th>model {{ m.key }}</th><td>{{ m.model }}{% if m.api_base %} @ {{ m.api_base }}{% endif %} · prompt <span class="muted">{{ c.prompt_hashes[m.key] }}</span> · sampling {{ c.sampling[m.key] | tojson }}{% if m.get("resolved_models") %} · served as {{ m.get("resolved_models") | join(", ") }}{% endif %}</td></tr>
 {% endfor %}
 <tr><th>spec hash</th><td class="muted">{{ c.spec_hash }}</td></tr>
 <tr><th>git commit</th><td>{{ c.git_commit or "unknown" }}</td></tr>

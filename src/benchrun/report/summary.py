@@ -79,6 +79,8 @@ def run_conditions(run: Run) -> dict[str, Any]:
 
 
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
+    from benchrun.shards import shard_summary
+
     rows = result_dicts(ledger.results(run.id))
     from benchrun.spec import LoadedSpec
 
@@ -121,7 +123,21 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "judge_health": run_judge_health(rows, loaded.rubric),
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
+        "circular": _circular(rows, order, loaded.spec.shuffle_choices),
+        "shards": shard_summary(ledger, run),  # None unless the run was sharded (benchrun run --shard I/N)
     }
+
+
+def _circular(rows: list[dict[str, Any]], order: list[str], k: int | None) -> dict[str, Any] | None:
+    """With ``shuffle_choices``: accuracy under the dataset's choice order and under all K orders (analysis/circular.py)."""
+    if k is None:
+        return None
+    from benchrun.analysis.circular import circular_accuracy
+
+    return {"orders": k, "models": circular_accuracy(rows, order, k),
+            "method": f"each case asked under {k} orders of its choices (order 0 the dataset's, then seeded "
+                      "permutations); circular = right under all of them (CircularEval, MMBench); Wilson score "
+                      "intervals over cases; cases with an error under any order left out"}
 
 
 def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:

@@ -8,16 +8,11 @@ from rich.console import Console
 from rich.table import Table
 
 from benchrun.report.escape import escape as e
+from benchrun.report.plain import money as _money
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{x:.1%}"
-
-
-def _money(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
 def _cost(known: float, unpriced: int) -> str:
@@ -29,6 +24,18 @@ def _cost(known: float, unpriced: int) -> str:
 
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f} ms"
+
+
+def _shards_line(sh: dict[str, Any]) -> str:
+    """"3 of 4 shards done", then each unfinished shard: its status, cells recorded, heartbeat while it runs."""
+    rest = []
+    for x in sh["shards"]:
+        if x["status"] == "done":
+            continue
+        beat = f", heartbeat {x['heartbeat_age_s']:.0f}s ago" if x.get("heartbeat_age_s") is not None else ""
+        where = f" on {e(x['host'])}" if x.get("host") else ""
+        rest.append(f"shard {x['shard']}: {e(x['status'])}{where} ({x['recorded']} of {x['cells']} cells{beat})")
+    return f"[bold]{sh['line']}[/bold]" + (f" — {'; '.join(rest)}" if rest else "")
 
 
 def render_summary(console: Console, s: dict[str, Any], show_message: bool = True) -> None:
@@ -66,11 +73,13 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print(f"coverage: JSD {cov['jsd']:.3f} ({cov['band']}) on production sample {e(str(cov['production']))}")
     else:
         console.print("coverage: no coverage report for this dataset version (see `benchrun coverage`)")
+    sh = s.get("shards")
+    if sh:
+        console.print(_shards_line(sh))
     if s["recorded_results"] < s["expected_results"]:
-        console.print(
-            f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; "
-            f"finish with `benchrun run --resume {e(c['run_id'])}`[/yellow]"
-        )
+        how = (f"the unfinished shards finish it (`benchrun run SPEC --shard I/{sh['count']} --run-id {e(c['run_id'])}`)"
+               if sh else f"finish with `benchrun run --resume {e(c['run_id'])}`")
+        console.print(f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; {how}[/yellow]")
 
     from benchrun.report.summary import judge_marker
 
@@ -119,6 +128,7 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")
     console.print("[dim]candidate cost: the model's own calls; judge cost: evaluation overhead (the judge's calls)[/dim]")
     _render_pass_at_k(console, s.get("pass_at_k"))
+    _render_circular(console, s.get("circular"))
 
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
@@ -196,13 +206,19 @@ def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
             Col("created", 3, "left"), Col("dataset", 4, "left", text=True, min_width=10),
             Col("models", 1, "left", text=True, min_width=10), Col("results", 5, short="n"),
             Col("cost (all calls)", 2, short="cost")]
-    rows = [[e(r["id"]), e(r["name"]), e(r["status"]), r["created_at"][:16].replace("T", " "),
+    rows = [[e(r["id"]), e(r["name"]), e(r["status"]) + (" (repro)" if r.get("reproduction_of") else ""),
+             r["created_at"][:16].replace("T", " "),
              e(f"{r['dataset']} v{r['dataset_version']}"), e(", ".join(r["models"])),
              str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd"))] for r in runs]
     t, hidden = fit_table(cols, rows, console.width, title="Runs")
     console.print(t)
     if hidden:
         console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
+    repros = [r for r in runs if r.get("reproduction_of")]
+    if repros:
+        console.print("[dim](repro) = a reproduction: " + e(", ".join(f"{r['id']} of {r['reproduction_of']}"
+                                                               for r in repros[:5])) + (" …" if len(repros) > 5 else "")
+                      + "[/dim]")
 
 
 def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
@@ -213,6 +229,30 @@ def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
     for dim in ("severity", "category", "provenance"):
         counts = info[f"by_{dim}"]
         console.print(f"  by {dim}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+
+
+def _render_circular(console: Console, circ: dict[str, Any] | None) -> None:
+    """shuffle_choices: per model, accuracy under the dataset's choice order and under all K orders."""
+    if not circ:
+        return
+    from benchrun.report.fit import Col, fit_table, hidden_note
+
+    def iv(x: dict[str, Any] | None) -> str:
+        return "n/a" if x is None else f"{_pct(x['estimate'])} [{_pct(x['low'])}, {_pct(x['high'])}]"
+
+    k = circ["orders"]
+    cols = [Col("model", 0, "left", text=True, min_width=12, middle=True),
+            Col("original order (95% CI)", short="original"), Col(f"all {k} orders (circular)", short="circular"),
+            Col("order-sensitive", 1, short="sensitive"), Col("cases", 2, short="n"), Col("errored", 3, short="err")]
+    rows = [[e(key), iv(m["original"]), iv(m["circular"]), iv(m["order_sensitive"]), str(m["cases"]),
+             str(m["errored_cases"])] for key, m in circ["models"].items()]
+    t, hidden = fit_table(cols, rows, console.width, title=f"Choice order: each case asked under {k} orders",
+                          title_justify="left")
+    console.print(t)
+    if hidden:
+        console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
+    console.print(f"[dim]{e(circ['method'])}; order-sensitive = right in the dataset's order, wrong in another "
+                  "(position bias of the candidate)[/dim]")
 
 
 def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
