@@ -168,6 +168,13 @@ def test_schedules_baseline_and_balanced_sample() -> None:
     assert len(set(firsts)) > 1
 
 
+def test_a_sharded_pairwise_run_is_refused_before_anything_is_recorded(project: Project) -> None:
+    spec = write_project(project, 3, "judge")
+    r = project.cli("run", str(spec), "--shard", "1/2", "--run-id", "ci-7")
+    assert r.returncode == 2 and "does not support judge.mode pairwise" in r.stderr
+    assert not project.ledger.exists() or sqlite3.connect(project.ledger).execute("SELECT COUNT(*) FROM run").fetchone()[0] == 0
+
+
 @pytest.mark.parametrize(("judge", "needle"), [
     ({"pairs": {"baseline": "nobody"}}, "judge.pairs.baseline 'nobody' is not a candidate"),
     ({"pairs": {"sample": 4}}, "only 3 pair(s) per case"),
