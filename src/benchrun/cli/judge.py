@@ -37,6 +37,14 @@ def _warn(lines: list[str]) -> None:
         err().print(f"warning: {w}", markup=False)
 
 
+def _emit(info: dict[str, Any], json_out: bool, line: str) -> None:
+    """``info`` as JSON with --json, else the one plain ``line``."""
+    if json_out:
+        _print_json(info)
+    else:
+        common.out().print(line, markup=False)
+
+
 def labels_export(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     sample: Annotated[int, typer.Option("--sample", "-n", help="How many results to label.")] = 100,
@@ -59,20 +67,14 @@ def labels_export(
         from benchrun.pairwise_labels import export_pairwise_labels
 
         info = export_pairwise_labels(led, led.get_run(run_id), sample, out, seed)
-        if json_out:
-            _print_json(info)
-            return
-        common.out().print(f"wrote {info['written']} pair(s) to {info['out']} (from {info['judged_pairs']} judged "
-                           f"pairs, seed {seed}); fill in human_winner (A, B or tie) and annotator, then `benchrun "
-                           f"labels import {info['out']} --run {info['run_id']}`", markup=False)
+        _emit(info, json_out, f"wrote {info['written']} pair(s) to {info['out']} (from {info['judged_pairs']} judged "
+              f"pairs, seed {seed}); fill in human_winner (A, B or tie) and annotator, then `benchrun labels import "
+              f"{info['out']} --run {info['run_id']}`")
         return
     if recorded:
         info = jt.export_recorded_labels(led, jt.open_run(led, run_id), out)
-        if json_out:
-            _print_json(info)
-        else:
-            common.out().print(f"wrote {info['written']} recorded label(s) by {len(info['annotators'])} annotator(s) to "
-                               f"{info['out']} (hash {info['hash'][:12]})", markup=False)
+        _emit(info, json_out, f"wrote {info['written']} recorded label(s) by {len(info['annotators'])} annotator(s) "
+              f"to {info['out']} (hash {info['hash'][:12]})")
         return
     info = jt.export_labels(jt.open_run(led, run_id), sample, out, seed)
     if json_out:
@@ -102,11 +104,8 @@ def labels_import(
         from benchrun.pairwise_labels import import_pairwise_labels
 
         pinfo = import_pairwise_labels(led, run_row, file)
-        if json_out:
-            _print_json(pinfo)
-        else:
-            common.out().print(f"{file}: valid; {pinfo['summary']}; stored as report {pinfo['report_id']}; "
-                               f"see `benchrun arena {run_row.id}` (--human for the people's ratings)", markup=False)
+        _emit(pinfo, json_out, f"{file}: valid; {pinfo['summary']}; stored as report {pinfo['report_id']}; "
+              f"see `benchrun arena {run_row.id}` (--human for the people's ratings)")
         return
     info = jt.import_labels(led, jt.open_run(led, run), file)
     if json_out:
