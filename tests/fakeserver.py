@@ -45,6 +45,13 @@ Config keys (all optional)
                                     ``tool_calls`` (content null, finish_reason "tool_calls"); rules
                                     also see ``tool`` messages, so a multi-step script matches on
                                     the tool results sent back.
+                                    A rule with ``"longer_of": [regex_a, regex_b]`` is a length-preferring
+                                    pairwise judge: group 1 of each regex (searched in that text) is
+                                    answer A and answer B, and ``{longer}`` in its reply becomes "A" with
+                                    probability sigma((len_a - len_b) / length_scale), else "B" (drawn
+                                    from a hash of the text and ``seed``: the same prompt always gets the
+                                    same answer); ``length_scale`` 0 (default) always names the longer
+                                    one, "tie" when they are equally long or a regex finds nothing.
     resolved_model                  model name reported in responses (default: echo the request).
     no_usage                        true: omit ``usage`` from responses.
     timeout_sleep_s                 how long a "timeout" fault holds the connection (default 30).
@@ -146,7 +153,7 @@ _CONFIG_KEYS = {
     "batch",
 }
 _BATCH_KEYS = {"delay_s", "fail_contains", "expire_contains", "fail_batch", "reject_create"}
-_RULE_KEYS = {"model", "contains", "regex", "reply", "replies"}
+_RULE_KEYS = {"model", "contains", "regex", "reply", "replies", "longer_of", "length_scale", "seed"}
 _FAULT_KEYS = {"kind", "model", "contains", "first_n", "rate", "seed", "retry_after"}
 _ERROR_TEXT = {
     "429": ("Rate limit reached for requests", "rate_limit_exceeded"),
@@ -211,6 +218,24 @@ class Rule:
     contains: str | None = None
     regex: re.Pattern[str] | None = None
     replies: tuple[str, ...] = ()  # the n-th request of a prompt key gets replies[n % len] (samples that differ)
+    longer_of: tuple[re.Pattern[str], re.Pattern[str]] | None = None  # a length-preferring pairwise judge
+    length_scale: float = 0.0
+    seed: Any = 0
+
+    def longer(self, text: str) -> str:
+        """"A", "B" or "tie": which of the two answers this length-preferring judge picks (see the module doc)."""
+        assert self.longer_of is not None
+        ma, mb = self.longer_of[0].search(text), self.longer_of[1].search(text)
+        if ma is None or mb is None:
+            return "tie"
+        diff = len(ma.group(1)) - len(mb.group(1))
+        if self.length_scale <= 0:
+            return "tie" if diff == 0 else ("A" if diff > 0 else "B")
+        import math
+
+        p_a = 1.0 / (1.0 + math.exp(-diff / self.length_scale))
+        u = _fraction(self.seed, hashlib.sha256(text.encode()).hexdigest(), 0)
+        return "A" if u < p_a else "B"
 
     def matches(self, model: str, text: str) -> bool:
         if self.model is not None and not self.model.search(model):
@@ -285,6 +310,10 @@ class Config:
                     model=re.compile(r["model"]) if r.get("model") is not None else None,
                     contains=r.get("contains"),
                     regex=re.compile(r["regex"]) if r.get("regex") is not None else None,
+                    longer_of=(re.compile(r["longer_of"][0]), re.compile(r["longer_of"][1]))
+                    if r.get("longer_of") is not None else None,
+                    length_scale=float(r.get("length_scale", 0.0)),
+                    seed=r.get("seed", 0),
                 )
             )
         faults = []
@@ -681,6 +710,8 @@ def _reply_for(cfg: Config, model: str, messages: list[dict[str, Any]], occurren
     for rule in cfg.rules:
         if rule.matches(model, text):
             reply = rule.replies[occurrence % len(rule.replies)] if rule.replies else rule.reply
+            if rule.longer_of is not None:
+                reply = reply.replace("{longer}", rule.longer(text))
             break
     if "{last_user}" in reply:
         last_user = ""

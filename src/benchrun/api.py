@@ -386,6 +386,9 @@ def prepare_shard(spec: str | Path | LoadedSpec, shard: str, run_id: str, *,
     part = shards.parse_shard(shard)
     shards.check_run_id(run_id)
     loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers)
+    if loaded.spec.judge is not None and loaded.spec.judge.pairwise:  # before anything is recorded
+        raise UsageError("--shard does not support judge.mode pairwise yet (its pairs need every shard's answers); "
+                         "run the spec without --shard")
     shards.arrive(loaded, store, part, run_id, unsafe_exec=unsafe_exec)
     return Prepared(loaded, store, run_id, workers, unsafe_exec, part)
 
@@ -409,7 +412,8 @@ def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
     from benchrun.shards import refuse_resume
 
     refuse_resume(store, prior.id)
-    if prior.status == "completed" and not any(st == "error" for st in store.cells(prior.id).values()):
+    if prior.status == "completed" and not any(st == "error" for st in store.cells(prior.id).values()) \
+            and not any(j.status == "error" for j in store.pair_judgements(prior.id)):  # pairwise runs' judgements
         raise UsageError(f"run {prior.id} is already complete; nothing to resume")
     loaded = LoadedSpec.from_snapshot(json.loads(prior.spec_snapshot))
     loaded.path = prior.spec_path
@@ -565,6 +569,39 @@ def shortlist(run_ids: Sequence[str], *, max_cost_per_1k: float | None = None, m
     d = shortlist_payload(_store(ledger), list(run_ids), max_cost_per_1k, max_p95_ms, max_high_severity,
                           min_pass_rate, weights)
     return Shortlist.from_payload(d)
+
+
+def arena(run_id: str | None = None, *, battles: str | Path | None = None, anchor: str | None = None,
+          baseline: str | None = None, draws: int = 1000, seed: int = 0, human: bool = False,
+          ledger: str | Path | Ledger | None = None) -> dict[str, Any]:
+    """Bradley-Terry ratings as `benchrun arena`: of a pairwise run's battles (``run_id``; the judgements in
+    the ledger under the both-orders rule, with position consistency per judge and the tie share under
+    ``judges``), or of a battles file (``battles``). Returns the JSON record of `benchrun.report.arena`.
+    ``baseline`` defaults to the run's ``judge.pairs.baseline``. With imported human votes
+    (`benchrun labels import`) the record has ``human_agreement`` (judge vs people, MT-Bench style, and
+    Cohen's kappa over {A, B, tie}); ``human`` rates the people's votes instead of the judge's verdicts.
+    `BadInput` for a bad file or option, `UsageError` for a run that is not pairwise."""
+    if (run_id is None) == (battles is None):
+        raise UsageError("give a RUN_ID of a pairwise run or --battles FILE (one of them)")
+    if battles is not None:
+        from benchrun.analysis.arena import rate
+        from benchrun.battles import load_battles
+        from benchrun.errors import BadInput
+        from benchrun.report.arena import arena_payload
+
+        if human:
+            raise UsageError("--human rates a pairwise run's human votes; give a RUN_ID instead of --battles")
+        rows = load_battles(battles)
+        try:
+            res = rate(rows, anchor=anchor, baseline=baseline, n_boot=draws, seed=seed)
+        except BadInput as e:  # the analysis names the option or the problem; add the file
+            raise BadInput(battles, e.where, e.what) from None
+        return arena_payload(res)
+    from benchrun.report.arena import run_arena_payload
+
+    store = _store(ledger)
+    return run_arena_payload(store, store.get_run(str(run_id)), anchor=anchor, baseline=baseline, draws=draws,
+                             seed=seed, human=human)
 
 
 def calibrate(run_id: str, labels: str | Path, *, threshold: float = 0.6, judge: str | None = None,

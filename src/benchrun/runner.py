@@ -247,7 +247,7 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
             sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
             samples_per_case=spec.samples_per_case,
             judge_model=spec.judge.model if spec.judge is not None else "",
-            judge_prompt_hash=rb.judge_prompt_hash if rb is not None else "",
+            judge_prompt_hash=judge_prompt_hash(loaded),
             judge_sampling=json.dumps(judge_params(loaded)),
             package_versions=json.dumps(versions),
             git_commit=git_commit(),
@@ -296,16 +296,23 @@ def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
     judge = loaded.spec.judge
     if judge is None or loaded.rubric is None:
         return {}
-    base: dict[str, Any] = {"temperature": 0}
-    if judge.sampling is not None:
-        base.update(judge.sampling.as_params())
-    schema = loaded.rubric.effective_schema()
-    if judge.structured_output == "json_schema":
-        base["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
-    elif judge.structured_output == "llama_cpp":
-        base["response_format"] = {"type": "json_object", "schema": schema}
-    return base
+    if judge.pairwise:
+        from benchrun.pairwise_run import pairwise_params
+
+        return pairwise_params(judge)
+    return judge_mod.judge_call_params(judge, loaded.rubric.effective_schema(), "verdict")
+
+
+def judge_prompt_hash(loaded: LoadedSpec) -> str:
+    """The hash of what the run's judge is told: the pairwise prompt for a pairwise judge, else the judge prompt."""
+    rb, judge = loaded.rubric, loaded.spec.judge
+    if rb is None or judge is None:
+        return ""
+    if judge.pairwise:
+        from benchrun.scoring.pairwise import pairwise_prompt_hash
+
+        return pairwise_prompt_hash(rb)
+    return rb.judge_prompt_hash
 
 
 # ----------------------------------------------------------------------------- execution
@@ -534,6 +541,10 @@ class Runner:
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
             row.injection_suspected = judge_mod.injection_signs(text, rubric.judge_prompt if rubric else "")
+        elif rubric is not None and spec.judge is not None and spec.judge.pairwise:  # it will be shown to that judge
+            from benchrun.scoring.pairwise import pairwise_prompt_source
+
+            row.injection_suspected = judge_mod.injection_signs(text, pairwise_prompt_source(rubric))
         outcomes = await rules_mod.evaluate_async(unit.case, text, self.sandbox)  # code checks: off the loop
         if row.trajectory is not None:  # the tool calls' score is one more rule (scoring/tools.py)
             tscore = json.loads(row.trajectory).get("score") or {}
@@ -545,6 +556,9 @@ class Runner:
         rule_errors = [o.error for o in outcomes if o.error]
         if rule_errors:  # e.g. no sandbox for a code check: the case could not be scored
             row.status, row.passed, row.rules_passed, row.error = "error", None, None, rule_errors[0]
+            return
+        if row.scored_by == "pairwise":  # no rule and no pointwise judge: the pairwise judge compares it later
+            row.status, row.passed = "answered", None
             return
         if not self.loaded.judged(unit.case):  # scored by its rules alone: one call per case
             row.passed = row.rules_passed

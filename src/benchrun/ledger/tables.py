@@ -221,3 +221,42 @@ class BatchLine(SQLModel, table=True):
     state: str = "submitted"
     fallback: str | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class PairJudgement(SQLModel, table=True):
+    """One order of one pair in a pairwise run (``judge.mode: pairwise``; see `benchrun.pairwise_run`).
+
+    ``model_a`` / ``model_b`` are the pair as scheduled (which candidate is ``model_a`` is drawn with the
+    run's ``pair_seed``); ``shown_first`` is the candidate shown as answer A in this call, ``ordering`` "AB"
+    (model_a first) or "BA". ``displayed`` is the judge's parsed answer as it gave it (A | B | tie, in shown
+    positions), ``winner`` the same in model terms (model_a | model_b | tie); both None with ``error``.
+    The judge never sees model names.
+    """
+
+    __tablename__ = "pair_judgement"
+    __table_args__ = (UniqueConstraint("run_id", "case_id", "model_a", "model_b", "ordering", name="uq_pair_judgement"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    case_id: str
+    model_a: str
+    model_b: str
+    ordering: str  # AB | BA
+    shown_first: str
+    status: str  # judged | error
+    displayed: str | None = None
+    winner: str | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    raw: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    judge_model: str
+    pairwise_prompt_hash: str
+    rubric_hash: str
+    cache_keys: str = "[]"  # JSON list: the first call's key, then its re-ask's
+    reasks: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    cached: bool = False
+    created_at: dt.datetime = Field(default_factory=utcnow)

@@ -51,7 +51,13 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
     )
     cal = s.get("judge_calibration")
     no_judge = j is None
-    if no_judge:
+    pw = s.get("pairwise")
+    if pw is not None:
+        jd = pw.get("judged") or {}
+        cal_txt = (f"pairwise judge ({e(str(pw.get('pairs') or 'all_pairs'))}): {jd.get('pairs', 0)} pair(s) judged in "
+                   f"both orders now, {jd.get('calls', 0)} call(s) ({jd.get('cached', 0)} cached), cost "
+                   f"{_money(jd.get('cost_usd'))}, {jd.get('errors', 0)} failed; rate them: {e(pw['rate_with'])}")
+    elif no_judge:
         cal_txt = "scored by rules only (no judge: every case passes when all its rules pass)"
     elif cal:
         verdict = "trusted" if cal.get("trusted") else "[bold yellow]NOT trusted[/bold yellow] (judge scores are unverified)"
@@ -95,7 +101,8 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         pr = m["pass_rate"]
         ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]"
         if m["passed"] + m["failed"] == 0:  # nothing scored: an interval of [0%, 100%] would only look like a result
-            ci = f"[red]no answers: {m['errors']} errors[/red]" if m["errors"] else "no results"
+            ci = f"[red]no answers: {m['errors']} errors[/red]" if m["errors"] else (
+                "compared in pairs" if pw is not None else "no results")
         judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
         if marker and m["mean_judge_score"] is not None:
             judge += f" [bold yellow]({marker})[/bold yellow]"
