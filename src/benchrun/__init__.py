@@ -21,8 +21,9 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
-                     "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "Ledger", "RunResult", "ModelResult",
+    **dict.fromkeys(("arena", "run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
+                     "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "batch_status",
+                     "Ledger", "RunResult", "ModelResult",
                      "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration", "CoverageResult",
                      "sweep", "sweep_report", "Sweep", "check_refusals"),
                     "benchrun.api"),
@@ -48,8 +49,10 @@ __all__ = [
     "Sweep",
     "UsageError",
     "__version__",
+    "arena",
     "aresume",
     "arun",
+    "batch_status",
     "calibrate",
     "check_refusals",
     "compare",
@@ -79,8 +82,10 @@ if TYPE_CHECKING:
         RunResult,
         Shortlist,
         Sweep,
+        arena,
         aresume,
         arun,
+        batch_status,
         calibrate,
         check_refusals,
         compare,

@@ -108,6 +108,14 @@ def prices(ref: ModelRef) -> tuple[float | None, float | None, str]:
     """USD per 1M input and output tokens, and where they come from (the same sources a run uses)."""
     from benchrun import providers
 
+    if ref.batch:  # answered in a provider batch: at batch prices, as the run charges them
+        from benchrun.batch import batch_cost
+
+        local = providers.is_local(ref)
+        ep = providers.Endpoint(ref.model, ref.api_base, None, local=local, transport=providers.transport_for(ref))
+        pin, pout = batch_cost(ref, ep, 1_000_000, 0), batch_cost(ref, ep, 0, 1_000_000)
+        source = "spec" if ref.price is not None else "local" if local else "litellm"
+        return (pin, pout, f"{source}, batch") if pin is not None and pout is not None else (None, None, "unknown")
     if ref.price is not None:
         return ref.price.input_per_1m, ref.price.output_per_1m, "spec"
     if providers.is_local(ref):
@@ -236,6 +244,18 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         expected_cost_usd=_cost(jin, jout, j_prompt_exp, j_ct_exp),
         worst_case_cost_usd=_cost(jin, jout, j_prompt_worst, j_ct_worst),
     )
+    if judge is not None and spec.judge is not None and spec.judge.pairwise:
+        from benchrun.pairwise_run import schedule
+
+        n_pairs = sum(len(p) for p in schedule([c.key for c in spec.candidates], [c.id for c in cases],
+                                               spec.judge).values())
+        judge = RoleEstimate(
+            key="judge", model=judge_model, calls=2 * n_pairs, cached_calls=0, reask_calls_worst=2 * n_pairs,
+            prompt_tokens=0, prompt_tokens_worst=None, completion_tokens_expected=None, completion_tokens_worst=None,
+            expected_basis=f"pairwise judge: {n_pairs} pair(s) x 2 orders; its tokens and cost are not estimated yet "
+            "(nor are cached verdicts subtracted)", prompt_tokens_without_answers=True, price_source=jsource,
+            input_per_1m=jin, output_per_1m=jout, expected_cost_usd=None, worst_case_cost_usd=None)
+        notes.append("pairwise judge: calls counted (both orders of every scheduled pair), cost not estimated")
     if (has_judge and j_max is None) or any(spec.sampling_for(c).as_params().get("max_tokens") is None
                                             for c in spec.candidates):
         notes.append("a model without max_tokens has no worst case: set sampling.max_tokens (and the judge's) to "

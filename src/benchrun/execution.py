@@ -142,6 +142,25 @@ def execute_run(
                               sandbox=sandbox, cell_filter=shard.owns if shard is not None else None)
             try:
                 outcome = asyncio.run(r.execute())
+                pairwise = None
+                if outcome.status == "completed" and loaded.spec.judge is not None and loaded.spec.judge.pairwise \
+                        and shard is None:  # (prepare_shard refuses pairwise specs)
+                    from benchrun.pairwise_run import judge_pairs  # the answers are in: judge pairs of them
+
+                    base = outcome.progress
+
+                    def tick(done: int, total: int, errors: int, cost: float) -> None:  # pairs count as cells
+                        if on_progress is not None:
+                            import dataclasses
+
+                            on_progress(dataclasses.replace(base, total=base.total + total, done=base.done + done,
+                                                            errors=base.errors + errors,
+                                                            cost_usd=base.cost_usd + cost))
+
+                    pairwise = judge_pairs(loaded, ledger, run_id, use_cache=use_cache, on_pair=tick,
+                                           spent=base.cost_usd)
+                    if pairwise.stopped is not None:
+                        outcome = runner.RunOutcome(run_id, "budget_exceeded", pairwise.stopped, outcome.progress)
             except DiskFull as e:  # the ledger stopped taking rows while it still had room to say how the run ended
                 why = "the ledger's disk is full"
                 _mark_interrupted(ledger, run_id, why)
@@ -169,7 +188,10 @@ def execute_run(
             from benchrun.analysis.breakdown import totals
             from benchrun.report.summary import result_dicts
 
-            ledger.finish_run(run_id, outcome.status, totals(result_dicts(results)), outcome.message)
+            tot = totals(result_dicts(results))
+            if pairwise is not None:
+                tot["pairwise"] = pairwise.to_dict()
+            ledger.finish_run(run_id, outcome.status, tot, outcome.message)
             return outcome
         finally:
             if heartbeat is not None:

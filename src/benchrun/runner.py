@@ -38,6 +38,7 @@ from benchrun.trajectory import has_tools, worst_case_steps
 from benchrun.trajectory import run as run_trajectory
 
 if TYPE_CHECKING:
+    from benchrun.batch import Outcome as BatchOutcome
     from benchrun.scoring.sandbox import Sandbox
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
@@ -246,7 +247,7 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
             sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
             samples_per_case=spec.samples_per_case,
             judge_model=spec.judge.model if spec.judge is not None else "",
-            judge_prompt_hash=rb.judge_prompt_hash if rb is not None else "",
+            judge_prompt_hash=judge_prompt_hash(loaded),
             judge_sampling=json.dumps(judge_params(loaded)),
             package_versions=json.dumps(versions),
             git_commit=git_commit(),
@@ -295,16 +296,23 @@ def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
     judge = loaded.spec.judge
     if judge is None or loaded.rubric is None:
         return {}
-    base: dict[str, Any] = {"temperature": 0}
-    if judge.sampling is not None:
-        base.update(judge.sampling.as_params())
-    schema = loaded.rubric.effective_schema()
-    if judge.structured_output == "json_schema":
-        base["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
-    elif judge.structured_output == "llama_cpp":
-        base["response_format"] = {"type": "json_object", "schema": schema}
-    return base
+    if judge.pairwise:
+        from benchrun.pairwise_run import pairwise_params
+
+        return pairwise_params(judge)
+    return judge_mod.judge_call_params(judge, loaded.rubric.effective_schema(), "verdict")
+
+
+def judge_prompt_hash(loaded: LoadedSpec) -> str:
+    """The hash of what the run's judge is told: the pairwise prompt for a pairwise judge, else the judge prompt."""
+    rb, judge = loaded.rubric, loaded.spec.judge
+    if rb is None or judge is None:
+        return ""
+    if judge.pairwise:
+        from benchrun.scoring.pairwise import pairwise_prompt_hash
+
+        return pairwise_prompt_hash(rb)
+    return rb.judge_prompt_hash
 
 
 # ----------------------------------------------------------------------------- execution
@@ -318,6 +326,7 @@ class Progress:
     cost_usd: float = 0.0
     cost_unknown: int = 0
     cached: int = 0
+    waiting: str | None = None  # what the run waits for before its cells start (provider batches)
 
 
 @dataclass
@@ -378,6 +387,7 @@ class Runner:
         self.endpoints: dict[str, Endpoint] = {}
         self.judge_endpoint: Endpoint | None = None
         self.units_per_model: dict[str, int] = {}
+        self.batched: BatchOutcome | None = None  # answers from provider batches (benchrun.batch), by cache key
         # One writer thread: ledger writes leave the event loop (SQLite releases the GIL while it works)
         # and stay serialised, so a run never contends with itself for the database lock.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-ledger")
@@ -457,16 +467,20 @@ class Runner:
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
         key = cache_key(ref, messages, params, sample, role)
-        if self.use_cache:
+        res = self.batched.take(key) if self.batched is not None else None
+        if res is None and self.use_cache:
             hit = self.ledger.cache_get(key)
             if hit is not None:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
-        async with sem:
-            if self.pool is not None and not ep.local and ep.transport == "litellm":
-                res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
-            else:
-                res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+        if res is None:
+            async with sem:
+                if self.pool is not None and not ep.local and ep.transport == "litellm":
+                    res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+                else:
+                    res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+            if self.batched is not None and key in self.batched.fallbacks:  # a batch line that failed: say so
+                res.attempts = [self.batched.fallbacks[key], *res.attempts]
         res = res.with_secrets_redacted()  # a provider echoing a key must not put it in the cache or the results
         if res.ok:
             await self._write(self.ledger.cache_put, key, ref.model, res.to_cache())
@@ -527,6 +541,10 @@ class Runner:
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
             row.injection_suspected = judge_mod.injection_signs(text, rubric.judge_prompt if rubric else "")
+        elif rubric is not None and spec.judge is not None and spec.judge.pairwise:  # it will be shown to that judge
+            from benchrun.scoring.pairwise import pairwise_prompt_source
+
+            row.injection_suspected = judge_mod.injection_signs(text, pairwise_prompt_source(rubric))
         outcomes = await rules_mod.evaluate_async(unit.case, text, self.sandbox)  # code checks: off the loop
         if row.trajectory is not None:  # the tool calls' score is one more rule (scoring/tools.py)
             tscore = json.loads(row.trajectory).get("score") or {}
@@ -538,6 +556,9 @@ class Runner:
         rule_errors = [o.error for o in outcomes if o.error]
         if rule_errors:  # e.g. no sandbox for a code check: the case could not be scored
             row.status, row.passed, row.rules_passed, row.error = "error", None, None, rule_errors[0]
+            return
+        if row.scored_by == "pairwise":  # no rule and no pointwise judge: the pairwise judge compares it later
+            row.status, row.passed = "answered", None
             return
         if not self.loaded.judged(unit.case):  # scored by its rules alone: one call per case
             row.passed = row.rules_passed
@@ -619,6 +640,15 @@ class Runner:
 
         units = self.pending_units()
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
+        if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
+            from benchrun import batch
+
+            judge = None if self.judge_endpoint is None or spec.judge is None else batch.Judge(
+                spec.judge, self.judge_endpoint, judge_params(self.loaded))
+            on_wait = None if self.on_progress is None else (
+                lambda what, hook=self.on_progress, n=len(units): hook(Progress(total=n, waiting=what)))
+            self.batched = await batch.prepare(self.ledger, self.run_id, self._batch_plan(units), judge,
+                                               use_cache=self.use_cache, budget_usd=spec.budget_usd, on_wait=on_wait)
         prog = Progress(total=len(units))
         queue: asyncio.Queue[_Unit] = asyncio.Queue()
         for u in units:
@@ -698,6 +728,21 @@ class Runner:
         if self.state.stop is not None:
             return RunOutcome(self.run_id, self.state.stop_status, self.state.stop, prog)
         return RunOutcome(self.run_id, "completed", None, prog)
+
+    def _batch_plan(self, units: list[_Unit]) -> list[Any]:
+        """The units as `benchrun.batch.prepare` needs them (waits for the run's batches; the rest runs as usual)."""
+        from benchrun import batch
+
+        spec, rubric = self.loaded.spec, self.loaded.rubric
+        plan = []
+        for u in units:
+            prior = u.prior
+            answer = prior.response_text if prior is not None and prior.error is None else None
+            judged = rubric is not None and self.loaded.judged(u.case)
+            plan.append(batch.Planned(
+                u.cand, self.endpoints[u.cand.key], u.messages, spec.sampling_for(u.cand).as_params(), u.sample,
+                answer, (lambda text, c=u.case: judge_mod.judge_messages(rubric, c, text)) if judged else None))
+        return plan
 
     async def _watch_faults(self, cand: ModelRef, row: Result) -> None:
         """Abort the run when a provider is plainly unreachable, instead of erroring every case."""

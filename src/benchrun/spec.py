@@ -610,6 +610,9 @@ class ModelRef(_Strict):
     # Which transport calls the model (benchrun.providers.transport_for): "openai" (httpx, for OpenAI-compatible
     # servers) or "litellm". Unset: openai/... models, the local model and most api_base servers use "openai".
     transport: Literal["litellm", "openai"] | None = None
+    # Submit this model's calls through the provider's batch API (benchrun.batch; about half price, answers
+    # within the provider's completion window). How calls are paid for, not what is asked: not in the spec hash.
+    batch: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -654,12 +657,42 @@ class Retries(_Strict):
     backoff_max_s: float = Field(default=30.0, ge=0)
 
 
+class PairsBaseline(_Strict):
+    """Every other candidate against one reference candidate (AlpacaEval-style)."""
+
+    baseline: str = Field(min_length=1)
+
+
+class PairsSample(_Strict):
+    """``sample`` pairs per case, chosen so that every pair of candidates is compared about equally often."""
+
+    sample: int = Field(ge=1)
+
+
 class JudgeSpec(ModelRef):
     both_orders: bool = False
     # Ask the server to constrain the judge's answer to the rubric's JSON schema:
     # "json_schema" = OpenAI structured outputs; "llama_cpp" = llama.cpp's grammar-constrained
     # {"type": "json_object", "schema": ...} (the embedded local model, llama.cpp servers).
     structured_output: Literal["none", "json_schema", "llama_cpp"] = "none"
+    # "pairwise": the judge compares two candidates' answers to a case (benchrun.pairwise_run, docs/arena.md);
+    # ``pairs`` says which pairs (default all_pairs), ``pair_seed`` seeds their order and the sample.
+    mode: Literal["pointwise", "pairwise"] = "pointwise"
+    pairs: Literal["all_pairs"] | PairsBaseline | PairsSample | None = None
+    pair_seed: int = 0
+
+    @model_serializer(mode="wrap")
+    def _omit_pointwise_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a pointwise judge dumps (and hashes) exactly as before pairwise runs existed
+        d = handler(self)
+        if d.get("mode") == "pointwise":
+            for k in ("mode", "pairs", "pair_seed"):
+                d.pop(k, None)
+        return d
+
+    @property
+    def pairwise(self) -> bool:
+        return self.mode == "pairwise"
 
 
 class Selection(_Strict):
@@ -762,7 +795,30 @@ class RunSpec(_Strict):
                              f"give both, or neither to score by rules only")
         if self.judge is None and self.judge_when != "always":
             raise ValueError("judge_when only applies to a run with a judge")
+        if self.judge is not None:
+            self._check_pairwise(self.judge)
         return self
+
+    def _check_pairwise(self, judge: JudgeSpec) -> None:
+        """A pairwise judge needs two or more candidates, one sample each, and a schedule that fits them."""
+        if not judge.pairwise:
+            if judge.pairs is not None:
+                raise ValueError("judge.pairs only applies to judge.mode: pairwise")
+            return
+        n = len(self.candidates)
+        if n < 2:
+            raise ValueError(f"judge.mode pairwise compares candidates, but the spec has {n}; give two or more")
+        if self.samples != 1:
+            raise ValueError("judge.mode pairwise judges one answer per candidate and case; set samples: 1")
+        if self.judge_when != "always":
+            raise ValueError("judge_when does not apply to judge.mode pairwise (every answered case is compared)")
+        keys = [c.key for c in self.candidates]
+        if isinstance(judge.pairs, PairsBaseline) and judge.pairs.baseline not in keys:
+            raise ValueError(f"judge.pairs.baseline {judge.pairs.baseline!r} is not a candidate; "
+                             f"use one of {', '.join(keys)}")
+        if isinstance(judge.pairs, PairsSample) and judge.pairs.sample > n * (n - 1) // 2:
+            raise ValueError(f"judge.pairs.sample is {judge.pairs.sample}, but {n} candidates have only "
+                             f"{n * (n - 1) // 2} pair(s) per case; lower it or use all_pairs")
 
     @model_serializer(mode="wrap")
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -997,12 +1053,14 @@ class LoadedSpec(BaseModel):
 
     def judged(self, case: Case) -> bool:
         """Whether the judge scores this case (see `RunSpec.judge_when`)."""
-        if self.spec.judge is None:
+        if self.spec.judge is None or self.spec.judge.pairwise:  # a pairwise judge sees pairs, not one answer
             return False
         return self.spec.judge_when == "always" or not case_has_rules(case)
 
     def scored_by(self, case: Case) -> str:
         """How a result of this case is scored: ``rules``, ``judge`` or ``rules+judge`` (recorded per result)."""
+        if self.spec.judge is not None and self.spec.judge.pairwise:
+            return "rules+pairwise" if case_has_rules(case) else "pairwise"
         if not self.judged(case):
             return "rules"
         return "rules+judge" if case_has_rules(case) else "judge"
@@ -1047,6 +1105,7 @@ class LoadedSpec(BaseModel):
         for m in [*d.get("candidates", []), d.get("judge") or {}]:  # unset: hash as before the field existed
             if m.get("transport") is None:
                 m.pop("transport", None)
+            m.pop("batch", None)  # batched or not, the same calls are asked
         return content_hash(d)
 
     @classmethod

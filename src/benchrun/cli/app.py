@@ -68,6 +68,7 @@ COMMANDS: dict[str, Entry] = {
     "report": Entry("compare", "One self-contained HTML report (no network needed): conditions, tables, charts, "
                                "per-case drill-down."),
     "runs": Entry("runs", "Read runs recorded in the ledger."),
+    "batch": Entry("batch", "Provider batches of a run (batch: true, run --batch)."),
     "dataset": Entry("dataset", "Inspect and validate dataset files."),
     "rubric": Entry("dataset", "Validate rubric files."),
     "labels": Entry("judge", "Human labels for checking the judge: export, annotate, import."),

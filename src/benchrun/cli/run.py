@@ -65,6 +65,11 @@ def run(
     run_id_opt: Annotated[
         str | None, typer.Option("--run-id", help="The id of the sharded run (the same for its N shards).")
     ] = None,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Submit every model's calls (candidates and judge) through the "
+                           "provider's batch API: about half price, answers within its completion window (24 h); "
+                           "see docs/batch.md.")
+    ] = False,
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
     from benchrun import api
@@ -77,7 +82,7 @@ def run(
             raise UsageError("--estimate needs a run spec file (it estimates a new run), not --resume")
         from benchrun.report.estimate import render_estimate
 
-        est = api.estimate(spec, ledger=open_ledger(ledger), cache=not no_cache)
+        est = api.estimate(spec, ledger=open_ledger(ledger), cache=not no_cache, batch=batch)
         if json_out:
             print_json(est.to_dict())
         else:
@@ -86,7 +91,12 @@ def run(
     if junit is not None:
         _check_writable(junit)
     led = open_ledger(ledger)
+    if resume and batch:
+        raise UsageError("--batch applies to a new run; a resumed run keeps how its models were called")
     if shard is not None and run_id_opt is not None and spec is not None:
+        if batch:
+            raise UsageError("--batch and --shard do not go together yet; give the models `batch: true` in the spec "
+                             "or run unsharded")
         prepared = api.prepare_shard(spec, shard, run_id_opt, ledger=led, require_calibrated=require_calibrated,
                                      call_workers=call_workers, unsafe_exec=unsafe_exec)
     elif resume:
@@ -96,7 +106,7 @@ def run(
         if spec is None:
             raise UsageError("give a run spec file, or --resume RUN_ID")
         prepared = api.prepare_run(spec, ledger=led, require_calibrated=require_calibrated, call_workers=call_workers,
-                                   unsafe_exec=unsafe_exec)
+                                   unsafe_exec=unsafe_exec, batch=batch)
     loaded, run_id, n_workers = prepared.loaded, prepared.run_id, prepared.call_workers
     if not json_out:
         from benchrun.ledger.store import redact_url

@@ -27,7 +27,7 @@ from sqlmodel import Session, create_engine, delete, select
 
 from benchrun.errors import RunAborted, UsageError
 from benchrun.ledger.migrations import FutureSchema, migrate
-from benchrun.ledger.tables import CacheEntry, Report, Result, Run, RunLease, utcnow
+from benchrun.ledger.tables import CacheEntry, PairJudgement, Report, Result, Run, RunLease, utcnow
 
 DEFAULT_LEDGER = "runs/ledger.sqlite"
 T = TypeVar("T")
@@ -508,6 +508,33 @@ class Ledger:
         def go() -> list[Result]:
             with self.session() as s:
                 q = select(Result).where(Result.run_id == run_id).order_by(Result.id)  # type: ignore[arg-type]
+                return list(s.exec(q))
+
+        return self._retrying(go)
+
+    def add_pair_judgements(self, rows: list[PairJudgement]) -> None:
+        """Insert the judgements of one pair (both orders) in one transaction; an earlier error row of the same
+        pair and order is replaced (a resumed pairwise run judges it again)."""
+        self._check_space()
+        table = PairJudgement.__table__  # type: ignore[attr-defined]
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                for r in rows:
+                    conn.execute(delete(PairJudgement).where(
+                        PairJudgement.run_id == r.run_id, PairJudgement.case_id == r.case_id,  # type: ignore[arg-type]
+                        PairJudgement.model_a == r.model_a, PairJudgement.model_b == r.model_b,  # type: ignore[arg-type]
+                        PairJudgement.ordering == r.ordering))  # type: ignore[arg-type]
+                    conn.execute(table.insert(), r.model_dump(exclude={"id"}))
+
+        self._retrying(go)
+
+    def pair_judgements(self, run_id: str) -> list[PairJudgement]:
+        """Every pairwise judgement of a run (empty for a pointwise run), in the order they were recorded."""
+
+        def go() -> list[PairJudgement]:
+            with self.session() as s:
+                q = select(PairJudgement).where(PairJudgement.run_id == run_id).order_by(PairJudgement.id)  # type: ignore[arg-type]
                 return list(s.exec(q))
 
         return self._retrying(go)

@@ -51,6 +51,14 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
         data["compare"] = compare_payload(led, a, b, n_boot=n_boot)
     if with_shortlist:
         data["shortlist"] = shortlist_payload(led, [run.id])
+    if "pairwise" in summary and led.pair_judgements(run.id):  # a pairwise run: its ratings beside the tables
+        from benchrun.errors import UsageError
+        from benchrun.report.arena import run_arena_payload
+
+        try:
+            data["arena"] = run_arena_payload(led, run)
+        except UsageError as e:  # no pair judged in both orders: say so in the report
+            data["arena"] = {"error": str(e)}
     return jsonable(data)
 
 

@@ -230,6 +230,22 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <h2 id="holistic">Holistic row (95% intervals)</h2>
 {{ holistic_table(s.holistic, "holistic-table") }}
 {% endif %}
+{% if arena %}
+<h2 id="arena">Pairwise ratings</h2>
+{% if arena.get("error") %}<p class="warn">{{ arena.error }}</p>{% else %}
+<p>{{ arena.battles }} battles on {{ arena.cases }} cases, rated from {{ arena.rated }}. {{ arena.method }}; {{ arena.tie_rule }}.</p>
+{% for j in arena.judges %}<p id="arena-judge">judge {{ j.judge }}: position consistency {{ pct(j.consistency) }} [{{ pct(j.consistency_interval[0]) }}, {{ pct(j.consistency_interval[1]) }}] over {{ j.pairs }} pairs judged in both orders; ties under the both-orders rule {{ pct(j.tie_share) }}</p>{% endfor %}
+{% set ha = arena.human_agreement %}
+<p id="arena-human">{% if ha %}judge vs people on {{ ha.votes }} vote(s): agreement without ties {% if ha.agreement_without_ties %}{{ pct(ha.agreement_without_ties.estimate) }} [{{ pct(ha.agreement_without_ties.low) }}, {{ pct(ha.agreement_without_ties.high) }}]{% else %}n/a{% endif %} ({{ ha.decisive_votes }} decisive), with ties {{ pct(ha.agreement_with_ties.estimate) }} [{{ pct(ha.agreement_with_ties.low) }}, {{ pct(ha.agreement_with_ties.high) }}]; Cohen's kappa over A/B/tie {% if ha.kappa.value is none %}n/a ({{ ha.kappa.note }}){% else %}{{ "%.2f" | format(ha.kappa.value) }}{% if ha.kappa.interval %} [{{ "%.2f" | format(ha.kappa.interval.low) }}, {{ "%.2f" | format(ha.kappa.interval.high) }}]{% endif %}{% endif %}{% else %}<span class="warn">no human votes</span> — the pairwise judge is uncalibrated (`benchrun labels export RUN_ID --pairwise`){% endif %}</p>
+<table id="arena-table">
+<tr><th>rank</th><th>model</th><th>rating</th><th>95% interval</th><th>rank range</th><th>battles</th><th>W/L/T</th><th>win rate</th><th>tied with</th></tr>
+{% for m in arena.models %}<tr><td class="num">{{ m.rank }}</td><td>{{ m.model }}</td><td class="num">{{ "%.0f" | format(m.rating) }}</td><td class="num">{% if m.interval.low is none %}n/a{% else %}[{{ "%.0f" | format(m.interval.low) }}, {{ "%.0f" | format(m.interval.high) }}]{% endif %}</td><td class="num">{{ m.rank_interval[0] }}-{{ m.rank_interval[1] }}</td><td class="num">{{ m.battles }}</td><td class="num">{{ m.wins }}/{{ m.losses }}/{{ m.ties }}</td><td class="num">{{ pct(m.win_rate) }}</td><td>{{ m.tied_with | join(", ") }}</td></tr>
+{% endfor %}</table>
+{% if arena.length_controlled %}<table id="arena-lc"><tr><th>model</th><th>vs</th><th>battles</th><th>raw win rate</th><th>length-controlled win rate</th></tr>
+{% for x in arena.length_controlled %}<tr><td>{{ x.model }}</td><td>{{ x.baseline }}</td><td class="num">{{ x.battles }}</td><td class="num">{{ pct(x.raw_win_rate.estimate) }} [{{ pct(x.raw_win_rate.low) }}, {{ pct(x.raw_win_rate.high) }}]</td><td class="num">{% if x.lc_win_rate %}{{ pct(x.lc_win_rate.estimate) }} [{{ pct(x.lc_win_rate.low) }}, {{ pct(x.lc_win_rate.high) }}]{% else %}n/a{% endif %}</td></tr>
+{% endfor %}</table>{% endif %}
+{% endif %}
+{% endif %}
 
 <h2 id="charts">Quality vs cost</h2>
 {{ scatter }}
@@ -416,6 +432,7 @@ def render_report(data: dict[str, Any]) -> str:
     s = data["summary"]
     return tpl.render(
         s=s, health=s.get("judge_health") or {"degenerate": False, "message": None}, marker=judge_marker(s), c=s["conditions"], cases=data["cases"], cmp=data.get("compare"), sl=data.get("shortlist"),
+        arena=data.get("arena"),
         scatter=quality_cost_svg(data["chart_points"]), severity_chart=severity_svg(s["breakdown"]),
         js_data={"points": data["chart_points"], "palette": list(_PALETTE)},
         pct=_fmt_pct, money=money, ms=ms, pts=pts, ivpts=ivpts, pval=pval, p_is=p_is,

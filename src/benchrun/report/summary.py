@@ -93,7 +93,13 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     for m in models:  # multiple choice: answers naming no choice (or several); already counted as failed
         m["unparsed"] = unparsed.get(m["model_key"], 0)
     bds = breakdown(rows, order)
+    extra: dict[str, Any] = {}
+    if loaded.spec.judge is not None and loaded.spec.judge.pairwise:  # only then: other summaries stay as they were
+        extra["pairwise"] = {"judged": json.loads(run.totals or "{}").get("pairwise"),
+                             "pairs": loaded.spec.judge.pairs if isinstance(loaded.spec.judge.pairs, str | None)
+                             else loaded.spec.judge.pairs.model_dump(), "rate_with": f"benchrun arena {run.id}"}
     out: dict[str, Any] = {
+        **extra,
         "conditions": run_conditions(run),
         "expected_results": expected,
         "recorded_results": len(rows),

@@ -55,7 +55,13 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print(f"sweep {e(str(sw.get('id')))}  setup {e(setup)}  (`benchrun sweep --show {e(str(sw.get('id')))}`)")
     cal = s.get("judge_calibration")
     no_judge = j is None
-    if no_judge:
+    pw = s.get("pairwise")
+    if pw is not None:
+        jd = pw.get("judged") or {}
+        cal_txt = (f"pairwise judge ({e(str(pw.get('pairs') or 'all_pairs'))}): {jd.get('pairs', 0)} pair(s) judged in "
+                   f"both orders now, {jd.get('calls', 0)} call(s) ({jd.get('cached', 0)} cached), cost "
+                   f"{_money(jd.get('cost_usd'))}, {jd.get('errors', 0)} failed; rate them: {e(pw['rate_with'])}")
+    elif no_judge:
         cal_txt = "scored by rules only (no judge: every case passes when all its rules pass)"
     elif cal:
         verdict = "trusted" if cal.get("trusted") else "[bold yellow]NOT trusted[/bold yellow] (judge scores are unverified)"
@@ -99,7 +105,8 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         pr = m["pass_rate"]
         ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]"
         if m["passed"] + m["failed"] == 0:  # nothing scored: an interval of [0%, 100%] would only look like a result
-            ci = f"[red]no answers: {m['errors']} errors[/red]" if m["errors"] else "no results"
+            ci = f"[red]no answers: {m['errors']} errors[/red]" if m["errors"] else (
+                "compared in pairs" if pw is not None else "no results")
         judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
         if marker and m["mean_judge_score"] is not None:
             judge += f" [bold yellow]({marker})[/bold yellow]"
@@ -345,3 +352,24 @@ def render_holistic(console: Console, h: dict[str, Any] | None, title: str = "Ho
     console.print(t)
     for note in method_notes(h):
         console.print("[dim]" + e(note) + "[/dim]")
+
+
+def render_batches(console: Console, run_id: str, jobs: list[dict[str, Any]]) -> None:
+    """`benchrun batch status`: one line per provider batch of a run."""
+    if not jobs:
+        console.print(f"run {run_id} has no provider batches", markup=False)
+        return
+    t = Table(title=f"Batches of run {e(run_id)}", title_justify="left")
+    for c in ("batch", "role", "model", "state", "lines", "answered", "sync fallback", "updated"):
+        t.add_column(c)
+    for j in jobs:
+        lines = j["lines"]
+        t.add_row(e(j["batch_id"] or "(not created)"), e(j["role"]), e(j["model_key"]), e(j["state"]),
+                  str(j["n_lines"]), str(lines.get("ok", 0)),
+                  str(sum(v for k, v in lines.items() if k in ("failed", "expired", "cancelled"))),
+                  e(str(j["updated_at"])[:19].replace("T", " ")))
+    console.print(t)
+    pending = [j for j in jobs if j["state"] not in ("collected", "abandoned")]
+    if pending:
+        console.print(f"{len(pending)} batch(es) not yet collected: benchrun run --resume {run_id} waits for them "
+                      "and finishes the run (nothing is submitted twice)", markup=False)
