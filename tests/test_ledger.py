@@ -69,6 +69,33 @@ def test_store_basics(backend_url: str) -> None:
     assert query(backend_url, "SELECT version FROM schema_version ORDER BY version") == [(m.version,) for m in MIGRATIONS]
 
 
+def test_batched_writes_and_bulk_reads(backend_url: str) -> None:
+    """`write_batch` commits cache entries and results together or not at all; `cache_get_many` and
+    `result_rows` read what `cache_get` and `results` read, in bulk."""
+    from benchrun.report.summary import result_dicts
+
+    led = Ledger(backend_url)
+    led.create_run(make_run("r1"))
+    led.add_result(make_result("r1", "c0", status="error"))
+    led.cache_put("k0", "openai/m", {"text": "first"})
+    led.write_batch([("k0", "openai/m", {"text": "second"}), ("k1", "openai/m", {"text": "one"})],
+                    [(make_result("r1", "c0", status="passed"), True), (make_result("r1", "c1"), False)])
+    assert led.cells("r1") == {("c0", "m", 0): "passed", ("c1", "m", 0): "passed"}
+    # one bad row (a cell recorded twice) fails the whole batch: neither its cache entry nor the other row is kept
+    with pytest.raises(IntegrityError):
+        led.write_batch([("k2", "openai/m", {"text": "two"})],
+                        [(make_result("r1", "c2"), False), (make_result("r1", "c1"), False)])
+    assert led.cache_get("k2") is None and set(led.cells("r1")) == {("c0", "m", 0), ("c1", "m", 0)}
+    keys = ["k0", "k1", "nope", "k0"] + [f"absent-{i}" for i in range(1200)]  # more than one query's worth
+    assert led.cache_get_many(keys) == {"k0": {"text": "first"}, "k1": {"text": "one"}}
+    assert led.cache_get_many([]) == {}
+    rows = led.result_rows("r1")
+    assert rows == result_dicts(led.results("r1")) and [list(r) for r in rows] == [
+        list(r) for r in result_dicts(led.results("r1"))]  # same values, types and key order
+    assert led.result_rows("no-such-run") == []
+    led.close()
+
+
 WRITER = r"""
 import sys
 sys.path.insert(0, sys.argv[3])

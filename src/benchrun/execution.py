@@ -74,9 +74,8 @@ def _mark_interrupted(ledger: Ledger, run_id: str, why: str) -> None:
 
 def _totals(ledger: Ledger, run_id: str) -> dict[str, Any]:
     from benchrun.analysis.breakdown import totals
-    from benchrun.report.summary import result_dicts
 
-    return totals(result_dicts(ledger.results(run_id)))
+    return totals(ledger.result_rows(run_id))
 
 
 def execute_run(
@@ -145,12 +144,11 @@ def execute_run(
                                      f"benchrun run --resume {run_id}") from None
                 ledger.finish_run(run_id, "interrupted", _totals(ledger, run_id), f"crashed: {type(e).__name__}")
                 raise
-            results = ledger.results(run_id)
+            results = ledger.result_rows(run_id)
             ledger.update_run(run_id, models=runner.with_resolved_models(ledger.get_run(run_id).models, results))
             from benchrun.analysis.breakdown import totals
-            from benchrun.report.summary import result_dicts
 
-            ledger.finish_run(run_id, outcome.status, totals(result_dicts(results)), outcome.message)
+            ledger.finish_run(run_id, outcome.status, totals(results), outcome.message)
             return outcome
         finally:
             if heartbeat is not None:

@@ -79,7 +79,7 @@ def run_conditions(run: Run) -> dict[str, Any]:
 
 
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
-    rows = result_dicts(ledger.results(run.id))
+    rows = ledger.result_rows(run.id)
     from benchrun.spec import LoadedSpec
 
     loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))

@@ -46,7 +46,23 @@ def case_input_text(case: Case) -> str:
     return "\n".join(f"{m.role.upper()}: {m.content}" for m in case.input)
 
 
+_CONTEXTS: dict[int, tuple[Rubric, dict[str, Any]]] = {}  # id(rubric) -> (the rubric, its template variables)
+
+
 def _context(rubric: Rubric) -> dict[str, Any]:
+    """The rubric's variables of the judge template, built once per rubric object (a run renders the judge
+    prompt for every answer; rubrics are not changed once loaded)."""
+    hit = _CONTEXTS.get(id(rubric))
+    if hit is not None and hit[0] is rubric:
+        return hit[1]
+    if len(_CONTEXTS) >= 16:
+        _CONTEXTS.clear()
+    ctx = _build_context(rubric)
+    _CONTEXTS[id(rubric)] = (rubric, ctx)
+    return ctx
+
+
+def _build_context(rubric: Rubric) -> dict[str, Any]:
     return {
         "criteria": rubric.criteria,
         "criteria_text": "\n".join(f"- {c.name}: {c.description}" for c in rubric.criteria),
