@@ -39,7 +39,7 @@ def record(tmp: Path, url: str, n_cases: int, env: dict[str, str]) -> str:
     return str(json.loads(r.stdout)["conditions"]["run_id"])
 
 
-def replay(run_id: str, n_results: int, env: dict[str, str], cwd: Path) -> tuple[float, float]:
+def replay(run_id: str, env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """One `reproduce --from-cache` process: ``(wall s, CPU s)``; exits on failure."""
     wall, r = timed([BENCHRUN, "reproduce", run_id, "--from-cache", "--json"], env, cwd)
     if r.returncode not in (0, 1):  # 1: "not reproduced", still a finished replay
@@ -74,7 +74,7 @@ def main() -> None:
             proc.wait()
             walls, cpus = [], []
             for _ in range(args.repeat):
-                wall, cpu = replay(run_id, n_results, led, tmp)
+                wall, cpu = replay(run_id, led, tmp)
                 walls.append(wall)
                 cpus.append(cpu)
                 print(f"replay of {n_results} results (load {os.getloadavg()[0]:.2f}): "
