@@ -4,7 +4,8 @@ A run is created in the ledger before the first call and each result is written
 as soon as it is scored, in one transaction (shared with the results and cache
 entries that arrive while the previous commit is under way), so a crash or Ctrl-C
 loses at most the calls in flight and the results not yet committed (whose
-answers are cached the moment they arrive, so a resume pays for nothing twice). ``--resume`` fills in only the missing cells.
+answers are cached the moment they arrive, so a resume pays for nothing twice).
+``--resume`` fills in only the missing cells.
 """
 
 from __future__ import annotations
