@@ -99,6 +99,38 @@ def test_batched_writes_and_bulk_reads(backend_url: str) -> None:
     led.close()
 
 
+def test_runner_group_commit_fails_only_the_bad_write(project: Project) -> None:
+    """Writes handed to the runner's writer while it is busy are committed together; when that batch fails
+    (here: a result for a cell already recorded), each write is retried alone, so only the bad one fails."""
+    import asyncio
+
+    from benchrun import runner
+    from benchrun.spec import load_run_spec
+
+    loaded = load_run_spec(project.setup())
+    led = Ledger(str(project.ledger))
+    run_id = runner.create_run(loaded, led)
+    led.add_result(make_result(run_id, "c0"))
+    r = runner.Runner(loaded, led, run_id)
+    gate = threading.Event()
+    r._writer.submit(gate.wait)  # hold the writer thread, so that the three writes queue up behind it
+
+    async def go() -> list[Any]:
+        tasks = [asyncio.create_task(r._write(result=(make_result(run_id, "c1"), False))),
+                 asyncio.create_task(r._write(result=(make_result(run_id, "c0"), False))),  # recorded already
+                 asyncio.create_task(r._write(cache=("k", "openai/m", {"text": "t"})))]
+        await asyncio.sleep(0.05)
+        assert not any(t.done() for t in tasks)  # nobody resumes before a commit
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    out = asyncio.run(go())
+    r._writer.shutdown(wait=True)
+    assert out[0] is None and isinstance(out[1], IntegrityError) and out[2] is None
+    assert set(led.cells(run_id)) == {("c0", "m", 0), ("c1", "m", 0)} and led.cache_get("k") == {"text": "t"}
+    led.close()
+
+
 WRITER = r"""
 import sys
 sys.path.insert(0, sys.argv[3])
