@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from fakeserver import FakeServer, count_tokens, embedding_vector
 from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
@@ -24,6 +23,7 @@ from typer.testing import CliRunner
 from benchrun.cli.coverage import build_app
 from benchrun.coverage import cluster as cl
 from benchrun.coverage.embed import EmbeddingCache, text_hash
+from fakeserver import FakeServer, count_tokens, embedding_vector
 
 FIX = Path(__file__).parent / "fixtures" / "banking77"
 MODEL = "litellm:openai/text-embedding-3-small"
