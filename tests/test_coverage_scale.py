@@ -225,3 +225,31 @@ def test_embedding_cache_rows_are_keyed_by_embedder(files: dict[str, Path]) -> N
     con = sqlite3.connect(files["cache"])
     assert {m for (m,) in con.execute("SELECT DISTINCT model FROM embeddings")} == {MODEL}
     con.close()
+
+
+def test_litellm_transport_embeds_the_same_vectors_with_the_same_retries_and_cost(tmp_path: Path,
+                                                                                 files: dict[str, Path]) -> None:
+    """``--embed-transport litellm`` goes through litellm.aembedding: same requests, vectors, retries and cost."""
+    reports = {}
+    for transport in ("openai", "litellm"):
+        cache = tmp_path / f"{transport}.sqlite"
+        with FakeServer({"faults": [{"kind": "429", "first_n": 1, "retry_after": 0}]}) as srv:
+            res = CliRunner().invoke(build_app(), [
+                "coverage", "-p", str(files["prod"]), "-d", str(files["ds"]), "--no-store", "--cache", str(cache),
+                "--embedder", MODEL, "--api-base", srv.url, "--embed-transport", transport, "--batch-size", "500",
+                "--json"])
+            assert res.exit_code == 0, res.output
+            reports[transport] = json.loads(res.output)
+            assert sorted(r.outcome for r in srv.requests()) == sorted(["429", "ok"] * 7)
+            with EmbeddingCache(cache) as c:
+                reports[transport]["_vec"] = c.get_many(MODEL, [text_hash(_texts("production.csv")[0])])
+    a, b = reports["openai"], reports["litellm"]
+    assert a["cost"]["embedding_usd"] == pytest.approx(b["cost"]["embedding_usd"], rel=1e-12)
+    assert a["cost"]["embedding_tokens"] == b["cost"]["embedding_tokens"]
+    assert a["cost"]["embedding_retries"] == 7 and a["cost"]["embedding_requests"] == 14
+    # litellm's OpenAI embedding path lets the SDK retry inside one attempt (providers._embed_attempt): the server
+    # saw the same 14 requests, but only the attempts litellm surfaced are counted
+    assert b["cost"]["embedding_requests"] <= 14
+    assert a["score"] == b["score"] and a["clusters"] == b["clusters"]
+    assert len(a["_vec"]) == len(b["_vec"]) == 1
+    np.testing.assert_array_equal(next(iter(a["_vec"].values())), next(iter(b["_vec"].values())))

@@ -533,6 +533,9 @@ async def _embed_attempt(endpoint: Endpoint, texts: list[str], params: dict[str,
         kwargs["api_base"] = endpoint.api_base
     if endpoint.api_key:
         kwargs["api_key"] = endpoint.api_key
+    # Note: litellm's OpenAI/Azure embedding path reads max_retries=0 as unset (`max_retries or DEFAULT_MAX_RETRIES`)
+    # and sets it on any client passed in, so the OpenAI SDK retries a 429/5xx up to twice inside one of our
+    # attempts, uncounted; the openai transport (the default for openai/ models) has no such hidden retries.
     async with asyncio.timeout(timeout_s + 5):
         resp = await litellm.aembedding(**kwargs)
     data = resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)

@@ -52,6 +52,8 @@ ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Remote emb
 EmbedConc = Annotated[int, typer.Option("--embed-concurrency", help="Remote embedder: requests in flight")]
 EmbedPrice = Annotated[float | None, typer.Option(
     "--embed-price-per-1m", help="Remote embedder: USD per 1M input tokens (default: litellm's price map)")]
+EmbedTransport = Annotated[str | None, typer.Option(
+    "--embed-transport", help="Remote embedder: 'openai' (httpx) or 'litellm' (default: as for chat models)")]
 BatchOpt = Annotated[int | None, typer.Option(
     "--batch-size", help="Texts per local encode batch (default 32) or per remote request (default 128)")]
 FitSample = Annotated[int, typer.Option(
@@ -102,6 +104,7 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
         api_key_env: ApiKeyEnv = None,
         embed_concurrency: EmbedConc = 8,
         embed_price_per_1m: EmbedPrice = None,
+        embed_transport: EmbedTransport = None,
         batch_size: BatchOpt = None,
         fit_sample: FitSample = 100_000,
         sessions: SessionsOpt = False,
@@ -152,6 +155,7 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
             sample_size=sample_size, model=model, cache=cache, sessions=sessions,
             session_feature_weight=session_feature_weight, seed=seed, api_base=api_base, api_key_env=api_key_env,
             embed_concurrency=embed_concurrency, embed_price_per_1m=embed_price_per_1m, batch_size=batch_size,
+            embed_transport=embed_transport,
             fit_sample=fit_sample,
         )
         opts.update(good_below=good_below, refresh_above=refresh_above)
@@ -208,6 +212,7 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
         api_key_env: ApiKeyEnv = None,
         embed_concurrency: EmbedConc = 8,
         embed_price_per_1m: EmbedPrice = None,
+        embed_transport: EmbedTransport = None,
         batch_size: BatchOpt = None,
         fit_sample: FitSample = 100_000,
         sessions: SessionsOpt = False,
@@ -226,6 +231,7 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
             sample_size=sample_size, model=model, cache=cache, sessions=sessions,
             session_feature_weight=session_feature_weight, seed=seed, api_base=api_base, api_key_env=api_key_env,
             embed_concurrency=embed_concurrency, embed_price_per_1m=embed_price_per_1m, batch_size=batch_size,
+            embed_transport=embed_transport,
             fit_sample=fit_sample,
         )
         try:

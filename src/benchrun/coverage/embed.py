@@ -96,6 +96,7 @@ class Remote:
     timeout_s: float = 60.0
     price_per_1m: float | None = None  # USD per million input tokens; None: litellm's price map
     attempts: int = 4  # the chat calls' default retry policy (spec.Retries)
+    transport: str | None = None  # "openai" | "litellm"; None: as for chat models (providers.transport_for)
 
 
 def is_remote(model: str | None) -> bool:
@@ -289,7 +290,8 @@ def _embed_remote(
         raise UsageError("--batch-size and --embed-concurrency must be at least 1")
     try:
         price = Price(input_per_1m=remote.price_per_1m, output_per_1m=0) if remote.price_per_1m is not None else None
-        ref = ModelRef(model=model, api_base=remote.api_base, api_key_env=remote.api_key_env, price=price)
+        ref = ModelRef(model=model, api_base=remote.api_base, api_key_env=remote.api_key_env, price=price,
+                       transport=remote.transport)
     except ValidationError as e:
         first = e.errors()[0]
         raise BadInput("--embedder", ".".join(str(x) for x in first["loc"]) or None, first["msg"]) from None

@@ -54,6 +54,7 @@ class CoverageOptions:
     api_key_env: str | None = None  # remote embedder: the variable holding its key
     embed_concurrency: int = 8  # remote embedder: requests in flight
     embed_price_per_1m: float | None = None  # remote embedder: USD per 1M input tokens (default: litellm's map)
+    embed_transport: str | None = None  # remote embedder: "openai" (httpx) or "litellm"; default as for chat models
     # clustering
     method: str = "kmeans"
     k: int | None = None
@@ -89,9 +90,12 @@ class CoverageOptions:
             raise UsageError("--embed-concurrency must be positive")
         if self.fit_sample < 2:
             raise UsageError("--fit-sample must be at least 2")
-        if (self.api_base or self.api_key_env or self.embed_price_per_1m is not None) and not is_remote(self.model):
-            raise UsageError("--api-base, --api-key-env and --embed-price-per-1m need a remote embedder: "
-                             "--embedder litellm:MODEL")
+        if self.embed_transport not in (None, "openai", "litellm"):
+            raise UsageError(f"--embed-transport must be 'openai' or 'litellm', not '{self.embed_transport}'")
+        remote_only = (self.api_base, self.api_key_env, self.embed_price_per_1m, self.embed_transport)
+        if any(v is not None for v in remote_only) and not is_remote(self.model):
+            raise UsageError("--api-base, --api-key-env, --embed-price-per-1m and --embed-transport need a remote "
+                             "embedder: --embedder litellm:MODEL")
 
 
 def _options(options: dict[str, Any]) -> CoverageOptions:
@@ -154,7 +158,7 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
     t_loaded = time.perf_counter()
     stats = EmbedStats()
     remote = Remote(api_base=o.api_base, api_key_env=o.api_key_env, concurrency=o.embed_concurrency,
-                    price_per_1m=o.embed_price_per_1m)
+                    price_per_1m=o.embed_price_per_1m, transport=o.embed_transport)
 
     def embed(texts: list[str]) -> np.ndarray:
         return embed_texts(texts, model=o.model, cache_path=o.cache_path, batch_size=o.batch_size, stats=stats,
