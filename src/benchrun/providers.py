@@ -27,16 +27,17 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchrun import openai_http
 from benchrun.errors import BadInput
 from benchrun.spec import ModelRef, Price, Retries
 
 _LITELLM_READY = False
+T = TypeVar("T")
 
 
 def setup_litellm() -> Any:
@@ -424,20 +425,19 @@ async def complete(
     retries: Retries,
 ) -> CallResult:
     """One chat completion with retries; never raises for provider faults (returns ``error``)."""
+    async def one() -> openai_http.Completion:
+        resp = await _attempt(endpoint, messages, params, timeout_s)
+        if resp.text is None or not str(resp.text).strip():
+            raise EmptyResponse("the provider returned an empty answer")
+        return resp
+
     attempts: list[dict[str, Any]] = []
     started = time.perf_counter()
-    last_latency = 0.0
     try:
-        async for attempt in _retrying(retries, attempts):
-            with attempt:
-                t0 = time.perf_counter()
-                resp = await _attempt(endpoint, messages, params, timeout_s)
-                last_latency = (time.perf_counter() - t0) * 1000
-                text = resp.text
-                if text is None or not str(text).strip():
-                    raise EmptyResponse("the provider returned an empty answer")
+        resp, last_latency = await _retried(one, retries, attempts)
     except Exception as exc:
         return CallResult(text=None, **_failure(exc, attempts, started))
+    text = resp.text
 
     pt, ct = resp.prompt_tokens, resp.completion_tokens
     estimated = False
@@ -484,6 +484,18 @@ def _retrying(retries: Retries, attempts: list[dict[str, Any]]) -> Any:
     return AsyncRetrying(
         stop=stop_after_attempt(retries.attempts), wait=_wait, retry=retry_if_exception(_should_retry), reraise=True
     )
+
+
+async def _retried(call: Callable[[], Awaitable[T]], retries: Retries,
+                   attempts: list[dict[str, Any]]) -> tuple[T, float]:
+    """``call()`` under `_retrying`: its result and the milliseconds of the attempt that succeeded; raises the
+    last fault when every attempt failed."""
+    async for attempt in _retrying(retries, attempts):
+        with attempt:
+            t0 = time.perf_counter()
+            result = await call()
+            latency = (time.perf_counter() - t0) * 1000
+    return result, latency
 
 
 def _failure(exc: BaseException, attempts: list[dict[str, Any]], started: float) -> dict[str, Any]:
@@ -557,13 +569,9 @@ async def embed(
     """
     attempts: list[dict[str, Any]] = []
     started = time.perf_counter()
-    last_latency = 0.0
     try:
-        async for attempt in _retrying(retries, attempts):
-            with attempt:
-                t0 = time.perf_counter()
-                resp = await _embed_attempt(endpoint, texts, params, timeout_s)
-                last_latency = (time.perf_counter() - t0) * 1000
+        resp, last_latency = await _retried(lambda: _embed_attempt(endpoint, texts, params, timeout_s), retries,
+                                            attempts)
     except Exception as exc:
         return EmbedResult(vectors=None, **_failure(exc, attempts, started))
     pt = resp.prompt_tokens
