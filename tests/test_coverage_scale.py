@@ -253,3 +253,21 @@ def test_litellm_transport_embeds_the_same_vectors_with_the_same_retries_and_cos
     assert a["score"] == b["score"] and a["clusters"] == b["clusters"]
     assert len(a["_vec"]) == len(b["_vec"]) == 1
     np.testing.assert_array_equal(next(iter(a["_vec"].values())), next(iter(b["_vec"].values())))
+
+
+def test_refresh_uses_the_full_assignment_of_a_sampled_fit(tmp_path: Path, files: dict[str, Path]) -> None:
+    out = tmp_path / "new.yaml"
+    with FakeServer({}) as srv:
+        res = CliRunner().invoke(build_app(), [
+            "refresh", "-p", str(files["prod"]), "-d", str(files["ds"]), "--cache", str(files["cache"]), "--n", "30",
+            "--out", str(out), "--embedder", MODEL, "--api-base", srv.url, "--fit-sample", "1000", "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output)
+    assert result["n_selected"] == 30
+    prod = set(_texts("production.csv"))
+    cases = yaml.safe_load(out.read_text(encoding="utf-8"))["cases"]
+    assert len(cases) == 30 and all(c["input"] in prod for c in cases)
+    # each candidate sits in a unit that was given slots, with its cluster from the full assignment
+    given = {cid for u in result["units"] if u["allocated"] for cid in u["cluster_ids"]}
+    assert all(c["provenance"]["cluster_id"] in given for c in cases)
+    assert sum(u["allocated"] for u in result["units"]) == 30
