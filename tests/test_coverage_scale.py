@@ -271,3 +271,15 @@ def test_refresh_uses_the_full_assignment_of_a_sampled_fit(tmp_path: Path, files
     given = {cid for u in result["units"] if u["allocated"] for cid in u["cluster_ids"]}
     assert all(c["provenance"]["cluster_id"] in given for c in cases)
     assert sum(u["allocated"] for u in result["units"]) == 30
+
+
+def test_python_api_reports_embedding_cost_and_stability(files: dict[str, Path]) -> None:
+    import benchrun
+
+    with FakeServer({}) as srv:
+        r = benchrun.measure_coverage(files["prod"], files["ds"], store=False, model=MODEL, api_base=srv.url,
+                                      cache_path=files["cache"], fit_sample=1500, k=20, embed_concurrency=2)
+        assert srv.stats()["max_in_flight"] <= 2
+    assert r.embedding_cost_usd is not None and r.embedding_cost_usd == r.data["cost"]["embedding_usd"] > 0
+    assert r.stability_jsd is not None and r.stability_jsd == r.data["params"]["stability_jsd"]
+    assert r.data["params"]["fit_sample_size"] == 1500
