@@ -266,7 +266,16 @@ class CallResult:
         if self.text is None:
             return self
         clean = SECRETS.redact_values(self.text)
-        return self if clean == self.text else dataclasses.replace(self, text=clean)
+        calls = self.tool_calls
+        if calls is not None:
+            import json
+
+            dumped = json.dumps(calls)
+            redacted = SECRETS.redact_values(dumped)
+            calls = json.loads(redacted) if redacted != dumped else calls
+        if clean == self.text and calls is self.tool_calls:
+            return self
+        return dataclasses.replace(self, text=clean, tool_calls=calls)
 
     @classmethod
     def from_cache(cls, d: dict[str, Any]) -> CallResult:
@@ -427,7 +436,7 @@ async def complete(
     """One chat completion with retries; never raises for provider faults (returns ``error``)."""
     async def one() -> openai_http.Completion:
         resp = await _attempt(endpoint, messages, params, timeout_s)
-        if resp.text is None or not str(resp.text).strip():
+        if not resp.tool_calls and (resp.text is None or not str(resp.text).strip()):  # tool calls may carry no text
             raise EmptyResponse("the provider returned an empty answer")
         return resp
 
@@ -437,7 +446,7 @@ async def complete(
         resp, last_latency = await _retried(one, retries, attempts)
     except Exception as exc:
         return CallResult(text=None, **_failure(exc, attempts, started))
-    text = resp.text
+    text = resp.text if resp.text is not None else ""  # None only for an answer made of tool calls
 
     pt, ct = resp.prompt_tokens, resp.completion_tokens
     estimated = False

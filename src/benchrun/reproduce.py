@@ -108,6 +108,7 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
     jparams = runner.judge_params(loaded)
     count = 0
     shown: list[str] = []
+    answers: dict[tuple[str, str], str] = {}  # cached answers, for the pairwise judge's calls
 
     def miss(text: str) -> None:
         nonlocal count
@@ -115,16 +116,19 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
         if limit is None or len(shown) < limit:
             shown.append(text)
 
-    for case in loaded.dataset.cases:
+    for base in loaded.dataset.cases:
         for cand in spec.candidates:
-            msgs = runner.candidate_messages(loaded, cand, case)
             params = spec.sampling_for(cand).as_params()
-            for i in range(spec.samples):
+            base_msgs = runner.candidate_messages(loaded, cand, base)
+            for i in range(spec.samples_per_case):
+                case = loaded.case_for_sample(base, i)
+                msgs = base_msgs if case is base else runner.candidate_messages(loaded, cand, case)
                 where = f"case {case.id} × {cand.key} sample {i}"
                 hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate"))
                 if hit is None or hit.get("text") is None:
                     miss(f"{where}: answer")
                     continue
+                answers[(case.id, cand.key)] = hit["text"]
                 if not loaded.judged(case):
                     continue
                 assert spec.judge is not None and rubric is not None
@@ -139,6 +143,10 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
                     rmsgs = judge_mod.reask_messages(jmsgs, jhit["text"], str(e), rubric)
                     if ledger.cache_get(runner.cache_key(spec.judge, rmsgs, jparams, 0, "judge")) is None:
                         miss(f"{where}: judge re-ask")
+    if spec.judge is not None and spec.judge.pairwise:
+        from benchrun.pairwise_run import pairwise_cache_misses
+
+        pairwise_cache_misses(loaded, ledger, answers, miss)
     return count, shown
 
 
@@ -249,6 +257,11 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
                                 "changed": ver_o.get(key, []) != ver_n.get(key, [])},
             "version_note": note,
         })
+    from benchrun.pairwise_run import pairwise_diff
+
+    pairwise = pairwise_diff(ledger, original, reproduction, level)
+    if pairwise is not None:
+        problems.extend(pairwise["problems"])
     reproduced = not problems
     if reproduced:
         n_flips = sum(len(m["flips"]) for m in models)
@@ -272,6 +285,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
         "models": models,
         "conditions": conditions_diff(original, reproduction),
         "notes": notes,
+        **({"pairwise": pairwise} if pairwise is not None else {}),
     })
 
 

@@ -401,7 +401,7 @@ def run_refresh(
             "weight": u.weight,
             "allocated": u.allocated,
             "exhausted": u.exhausted,
-            "why": rf.why(u, edge_share),
+            "why": rf.why(u, edge_share, n),
         }
         for u in sorted(units, key=lambda u: (-u.allocated, -u.weight))
     ]

@@ -98,6 +98,8 @@ def print_coverage(report: dict[str, Any], console: Console | None = None, max_r
     """Headline, heatmap table and notes on how far to trust the number."""
     con = _console(console)
     s = report["score"]
+    if s.get("within_noise"):  # a random sample of as many cases would score the same: say so before the band
+        con.print(escape(report["headline"]))
     con.print(
         Text.assemble(
             ("JSD ", "bold"),
@@ -107,7 +109,8 @@ def print_coverage(report: dict[str, Any], console: Console | None = None, max_r
             f"refresh > {s['thresholds']['refresh_above']:g})",
         )
     )
-    con.print(escape(report["headline"]))
+    if not s.get("within_noise"):
+        con.print(escape(report["headline"]))
     table = coverage_renderable(report, max_rows, width=con.width)
     con.print(table)
     _hidden(con, table.hidden)  # type: ignore[attr-defined]
