@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: set up, then run the whole test suite (and ruff).
-# As root with apt available (CI), it also installs Debian's chromium (HTML report rendering test),
+# As root with apt available (CI), it also installs Debian's chromium and chromium-driver (HTML report
+# rendering test, `benchrun view` in a browser),
 # postgresql (shared-ledger tests), strace (SIGKILL inside a ledger commit) and bubblewrap (the sandbox
 # that runs model-written code); without them those tests skip (or skip that one check) and say why.
 set -euo pipefail
@@ -9,6 +10,7 @@ bash scripts/setup.sh
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   command -v pg_ctlcluster >/dev/null 2>&1 || [ -d /usr/lib/postgresql ] || missing+=(postgresql)
   command -v strace >/dev/null 2>&1 || missing+=(strace)
   command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)

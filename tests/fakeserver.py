@@ -19,11 +19,20 @@ In-process::
 
 Endpoints
     POST /v1/chat/completions, /chat/completions   the completion API
+    POST /v1/embeddings, /embeddings               the embeddings API: each input's vector is a hashed bag of
+                                                    words (see ``embedding_vector``), so texts sharing words are
+                                                    close and clusters mean something; faults apply as to chat
+                                                    (the inputs are the "messages", one user message each)
     GET  /health                                    200 {"ok": true}
     GET  /stats                                     counters (see ``FakeServer.stats``)
     GET  /requests                                  the per-request log (see ``RequestRecord``)
     POST /reset                                     clear counters, log and fault state
     POST /config                                    replace the config (body: config JSON)
+    POST /v1/files                                  upload a file (multipart: purpose, file), OpenAI's files API
+    GET  /v1/files/{id}, /v1/files/{id}/content     a file's metadata / its bytes
+    POST /v1/batches                                create a batch over an uploaded JSONL input file
+    GET  /v1/batches, /v1/batches/{id}              list / retrieve batches
+    POST /v1/batches/{id}/cancel                    cancel a batch (cancelled once it is next retrieved)
 
 Config keys (all optional)
     latency_ms, latency_jitter_ms   artificial delay before every response; the jitter is
@@ -35,10 +44,22 @@ Config keys (all optional)
                                     ``contains``/``regex`` look at the text of all messages joined
                                     by newlines. ``{last_user}`` in a reply is replaced by the text
                                     of the last user message (literal replacement, so JSON braces
-                                    in a reply are safe).
+                                    in a reply are safe). A reply starting with ``TOOL_CALLS:``
+                                    (build it with ``tool_calls_reply``) is sent as OpenAI
+                                    ``tool_calls`` (content null, finish_reason "tool_calls"); rules
+                                    also see ``tool`` messages, so a multi-step script matches on
+                                    the tool results sent back.
+                                    A rule with ``"longer_of": [regex_a, regex_b]`` is a length-preferring
+                                    pairwise judge: group 1 of each regex (searched in that text) is
+                                    answer A and answer B, and ``{longer}`` in its reply becomes "A" with
+                                    probability sigma((len_a - len_b) / length_scale), else "B" (drawn
+                                    from a hash of the text and ``seed``: the same prompt always gets the
+                                    same answer); ``length_scale`` 0 (default) always names the longer
+                                    one, "tie" when they are equally long or a regex finds nothing.
     resolved_model                  model name reported in responses (default: echo the request).
     no_usage                        true: omit ``usage`` from responses.
     timeout_sleep_s                 how long a "timeout" fault holds the connection (default 30).
+    embedding_dim                   length of /v1/embeddings vectors (default 64).
     hold_until_in_flight            N: hold every request (before its latency) until N requests are in
                                     flight at once, then let everything through from then on (a one-shot
                                     gate, re-armed by /reset and /config). For tests that need several
@@ -53,7 +74,7 @@ Config keys (all optional)
               "reset" (close the socket with a TCP RST, no response),
               "malformed" (200 with a non-JSON body), "truncated" (200 whose body is the first half
               of a valid completion JSON, Content-Length matching the half), "empty" (a valid
-              completion whose content is "").
+              completion whose content is ""; for embeddings, a list with no vector).
         first_n: the first N requests of every distinct prompt key matching the fault fail.
         rate/seed: a request fails when a hash of (seed, prompt key, attempt number of that prompt
               key) falls below ``rate``. Keyed per prompt rather than per global request number, so
@@ -61,6 +82,18 @@ Config keys (all optional)
         retry_after: for HTTP error kinds, send a ``Retry-After: <seconds>`` header (omit: none).
         The first matching fault that fires decides; its counters are kept per fault and reset by
         /reset and /config.
+    batch                           {"delay_s": s, "fail_contains": str, "expire_contains": str, "fail_batch": bool}
+                                    for the batches API: a batch is "in_progress" until ``delay_s`` after it was
+                                    created (default 0), then its lines are answered (each one logged as a request on
+                                    path ``/v1/batches``, by the same rules, counted in /stats) and it is "completed".
+                                    Lines whose text contains ``fail_contains`` fail (error file, status 500);
+                                    lines containing ``expire_contains`` are never run and the batch ends
+                                    "expired" (those lines in the error file with code ``batch_expired``);
+                                    ``fail_batch`` makes the whole batch "failed" (validation error, no output);
+                                    ``reject_create`` answers POST /v1/batches with 400 (a provider without batches).
+                                    Output and error files are JSONL in OpenAI's format
+                                    (``{"id", "custom_id", "response": {"status_code", "request_id", "body"},
+                                    "error"}``). Files and batches survive /config and are cleared by /reset.
 
 A "prompt key" is SHA-256 over canonical JSON of {"model", "messages", "sampling"}, where sampling
 holds the request fields in ``SAMPLING_KEYS`` that are present (see ``prompt_key``).
@@ -122,8 +155,11 @@ _CONFIG_KEYS = {
     "timeout_sleep_s",
     "hold_until_in_flight",
     "hold_timeout_s",
+    "embedding_dim",
+    "batch",
 }
-_RULE_KEYS = {"model", "contains", "regex", "reply", "replies"}
+_BATCH_KEYS = {"delay_s", "fail_contains", "expire_contains", "fail_batch", "reject_create"}
+_RULE_KEYS = {"model", "contains", "regex", "reply", "replies", "longer_of", "length_scale", "seed"}
 _FAULT_KEYS = {"kind", "model", "contains", "first_n", "rate", "seed", "retry_after"}
 _ERROR_TEXT = {
     "429": ("Rate limit reached for requests", "rate_limit_exceeded"),
@@ -173,6 +209,26 @@ def count_tokens(text: str) -> int:
     return len(text.split())
 
 
+_WORDS = re.compile(r"\w+")
+
+
+def embedding_vector(text: str, dim: int = 64) -> list[float]:
+    """Deterministic unit vector of ``text``: a signed hashed bag of its lower-cased words.
+
+    Word w adds +-1 at position ``sha256(w)[:4] mod dim`` (sign from the fifth byte); the sum is
+    L2-normalised. A text without words maps to the first unit vector.
+    """
+    v = [0.0] * dim
+    for w in _WORDS.findall(text.lower()):
+        d = hashlib.sha256(w.encode("utf-8")).digest()
+        v[int.from_bytes(d[:4], "big") % dim] += 1.0 if d[4] & 1 else -1.0
+    norm = sum(x * x for x in v) ** 0.5
+    if norm == 0:
+        v[0] = 1.0
+        return v
+    return [x / norm for x in v]
+
+
 def _fraction(seed: Any, key: str, attempt: int) -> float:
     digest = hashlib.sha256(f"{seed}|{key}|{attempt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -188,6 +244,24 @@ class Rule:
     contains: str | None = None
     regex: re.Pattern[str] | None = None
     replies: tuple[str, ...] = ()  # the n-th request of a prompt key gets replies[n % len] (samples that differ)
+    longer_of: tuple[re.Pattern[str], re.Pattern[str]] | None = None  # a length-preferring pairwise judge
+    length_scale: float = 0.0
+    seed: Any = 0
+
+    def longer(self, text: str) -> str:
+        """"A", "B" or "tie": which of the two answers this length-preferring judge picks (see the module doc)."""
+        assert self.longer_of is not None
+        ma, mb = self.longer_of[0].search(text), self.longer_of[1].search(text)
+        if ma is None or mb is None:
+            return "tie"
+        diff = len(ma.group(1)) - len(mb.group(1))
+        if self.length_scale <= 0:
+            return "tie" if diff == 0 else ("A" if diff > 0 else "B")
+        import math
+
+        p_a = 1.0 / (1.0 + math.exp(-diff / self.length_scale))
+        u = _fraction(self.seed, hashlib.sha256(text.encode()).hexdigest(), 0)
+        return "A" if u < p_a else "B"
 
     def matches(self, model: str, text: str) -> bool:
         if self.model is not None and not self.model.search(model):
@@ -225,6 +299,8 @@ class Config:
     timeout_sleep_s: float = 30.0
     hold_until_in_flight: int = 0
     hold_timeout_s: float = 120.0
+    embedding_dim: int = 64
+    batch: dict[str, Any] = field(default_factory=dict)  # the batches API's behaviour (see the module doc)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -261,6 +337,10 @@ class Config:
                     model=re.compile(r["model"]) if r.get("model") is not None else None,
                     contains=r.get("contains"),
                     regex=re.compile(r["regex"]) if r.get("regex") is not None else None,
+                    longer_of=(re.compile(r["longer_of"][0]), re.compile(r["longer_of"][1]))
+                    if r.get("longer_of") is not None else None,
+                    length_scale=float(r.get("length_scale", 0.0)),
+                    seed=r.get("seed", 0),
                 )
             )
         faults = []
@@ -295,8 +375,20 @@ class Config:
             timeout_sleep_s=float(raw.get("timeout_sleep_s", 30.0)),
             hold_until_in_flight=int(raw.get("hold_until_in_flight", 0)),
             hold_timeout_s=float(raw.get("hold_timeout_s", 120.0)),
+            embedding_dim=max(1, int(raw.get("embedding_dim", 64))),
+            batch=_parse_batch(raw.get("batch")),
             raw=raw,
         )
+
+
+def _parse_batch(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) - _BATCH_KEYS:
+        raise ValueError(f"fakeserver config: batch must be an object with only {sorted(_BATCH_KEYS)}")
+    return {"delay_s": float(raw.get("delay_s", 0.0)), "fail_contains": raw.get("fail_contains"),
+            "expire_contains": raw.get("expire_contains"), "fail_batch": bool(raw.get("fail_batch", False)),
+            "reject_create": bool(raw.get("reject_create", False))}
 
 
 # --------------------------------------------------------------------------- state
@@ -353,6 +445,9 @@ class _State:
         self.idle = threading.Condition(self.lock)
         self.gate = threading.Condition(self.lock)  # hold_until_in_flight
         self.gate_open = False
+        self.files: dict[str, dict[str, Any]] = {}  # OpenAI files API: id -> {"meta": file object, "data": bytes}
+        self.batches: dict[str, dict[str, Any]] = {}  # id -> batch object (plus private "_..." fields)
+        self.batch_calls: dict[str, int] = {}  # batches API calls by kind: files_create, batches_create, ...
 
     def set_config(self, config: dict[str, Any] | None) -> None:
         parsed = Config.parse(config)
@@ -370,6 +465,9 @@ class _State:
             self.gate_open = False
             self.max_in_flight = self.in_flight
             self.max_in_flight_by_model = {m: n for m, n in self.in_flight_by_model.items() if n}
+            self.files.clear()
+            self.batches.clear()
+            self.batch_calls.clear()
 
     def enter(self, model: str) -> None:
         with self.lock:
@@ -467,7 +565,168 @@ class _State:
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "max_in_flight_by_model": dict(self.max_in_flight_by_model),
+                "batch_calls": dict(self.batch_calls),
+                "batches": {b["id"]: b["status"] for b in self.batches.values()},
             }
+
+
+# --------------------------------------------------------------------------- the files and batches API
+
+
+class _Batches:
+    """OpenAI's ``/v1/files`` and ``/v1/batches`` over the server's state (see the module doc's ``batch`` key)."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def _count(self, kind: str) -> None:
+        self.state.batch_calls[kind] = self.state.batch_calls.get(kind, 0) + 1
+
+    def add_file(self, data: bytes, purpose: str, filename: str, client: bool = True) -> dict[str, Any]:
+        meta = {"id": f"file-{uuid.uuid4().hex[:24]}", "object": "file", "bytes": len(data),
+                "created_at": int(time.time()), "filename": filename, "purpose": purpose, "status": "processed",
+                "status_details": None}
+        with self.state.lock:
+            if client:
+                self._count("files_create")
+            self.state.files[meta["id"]] = {"meta": meta, "data": data}
+        return meta
+
+    def file(self, file_id: str, content: bool) -> tuple[dict[str, Any], bytes] | None:
+        with self.state.lock:
+            self._count("files_content" if content else "files_retrieve")
+            f = self.state.files.get(file_id)
+        return None if f is None else (f["meta"], f["data"])
+
+    def create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        fid = body.get("input_file_id")
+        with self.state.lock:
+            self._count("batches_create")
+            if self.state.config.batch.get("reject_create"):
+                return 400, {"error": {"message": "batches are disabled on this server", "type": "invalid_request_error"}}
+            if fid not in self.state.files:
+                return 400, {"error": {"message": f"no file {fid!r}", "type": "invalid_request_error"}}
+            now = int(time.time())
+            b: dict[str, Any] = {
+                "id": f"batch_{uuid.uuid4().hex[:24]}", "object": "batch",
+                "endpoint": body.get("endpoint", "/v1/chat/completions"), "errors": None, "input_file_id": fid,
+                "completion_window": body.get("completion_window", "24h"), "status": "in_progress",
+                "output_file_id": None, "error_file_id": None, "created_at": now, "in_progress_at": now,
+                "expires_at": now + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
+                "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"), "_due": time.monotonic() + self.state.config.batch.get("delay_s", 0.0),
+            }
+            lines = self.state.files[fid]["data"].decode("utf-8").splitlines()
+            b["request_counts"]["total"] = sum(1 for ln in lines if ln.strip())
+            self.state.batches[b["id"]] = b
+        return 200, self.public(b)
+
+    @staticmethod
+    def public(b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    def retrieve(self, bid: str) -> dict[str, Any] | None:
+        with self.state.lock:
+            self._count("batches_retrieve")
+            b = self.state.batches.get(bid)
+            if b is None:
+                return None
+            due = b["status"] == "in_progress" and time.monotonic() >= b["_due"]
+            if b["status"] == "cancelling":
+                b["status"], b["cancelled_at"] = "cancelled", int(time.time())
+            if due:
+                b["status"] = "finalizing"  # claimed: a concurrent retrieve does not run it again
+        if due:
+            self._run(b)
+        with self.state.lock:
+            return self.public(b)
+
+    def list(self) -> dict[str, Any]:
+        with self.state.lock:
+            self._count("batches_list")
+            data = [self.public(b) for b in self.state.batches.values()]
+        return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None, "has_more": False}
+
+    def cancel(self, bid: str) -> dict[str, Any] | None:
+        with self.state.lock:
+            self._count("batches_cancel")
+            b = self.state.batches.get(bid)
+            if b is None:
+                return None
+            if b["status"] in ("in_progress", "validating"):
+                b["status"], b["cancelling_at"] = "cancelling", int(time.time())
+            return self.public(b)
+
+    def _run(self, b: dict[str, Any]) -> None:
+        """Answer the batch's lines (each logged as a request), write its output and error files."""
+        cfg = self.state.config
+        opts = cfg.batch
+        with self.state.lock:
+            data = self.state.files[b["input_file_id"]]["data"]
+        now = int(time.time())
+        if opts.get("fail_batch"):
+            with self.state.lock:
+                b.update(status="failed", failed_at=now, errors={"object": "list", "data": [
+                    {"code": "invalid_request", "message": "the batch failed validation (fakeserver fail_batch)",
+                     "param": None, "line": None}]})
+            return
+        out: list[str] = []
+        err: list[str] = []
+        expired = False
+        for ln in data.decode("utf-8").splitlines():
+            if not ln.strip():
+                continue
+            line = json.loads(ln)
+            cid, body = line.get("custom_id"), line.get("body") or {}
+            messages = body.get("messages") or []
+            text = "\n".join(message_text(m.get("content")) for m in messages if isinstance(m, dict))
+            rid = f"batch_req_{uuid.uuid4().hex[:24]}"
+            if opts.get("expire_contains") is not None and opts["expire_contains"] in text:
+                expired = True
+                err.append(json.dumps({"id": rid, "custom_id": cid, "response": None, "error": {
+                    "code": "batch_expired",
+                    "message": "This request could not be executed before the completion window expired."}}))
+                continue
+            rec, _, _ = self.state.admit("/v1/batches", body)
+            if opts.get("fail_contains") is not None and opts["fail_contains"] in text:
+                self.state.finish(rec, "500", 500)
+                err.append(json.dumps({"id": rid, "custom_id": cid, "response": {
+                    "status_code": 500, "request_id": rid, "body": {"error": {
+                        "message": _ERROR_TEXT["500"][0], "type": "server_error", "param": None, "code": None}}},
+                    "error": None}))
+                continue
+            model = str(body.get("model", ""))
+            reply = _reply_for(cfg, model, messages, rec.occurrence)
+            self.state.finish(rec, "ok", 200, reply)
+            out.append(json.dumps({"id": rid, "custom_id": cid, "response": {
+                "status_code": 200, "request_id": rid, "body": _completion_body(cfg, model, messages, reply)},
+                "error": None}))
+        out_meta = self.add_file(("\n".join(out) + "\n").encode(), "batch_output", "output.jsonl", False) if out else None
+        err_meta = self.add_file(("\n".join(err) + "\n").encode(), "batch_output", "errors.jsonl", False) if err else None
+        with self.state.lock:
+            b["output_file_id"] = out_meta["id"] if out_meta else None
+            b["error_file_id"] = err_meta["id"] if err_meta else None
+            b["request_counts"].update(completed=len(out), failed=len(err))
+            if expired:
+                b.update(status="expired", expired_at=now)
+            else:
+                b.update(status="completed", finalizing_at=now, completed_at=now)
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a ``multipart/form-data`` body: name -> (filename, bytes)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    out: dict[str, tuple[str | None, bytes]] = {}
+    for part in msg.iter_parts():  # type: ignore[attr-defined]
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            out[str(name)] = (part.get_filename(), part.get_payload(decode=True) or b"")
+    return out
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -479,6 +738,8 @@ def _reply_for(cfg: Config, model: str, messages: list[dict[str, Any]], occurren
     for rule in cfg.rules:
         if rule.matches(model, text):
             reply = rule.replies[occurrence % len(rule.replies)] if rule.replies else rule.reply
+            if rule.longer_of is not None:
+                reply = reply.replace("{longer}", rule.longer(text))
             break
     if "{last_user}" in reply:
         last_user = ""
@@ -489,7 +750,30 @@ def _reply_for(cfg: Config, model: str, messages: list[dict[str, Any]], occurren
     return reply
 
 
+TOOL_CALLS_PREFIX = "TOOL_CALLS:"
+
+
+def tool_calls_reply(calls: list[dict[str, Any]], content: str | None = None) -> str:
+    """A reply (for ``rules``) that the server sends as OpenAI ``tool_calls``: each ``{"name", "arguments"}``,
+    with ``arguments`` an object (sent as its JSON) or a string (sent verbatim, so it may be invalid JSON)."""
+    return TOOL_CALLS_PREFIX + json.dumps({"calls": calls, "content": content})
+
+
+def _tool_message(reply: str) -> dict[str, Any] | None:
+    """A reply starting with ``TOOL_CALLS:`` (see `tool_calls_reply`) as an assistant message with tool_calls."""
+    if not reply.startswith(TOOL_CALLS_PREFIX):
+        return None
+    spec = json.loads(reply[len(TOOL_CALLS_PREFIX):])
+    calls = []
+    for i, c in enumerate(spec["calls"]):
+        args = c.get("arguments", {})
+        calls.append({"id": f"call_{i}_{uuid.uuid4().hex[:8]}", "type": "function",
+                      "function": {"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args)}})
+    return {"role": "assistant", "content": spec.get("content"), "tool_calls": calls}
+
+
 def _completion_body(cfg: Config, model: str, messages: list[dict[str, Any]], reply: str) -> dict[str, Any]:
+    tool_msg = _tool_message(reply)
     body: dict[str, Any] = {
         "id": f"chatcmpl-fake-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -499,9 +783,9 @@ def _completion_body(cfg: Config, model: str, messages: list[dict[str, Any]], re
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply},
+                "message": tool_msg or {"role": "assistant", "content": reply},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "tool_calls" if tool_msg else "stop",
             }
         ],
     }
@@ -513,6 +797,22 @@ def _completion_body(cfg: Config, model: str, messages: list[dict[str, Any]], re
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+    return body
+
+
+def _embeddings_body(cfg: Config, model: str, messages: list[dict[str, Any]], empty: bool) -> dict[str, Any]:
+    texts = [message_text(m.get("content")) for m in messages]
+    body: dict[str, Any] = {
+        "object": "list",
+        "model": cfg.resolved_model or model,
+        "data": [] if empty else [
+            {"object": "embedding", "index": i, "embedding": embedding_vector(t, cfg.embedding_dim)}
+            for i, t in enumerate(texts)
+        ],
+    }
+    if not cfg.no_usage:
+        n = sum(count_tokens(t) for t in texts)
+        body["usage"] = {"prompt_tokens": n, "total_tokens": n}
     return body
 
 
@@ -632,6 +932,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, recs)
         elif path in ("/v1/models", "/models"):
             self._send_json(200, {"object": "list", "data": []})
+        elif path.startswith(("/v1/files/", "/v1/batches")):
+            self._batches_get(path)
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
 
@@ -651,6 +953,23 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send_json(200, {"ok": True})
             return
+        if path in ("/v1/embeddings", "/embeddings"):
+            try:
+                body = json.loads(raw)
+                inputs = body.get("input") if isinstance(body, dict) else None
+                if isinstance(inputs, str):
+                    inputs = [inputs]
+                if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+                    raise ValueError("body must be a JSON object whose 'input' is a string or a list of strings")
+            except ValueError as exc:
+                self._send_json(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+                return
+            messages = [{"role": "user", "content": t} for t in inputs]
+            self._complete(state, path, {"model": body.get("model", ""), "messages": messages}, embed=True)
+            return
+        if path.startswith(("/v1/files", "/v1/batches")):
+            self._batches_post(path, raw)
+            return
         if path not in ("/v1/chat/completions", "/chat/completions"):
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
             return
@@ -666,15 +985,65 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._complete(state, path, body)
 
-    def _complete(self, state: _State, path: str, body: dict[str, Any]) -> None:
+    def _not_found(self, what: str) -> None:
+        self._send_json(404, {"error": {"message": f"No such {what}", "type": "invalid_request_error"}})
+
+    def _batches_get(self, path: str) -> None:
+        api = _Batches(self.server.state)
+        parts = path.split("/")[2:]  # ["files", ID, "content"?] or ["batches", ID?]
+        if parts[0] == "files" and len(parts) in (2, 3):
+            f = api.file(parts[1], content=len(parts) == 3)
+            if f is None:
+                self._not_found(f"file: {parts[1]}")
+            elif len(parts) == 3 and parts[2] == "content":
+                self._send_bytes(200, f[1], ctype="application/octet-stream")
+            else:
+                self._send_json(200, f[0])
+        elif parts == ["batches"]:
+            self._send_json(200, api.list())
+        elif parts[0] == "batches" and len(parts) == 2:
+            b = api.retrieve(parts[1])
+            self._send_json(200, b) if b is not None else self._not_found(f"batch: {parts[1]}")
+        else:
+            self._not_found(f"route {path}")
+
+    def _batches_post(self, path: str, raw: bytes) -> None:
+        api = _Batches(self.server.state)
+        parts = path.split("/")[2:]
+        if parts == ["files"]:
+            ctype = self.headers.get("Content-Type") or ""
+            fields = _multipart(ctype, raw) if ctype.startswith("multipart/") else {}
+            if "file" not in fields:
+                self._send_json(400, {"error": {"message": "multipart field 'file' is required",
+                                                "type": "invalid_request_error"}})
+                return
+            purpose = fields.get("purpose", (None, b"batch"))[1].decode()
+            self._send_json(200, api.add_file(fields["file"][1], purpose, fields["file"][0] or "upload.jsonl"))
+        elif parts == ["batches"]:
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                self._send_json(400, {"error": {"message": "body must be a JSON object", "type": "invalid_request_error"}})
+                return
+            status, obj = api.create(body)
+            self._send_json(status, obj)
+        elif len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":
+            b = api.cancel(parts[1])
+            self._send_json(200, b) if b is not None else self._not_found(f"batch: {parts[1]}")
+        else:
+            self._not_found(f"route {path}")
+
+    def _complete(self, state: _State, path: str, body: dict[str, Any], embed: bool = False) -> None:
         model = str(body.get("model", ""))
         state.enter(model)
         try:
-            self._complete_inner(state, path, body)
+            self._complete_inner(state, path, body, embed)
         finally:
             state.leave(model)
 
-    def _complete_inner(self, state: _State, path: str, body: dict[str, Any]) -> None:
+    def _complete_inner(self, state: _State, path: str, body: dict[str, Any], embed: bool = False) -> None:
         rec, cfg, fault = state.admit(path, body, self.client_address[1])
         rec.api_key = self._sent_key() or None
         state.pass_gate(cfg)
@@ -719,8 +1088,12 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 model = str(body.get("model", ""))
                 messages = body["messages"]
-                reply = "" if kind == "empty" else _reply_for(cfg, model, messages, rec.occurrence)
-                data = json.dumps(_completion_body(cfg, model, messages, reply)).encode("utf-8")
+                if embed:
+                    reply = f"{0 if kind == 'empty' else len(messages)} embeddings"
+                    data = json.dumps(_embeddings_body(cfg, model, messages, kind == "empty")).encode("utf-8")
+                else:
+                    reply = "" if kind == "empty" else _reply_for(cfg, model, messages, rec.occurrence)
+                    data = json.dumps(_completion_body(cfg, model, messages, reply)).encode("utf-8")
                 if kind == "truncated":
                     state.finish(rec, "truncated", 200)
                     self._send_bytes(200, data[: len(data) // 2])
@@ -815,7 +1188,9 @@ class FakeServer:
         self._state.reset()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: total, completed, by_model, by_prompt_key, completed_by_prompt_key, by_outcome, by_status."""
+        """Counters: total, completed, by_model, by_prompt_key, completed_by_prompt_key, by_outcome, by_status,
+        batch_calls (files and batches API calls by kind) and batches (id -> status). Batch lines that ran
+        are requests on path ``/v1/batches``, counted like the others."""
         return self._state.stats()
 
     def requests(self) -> list[RequestRecord]:

@@ -120,6 +120,18 @@ def test_junit_file_is_well_formed_and_matches_the_run(project: Project, server:
     assert "I have refunded <script>alert(1)</script> ]]> &amp; \ufffd" in f.text
     raw = out.read_text(encoding="utf-8")
     assert "<script>" not in raw and "<b>" not in raw and "\x1b" not in raw and "\x00" not in raw
+    # an independent reader: junitparser (what many CI plugins and scripts use) sees the same counts
+    from junitparser import Error, Failure, JUnitXml
+
+    xml = JUnitXml.fromfile(str(out))
+    read = {s.name: s for s in xml}
+    assert list(read) == ["mini.good", "mini.bad"]
+    for key, name in (("good", "mini.good"), ("bad", "mini.bad")):
+        ts = read[name]
+        cases = list(ts)
+        assert ts.tests == len(cases) == 6
+        assert ts.failures == models[key]["failed"] == sum(any(isinstance(x, Failure) for x in c.result) for c in cases)
+        assert ts.errors == models[key]["errors"] == sum(any(isinstance(x, Error) for x in c.result) for c in cases)
 
 
 def test_junit_of_an_unfinished_run_reports_missing_cells_as_errors() -> None:

@@ -16,7 +16,7 @@ import typer
 from benchrun.cli.app import COMMANDS, load_command
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-CLI_MODULES = ("run", "runs", "dataset", "judge", "compare", "coverage", "ledger", "arena")
+CLI_MODULES = ("run", "runs", "dataset", "judge", "compare", "coverage", "ledger", "arena", "view", "batch")
 
 # What `benchrun --help` and `benchrun COMMAND --help` must not import: our pydantic and SQLModel
 # models, the ledger, the provider gateway, and the heavy libraries behind them.

@@ -468,3 +468,78 @@ def test_process_mode_counts_calls_of_a_killed_client(tmp_path: Path, litellm: A
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+# --------------------------------------------------------------------------- files and batches API
+
+
+def _batch_input(texts: list[str]) -> bytes:
+    lines = [{"custom_id": f"k{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "m", "messages": [{"role": "user", "content": t}], "temperature": 0}}
+             for i, t in enumerate(texts)]
+    return ("\n".join(json.dumps(x) for x in lines) + "\n").encode()
+
+
+def test_batches_through_litellm_complete_fail_and_expire_lines() -> None:
+    """litellm's files + batches API against the server: in progress until the delay has passed, then an output
+    file of answered lines and an error file of failed and expired ones, in OpenAI's JSONL format."""
+    from benchrun.providers import setup_litellm
+
+    litellm = setup_litellm()
+    cfg = {"default_reply": "echo {last_user}", "batch": {"delay_s": 0.5, "fail_contains": "boom",
+                                                          "expire_contains": "late"}}
+
+    async def go(srv: FakeServer) -> None:
+        kw = {"custom_llm_provider": "openai", "api_base": srv.url, "api_key": "sk-test-fake-key-1"}
+        f = await litellm.acreate_file(file=("in.jsonl", _batch_input(["hi", "boom", "late"])), purpose="batch", **kw)
+        b = await litellm.acreate_batch(completion_window="24h", endpoint="/v1/chat/completions",
+                                        input_file_id=f.id, metadata={"t": "1"}, **kw)
+        assert b.status == "in_progress" and b.request_counts.total == 3
+        assert (await litellm.aretrieve_batch(batch_id=b.id, **kw)).status == "in_progress"
+        assert srv.stats()["total"] == 0  # nothing answered before the delay
+        await asyncio.sleep(0.6)
+        b = await litellm.aretrieve_batch(batch_id=b.id, **kw)
+        assert b.status == "expired" and b.metadata == {"t": "1"}
+        assert (b.request_counts.completed, b.request_counts.failed) == (1, 2)
+        out = [json.loads(x) for x in (await litellm.afile_content(file_id=b.output_file_id, **kw)).content.splitlines()]
+        assert [(x["custom_id"], x["response"]["status_code"], x["error"]) for x in out] == [("k0", 200, None)]
+        assert out[0]["response"]["body"]["choices"][0]["message"]["content"] == "echo hi"
+        err = {x["custom_id"]: x for x in (json.loads(y) for y in
+               (await litellm.afile_content(file_id=b.error_file_id, **kw)).content.splitlines())}
+        assert err["k1"]["response"]["status_code"] == 500 and err["k1"]["error"] is None
+        assert err["k2"]["response"] is None and err["k2"]["error"]["code"] == "batch_expired"
+        listed = await litellm.alist_batches(limit=10, **kw)
+        assert [x.id for x in listed.data] == [b.id]
+        # a second batch, cancelled before it ran: nothing answered
+        b2 = await litellm.acreate_batch(completion_window="24h", endpoint="/v1/chat/completions",
+                                         input_file_id=f.id, **kw)
+        assert (await litellm.acancel_batch(batch_id=b2.id, **kw)).status == "cancelling"
+        assert (await litellm.aretrieve_batch(batch_id=b2.id, **kw)).status == "cancelled"
+
+    with FakeServer(cfg) as srv:
+        asyncio.run(go(srv))
+        st = srv.stats()
+        # the expired line never ran; the failed one did, once; the cancelled batch ran nothing
+        assert st["by_outcome"] == {"ok": 1, "500": 1}
+        assert {r.path for r in srv.requests()} == {"/v1/batches"}
+        assert st["batch_calls"]["files_create"] == 1 and st["batch_calls"]["batches_create"] == 2
+        assert st["batches"] and set(st["batches"].values()) == {"expired", "cancelled"}
+
+
+def test_batches_api_refuses_bad_requests() -> None:
+    with FakeServer({"batch": {"fail_batch": True}}) as srv:
+        r = httpx.post(srv.url + "/batches", json={"input_file_id": "file-nope"})
+        assert r.status_code == 400 and "no file" in r.json()["error"]["message"]
+        assert httpx.get(srv.url + "/batches/batch_nope").status_code == 404
+        assert httpx.get(srv.url + "/files/file-nope/content").status_code == 404
+        assert httpx.post(srv.url + "/files", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 400
+        f = httpx.post(srv.url + "/files", files={"file": ("in.jsonl", _batch_input(["hi"]))},
+                       data={"purpose": "batch"}).json()
+        b = httpx.post(srv.url + "/batches", json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions",
+                                                   "completion_window": "24h"}).json()
+        done = httpx.get(srv.url + f"/batches/{b['id']}").json()
+        assert done["status"] == "failed" and done["output_file_id"] is None
+        assert done["errors"]["data"][0]["code"] == "invalid_request"
+        assert srv.stats()["total"] == 0
+    with pytest.raises(ValueError, match="batch"):
+        FakeServer({"batch": {"delay": 1}})

@@ -127,3 +127,23 @@ def test_report_renders_in_headless_chromium(report_run: tuple[Project, str], tm
     assert s.returncode == 0, s.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_report_of_a_run_that_never_recorded_model_versions(report_run: tuple[Project, str], tmp_path: Path) -> None:
+    """A run that stopped before its end (killed, interrupted) has no resolved model versions in its models
+    row; its HTML report still renders (it failed with UndefinedError 'resolved_models')."""
+    import json
+    import sqlite3
+
+    project, run_id = report_run
+    con = sqlite3.connect(project.ledger)
+    models = [{k: v for k, v in m.items() if k != "resolved_models"}
+              for m in json.loads(con.execute("SELECT models FROM run WHERE id = ?", (run_id,)).fetchone()[0])]
+    con.execute("UPDATE run SET models = ?, status = 'interrupted' WHERE id = ?", (json.dumps(models), run_id))
+    con.commit()
+    con.close()
+    out = tmp_path / "r.html"
+    r = project.cli("report", run_id, "--html", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "served as" not in html and "interrupted" in html and "model good" in html

@@ -6,6 +6,7 @@ The real CLI in a subprocess (stdout a pipe, COLUMNS set as a CI runner would), 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from benchrun.coverage.history import store_report
 from conftest import Project
@@ -34,17 +35,24 @@ def _setup(project: Project) -> str:
     return summary["conditions"]["run_id"]
 
 
+def _at_80_and_160(project: Project, cmd: tuple[str, ...]) -> tuple[Any, Any, list[str]]:
+    """The command at 80 and at 160 columns (a subprocess, stdout a pipe): both succeed and no table line is
+    wider than its terminal. Returns both results and the 80-column table lines."""
+    narrow = project.cli(*cmd, env={"COLUMNS": "80"}, subprocess_=True)
+    wide = project.cli(*cmd, env={"COLUMNS": "160"}, subprocess_=True)
+    assert narrow.returncode == 0 and wide.returncode == 0, (cmd, narrow.stderr, wide.stderr)
+    lines = _table_lines(narrow.stdout)
+    assert lines and max(len(ln) for ln in lines) <= 80, (cmd, narrow.stdout)
+    assert max(len(ln) for ln in _table_lines(wide.stdout)) <= 160, (cmd, wide.stdout)
+    return narrow, wide, lines
+
+
 def test_tables_fit_80_columns_and_stay_wide_at_160(project: Project) -> None:
     run_id = _setup(project)
     commands = [("runs", "show", run_id), ("runs", "list"), ("shortlist", run_id), ("coverage", "history")]
     seen: dict[tuple[str, ...], tuple[str, str]] = {}
     for cmd in commands:
-        narrow = project.cli(*cmd, env={"COLUMNS": "80"}, subprocess_=True)
-        wide = project.cli(*cmd, env={"COLUMNS": "160"}, subprocess_=True)
-        assert narrow.returncode == 0 and wide.returncode == 0, (cmd, narrow.stderr, wide.stderr)
-        lines = _table_lines(narrow.stdout)
-        assert lines and max(len(ln) for ln in lines) <= 80, (cmd, narrow.stdout)
-        assert max(len(ln) for ln in _table_lines(wide.stdout)) <= 160, (cmd, wide.stdout)
+        narrow, wide, _ = _at_80_and_160(project, cmd)
         seen[cmd[:2]] = (narrow.stdout, wide.stdout)
     show80, show160 = seen[("runs", "show")]
     # wide: every column with its full header, nothing hidden; narrow: what was hidden is said, names cut with "…"
@@ -87,3 +95,34 @@ def test_fit_table_drops_by_priority() -> None:
     con.print(t)
     text = con.export_text()
     assert "2" * 10 in text and "…" in text and max(len(ln) for ln in text.splitlines()) <= 30
+
+
+def test_compare_reproduce_and_diff_fit_80_columns(project: Project) -> None:
+    """`compare`, `reproduce` and `diff` print fitted tables too: at 80 columns no table line is wider, and
+    what was hidden is named; at 160 the full headers are back."""
+    spec = project.setup(candidates=[
+        {"model": "openai/good", "alias": "support-assistant-prompt-v2-long-name", "api_base": project.url},
+        {"model": "openai/bad", "alias": "bad", "api_base": project.url}])
+    r, s1 = project.cli_json("run", str(spec))
+    assert r.returncode == 0, r.stderr
+    run1 = s1["conditions"]["run_id"]
+    project.write_spec(candidates=[
+        {"model": "openai/good", "alias": "support-assistant-prompt-v2-long-name", "api_base": project.url},
+        {"model": "openai/bad", "alias": "bad", "api_base": project.url}],
+        sampling={"temperature": 0.7, "max_tokens": 64, "seed": 1})
+    r, s2 = project.cli_json("run", str(spec))
+    run2 = s2["conditions"]["run_id"]
+    commands = [("compare", "support-assistant-prompt-v2-long-name", "bad", "--run", run1),
+                ("reproduce", run1, "--from-cache"), ("diff", run1, run2)]
+    for cmd in commands:
+        narrow, wide, lines = _at_80_and_160(project, cmd)
+        if cmd[0] == "compare":
+            assert "Flips (6): cases that pass for one model and fail for the other" in narrow.stdout
+            assert "pass rate (6 paired cases)" in wide.stdout
+        if cmd[0] == "reproduce":
+            assert "hidden at 80 columns: " in narrow.stdout and "Δ p50" in narrow.stdout
+            assert "answers changed" in wide.stdout and "hidden at" not in wide.stdout
+            # each row on one line: the model key cut in the middle, the pass rates whole
+            assert sum("100.0% → 100.0%" in ln for ln in lines) == 1, narrow.stdout
+        if cmd[0] == "diff":
+            assert any("temperature" in ln and "0.7" in ln for ln in lines), narrow.stdout

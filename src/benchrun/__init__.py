@@ -21,8 +21,9 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
-                     "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "Ledger", "RunResult", "ModelResult",
+    **dict.fromkeys(("arena", "run", "arun", "resume", "aresume", "load_spec", "compare", "reproduce", "shortlist",
+                     "calibrate", "measure_coverage", "estimate", "report_markdown", "junit_report", "batch_status",
+                     "Ledger", "RunResult", "ModelResult",
                      "ModelBreakdown", "RunInfo", "Comparison", "Reproduction", "Shortlist", "Calibration", "CoverageResult"),
                     "benchrun.api"),
     **dict.fromkeys(("BenchrunError", "BadInput", "UsageError", "RunAborted"), "benchrun.errors"),
@@ -46,8 +47,10 @@ __all__ = [
     "Shortlist",
     "UsageError",
     "__version__",
+    "arena",
     "aresume",
     "arun",
+    "batch_status",
     "calibrate",
     "compare",
     "estimate",
@@ -73,8 +76,10 @@ if TYPE_CHECKING:
         RunInfo,
         RunResult,
         Shortlist,
+        arena,
         aresume,
         arun,
+        batch_status,
         calibrate,
         compare,
         estimate,

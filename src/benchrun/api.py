@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from benchrun.ledger import Ledger as _Store
     from benchrun.ledger.tables import Run
     from benchrun.runner import Progress
+    from benchrun.shards import Shard
     from benchrun.spec import LoadedSpec
 
 ProgressHook = Callable[["Progress"], None]
@@ -161,6 +162,7 @@ class RunInfo:
     models: list[str]
     judge: str
     totals: dict[str, Any]
+    reproduction_of: str | None = None  # the run this one reproduced (`benchrun reproduce`), else None
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,8 @@ class CoverageResult:
     headline: str | None
     report_id: int | None  # the ledger report, when stored
     data: dict[str, Any] = field(repr=False)
+    embedding_cost_usd: float | None = None  # remote embedders: what the texts not in the cache cost (None: unknown)
+    stability_jsd: float | None = None  # k-means fitted on a sample: JSD of the shares of two fits (docs/scale.md)
 
 
 # ----------------------------------------------------------------------------- the ledger
@@ -265,12 +269,13 @@ class Ledger:
     def runs(self, limit: int = 50) -> list[RunInfo]:
         """Runs, newest first (what `benchrun runs list` shows)."""
         out = []
+        repro = self.store.reproductions()
         for r in self.store.list_runs(limit):
             out.append(RunInfo(
                 id=r.id, name=r.name, status=r.status, created_at=r.created_at.isoformat(), dataset=r.dataset_name,
                 dataset_version=r.dataset_version, dataset_hash=r.dataset_hash,
                 models=[m["key"] for m in json.loads(r.models)], judge=r.judge_model,
-                totals=json.loads(r.totals or "{}"),
+                totals=json.loads(r.totals or "{}"), reproduction_of=repro.get(r.id),
             ))
         return out
 
@@ -325,6 +330,7 @@ class Prepared:
     run_id: str
     call_workers: int
     unsafe_exec: bool = False
+    shard: Shard | None = None  # one shard of a sharded run: only its cells run (see `benchrun.shards`)
 
 
 def check_key_variables(loaded: Any, where: Any) -> None:
@@ -341,19 +347,52 @@ def check_key_variables(loaded: Any, where: Any) -> None:
 
 
 def prepare_run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None,
-                require_calibrated: bool = False, call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
-    """Load the spec, check it, and record a new run (status ``running``); nothing is called yet."""
+                require_calibrated: bool = False, call_workers: int | str = 0, unsafe_exec: bool = False,
+                batch: bool = False) -> Prepared:
+    """Load the spec, check it, and record a new run (status ``running``); nothing is called yet.
+    ``batch`` sends every model's calls through its provider's batch API (`benchrun.batch`)."""
+    from benchrun import runner
+
+    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers, batch)
+    return Prepared(loaded, store, runner.create_run(loaded, store, unsafe_exec=unsafe_exec), workers, unsafe_exec)
+
+
+def _checked_spec(spec: str | Path | LoadedSpec, ledger: str | Path | Ledger | None, require_calibrated: bool,
+                  call_workers: int | str, batch: bool = False) -> tuple[LoadedSpec, _Store, int]:
+    """The spec loaded and checked before a run is recorded: key variables set, call workers, calibration."""
     from benchrun import providers, runner
     from benchrun.spec import LoadedSpec
 
     providers.collect_env_secrets()
     store = _store(ledger)
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    if batch:
+        from benchrun.batch import batch_all
+
+        loaded = batch_all(loaded)
     check_key_variables(loaded, loaded.path or "spec")
     workers = runner.call_workers_for(loaded, call_workers)
     if require_calibrated:
         check_calibrated(store, loaded)
-    return Prepared(loaded, store, runner.create_run(loaded, store, unsafe_exec=unsafe_exec), workers, unsafe_exec)
+    return loaded, store, workers
+
+
+def prepare_shard(spec: str | Path | LoadedSpec, shard: str, run_id: str, *,
+                  ledger: str | Path | Ledger | None = None, require_calibrated: bool = False,
+                  call_workers: int | str = 0, unsafe_exec: bool = False) -> Prepared:
+    """One shard (``"2/4"``) of run ``run_id``, as `benchrun run SPEC --shard 2/4 --run-id ID`: the first shard to
+    arrive records the run; a later one must have the same spec (`BadInput`, naming the differing field, if not)
+    and the same number of shards (`UsageError`). See `benchrun.shards`."""
+    from benchrun import shards
+
+    part = shards.parse_shard(shard)
+    shards.check_run_id(run_id)
+    loaded, store, workers = _checked_spec(spec, ledger, require_calibrated, call_workers)
+    if loaded.spec.judge is not None and loaded.spec.judge.pairwise:  # before anything is recorded
+        raise UsageError("--shard does not support judge.mode pairwise yet (its pairs need every shard's answers); "
+                         "run the spec without --shard")
+    shards.arrive(loaded, store, part, run_id, unsafe_exec=unsafe_exec)
+    return Prepared(loaded, store, run_id, workers, unsafe_exec, part)
 
 
 def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
@@ -372,7 +411,11 @@ def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
     providers.collect_env_secrets()
     store = _store(ledger)
     prior = store.get_run(run_id)
-    if prior.status == "completed" and not any(st == "error" for st in store.cells(prior.id).values()):
+    from benchrun.shards import refuse_resume
+
+    refuse_resume(store, prior.id)
+    if prior.status == "completed" and not any(st == "error" for st in store.cells(prior.id).values()) \
+            and not any(j.status == "error" for j in store.pair_judgements(prior.id)):  # pairwise runs' judgements
         raise UsageError(f"run {prior.id} is already complete; nothing to resume")
     loaded = LoadedSpec.from_snapshot(json.loads(prior.spec_snapshot))
     loaded.path = prior.spec_path
@@ -400,13 +443,14 @@ def execute(prepared: Prepared, *, cache: bool = True, progress: ProgressHook | 
 
     execute_run(prepared.loaded, prepared.store, prepared.run_id, use_cache=cache,
                 call_workers=prepared.call_workers, unsafe_exec=prepared.unsafe_exec, on_progress=progress, on_start=on_start,
-                interrupt_guard=interrupt_guard)
+                interrupt_guard=interrupt_guard, shard=prepared.shard)
     return RunResult.from_summary(build_summary(prepared.store, prepared.store.get_run(prepared.run_id)))
 
 
 def run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None, cache: bool = True,
         progress: ProgressHook | None = None, require_calibrated: bool = False,
-        call_workers: int | str = 0, unsafe_exec: bool = False) -> RunResult:
+        call_workers: int | str = 0, unsafe_exec: bool = False, shard: str | None = None,
+        run_id: str | None = None, batch: bool = False) -> RunResult:
     """Run a spec (every case × candidate × sample, scored, recorded in the ledger) and return its summary.
 
     Raises `BadInput` for a bad spec, dataset or rubric (nothing is recorded then), `UsageError`
@@ -415,11 +459,18 @@ def run(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = N
     each result. ``call_workers`` is 0 (calls in this process) by default; ``"auto"`` as the CLI.
     ``unsafe_exec`` runs code checks without bubblewrap (`benchrun run --unsafe-exec`); without it a
     spec whose cases run code is refused (`UsageError`) when bubblewrap cannot isolate them.
+    With ``shard="2/4"`` and ``run_id`` it runs one shard of a sharded run (see `prepare_shard`).
     Cannot be called from a running event loop (a notebook cell): use `arun` there.
     """
     _no_running_loop("run", "`await benchrun.arun(...)`")
+    if shard is not None or run_id is not None:
+        if shard is None or run_id is None:
+            raise UsageError("a sharded run needs both shard (e.g. '2/4') and run_id")
+        return execute(prepare_shard(spec, shard, run_id, ledger=ledger, require_calibrated=require_calibrated,
+                                     call_workers=call_workers, unsafe_exec=unsafe_exec), cache=cache, progress=progress)
     return execute(prepare_run(spec, ledger=ledger, require_calibrated=require_calibrated,
-                               call_workers=call_workers, unsafe_exec=unsafe_exec), cache=cache, progress=progress)
+                               call_workers=call_workers, unsafe_exec=unsafe_exec, batch=batch), cache=cache,
+                   progress=progress)
 
 
 def resume(run_id: str, *, ledger: str | Path | Ledger | None = None, cache: bool = True,
@@ -522,6 +573,39 @@ def shortlist(run_ids: Sequence[str], *, max_cost_per_1k: float | None = None, m
     return Shortlist.from_payload(d)
 
 
+def arena(run_id: str | None = None, *, battles: str | Path | None = None, anchor: str | None = None,
+          baseline: str | None = None, draws: int = 1000, seed: int = 0, human: bool = False,
+          ledger: str | Path | Ledger | None = None) -> dict[str, Any]:
+    """Bradley-Terry ratings as `benchrun arena`: of a pairwise run's battles (``run_id``; the judgements in
+    the ledger under the both-orders rule, with position consistency per judge and the tie share under
+    ``judges``), or of a battles file (``battles``). Returns the JSON record of `benchrun.report.arena`.
+    ``baseline`` defaults to the run's ``judge.pairs.baseline``. With imported human votes
+    (`benchrun labels import`) the record has ``human_agreement`` (judge vs people, MT-Bench style, and
+    Cohen's kappa over {A, B, tie}); ``human`` rates the people's votes instead of the judge's verdicts.
+    `BadInput` for a bad file or option, `UsageError` for a run that is not pairwise."""
+    if (run_id is None) == (battles is None):
+        raise UsageError("give a RUN_ID of a pairwise run or --battles FILE (one of them)")
+    if battles is not None:
+        from benchrun.analysis.arena import rate
+        from benchrun.battles import load_battles
+        from benchrun.errors import BadInput
+        from benchrun.report.arena import arena_payload
+
+        if human:
+            raise UsageError("--human rates a pairwise run's human votes; give a RUN_ID instead of --battles")
+        rows = load_battles(battles)
+        try:
+            res = rate(rows, anchor=anchor, baseline=baseline, n_boot=draws, seed=seed)
+        except BadInput as e:  # the analysis names the option or the problem; add the file
+            raise BadInput(battles, e.where, e.what) from None
+        return arena_payload(res)
+    from benchrun.report.arena import run_arena_payload
+
+    store = _store(ledger)
+    return run_arena_payload(store, store.get_run(str(run_id)), anchor=anchor, baseline=baseline, draws=draws,
+                             seed=seed, human=human)
+
+
 def calibrate(run_id: str, labels: str | Path, *, threshold: float = 0.6, judge: str | None = None,
               api_base: str | None = None, api_key_env: str | None = None, cache: bool = True,
               ledger: str | Path | Ledger | None = None) -> Calibration:
@@ -542,7 +626,9 @@ def measure_coverage(production: str | Path, dataset: str | Path, *, ledger: str
 
     ``options`` are the command's options by their Python names (``k``, ``method``, ``window_days``,
     ``sessions``, ``model``, ``cache_path``, ``seed``, ``good_below``, ``refresh_above``, ...; see
-    `benchrun.coverage.pipeline.CoverageOptions`). With ``store`` the report is recorded in the
+    `benchrun.coverage.pipeline.CoverageOptions`). A remote embedder is ``model="litellm:MODEL"`` with
+    ``api_base``, ``api_key_env``, ``embed_concurrency``, ``batch_size``; ``fit_sample`` bounds the
+    k-means fit (docs/scale.md). With ``store`` the report is recorded in the
     ledger, where `runs show` then finds it for runs of this dataset version.
     """
     from benchrun.coverage.history import store_report
@@ -555,7 +641,8 @@ def measure_coverage(production: str | Path, dataset: str | Path, *, ledger: str
         report["ledger_report_id"] = rid
     score = report["score"]
     return CoverageResult(jsd=float(score["jsd"]), band=str(score["band"]), headline=report.get("headline"),
-                          report_id=rid, data=report)
+                          report_id=rid, data=report, embedding_cost_usd=(report.get("cost") or {}).get("embedding_usd"),
+                          stability_jsd=report["params"].get("stability_jsd"))
 
 
 def report_markdown(run_id: str, *, baseline: str | None = None, ledger: str | Path | Ledger | None = None) -> str:
@@ -604,12 +691,43 @@ def _baseline_comparisons(store: _Store, run_row: Run, baseline: str | None) -> 
 
 
 def estimate(spec: str | Path | LoadedSpec, *, ledger: str | Path | Ledger | None = None,
-             cache: bool = True) -> Estimate:
+             cache: bool = True, batch: bool = False) -> Estimate:
     """What a run of ``spec`` would call and cost, before calling anything (`benchrun run --estimate`).
 
-    Returns a `benchrun.estimation.Estimate`; see that module for what is counted and how.
+    Returns a `benchrun.estimation.Estimate`; see that module for what is counted and how. Models with
+    ``batch: true`` (every model, with ``batch``) are priced at batch prices (`benchrun.batch.batch_cost`).
     """
     from benchrun.estimation import estimate_run
 
     loaded = spec if not isinstance(spec, (str, Path)) else load_spec(spec)
+    if batch:
+        from benchrun.batch import batch_all
+
+        loaded = batch_all(loaded)
     return estimate_run(loaded, _store(ledger), use_cache=cache)
+
+
+def batch_status(run_id: str, *, ledger: str | Path | Ledger | None = None) -> list[dict[str, Any]]:
+    """The provider batches of a run, their states refreshed at the provider (`benchrun batch status RUN_ID`).
+
+    Nothing is submitted and no answer is read: `benchrun run --resume RUN_ID` collects ended batches
+    into the run. Each dict has the ``batch_job`` columns plus ``lines`` ({state: count}).
+    """
+    from benchrun import batch, providers
+    from benchrun.ledger import batches as stored
+    from benchrun.spec import LoadedSpec
+
+    _no_running_loop("batch_status", "`await asyncio.to_thread(benchrun.batch_status, ...)`")
+    providers.collect_env_secrets()
+    store = _store(ledger)
+    run_row = store.get_run(run_id)
+    loaded = LoadedSpec.from_snapshot(json.loads(run_row.spec_snapshot))
+    refs = [*loaded.spec.candidates, *([loaded.spec.judge] if loaded.spec.judge else [])]
+    endpoints = {r.key: providers.resolve(r, run_row.spec_path or f"run {run_row.id}") for r in refs if r.batch}
+    jobs = asyncio.run(batch.status(store, run_row.id, endpoints))
+    per_job: dict[int, dict[str, int]] = {}
+    for ln in stored.lines(store, run_row.id):
+        counts = per_job.setdefault(ln.job_id, {})
+        counts[ln.state] = counts.get(ln.state, 0) + 1
+    return [{**j.model_dump(mode="json"), "counts": json.loads(j.counts or "{}"), "lines": per_job.get(j.id or 0, {})}
+            for j in jobs]

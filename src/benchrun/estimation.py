@@ -108,6 +108,14 @@ def prices(ref: ModelRef) -> tuple[float | None, float | None, str]:
     """USD per 1M input and output tokens, and where they come from (the same sources a run uses)."""
     from benchrun import providers
 
+    if ref.batch:  # answered in a provider batch: at batch prices, as the run charges them
+        from benchrun.batch import batch_cost
+
+        local = providers.is_local(ref)
+        ep = providers.Endpoint(ref.model, ref.api_base, None, local=local, transport=providers.transport_for(ref))
+        pin, pout = batch_cost(ref, ep, 1_000_000, 0), batch_cost(ref, ep, 0, 1_000_000)
+        source = "spec" if ref.price is not None else "local" if local else "litellm"
+        return (pin, pout, f"{source}, batch") if pin is not None and pout is not None else (None, None, "unknown")
     if ref.price is not None:
         return ref.price.input_per_1m, ref.price.output_per_1m, "spec"
     if providers.is_local(ref):
@@ -168,11 +176,13 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         c_max = params.get("max_tokens")
         mean_ct = _mean(answers_hist.get(cand.model))
         calls = cached = prompt = 0
-        for case in cases:
-            msgs = runner.candidate_messages(loaded, cand, case)
-            judged = has_judge and loaded.judged(case)
-            jfix = providers.count_message_tokens(judge_mod.judge_messages(rubric, case, "")) if judged else 0
-            for i in range(spec.samples):
+        for base in cases:
+            judged = has_judge and loaded.judged(base)
+            jfix = providers.count_message_tokens(judge_mod.judge_messages(rubric, base, "")) if judged else 0
+            base_msgs = runner.candidate_messages(loaded, cand, base)
+            for i in range(spec.samples_per_case):
+                case = loaded.case_for_sample(base, i)
+                msgs = base_msgs if case is base else runner.candidate_messages(loaded, cand, case)
                 hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate")) if cache else None
                 if hit is not None and hit.get("text") is not None:
                     cached += 1
@@ -234,6 +244,18 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         expected_cost_usd=_cost(jin, jout, j_prompt_exp, j_ct_exp),
         worst_case_cost_usd=_cost(jin, jout, j_prompt_worst, j_ct_worst),
     )
+    if judge is not None and spec.judge is not None and spec.judge.pairwise:
+        from benchrun.pairwise_run import schedule
+
+        n_pairs = sum(len(p) for p in schedule([c.key for c in spec.candidates], [c.id for c in cases],
+                                               spec.judge).values())
+        judge = RoleEstimate(
+            key="judge", model=judge_model, calls=2 * n_pairs, cached_calls=0, reask_calls_worst=2 * n_pairs,
+            prompt_tokens=0, prompt_tokens_worst=None, completion_tokens_expected=None, completion_tokens_worst=None,
+            expected_basis=f"pairwise judge: {n_pairs} pair(s) x 2 orders; its tokens and cost are not estimated yet "
+            "(nor are cached verdicts subtracted)", prompt_tokens_without_answers=True, price_source=jsource,
+            input_per_1m=jin, output_per_1m=jout, expected_cost_usd=None, worst_case_cost_usd=None)
+        notes.append("pairwise judge: calls counted (both orders of every scheduled pair), cost not estimated")
     if (has_judge and j_max is None) or any(spec.sampling_for(c).as_params().get("max_tokens") is None
                                             for c in spec.candidates):
         notes.append("a model without max_tokens has no worst case: set sampling.max_tokens (and the judge's) to "
@@ -244,5 +266,5 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
                  "counts")
     if spec.budget_usd is not None:
         notes.append(f"the spec's budget_usd {spec.budget_usd} stops the run before it can spend more")
-    return Estimate(spec_name=spec.name, cases=len(cases), samples=spec.samples, candidates=cand_out, judge=judge,
+    return Estimate(spec_name=spec.name, cases=len(cases), samples=spec.samples_per_case, candidates=cand_out, judge=judge,
                     cache=cache, notes=notes)

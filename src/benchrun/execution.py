@@ -31,6 +31,7 @@ from benchrun.ledger.store import DiskFull, error_reason, is_disk_full
 if TYPE_CHECKING:
     from benchrun.ledger import Ledger
     from benchrun.runner import Progress, RunOutcome
+    from benchrun.shards import Shard
     from benchrun.spec import LoadedSpec
 
 
@@ -89,6 +90,7 @@ def execute_run(
     on_progress: Callable[[Progress], None] | None = None,
     on_start: Callable[[], None] | None = None,
     interrupt_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    shard: Shard | None = None,
 ) -> RunOutcome:
     """Run every pending cell of ``run_id`` and record how the run ended (see the module docstring).
 
@@ -96,7 +98,8 @@ def execute_run(
     errors propagate after the run was marked. Returns the runner's outcome otherwise, whatever its
     status: the caller decides what a non-completed outcome means to it. ``unsafe_exec`` lets code
     checks run without bubblewrap (rlimits only); without it such a run is refused (`UsageError`)
-    before anything is called or marked.
+    before anything is called or marked. With ``shard`` only that shard's cells run, under the shard's own
+    lease, and its end is recorded by `benchrun.shards.settle` (which completes the run once every cell is in).
     """
     from benchrun import runner
     from benchrun.ledger.store import lease_owner
@@ -104,37 +107,69 @@ def execute_run(
     sandbox, _ = runner.code_sandbox(loaded, unsafe_exec=unsafe_exec)
 
     owner = lease_owner()
+    lease = shard.lease_key(run_id) if shard is not None else run_id
     # before anything is called: a second process running the same run is refused here (LeaseHeld, exit 2)
-    ledger.acquire_lease(run_id, owner, LEASE_STALE_AFTER_S)
+    ledger.acquire_lease(lease, owner, LEASE_STALE_AFTER_S)
+
+    def finish(status: str, message: str | None) -> None:
+        if shard is None:
+            ledger.finish_run(run_id, status, _totals(ledger, run_id), message)
+        else:
+            from benchrun import shards
+
+            shards.settle(ledger, loaded, run_id, shard, status, message)
+
     heartbeat: _Heartbeat | None = None
     guard = interrupt_guard() if interrupt_guard is not None else contextlib.nullcontext()
     with guard:
         pool: Any = None
         try:
             ledger.update_run(run_id, status="running", message=None, finished_at=None)  # a resumed run runs again
+            if shard is not None:
+                from benchrun import shards
+
+                shards.start(ledger, loaded, run_id, shard)
             if call_workers:
                 from benchrun.callpool import CallPool
 
                 # before any thread of ours or the caller's (a progress bar's) exists: the workers are forked
                 pool = CallPool(call_workers, loaded.spec.concurrency.global_)
-            heartbeat = _Heartbeat(ledger, run_id, owner)
+            heartbeat = _Heartbeat(ledger, lease, owner)
             if on_start is not None:
                 on_start()
             r = runner.Runner(loaded, ledger, run_id, use_cache=use_cache, on_progress=on_progress, pool=pool,
-                              sandbox=sandbox)
+                              sandbox=sandbox, cell_filter=shard.owns if shard is not None else None)
             try:
                 outcome = asyncio.run(r.execute())
+                pairwise = None
+                if outcome.status == "completed" and loaded.spec.judge is not None and loaded.spec.judge.pairwise \
+                        and shard is None:  # (prepare_shard refuses pairwise specs)
+                    from benchrun.pairwise_run import judge_pairs  # the answers are in: judge pairs of them
+
+                    base = outcome.progress
+
+                    def tick(done: int, total: int, errors: int, cost: float) -> None:  # pairs count as cells
+                        if on_progress is not None:
+                            import dataclasses
+
+                            on_progress(dataclasses.replace(base, total=base.total + total, done=base.done + done,
+                                                            errors=base.errors + errors,
+                                                            cost_usd=base.cost_usd + cost))
+
+                    pairwise = judge_pairs(loaded, ledger, run_id, use_cache=use_cache, on_pair=tick,
+                                           spent=base.cost_usd)
+                    if pairwise.stopped is not None:
+                        outcome = runner.RunOutcome(run_id, "budget_exceeded", pairwise.stopped, outcome.progress)
             except DiskFull as e:  # the ledger stopped taking rows while it still had room to say how the run ended
                 why = "the ledger's disk is full"
                 _mark_interrupted(ledger, run_id, why)
                 raise RunAborted(f"run {run_id} stopped: {why} ({e}); free space, then resume with: "
                                  f"benchrun run --resume {run_id}") from None
             except KeyboardInterrupt:
-                ledger.finish_run(run_id, "interrupted", _totals(ledger, run_id), "interrupted by the user")
+                finish("interrupted", "interrupted by the user")
                 raise RunAborted(f"run {run_id} interrupted; resume with: benchrun run --resume {run_id}") from None
             except BenchrunError as e:
-                ledger.finish_run(run_id, "interrupted" if isinstance(e, RunAborted) else "failed",
-                                  _totals(ledger, run_id), str(e))
+                finish("interrupted" if isinstance(e, RunAborted) else "failed", str(e))
                 raise
             except Exception as e:
                 if is_disk_full(e):  # full after all (another process filled it): try to say so all the same
@@ -142,19 +177,25 @@ def execute_run(
                     _mark_interrupted(ledger, run_id, why)
                     raise RunAborted(f"run {run_id} stopped: {why} ({error_reason(e)}); free space, then resume with: "
                                      f"benchrun run --resume {run_id}") from None
-                ledger.finish_run(run_id, "interrupted", _totals(ledger, run_id), f"crashed: {type(e).__name__}")
+                finish("interrupted", f"crashed: {type(e).__name__}")
                 raise
+            if shard is not None:
+                finish(outcome.status, outcome.message)
+                return outcome
             results = ledger.result_rows(run_id)
             ledger.update_run(run_id, models=runner.with_resolved_models(ledger.get_run(run_id).models, results))
             from benchrun.analysis.breakdown import totals
 
-            ledger.finish_run(run_id, outcome.status, totals(results), outcome.message)
+            tot = totals(results)
+            if pairwise is not None:
+                tot["pairwise"] = pairwise.to_dict()
+            ledger.finish_run(run_id, outcome.status, tot, outcome.message)
             return outcome
         finally:
             if heartbeat is not None:
                 heartbeat.stop()
             with contextlib.suppress(Exception):  # a full disk or a lost server: the lease goes stale instead
-                ledger.release_lease(run_id, owner)
+                ledger.release_lease(lease, owner)
             if pool is not None:
                 pool.close()
             local_model = sys.modules.get("benchrun.local_model")

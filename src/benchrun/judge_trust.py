@@ -30,7 +30,7 @@ from benchrun.ledger.tables import Result, Run
 from benchrun.spec import Case, LoadedSpec, ModelRef, Rubric
 
 if TYPE_CHECKING:
-    from benchrun.labels import LabelSet
+    from benchrun.labels import Label, LabelSet
 
 T = TypeVar("T")
 
@@ -162,10 +162,11 @@ def _hidden_names(ctx: RunContext) -> list[str]:
     return out
 
 
-def export_labels(ctx: RunContext, n: int, out: str | Path, seed: int = 0) -> dict[str, Any]:
-    """Write a blind, stratified labelling template of ``n`` judged results of a run."""
-    from benchrun.labels import TemplateRow, stratified_sample, write_label_template
-    from benchrun.scoring.judge import case_input_text
+def label_sample(ctx: RunContext, n: int, seed: int = 0) -> tuple[list[Result], int]:
+    """The judged results `labels export` puts in its template (and the browser queue shows), in template
+    order, and how many strata the run's judged results fall in: a `benchrun.labels.stratified_sample` of
+    ``n`` by model, category, severity and the judge's verdict under the rubric's pass rule."""
+    from benchrun.labels import stratified_sample
 
     if n < 1:
         raise UsageError("--sample must be at least 1")
@@ -175,32 +176,46 @@ def export_labels(ctx: RunContext, n: int, out: str | Path, seed: int = 0) -> di
     keys: list[Callable[[Result], Any]] = [
         lambda r: r.model_key, lambda r: r.category, lambda r: r.severity, ctx.rule_pass,
     ]
-    chosen = stratified_sample(judged, n, keys, seed)
+    return stratified_sample(judged, n, keys, seed), len({tuple(k(r) for k in keys) for r in judged})
+
+
+def export_labels(ctx: RunContext, n: int, out: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Write a blind, stratified labelling template of ``n`` judged results of a run."""
+    from benchrun.labels import TemplateRow, write_label_template
+    from benchrun.scoring.judge import case_input_text
+
+    chosen, strata = label_sample(ctx, n, seed)
+    judged = ctx.judged()
     rows = [
         # the whole conversation, as the judge saw it (USER:/ASSISTANT:/USER:), not only the user's turns
         TemplateRow(ctx.item_id(r), r.case_id, case_input_text(ctx.case(r.case_id)), ctx.case(r.case_id).ideal,
                     r.response_text or "")
         for r in chosen
     ]
-    strata = {tuple(k(r) for k in keys) for r in judged}
     try:
         written = write_label_template(out, rows, failure_modes=ctx.rubric.failure_modes, hide=_hidden_names(ctx))
     except ValueError as e:
         raise UsageError(f"cannot write a blind template: {e}") from None
     return {
         "run_id": ctx.run.id, "out": str(out), "written": written, "judged_results": len(judged),
-        "strata": len(strata), "stratified_by": list(STRATA_KEYS), "seed": seed,
+        "strata": strata, "stratified_by": list(STRATA_KEYS), "seed": seed,
     }
 
 
 def import_labels(led: Ledger, ctx: RunContext, path: str | Path) -> dict[str, Any]:
     """Validate a labels file against a run and its rubric, and record it in the ledger."""
+    return record_labels(led, ctx, ctx.load_labels(path), str(path))
+
+
+def record_labels(led: Ledger, ctx: RunContext, ls: LabelSet, source: str) -> dict[str, Any]:
+    """Record validated labels of a run in the ledger: one report of kind ``labels`` (what `labels import`
+    stores for a file, and the browser's labelling queue for each answer; ``source`` is the file path, or
+    ``browser:ANNOTATOR``)."""
     answered = ctx.answered()
-    ls = ctx.load_labels(path)
     items = ls.item_ids
     calibratable = sum(1 for i in items if answered[i].judge_score is not None)
     payload = {
-        "hash": ls.hash, "path": str(path), "labels": len(ls), "items": len(items), "annotators": ls.annotators,
+        "hash": ls.hash, "path": source, "labels": len(ls), "items": len(items), "annotators": ls.annotators,
         "skipped_blank": ls.skipped_blank, "items_with_judge_verdict": calibratable,
         "rows": [lab.canonical() for lab in ls.labels],
     }
@@ -213,6 +228,56 @@ def import_labels(led: Ledger, ctx: RunContext, path: str | Path) -> dict[str, A
     )
     out = {k: v for k, v in payload.items() if k != "rows"}
     return {"report_id": rid, "run_id": ctx.run.id, "summary": summary, **out}
+
+
+def stored_labels(led: Ledger, ctx: RunContext) -> list[Label]:
+    """Every label of the run recorded in the ledger (`labels import` files and browser answers, i.e. the
+    ``labels`` reports of the run), one per (item, annotator): the most recently recorded one wins, so an
+    annotator who answers an item again replaces their earlier label. Oldest first."""
+    from benchrun.labels import Label
+
+    latest: dict[tuple[str, str], Label] = {}
+    for rep in reversed(led.reports("labels", run_id=ctx.run.id)):  # reports() is newest first
+        for row in json.loads(rep.payload).get("rows", []):
+            lab = Label(**row)
+            latest.pop((lab.item_id, lab.annotator), None)
+            latest[(lab.item_id, lab.annotator)] = lab
+    return list(latest.values())
+
+
+def export_recorded_labels(led: Ledger, ctx: RunContext, out: str | Path) -> dict[str, Any]:
+    """Write every label recorded for the run (`stored_labels`) as a labels CSV that `labels import` and
+    `calibrate --labels` read back unchanged (same content hash); cells are quoted and formula-guarded."""
+    from benchrun.labels import FIELDS, labels_hash
+
+    labels = stored_labels(led, ctx)
+    if not labels:
+        raise UsageError(f"run {ctx.run.id} has no recorded labels; label it in `benchrun view` or `labels import` first")
+    p = Path(out)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", encoding="utf-8", newline="") as fh:
+        w = csv_writer(fh)
+        w.writerow(FIELDS)
+        for lab in labels:
+            row = lab.canonical()
+            row["human_pass"] = "yes" if lab.human_pass else "no"
+            w.writerow([csv_cell_out("" if row[k] is None else str(row[k])) for k in FIELDS])
+    return {"run_id": ctx.run.id, "out": str(p), "written": len(labels), "hash": labels_hash(labels),
+            "annotators": sorted({lab.annotator for lab in labels})}
+
+
+def run_verdicts(ctx: RunContext, item_ids: Iterable[str]) -> dict[str, Any]:
+    """The run's recorded judge verdict on each item that has one (`JudgeVerdict`: score, the rubric's pass
+    rule applied to it, failure mode): what calibration compares the human labels with."""
+    from benchrun.analysis.calibration import JudgeVerdict
+
+    answered = ctx.answered()
+    out: dict[str, Any] = {}
+    for item_id in item_ids:
+        r = answered.get(item_id)
+        if r is not None and r.judge_score is not None:
+            out[item_id] = JudgeVerdict(r.judge_score, ctx.rule_pass(r), r.judge_failure_mode)
+    return out
 
 
 # ----------------------------------------------------------------------------- judge calls
@@ -325,11 +390,7 @@ def calibrate_run(
     errors: dict[str, str] = {}
     usage: dict[str, Any] | None = None
     if not rejudged:
-        for item_id in agg:
-            r = answered[item_id]
-            if r.judge_score is None:
-                continue
-            verdicts[item_id] = JudgeVerdict(r.judge_score, ctx.rule_pass(r), r.judge_failure_mode)
+        verdicts = run_verdicts(ctx, agg)
     else:
         call = make_caller(led, ctx, ref, use_cache)
 

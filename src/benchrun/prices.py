@@ -80,3 +80,13 @@ def cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None
     i = _rate(entry, "input_cost_per_token", prompt_tokens)
     o = _rate(entry, "output_cost_per_token", prompt_tokens)
     return prompt_tokens * i + completion_tokens * o
+
+
+def batch_entry(model: str) -> dict[str, Any] | None:
+    """The map's entry for a model called through a batch API, whichever transport: the entry of
+    `model_entry` (OpenAI), else the model string as given or without its provider prefix."""
+    entry = model_entry(model)
+    if entry is not None:
+        return entry
+    m = price_map()
+    return m.get(model) or (m.get(model.split("/", 1)[1]) if "/" in model else None)

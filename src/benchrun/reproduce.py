@@ -119,6 +119,7 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
     jparams = runner.judge_params(loaded)
     count = 0
     shown: list[str] = []
+    answers: dict[tuple[str, str], str] = {}  # cached answers, for the pairwise judge's calls
 
     def miss(text: str) -> None:
         nonlocal count
@@ -128,19 +129,24 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
 
     # The same walk in three passes (answers, verdicts, re-asks), each looked up in bulk; the misses are then
     # listed cell by cell, in the order a one-by-one walk finds them.
-    cells: list[tuple[str, Case, str]] = []  # (where, case, candidate answer key)
-    for case in loaded.dataset.cases:
+    cells: list[tuple[str, Case, str, str]] = []  # (where, case as asked, model key, candidate answer key)
+    for base in loaded.dataset.cases:
         for cand in spec.candidates:
-            msgs = runner.candidate_messages(loaded, cand, case)
             params = spec.sampling_for(cand).as_params()
-            for i in range(spec.samples):
-                cells.append((f"case {case.id} × {cand.key} sample {i}", case,
+            base_msgs = runner.candidate_messages(loaded, cand, base)
+            for i in range(spec.samples_per_case):
+                case = loaded.case_for_sample(base, i)  # shuffle_choices: sample i is choice order i
+                msgs = base_msgs if case is base else runner.candidate_messages(loaded, cand, case)
+                cells.append((f"case {case.id} × {cand.key} sample {i}", case, cand.key,
                               runner.cache_key(cand, msgs, params, i, "candidate")))
-    answers = ledger.cache_get_many(k for _, _, k in cells)
+    cached = ledger.cache_get_many(k for *_, k in cells)
     judged: dict[int, tuple[list[dict[str, str]], str]] = {}  # cell -> (judge messages, judge key)
-    for n, (_, case, key) in enumerate(cells):
-        hit = answers.get(key)
-        if hit is not None and hit.get("text") is not None and loaded.judged(case):
+    for n, (_, case, model_key, key) in enumerate(cells):
+        hit = cached.get(key)
+        if hit is None or hit.get("text") is None:
+            continue
+        answers[(case.id, model_key)] = hit["text"]
+        if loaded.judged(case):
             assert spec.judge is not None and rubric is not None
             jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
             judged[n] = (jmsgs, runner.cache_key(spec.judge, jmsgs, jparams, 0, "judge"))
@@ -157,8 +163,8 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
             rmsgs = judge_mod.reask_messages(jmsgs, jhit["text"], str(e), rubric)
             reasks[n] = runner.cache_key(spec.judge, rmsgs, jparams, 0, "judge")
     reasked = ledger.cache_get_many(reasks.values())
-    for n, (where, _, key) in enumerate(cells):
-        hit = answers.get(key)
+    for n, (where, _, _, key) in enumerate(cells):
+        hit = cached.get(key)
         if hit is None or hit.get("text") is None:
             miss(f"{where}: answer")
         elif n in judged:
@@ -167,6 +173,10 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
                 miss(f"{where}: judge verdict")
             elif n in reasks and reasks[n] not in reasked:
                 miss(f"{where}: judge re-ask")
+    if spec.judge is not None and spec.judge.pairwise:
+        from benchrun.pairwise_run import pairwise_cache_misses
+
+        pairwise_cache_misses(loaded, ledger, answers, miss)
     return count, shown
 
 
@@ -276,6 +286,11 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
                                 "changed": ver_o.get(key, []) != ver_n.get(key, [])},
             "version_note": note,
         })
+    from benchrun.pairwise_run import pairwise_diff
+
+    pairwise = pairwise_diff(ledger, original, reproduction, level)
+    if pairwise is not None:
+        problems.extend(pairwise["problems"])
     reproduced = not problems
     if reproduced:
         n_flips = sum(len(m["flips"]) for m in models)
@@ -299,6 +314,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
         "models": models,
         "conditions": conditions_diff(original, reproduction),
         "notes": notes,
+        **({"pairwise": pairwise} if pairwise is not None else {}),
     })
 
 

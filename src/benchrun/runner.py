@@ -36,9 +36,13 @@ from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import prompts
 from benchrun.scoring import rules as rules_mod
+from benchrun.scoring import tools as tool_scoring
 from benchrun.spec import Case, LoadedSpec, ModelRef
+from benchrun.trajectory import has_tools, worst_case_steps
+from benchrun.trajectory import run as run_trajectory
 
 if TYPE_CHECKING:
+    from benchrun.batch import Outcome as BatchOutcome
     from benchrun.scoring.sandbox import Sandbox
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
@@ -211,6 +215,13 @@ def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sand
 
 def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
     """Validate everything that can be checked offline, then record a new run."""
+    run = run_record(loaded, unsafe_exec=unsafe_exec)
+    ledger.create_run(run)
+    return run.id
+
+
+def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | None = None) -> Run:
+    """Validate everything that can be checked offline; the run's row (a new id unless ``run_id``), not recorded."""
     from benchrun.credentials import check_key_env_name
 
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
@@ -221,10 +232,8 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
     versions = package_versions()
     if isolation is not None:
         versions["code sandbox"] = isolation  # what ran the answers' code: part of the run's conditions
-    run_id = new_run_id()
-    ledger.create_run(
-        Run(
-            id=run_id,
+    return Run(
+            id=run_id or new_run_id(),
             name=spec.name,
             status="running",
             spec_hash=loaded.spec_hash,
@@ -241,15 +250,13 @@ def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False)
                 [{"key": c.key, "model": c.model, "alias": c.alias, "api_base": c.api_base} for c in spec.candidates]
             ),
             sampling=json.dumps({c.key: spec.sampling_for(c).as_params() for c in spec.candidates}),
-            samples_per_case=spec.samples,
+            samples_per_case=spec.samples_per_case,
             judge_model=spec.judge.model if spec.judge is not None else "",
-            judge_prompt_hash=rb.judge_prompt_hash if rb is not None else "",
+            judge_prompt_hash=judge_prompt_hash(loaded),
             judge_sampling=json.dumps(judge_params(loaded)),
             package_versions=json.dumps(versions),
             git_commit=git_commit(),
         )
-    )
-    return run_id
 
 
 def with_resolved_models(models_json: str, results: list[dict[str, Any]]) -> str:
@@ -284,7 +291,7 @@ def call_workers_for(loaded: LoadedSpec, option: str | int) -> int:
         return 0
     if option != "auto":
         return min(n, spec.concurrency.global_)  # each worker needs one of the global slots
-    n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples
+    n_units = sum(1 for _ in loaded.cases()) * len(spec.candidates) * spec.samples_per_case
     any_local = any(providers.is_local(ref) for ref in [*spec.candidates, *([spec.judge] if spec.judge else [])])
     return callpool.auto_workers(n_units, spec.concurrency.global_, any_local)
 
@@ -295,16 +302,23 @@ def judge_params(loaded: LoadedSpec) -> dict[str, Any]:
     judge = loaded.spec.judge
     if judge is None or loaded.rubric is None:
         return {}
-    base: dict[str, Any] = {"temperature": 0}
-    if judge.sampling is not None:
-        base.update(judge.sampling.as_params())
-    schema = loaded.rubric.effective_schema()
-    if judge.structured_output == "json_schema":
-        base["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
-    elif judge.structured_output == "llama_cpp":
-        base["response_format"] = {"type": "json_object", "schema": schema}
-    return base
+    if judge.pairwise:
+        from benchrun.pairwise_run import pairwise_params
+
+        return pairwise_params(judge)
+    return judge_mod.judge_call_params(judge, loaded.rubric.effective_schema(), "verdict")
+
+
+def judge_prompt_hash(loaded: LoadedSpec) -> str:
+    """The hash of what the run's judge is told: the pairwise prompt for a pairwise judge, else the judge prompt."""
+    rb, judge = loaded.rubric, loaded.spec.judge
+    if rb is None or judge is None:
+        return ""
+    if judge.pairwise:
+        from benchrun.scoring.pairwise import pairwise_prompt_hash
+
+        return pairwise_prompt_hash(rb)
+    return rb.judge_prompt_hash
 
 
 # ----------------------------------------------------------------------------- execution
@@ -318,6 +332,7 @@ class Progress:
     cost_usd: float = 0.0
     cost_unknown: int = 0
     cached: int = 0
+    waiting: str | None = None  # what the run waits for before its cells start (provider batches)
 
 
 @dataclass
@@ -373,8 +388,10 @@ class Runner:
         on_progress: Callable[[Progress], None] | None = None,
         pool: CallPool | None = None,
         sandbox: Sandbox | None = None,
+        cell_filter: Callable[[str, str, int], bool] | None = None,
     ) -> None:
         self.loaded = loaded
+        self.cell_filter = cell_filter  # (case id, model key, sample) -> run it here? (a shard's cells; None: all)
         self.sandbox = sandbox  # runs the code checks (None: the default, bwrap or refuse)
         self.ledger = ledger
         self.run_id = run_id
@@ -385,6 +402,7 @@ class Runner:
         self.endpoints: dict[str, Endpoint] = {}
         self.judge_endpoint: Endpoint | None = None
         self.units_per_model: dict[str, int] = {}
+        self.batched: BatchOutcome | None = None  # answers from provider batches (benchrun.batch), by cache key
         # One writer thread: ledger writes leave the event loop (SQLite releases the GIL while it works)
         # and stay serialised, so a run never contends with itself for the database lock.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-ledger")
@@ -408,12 +426,20 @@ class Runner:
         units = []
         for case in self.loaded.cases():
             for cand in spec.candidates:
-                for i in range(spec.samples):
+                msgs: list[dict[str, str]] | None = None
+                for i in range(spec.samples_per_case):
                     key = (case.id, cand.key, i)
+                    if self.cell_filter is not None and not self.cell_filter(*key):
+                        continue
                     status = cells.get(key)
                     if status is not None and status != "error":
                         continue
-                    units.append(_Unit(case, cand, i, candidate_messages(self.loaded, cand, case), errors.get(key)))
+                    asked = self.loaded.case_for_sample(case, i)  # shuffle_choices: sample i is choice order i
+                    if asked is not case:
+                        units.append(_Unit(asked, cand, i, candidate_messages(self.loaded, cand, asked), errors.get(key)))
+                        continue
+                    msgs = msgs or candidate_messages(self.loaded, cand, case)
+                    units.append(_Unit(case, cand, i, msgs, errors.get(key)))
         return units
 
     def _worst_case(self, unit: _Unit) -> float:
@@ -423,6 +449,9 @@ class Runner:
         cand_max = int(cand_params.get("max_tokens") or 4096)
         cand_prompt = providers.count_message_tokens(unit.messages)
         c = providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], cand_prompt, cand_max)
+        if c is not None and has_tools(spec, unit.case) and unit.case.tool_results is not None:
+            c = worst_case_steps(spec, unit.case, cand_prompt, cand_max,
+                                 lambda pt, ct: providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], pt, ct))
         if not self.loaded.judged(unit.case):
             if c is None:
                 raise RunAborted("cannot bound cost for the budget: a model has no known price")
@@ -505,16 +534,20 @@ class Runner:
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
         key = cache_key(ref, messages, params, sample, role)
-        if self.use_cache:
+        res = self.batched.take(key) if self.batched is not None else None
+        if res is None and self.use_cache:
             hit = self._cached(key)
             if hit is not None:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
-        async with sem:
-            if self.pool is not None and not ep.local and ep.transport == "litellm":
-                res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
-            else:
-                res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+        if res is None:
+            async with sem:
+                if self.pool is not None and not ep.local and ep.transport == "litellm":
+                    res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+                else:
+                    res = await providers.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
+            if self.batched is not None and key in self.batched.fallbacks:  # a batch line that failed: say so
+                res.attempts = [self.batched.fallbacks[key], *res.attempts]
         res = res.with_secrets_redacted()  # a provider echoing a key must not put it in the cache or the results
         if res.ok:
             await self._write(cache=(key, ref.model, res.to_cache()))
@@ -526,7 +559,14 @@ class Runner:
         cand = unit.cand
         params = spec.sampling_for(cand).as_params()
         prior = unit.prior
-        if prior is not None and prior.response_text is not None and prior.error is None:
+        trajectory: dict[str, Any] | None = None
+        if has_tools(spec, unit.case):  # a tool-using case: one or more calls (benchrun.trajectory), each cached
+            ep = self.endpoints[cand.key]
+            cres, trajectory = await run_trajectory(
+                spec, unit.case, unit.messages, params,
+                lambda msgs, p: self._call(cand, ep, msgs, p, unit.sample, "candidate", cand_sem),
+                key=lambda msgs, p: cache_key(cand, msgs, p, unit.sample, "candidate"))
+        elif prior is not None and prior.response_text is not None and prior.error is None:
             cres = CallResult(  # the answer was recorded; only judging failed last time
                 text=prior.response_text, prompt_tokens=prior.prompt_tokens, completion_tokens=prior.completion_tokens,
                 tokens_estimated=prior.tokens_estimated, cost_usd=prior.cost_usd, latency_ms=prior.latency_ms,
@@ -546,7 +586,11 @@ class Runner:
             attempts=json.dumps(cres.attempts), cached=cres.cached, error=cres.error,
             scored_by=self.loaded.scored_by(unit.case),
         )
+        if trajectory is not None:
+            row.trajectory = json.dumps(trajectory)
         fresh = (cres.cost_usd or 0.0) if not cres.cached else 0.0
+        if trajectory is not None:  # some steps may have come from the cache
+            fresh = trajectory.get("fresh_cost_usd") or 0.0
         if not cres.ok:
             return row, fresh
         assert cres.text is not None
@@ -564,12 +608,24 @@ class Runner:
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
             row.injection_suspected = judge_mod.injection_signs(text, rubric.judge_prompt if rubric else "")
+        elif rubric is not None and spec.judge is not None and spec.judge.pairwise:  # it will be shown to that judge
+            from benchrun.scoring.pairwise import pairwise_prompt_source
+
+            row.injection_suspected = judge_mod.injection_signs(text, pairwise_prompt_source(rubric))
         outcomes = await rules_mod.evaluate_async(unit.case, text, self.sandbox)  # code checks: off the loop
+        if row.trajectory is not None:  # the tool calls' score is one more rule (scoring/tools.py)
+            tscore = json.loads(row.trajectory).get("score") or {}
+            outcomes.append(tool_scoring.rule_outcome(tscore))
+            if tscore.get("severity") == "high":
+                row.severity = "high"  # a forbidden call is a high-severity failure whatever the case's severity
         row.rules = json.dumps([o.to_dict() for o in outcomes])
         row.rules_passed = all(o.passed for o in outcomes)
         rule_errors = [o.error for o in outcomes if o.error]
         if rule_errors:  # e.g. no sandbox for a code check: the case could not be scored
             row.status, row.passed, row.rules_passed, row.error = "error", None, None, rule_errors[0]
+            return
+        if row.scored_by == "pairwise":  # no rule and no pointwise judge: the pairwise judge compares it later
+            row.status, row.passed = "answered", None
             return
         if not self.loaded.judged(unit.case):  # scored by its rules alone: one call per case
             row.passed = row.rules_passed
@@ -654,6 +710,15 @@ class Runner:
         if self.use_cache:
             self._ahead = [cache_key(u.cand, u.messages, spec.sampling_for(u.cand).as_params(), u.sample, "candidate")
                            for u in units]
+        if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
+            from benchrun import batch
+
+            judge = None if self.judge_endpoint is None or spec.judge is None else batch.Judge(
+                spec.judge, self.judge_endpoint, judge_params(self.loaded))
+            on_wait = None if self.on_progress is None else (
+                lambda what, hook=self.on_progress, n=len(units): hook(Progress(total=n, waiting=what)))
+            self.batched = await batch.prepare(self.ledger, self.run_id, self._batch_plan(units), judge,
+                                               use_cache=self.use_cache, budget_usd=spec.budget_usd, on_wait=on_wait)
         prog = Progress(total=len(units))
         queue: asyncio.Queue[_Unit] = asyncio.Queue()
         for u in units:
@@ -733,6 +798,21 @@ class Runner:
         if self.state.stop is not None:
             return RunOutcome(self.run_id, self.state.stop_status, self.state.stop, prog)
         return RunOutcome(self.run_id, "completed", None, prog)
+
+    def _batch_plan(self, units: list[_Unit]) -> list[Any]:
+        """The units as `benchrun.batch.prepare` needs them (waits for the run's batches; the rest runs as usual)."""
+        from benchrun import batch
+
+        spec, rubric = self.loaded.spec, self.loaded.rubric
+        plan = []
+        for u in units:
+            prior = u.prior
+            answer = prior.response_text if prior is not None and prior.error is None else None
+            judged = rubric is not None and self.loaded.judged(u.case)
+            plan.append(batch.Planned(
+                u.cand, self.endpoints[u.cand.key], u.messages, spec.sampling_for(u.cand).as_params(), u.sample,
+                answer, (lambda text, c=u.case: judge_mod.judge_messages(rubric, c, text)) if judged else None))
+        return plan
 
     async def _watch_faults(self, cand: ModelRef, row: Result) -> None:
         """Abort the run when a provider is plainly unreachable, instead of erroring every case."""

@@ -31,6 +31,20 @@ from pydantic import (
 from benchrun.errors import BadInput
 from benchrun.hashing import content_hash
 from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines, node_line
+from benchrun.spec_tools import (
+    CASE_TOOL_FIELDS,
+    MAX_MAX_STEPS,
+    SPEC_TOOL_FIELDS,
+    ExpectedCall,
+    Tool,
+    ToolChoice,
+    check_case_against_tools,
+    check_json_schema,
+    effective_tool_choice,
+    effective_tools,
+    uses_tools,
+    validate_case_tools,
+)
 
 
 class _Strict(BaseModel):
@@ -206,14 +220,37 @@ class Case(_Strict):
     # and the right one: a letter (A = first), a 0-based index, or the text of a choice
     choices: list[str] | None = None
     answer: str | int | None = None
+    # tool calling (see benchrun.spec_tools; scored by scoring/tools.py); tools here replace the spec's
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    expected_tool_calls: list[ExpectedCall] | None = None
+    order: Literal["strict", "any"] | None = None
+    forbidden_tools: list[str] | None = None
+    no_tool_call: bool | None = None
+    tool_results: dict[str, Any] | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_MAX_STEPS)
+    # whether the right answer is a refusal (a plain optional field; scored by the refusal detector)
+    should_refuse: bool | None = None
 
     @model_serializer(mode="wrap")
     def _omit_no_choices(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         d = handler(self)  # left out when unset, so the hashes of existing datasets do not change
-        for k in ("choices", "answer"):
+        for k in ("choices", "answer", *CASE_TOOL_FIELDS):
             if k in d and d[k] is None:
                 del d[k]
         return d
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> Case:
+        validate_case_tools(self)
+        for exp in self.expected_tool_calls or []:
+            for arg, chk in exp.checks_for():
+                try:
+                    Check.model_validate(chk.model_dump(exclude_none=True))
+                except ValidationError as e:
+                    _, msg = _format_validation_error(e)
+                    raise ValueError(f"expected_tool_calls {exp.name}: argument_checks {arg}: {msg}") from None
+        return self
 
     @model_validator(mode="after")
     def _choices_and_answer(self) -> Case:
@@ -412,12 +449,9 @@ class Rubric(_Strict):
     @field_validator("response_schema")
     @classmethod
     def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is None:
+        if check_json_schema(v, "response_schema") is None:
             return v
-        try:
-            jsonschema.Draft202012Validator.check_schema(v)
-        except jsonschema.SchemaError as e:
-            raise ValueError(f"response_schema is not a valid JSON schema: {e.message}") from None
+        assert v is not None
         missing = {"score", "pass", "reason", "failure_mode"} - set(v.get("required", []))
         if missing:
             raise ValueError(f"response_schema must require {sorted(missing)}")
@@ -576,6 +610,9 @@ class ModelRef(_Strict):
     # Which transport calls the model (benchrun.providers.transport_for): "openai" (httpx, for OpenAI-compatible
     # servers) or "litellm". Unset: openai/... models, the local model and most api_base servers use "openai".
     transport: Literal["litellm", "openai"] | None = None
+    # Submit this model's calls through the provider's batch API (benchrun.batch; about half price, answers
+    # within the provider's completion window). How calls are paid for, not what is asked: not in the spec hash.
+    batch: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -620,12 +657,42 @@ class Retries(_Strict):
     backoff_max_s: float = Field(default=30.0, ge=0)
 
 
+class PairsBaseline(_Strict):
+    """Every other candidate against one reference candidate (AlpacaEval-style)."""
+
+    baseline: str = Field(min_length=1)
+
+
+class PairsSample(_Strict):
+    """``sample`` pairs per case, chosen so that every pair of candidates is compared about equally often."""
+
+    sample: int = Field(ge=1)
+
+
 class JudgeSpec(ModelRef):
     both_orders: bool = False
     # Ask the server to constrain the judge's answer to the rubric's JSON schema:
     # "json_schema" = OpenAI structured outputs; "llama_cpp" = llama.cpp's grammar-constrained
     # {"type": "json_object", "schema": ...} (the embedded local model, llama.cpp servers).
     structured_output: Literal["none", "json_schema", "llama_cpp"] = "none"
+    # "pairwise": the judge compares two candidates' answers to a case (benchrun.pairwise_run, docs/arena.md);
+    # ``pairs`` says which pairs (default all_pairs), ``pair_seed`` seeds their order and the sample.
+    mode: Literal["pointwise", "pairwise"] = "pointwise"
+    pairs: Literal["all_pairs"] | PairsBaseline | PairsSample | None = None
+    pair_seed: int = 0
+
+    @model_serializer(mode="wrap")
+    def _omit_pointwise_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a pointwise judge dumps (and hashes) exactly as before pairwise runs existed
+        d = handler(self)
+        if d.get("mode") == "pointwise":
+            for k in ("mode", "pairs", "pair_seed"):
+                d.pop(k, None)
+        return d
+
+    @property
+    def pairwise(self) -> bool:
+        return self.mode == "pairwise"
 
 
 class Selection(_Strict):
@@ -688,6 +755,25 @@ class RunSpec(_Strict):
     cache: bool = True
     budget_usd: float | None = Field(default=None, gt=0)
     select: Selection | None = None
+    # multiple choice, circular evaluation: ask each case under this many orders of its choices (the first the
+    # dataset's own, the others seeded permutations; see `choice_order`); sample i is order i
+    shuffle_choices: int | None = Field(default=None, ge=2, le=26)
+    # tool calling: the tools offered to every case (a case's own replace them), see benchrun.spec_tools
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_MAX_STEPS)
+
+    @property
+    def samples_per_case(self) -> int:
+        """Answers asked per case and candidate: ``samples``, or one per choice order with ``shuffle_choices``."""
+        return self.shuffle_choices or self.samples
+
+    @model_validator(mode="after")
+    def _shuffle_one_sample(self) -> RunSpec:
+        if self.shuffle_choices is not None and self.samples != 1:
+            raise ValueError("shuffle_choices asks each case once per order of its choices (the orders are its "
+                             "samples); remove 'samples' or set it to 1")
+        return self
 
     @field_validator("candidates")
     @classmethod
@@ -706,13 +792,36 @@ class RunSpec(_Strict):
                              f"give both, or neither to score by rules only")
         if self.judge is None and self.judge_when != "always":
             raise ValueError("judge_when only applies to a run with a judge")
+        if self.judge is not None:
+            self._check_pairwise(self.judge)
         return self
+
+    def _check_pairwise(self, judge: JudgeSpec) -> None:
+        """A pairwise judge needs two or more candidates, one sample each, and a schedule that fits them."""
+        if not judge.pairwise:
+            if judge.pairs is not None:
+                raise ValueError("judge.pairs only applies to judge.mode: pairwise")
+            return
+        n = len(self.candidates)
+        if n < 2:
+            raise ValueError(f"judge.mode pairwise compares candidates, but the spec has {n}; give two or more")
+        if self.samples != 1:
+            raise ValueError("judge.mode pairwise judges one answer per candidate and case; set samples: 1")
+        if self.judge_when != "always":
+            raise ValueError("judge_when does not apply to judge.mode pairwise (every answered case is compared)")
+        keys = [c.key for c in self.candidates]
+        if isinstance(judge.pairs, PairsBaseline) and judge.pairs.baseline not in keys:
+            raise ValueError(f"judge.pairs.baseline {judge.pairs.baseline!r} is not a candidate; "
+                             f"use one of {', '.join(keys)}")
+        if isinstance(judge.pairs, PairsSample) and judge.pairs.sample > n * (n - 1) // 2:
+            raise ValueError(f"judge.pairs.sample is {judge.pairs.sample}, but {n} candidates have only "
+                             f"{n * (n - 1) // 2} pair(s) per case; lower it or use all_pairs")
 
     @model_serializer(mode="wrap")
     def _omit_no_judge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # a judged spec dumps (and hashes) exactly as before these fields became optional
         d = handler(self)
-        for k in ("rubric", "judge", "fewshot"):
+        for k in ("rubric", "judge", "fewshot", "shuffle_choices", *SPEC_TOOL_FIELDS):
             if d.get(k, 0) is None:
                 del d[k]
         if d.get("judge_when") == "always":
@@ -732,22 +841,65 @@ class RunSpec(_Strict):
 _UNION_TAGS = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*|function-\w+\[.*\]|literal\[.*\])$")
 
 
-def _format_validation_error(e: ValidationError) -> tuple[tuple[Any, ...], str]:
+def _clean_loc(err: Any) -> tuple[Any, ...]:
+    return tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and _UNION_TAGS.match(p)))
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names (and aliases) of the model found at ``loc`` below ``model`` (lists and optionals
+    looked through), or [] where the path leaves the models."""
+    import typing
+
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        ann: Any = fields[part].annotation
+        nxt = None
+        for _ in range(4):  # Optional[list[X]] and the like
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                nxt = ann
+                break
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), args[0] if args else None)
+        cur = nxt
+    fields = getattr(cur, "model_fields", None) or {}
+    return [n for n in fields] + [f.alias for f in fields.values() if f.alias]
+
+
+def _near(name: Any, options: list[str]) -> str | None:
+    from difflib import get_close_matches
+
+    m = get_close_matches(str(name), [o for o in options if o != name], n=1, cutoff=0.75)
+    return m[0] if m else None
+
+
+def _format_validation_error(e: ValidationError, model: type[BaseModel] | None = None) -> tuple[tuple[Any, ...], str]:
     """The most useful pydantic error as ``(location, "field: message")``.
 
     Custom validator messages beat type mismatches of other union branches, and
-    union branch tags (``str``, ``Pattern``…) are dropped from the field path.
+    union branch tags (``str``, ``Pattern``…) are dropped from the field path. A missing
+    field next to an unknown one of a similar name (``candidate:`` for ``candidates:``),
+    or an unknown field close to one of ``model``'s, says "did you mean".
     """
     errs = e.errors()
     err = next((x for x in errs if x.get("type") == "value_error"), errs[0])
-    loc = tuple(p for p in err.get("loc", ()) if not (isinstance(p, str) and _UNION_TAGS.match(p)))
+    loc = _clean_loc(err)
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if err.get("type") == "extra_forbidden":
-        msg = "unknown field; remove it or check its spelling"
+        near = _near(loc[-1], _fields_at(model, loc[:-1])) if loc else None
+        msg = f"unknown field; did you mean '{near}'?" if near else "unknown field; remove it or check its spelling"
     if err.get("type") == "missing":
         msg = "required field is missing"
+        extras = [_clean_loc(x) for x in errs if x.get("type") == "extra_forbidden"]
+        near = _near(loc[-1], [x[-1] for x in extras if x[:-1] == loc[:-1] and isinstance(x[-1], str)]) if loc else None
+        if near:
+            msg += f"; the file has '{near}': did you mean '{loc[-1]}'?"
     field = ".".join(str(p) for p in loc)
     if not field or (len(loc) == 1 and msg.startswith(f"{field} ")):  # the message already names its field
         return loc, msg
@@ -785,7 +937,7 @@ def _build_dataset(path: Path, header: dict[str, Any], raw_cases: list[Any], lin
         try:
             case = Case.model_validate(raw)
         except ValidationError as e:
-            _, msg = _format_validation_error(e)
+            _, msg = _format_validation_error(e, Case)
             raise BadInput(path, where, msg) from None
         if case.id in seen:
             raise BadInput(path, where, f"duplicate case id '{case.id}' (first at {seen[case.id]}); ids must be unique")
@@ -869,7 +1021,7 @@ def load_rubric(path: str | Path) -> Rubric:
     try:
         return Rubric.model_validate(data)
     except ValidationError as e:
-        loc, msg = _format_validation_error(e)
+        loc, msg = _format_validation_error(e, Rubric)
         raise BadInput(p, node_line(node, loc), msg) from None
 
 
@@ -886,15 +1038,27 @@ class LoadedSpec(BaseModel):
 
     def judged(self, case: Case) -> bool:
         """Whether the judge scores this case (see `RunSpec.judge_when`)."""
-        if self.spec.judge is None:
+        if self.spec.judge is None or self.spec.judge.pairwise:  # a pairwise judge sees pairs, not one answer
             return False
         return self.spec.judge_when == "always" or not case_has_rules(case)
 
     def scored_by(self, case: Case) -> str:
         """How a result of this case is scored: ``rules``, ``judge`` or ``rules+judge`` (recorded per result)."""
+        if self.spec.judge is not None and self.spec.judge.pairwise:
+            return "rules+pairwise" if case_has_rules(case) else "pairwise"
         if not self.judged(case):
             return "rules"
         return "rules+judge" if case_has_rules(case) else "judge"
+
+    def case_for_sample(self, case: Case, sample: int) -> Case:
+        """The case as sample ``sample`` asks it: with ``shuffle_choices``, its choices in order ``sample``
+        (`choice_order`) and ``answer`` the index of the right one there; otherwise the case itself."""
+        k = self.spec.shuffle_choices
+        if k is None or case.choices is None or sample == 0:
+            return case
+        order = choice_order(case, sample, k)
+        right = case.answer_index()
+        return case.model_copy(update={"choices": [case.choices[j] for j in order], "answer": order.index(right)})
 
     def cases(self) -> list[Case]:
         """The dataset cases this run uses (the spec's ``select``, or all)."""
@@ -924,6 +1088,7 @@ class LoadedSpec(BaseModel):
         for m in [*d.get("candidates", []), d.get("judge") or {}]:  # unset: hash as before the field existed
             if m.get("transport") is None:
                 m.pop("transport", None)
+            m.pop("batch", None)  # batched or not, the same calls are asked
         return content_hash(d)
 
     @classmethod
@@ -940,7 +1105,28 @@ class LoadedSpec(BaseModel):
 
 def case_has_rules(case: Case) -> bool:
     """Whether a case carries any deterministic rule (must_include, must_not, a typed check, or choices)."""
-    return bool(case.must_include or case.must_not or case.checks or case.choices)
+    return bool(case.must_include or case.must_not or case.checks or case.choices or uses_tools(case))
+
+
+def choice_order(case: Case, index: int, k: int) -> list[int]:
+    """Order ``index`` (0 ≤ index < k) of a multiple-choice case's choices, as indices into ``case.choices``.
+
+    Order 0 is the dataset's own. Orders 1..k-1 are distinct permutations, none the original, drawn with
+    Python's ``random.Random`` seeded by the case id ("shuffle:<id>"), so they are the same on every run,
+    machine and resume, and independent of the other cases (circular evaluation as in MMBench, Liu et al.
+    2023, with seeded permutations instead of cyclic shifts). Needs k ≤ n! for n choices.
+    """
+    import random
+
+    n = len(case.choices or [])
+    rng = random.Random(f"shuffle:{case.id}")
+    seen = [tuple(range(n))]
+    while len(seen) <= index:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if tuple(perm) not in seen:
+            seen.append(tuple(perm))
+    return list(seen[index])
 
 
 def load_run_spec(path: str | Path) -> LoadedSpec:
@@ -952,7 +1138,7 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as e:
-        loc, msg = _format_validation_error(e)
+        loc, msg = _format_validation_error(e, RunSpec)
         raise BadInput(p, node_line(node, loc), msg) from None
     base = p.parent
     ds_path = resolve_path(base, spec.dataset)
@@ -978,12 +1164,27 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
                 raise BadInput(p, key_line(node, "select"), f"select.ids names unknown cases {unknown[:5]}")
         if not loaded.cases():
             raise BadInput(p, key_line(node, "select"), "select matches no case of the dataset; loosen it")
+    if spec.shuffle_choices is not None:
+        import math
+
+        for case in loaded.cases():
+            if case.choices is None:
+                raise BadInput(ds_path, f"case {case.id}", "has no 'choices', but the spec sets shuffle_choices "
+                               "(circular evaluation of multiple-choice cases); select only choice cases or drop it")
+            if spec.shuffle_choices > math.factorial(len(case.choices)):
+                raise BadInput(p, key_line(node, "shuffle_choices"),
+                               f"shuffle_choices {spec.shuffle_choices} asks for more orders than case {case.id}'s "
+                               f"{len(case.choices)} choices have ({math.factorial(len(case.choices))}); lower it")
     if spec.judge is None:
         for case in loaded.cases():
             if not case_has_rules(case):
                 raise BadInput(ds_path, f"case {case.id}",
                                "has no rule (must_include, must_not or checks) and the run has no judge, so it "
                                "could never be scored; add a rule to the case, or a judge and rubric to the spec")
+    for case in loaded.cases():
+        why = check_case_against_tools(case, effective_tools(spec, case), effective_tool_choice(spec, case))
+        if why is not None:
+            raise BadInput(ds_path, f"case {case.id}", why)
     return loaded
 
 
@@ -992,11 +1193,23 @@ def resolve_path(base: Path, rel: str) -> Path:
     rp = Path(os.path.expanduser(rel))
     if rp.is_absolute():
         return rp
-    cand = base / rp
+    cand = _tidy(base / rp)
     if cand.exists():
         return cand
     # also accept paths relative to the working directory (e.g. "datasets/x.yaml")
     return rp if rp.exists() else cand
+
+
+def _tidy(p: Path) -> Path:
+    """``runs/../datasets/x.yaml`` as ``datasets/x.yaml`` when both name the same file (a symlinked
+    folder can make ``..`` go elsewhere; then the path stays as written)."""
+    short = Path(os.path.normpath(p))
+    if short == p:
+        return p
+    try:
+        return short if short.resolve() == p.resolve() else p
+    except OSError:
+        return p
 
 
 def missing_key_variables(spec: RunSpec) -> list[tuple[str, str]]:

@@ -486,6 +486,15 @@ def verbosity_report(
     list_rate = (wilson_interval(sum(1 for it in with_list if it.padded_scores["list"] > it.original_score),
                                  len(with_list), level) if with_list else None)
     inflation = t_interval(deltas, level)
+    flagged = p < 1 - level and net > flag_above
+    if not flagged and padded.higher.high > flag_above:
+        notes.append(f"not flagged, yet the interval for 'padded scored higher' reaches {padded.higher.high:.0%}: "
+                     f"{len(used)} item(s) cannot rule out a bias of that size; add items for a firmer answer")
+    mean_infl = math.fsum(deltas) / len(deltas)
+    if inflation is not None and inflation.high < 0:
+        notes.append(f"padding LOWERS this judge's scores (mean {mean_infl:+.2f} points, interval entirely below 0): "
+                     "it punishes length rather than rewarding it; check that long but correct answers are not "
+                     "marked down")
     with_h = [it for it in used if it.human_score is not None and it.original_words is not None]
     partial: Correlation | None = None
     if with_h:
@@ -500,13 +509,13 @@ def verbosity_report(
         net_rate=net,
         p_value=p,
         test_method=VERBOSITY_TEST,
-        flagged=p < 1 - level and net > flag_above,
+        flagged=flagged,
         flag_above=flag_above,
         noise_floor=noise,
         per_variant=per_variant,
         repetitive_list_rate=list_rate,
         inflation=inflation,
-        mean_inflation=math.fsum(deltas) / len(deltas),
+        mean_inflation=mean_infl,
         length_partial=partial,
         level=level,
         notes=notes,

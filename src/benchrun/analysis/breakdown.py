@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchrun.analysis.stats import Interval, clustered_wilson_interval, percentile
+from benchrun.analysis.tools import tool_failure_mode
 
 SEVERITIES = ("high", "medium", "low")
 
@@ -179,6 +180,9 @@ def breakdown(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None =
             mode = _get(r, "judge_failure_mode")
             if mode and mode != "none":
                 b.failure_modes[mode] = b.failure_modes.get(mode, 0) + 1
+            elif _opt(r, "trajectory") and (tmode := tool_failure_mode({"trajectory": _opt(r, "trajectory"),
+                                                                        "status": st})) is not None:  # wrong_tool, ...
+                b.failure_modes[tmode] = b.failure_modes.get(tmode, 0) + 1
             elif _get(r, "rules_passed") is False:
                 b.failure_modes["rule_violation"] = b.failure_modes.get("rule_violation", 0) + 1
             else:

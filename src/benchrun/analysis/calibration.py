@@ -725,6 +725,15 @@ def _check_pair(p: JudgeHumanPair) -> None:
             raise ValueError(f"item {p.item_id}: {name} must be an integer 1-5, got {v!r}")
 
 
+def pass_kappa(pairs: Sequence[JudgeHumanPair], level: float = 0.95) -> KappaResult:
+    """Cohen's kappa of judge pass/fail against the humans' (the reference, rows of the 2x2 table), with
+    its Jeffreys interval: the number `calibrate` decides trust on (`cohen_kappa_from_table`). No minimum
+    number of pairs, so a labelling session can show the agreement so far; `calibrate` refuses below
+    `MIN_ITEMS`."""
+    table = _confusion([p.human_pass for p in pairs], [p.judge_pass for p in pairs], [False, True])
+    return cohen_kappa_from_table(table, level, reference="the humans")
+
+
 def calibrate(
     pairs: Sequence[JudgeHumanPair],
     threshold: float = 0.6,
@@ -766,7 +775,7 @@ def calibrate(
     score_conf = _confusion(hs, js, list(SCORES))
     agree = pass_conf[0][0] + pass_conf[1][1]
     pct = wilson_interval(agree, n, level)
-    kappa = cohen_kappa_from_table(pass_conf, level, reference="the humans")
+    kappa = pass_kappa(pairs, level)
     wk, wk_note = weighted_kappa(hs, js, SCORES, "quadratic")
     rho = spearman(js, hs)
     leniency = t_interval([float(j - h) for j, h in zip(js, hs, strict=True)], level)

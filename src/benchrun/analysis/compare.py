@@ -30,17 +30,18 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from benchrun.analysis.stats import Interval, bh_adjust, bounded_mean_interval, wilson_interval, z_for
+from benchrun.analysis.signflip import sign_flip_test
+from benchrun.analysis.stats import (
+    Interval,
+    all_equal_difference_interval,
+    bh_adjust,
+    z_for,
+)
 from benchrun.errors import BadInput
 
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
 
 MCNEMAR = "McNemar exact"
-SIGN_FLIP_EXACT = "paired sign-flip permutation test on per-case mean differences (exact)"
-SIGN_FLIP_MC = "paired sign-flip permutation test on per-case mean differences (Monte Carlo, {n:,} draws)"
-SIGN_FLIP_NORMAL = ("paired sign-flip permutation test on per-case mean differences (normal approximation to the "
-                    "permutation distribution)")
-_NORMAL_FROM = 300  # cases; below, Monte Carlo when exact enumeration is too large
 BOOTSTRAP = "percentile bootstrap over cases ({n:,} resamples)"
 
 # ----------------------------------------------------------------------------- data model
@@ -373,83 +374,6 @@ def bootstrap_mean_interval(values: Sequence[float], level: float = 0.95, n_boot
     return Interval(float(d.mean()), float(lo), float(hi), level, BOOTSTRAP.format(n=n_boot))
 
 
-def _as_fraction(x: Fraction | int | float) -> Fraction | None:
-    if isinstance(x, Fraction):
-        return x
-    if isinstance(x, int):
-        return Fraction(x)
-    f = Fraction(x).limit_denominator(10_000)
-    return f if abs(float(f) - x) <= 1e-12 else None
-
-
-def sign_flip_test(differences: Sequence[Fraction | int | float], seed: int = 0, n_mc: int = 100_000,
-                   max_exact_work: float = 1e9) -> tuple[float, str]:
-    """Two-sided paired sign-flip permutation test of "the per-case differences are symmetric about 0".
-
-    Statistic S = Σ_i d_i. Under H0 (A and B interchangeable on every case) each d_i is as
-    likely to be +|d_i| as −|d_i|, so S is distributed as Σ_i ε_i |d_i| with independent fair
-    signs ε_i; p = P(|S| ≥ |s_obs|) (Fisher 1935, ch. 21; Pitman 1937, JRSS Suppl. 4:119-130;
-    Good 2005, *Permutation, Parametric and Bootstrap Tests of Hypotheses*, §3.6). Exact:
-    the |d_i| are rationals (pass counts over sample counts), scaled to integers over their
-    common denominator, and the distribution of S is built by convolution over all 2^G sign
-    vectors at once (no enumeration). When G × range(S) exceeds ``max_exact_work`` (many cases
-    with unequal sample counts, e.g. after errors): with 300 or more non-zero cases the
-    permutation distribution's normal approximation, S / sqrt(Σ d_i²) ~ N(0, 1) (its exact mean
-    and variance; Hoeffding 1952, Ann. Math. Statist. 23:169-192); with fewer, ``n_mc`` random
-    sign vectors (seeded), p = (1 + #{|S*| ≥ |s|}) / (1 + n_mc) (Phipson & Smyth 2010, Stat.
-    Appl. Genet. Mol. Biol. 9:39). ``method`` says which was used.
-
-    With one sample per case (d_i ∈ {−1, 0, 1}) this is exactly McNemar's exact test.
-    Returns (p, method).
-    """
-    import numpy as np
-
-    fr = [_as_fraction(d) for d in differences]
-    nonzero = [f for f in fr if f is None or f != 0]
-    if not nonzero:
-        return 1.0, SIGN_FLIP_EXACT
-    if all(f is not None for f in nonzero):
-        den = 1
-        for f in nonzero:
-            den = den * f.denominator // math.gcd(den, f.denominator)  # type: ignore[union-attr]
-        w = [abs(int(f * den)) for f in nonzero]  # type: ignore[operator]
-        signed = sum(int(f * den) for f in nonzero)  # type: ignore[operator]
-        g = 0
-        for x in w:
-            g = math.gcd(g, x)
-        w = [x // g for x in w]
-        s_obs = abs(signed) // g
-        total = sum(w)
-        if len(w) * (2 * total + 1) <= max_exact_work and total <= 10_000_000:
-            dist = np.zeros(2 * total + 1)
-            dist[total] = 1.0
-            lo_edge = hi_edge = total  # support of the current distribution
-            for x in sorted(w):
-                new = np.zeros_like(dist)
-                new[lo_edge + x : hi_edge + x + 1] += dist[lo_edge : hi_edge + 1]
-                new[lo_edge - x : hi_edge - x + 1] += dist[lo_edge : hi_edge + 1]
-                dist = new * 0.5
-                lo_edge, hi_edge = lo_edge - x, hi_edge + x
-            idx = np.abs(np.arange(-total, total + 1))
-            return float(min(1.0, dist[idx >= s_obs].sum())), SIGN_FLIP_EXACT
-    vals = np.asarray([float(d) for d in differences if float(d) != 0.0])
-    s = abs(float(vals.sum()))
-    if len(vals) >= _NORMAL_FROM:
-        from scipy.stats import norm
-
-        return float(min(1.0, 2 * norm.sf(s / math.sqrt(float(vals @ vals))))), SIGN_FLIP_NORMAL
-    rng = np.random.default_rng(seed)
-    hits = 0
-    chunk = max(1, 2_000_000 // len(vals))
-    done = 0
-    while done < n_mc:
-        m = min(chunk, n_mc - done)
-        signs = rng.integers(0, 2, size=(m, len(vals))) * 2 - 1
-        hits += int(np.sum(np.abs(signs @ vals) >= s - 1e-9 * max(1.0, s)))
-        done += m
-    return (1 + hits) / (1 + n_mc), SIGN_FLIP_MC.format(n=n_mc)
-
-
 # ----------------------------------------------------------------------------- paired comparison
 
 
@@ -479,19 +403,6 @@ def _test_cases(ca: dict[str, _Case], cb: dict[str, _Case], paired: Sequence[str
         return PairedTest(MCNEMAR, p, len(d), a_better, b_better, mean), mc
     p, method = sign_flip_test(d, seed=seed)
     return PairedTest(method, p, len(d), a_better, b_better, mean), None
-
-
-def _all_equal_interval(d: Sequence[float], level: float) -> Interval:
-    """An interval for the mean difference when every per-case difference is the same value c.
-
-    c = 0 (no case differs): |δ| ≤ P(a case differs), bounded by the Wilson upper limit of 0
-    differing cases out of n, so the interval is [−u, u]. Otherwise the Wilson bound for a mean
-    of values in [−1, 1] (`bounded_mean_interval`). Both are conservative; neither is a point.
-    """
-    if d[0] == 0:
-        hi = wilson_interval(0, len(d), level).high
-        return Interval(0.0, -hi, hi, level, "Wilson bound on the share of cases that differ (none differs)")
-    return bounded_mean_interval(d, -1.0, 1.0, level)
 
 
 def paired_test(a: Sequence[Outcome], b: Sequence[Outcome], seed: int = 0, name_a: str = "A",
@@ -591,7 +502,7 @@ def paired_compare(
     se = cluster_robust_se(d)
     se_iv: Interval | None = None
     if min(d) == max(d):
-        boot = _all_equal_interval(d, level)
+        boot = all_equal_difference_interval(d, level)
         se_iv = boot if n >= 2 else None
         notes.append(f"all {n} paired case(s) differ by the same amount, so the bootstrap and standard-error "
                      f"intervals would be a single point; both show the {boot.method} instead.")
@@ -1023,13 +934,15 @@ def _check_nck(n: int, c: int, k: int) -> None:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c passes: 1 - C(n-c, k) / C(n, k).
+    """Unbiased pass@k from n samples with c passes: 1 - C(n-c, k) / C(n, k) (`benchrun.analysis.passk`).
 
     Probability that at least one of k samples drawn without replacement passes.
     Chen et al. (2021), "Evaluating Large Language Models Trained on Code", arXiv:2107.03374, eq. 1.
     """
+    from benchrun.analysis.passk import pass_at_k as unbiased
+
     _check_nck(n, c, k)
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    return unbiased(n, c, k)
 
 
 def pass_hat_k(n: int, c: int, k: int) -> float:

@@ -107,6 +107,13 @@ def pass_at_k_summary(counts: Mapping[str, tuple[int, int]], ks: Iterable[int], 
         _check_counts(counts, k)
         per = {pid: pass_at_k(n, c, k) for pid, (n, c) in counts.items()}
         vals = list(per.values())
+        if min(vals) == max(vals):  # the bootstrap would be one point ("100.0 to 100.0"): claim no certainty
+            from benchrun.analysis.stats import bounded_mean_interval
+
+            iv = bounded_mean_interval(vals, 0.0, 1.0, confidence)
+            out[k] = PassAtK(k, iv.estimate, iv.low, iv.high, len(vals), confidence, per,
+                             f"Chen et al. (2021) unbiased estimator; {iv.method}")
+            continue
         lo, hi = _percentile_bootstrap(vals, confidence, n_boot, seed + k)
         out[k] = PassAtK(k, sum(vals) / len(vals), lo, hi, len(vals), confidence, per)
     return out
@@ -130,6 +137,11 @@ def pass_at_k_difference(a: Mapping[str, tuple[int, int]], b: Mapping[str, tuple
     _check_counts(sa, k)
     _check_counts(sb, k)
     diffs = [pass_at_k(*sa[p], k) - pass_at_k(*sb[p], k) for p in shared]
+    if min(diffs) == max(diffs):  # every problem differs by the same amount: a conservative bound, not a point
+        from benchrun.analysis.stats import all_equal_difference_interval
+
+        iv = all_equal_difference_interval(diffs, confidence)
+        return PassAtKDifference(k, iv.estimate, iv.low, iv.high, len(shared), confidence, iv.method)
     lo, hi = _percentile_bootstrap(diffs, confidence, n_boot, seed + k)
     return PassAtKDifference(k, sum(diffs) / len(diffs), lo, hi, len(shared), confidence)
 
@@ -206,12 +218,12 @@ def pass_at_k_tests(a: Mapping[str, tuple[int, int]], b: Mapping[str, tuple[int,
     """For each k: pass@k(A) − pass@k(B) on the problems where both kept at least k samples.
 
     The verdict is the exact paired sign-flip test on the per-problem differences (each an exact
-    fraction; `benchrun.analysis.compare.sign_flip_test`), not the bootstrap interval: the percentile
+    fraction; `benchrun.analysis.signflip.sign_flip_test`), not the bootstrap interval: the percentile
     bootstrap of a mean difference over ~150 problems is slightly liberal (5.4% false positives at a
     nominal 5% in 500 null replications, 6.0% in 4,000), while the permutation test's size is exact
     under "A and B are interchangeable on every problem". The interval is shown with its method.
     """
-    from benchrun.analysis.compare import sign_flip_test
+    from benchrun.analysis.signflip import sign_flip_test
 
     out: list[PassAtKTest] = []
     for k in ks:

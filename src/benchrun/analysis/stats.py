@@ -157,6 +157,19 @@ def bounded_mean_interval(values: Sequence[float], lower: float, upper: float, l
                     f"Wilson bound for a mean in [{lower:g}, {upper:g}] (all values equal)")
 
 
+def all_equal_difference_interval(d: Sequence[float], level: float = 0.95) -> Interval:
+    """An interval for the mean of paired differences in [−1, 1] when every difference is the same value c.
+
+    c = 0 (no case differs): |δ| ≤ P(a case differs), bounded by the Wilson upper limit of 0
+    differing cases out of n, so the interval is [−u, u]. Otherwise the Wilson bound for a mean
+    of values in [−1, 1] (`bounded_mean_interval`). Both are conservative; neither is a point.
+    """
+    if d[0] == 0:
+        hi = wilson_interval(0, len(d), level).high
+        return Interval(0.0, -hi, hi, level, "Wilson bound on the share of cases that differ (none differs)")
+    return bounded_mean_interval(d, -1.0, 1.0, level)
+
+
 @dataclass(frozen=True)
 class SignificanceTest:
     """A hypothesis test: its p-value and the method that produced it."""

@@ -62,6 +62,7 @@ COMMANDS: dict[str, Entry] = {
     "report": Entry("compare", "One self-contained HTML report (no network needed): conditions, tables, charts, "
                                "per-case drill-down."),
     "runs": Entry("runs", "Read runs recorded in the ledger."),
+    "batch": Entry("batch", "Provider batches of a run (batch: true, run --batch)."),
     "dataset": Entry("dataset", "Inspect and validate dataset files."),
     "rubric": Entry("dataset", "Validate rubric files."),
     "labels": Entry("judge", "Human labels for checking the judge: export, annotate, import."),
@@ -70,6 +71,8 @@ COMMANDS: dict[str, Entry] = {
     "coverage": Entry("coverage", "How far the eval set is from production traffic (Jensen-Shannon divergence over "
                                   "clusters)."),
     "refresh": Entry("coverage", "Propose new eval cases from production, stratified by cluster coverage."),
+    "view": Entry("view", "A local web app over the ledger: runs, case drill-down, comparisons, blind labelling "
+                          "(JSON twins: add .json)."),
 }
 
 
@@ -81,7 +84,18 @@ def load_command(name: str) -> click.Command:
     cmd = group.commands.get(name)
     if cmd is None:  # a table entry naming the wrong module: a bug, caught by tests/test_cli_structure.py
         raise LookupError(f"benchrun.cli.{entry.module} declares no command {name!r}")
+    _no_bool_placeholders(cmd)
     return cmd
+
+
+def _no_bool_placeholders(cmd: click.Command) -> None:
+    """On/off flags show no ``<bool>`` type in ``--help`` (typer prints one for every flag, `--help` included)."""
+    help_opt = cmd.get_help_option(click.Context(cmd, info_name=cmd.name))
+    for p in [*cmd.params, *([help_opt] if help_opt is not None else [])]:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    for sub in getattr(cmd, "commands", {}).values():
+        _no_bool_placeholders(sub)
 
 
 class LazyGroup(Group):

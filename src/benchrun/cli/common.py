@@ -45,6 +45,8 @@ class Group(TyperGroup):
         opt = super().get_help_option(ctx)
         if opt is not None and opt.default is None:
             opt.default = False
+        if opt is not None and opt.metavar is None:  # no "<bool>" beside --help
+            opt.metavar = ""
         return opt
 
 
@@ -147,6 +149,8 @@ class ProgressBar:
         self._progress: Any = None
         self._task: Any = None
         self._t0 = 0.0
+        self._waited = False
+        self._last_wait = (0.0, "")
 
     def _line(self, p: Any) -> None:
         """A plain progress line when it is due (not a terminal)."""
@@ -189,17 +193,39 @@ class ProgressBar:
         self._t0 = time.perf_counter()
 
     def update(self, p: Any) -> None:
+        if getattr(p, "waiting", None) is not None:  # before the cells start: e.g. provider batches pending
+            self._waiting(p.waiting)
+            return
         if self.lines:
             self._line(p)
             return
         if self._progress is None:
             return
+        if self._waited:
+            self._progress.update(self._task, description="running")
+            self._waited = False
         import time
 
         rate = p.done / max(time.perf_counter() - self._t0, 1e-9)
         cost = f"${p.cost_usd:.4f}" + (f" (+{p.cost_unknown} unpriced)" if p.cost_unknown else "")
         self._progress.update(self._task, total=p.total, completed=p.done, rate=f"{rate:.1f}", errors=p.errors,
                               cost=cost)
+
+    def _waiting(self, what: str) -> None:
+        """What the run waits for: in the bar's description, or a plain line when it changes (at most every
+        ``BENCHRUN_PROGRESS_SECONDS`` otherwise)."""
+        import time
+
+        if self._progress is not None:
+            from benchrun.report.escape import escape
+
+            self._progress.update(self._task, description=escape(what))  # provider states are not ours
+            self._waited = True
+        elif self.lines:
+            now = time.perf_counter()
+            if what != self._last_wait[1] or now - self._last_wait[0] >= self.every_s:
+                self._last_wait = (now, what)
+                err().print(f"progress: {what}", markup=False, soft_wrap=True)
 
     def stop(self) -> None:
         if self._progress is not None:

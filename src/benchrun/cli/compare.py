@@ -66,7 +66,7 @@ def compare(
     else:
         for w in payload["warnings"]:
             err().print(f"WARNING: {w}", markup=False)
-        render_compare(out(), payload)
+        render_compare(out(), payload, warnings=False)  # once, on stderr: a CI log with 2>&1 shows it once
 
 
 @app.command("reproduce")

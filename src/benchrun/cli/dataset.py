@@ -121,10 +121,10 @@ def validate(spec: Path, json_out: JsonOpt = False) -> None:
     info = {"valid": True, "file": str(spec), "spec_hash": loaded.spec_hash, "dataset_hash": loaded.dataset.hash,
             "rubric_hash": loaded.rubric.hash if loaded.rubric is not None else None, "cases": n,
             "dataset_cases": len(loaded.dataset.cases),
-            "candidates": [c.key for c in loaded.spec.candidates], "samples": loaded.spec.samples,
+            "candidates": [c.key for c in loaded.spec.candidates], "samples": loaded.spec.samples_per_case,
             # one answer per cell, plus one judge call for each judged case (re-asks not counted)
             "calls_planned": sum(1 + loaded.judged(c) for c in loaded.cases()) * len(loaded.spec.candidates)
-            * loaded.spec.samples}
+            * loaded.spec.samples_per_case}
     # A warning, not an error: the spec is valid, and CI may validate where the keys are not set;
     # `benchrun run` refuses (exit 2) while a variable is missing.
     missing = missing_key_variables(loaded.spec)

@@ -37,19 +37,45 @@ def _warn(lines: list[str]) -> None:
         err().print(f"warning: {w}", markup=False)
 
 
+def _emit(info: dict[str, Any], json_out: bool, line: str) -> None:
+    """``info`` as JSON with --json, else the one plain ``line``."""
+    if json_out:
+        _print_json(info)
+    else:
+        common.out().print(line, markup=False)
+
+
 def labels_export(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     sample: Annotated[int, typer.Option("--sample", "-n", help="How many results to label.")] = 100,
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV template to write.")] = Path("labels.csv"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stratified sample.")] = 0,
+    pairwise: Annotated[bool, typer.Option("--pairwise", help="A pairwise run: write blind pairs (A/B in random "
+                                           "order) to vote on instead of single results.")] = False,
+    recorded: Annotated[bool, typer.Option("--recorded", help="Write the labels recorded in the ledger (from "
+                                           "`benchrun view` and `labels import`) instead of a blank template.")
+                        ] = False,
     ledger: LedgerOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a blind CSV template of a stratified sample of a run's judged results (by model, category,
-    severity and judge verdict) for people to label."""
+    severity and judge verdict) for people to label; with --pairwise, of a pairwise run's judged pairs."""
     from benchrun import judge_trust as jt
 
     led = open_ledger(ledger)
+    if pairwise:
+        from benchrun.pairwise_labels import export_pairwise_labels
+
+        info = export_pairwise_labels(led, led.get_run(run_id), sample, out, seed)
+        _emit(info, json_out, f"wrote {info['written']} pair(s) to {info['out']} (from {info['judged_pairs']} judged "
+              f"pairs, seed {seed}); fill in human_winner (A, B or tie) and annotator, then `benchrun labels import "
+              f"{info['out']} --run {info['run_id']}`")
+        return
+    if recorded:
+        info = jt.export_recorded_labels(led, jt.open_run(led, run_id), out)
+        _emit(info, json_out, f"wrote {info['written']} recorded label(s) by {len(info['annotators'])} annotator(s) "
+              f"to {info['out']} (hash {info['hash'][:12]})")
+        return
     info = jt.export_labels(jt.open_run(led, run_id), sample, out, seed)
     if json_out:
         _print_json(info)
@@ -73,6 +99,14 @@ def labels_import(
     from benchrun import judge_trust as jt
 
     led = open_ledger(ledger)
+    run_row = led.get_run(run)
+    if led.pair_judgements(run_row.id):  # a pairwise run: the file holds votes on pairs
+        from benchrun.pairwise_labels import import_pairwise_labels
+
+        pinfo = import_pairwise_labels(led, run_row, file)
+        _emit(pinfo, json_out, f"{file}: valid; {pinfo['summary']}; stored as report {pinfo['report_id']}; "
+              f"see `benchrun arena {run_row.id}` (--human for the people's ratings)")
+        return
     info = jt.import_labels(led, jt.open_run(led, run), file)
     if json_out:
         _print_json(info)

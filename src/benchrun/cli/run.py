@@ -58,16 +58,31 @@ def run(
         bool, typer.Option("--estimate", help="Print the calls, tokens and cost the run would take; call nothing.")
     ] = False,
     yes: YesOpt = False,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="Run shard I of N (e.g. 2/4) of the run --run-id: N processes "
+                                 "fill one run in a shared ledger; see docs/scale.md.")
+    ] = None,
+    run_id_opt: Annotated[
+        str | None, typer.Option("--run-id", help="The id of the sharded run (the same for its N shards).")
+    ] = None,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Submit every model's calls (candidates and judge) through the "
+                           "provider's batch API: about half price, answers within its completion window (24 h); "
+                           "see docs/batch.md.")
+    ] = False,
 ) -> None:
     """Run a spec: every case × candidate × sample, scored by rules and the judge, recorded in the ledger."""
     from benchrun import api
+
+    if shard is not None or run_id_opt is not None:
+        _check_shard_options(shard, run_id_opt, spec, resume, estimate, fail_on, min_pass_rate, junit)
 
     if estimate:
         if resume or spec is None:
             raise UsageError("--estimate needs a run spec file (it estimates a new run), not --resume")
         from benchrun.report.estimate import render_estimate
 
-        est = api.estimate(spec, ledger=open_ledger(ledger), cache=not no_cache)
+        est = api.estimate(spec, ledger=open_ledger(ledger), cache=not no_cache, batch=batch)
         if json_out:
             print_json(est.to_dict())
         else:
@@ -76,14 +91,22 @@ def run(
     if junit is not None:
         _check_writable(junit)
     led = open_ledger(ledger)
-    if resume:
+    if resume and batch:
+        raise UsageError("--batch applies to a new run; a resumed run keeps how its models were called")
+    if shard is not None and run_id_opt is not None and spec is not None:
+        if batch:
+            raise UsageError("--batch and --shard do not go together yet; give the models `batch: true` in the spec "
+                             "or run unsharded")
+        prepared = api.prepare_shard(spec, shard, run_id_opt, ledger=led, require_calibrated=require_calibrated,
+                                     call_workers=call_workers, unsafe_exec=unsafe_exec)
+    elif resume:
         prepared = api.prepare_resume(resume, ledger=led, call_workers=call_workers, unsafe_exec=unsafe_exec,
                                       confirmed=yes, on_credentials=None if json_out else _print_lines)
     else:
         if spec is None:
             raise UsageError("give a run spec file, or --resume RUN_ID")
         prepared = api.prepare_run(spec, ledger=led, require_calibrated=require_calibrated, call_workers=call_workers,
-                                   unsafe_exec=unsafe_exec)
+                                   unsafe_exec=unsafe_exec, batch=batch)
     loaded, run_id, n_workers = prepared.loaded, prepared.run_id, prepared.call_workers
     if not json_out:
         from benchrun.ledger.store import redact_url
@@ -104,7 +127,10 @@ def run(
         print_json(summary)
     else:
         # a run that stopped says why once, in the error line below, not also in the summary's header
-        render_summary(out(), summary, show_message=result.completed)
+        render_summary(out(), summary, show_message=result.completed or prepared.shard is not None)
+    if prepared.shard is not None:
+        _end_shard(prepared.shard, result, loaded.path)
+        return
     if not result.completed:
         raise RunAborted(f"run {run_id} stopped: {result.message}. {_resume_advice(result.message, run_id, loaded)}")
     problems = result.gate_failures(fail_on.value if fail_on else None, min_pass_rate)
@@ -113,6 +139,27 @@ def run(
 
         problems += gate_failures(summary, None, None, require_trusted_judge=True)
     exit_on_gate_failures(problems)
+
+
+def _check_shard_options(shard: str | None, run_id: str | None, spec: Path | None, resume: str | None,
+                         estimate: bool, fail_on: Any, min_pass_rate: float | None, junit: Path | None) -> None:
+    if shard is None or run_id is None or spec is None:
+        raise UsageError("a sharded run needs a run spec, --shard I/N and --run-id ID (the same id for all N shards)")
+    if resume or estimate:
+        raise UsageError("--shard runs a shard of a new or unfinished run: rerun the same command to resume it; "
+                         "--resume and --estimate do not combine with it")
+    if fail_on is not None or min_pass_rate is not None or junit is not None:
+        raise UsageError("--fail-on, --min-pass-rate and --junit judge a whole run: apply them after the last shard, "
+                         "e.g. `benchrun runs show RUN_ID --fail-on high` (see examples/github-actions-sharded.yml)")
+
+
+def _end_shard(shard: Any, result: Any, spec_path: str | None) -> None:
+    """A shard succeeds (exit 0) when its cells are all recorded, whether or not the other shards are done."""
+    own = next((x for x in (result.data.get("shards") or {}).get("shards", []) if x["shard"] == shard.index), None)
+    status = own["status"] if own else "unknown"
+    if status != "done":
+        raise RunAborted(f"shard {shard.label} of run {result.run_id} stopped ({status}): {result.message}. "
+                         f"Rerun it with: {shard.command(spec_path, result.run_id)}")
 
 
 def _print_lines(lines: list[str]) -> None:

@@ -175,13 +175,19 @@ def select(
     return picked
 
 
-def why(u: Unit, edge_share: float) -> str:
-    """A sentence explaining the unit's share of the new cases."""
+def why(u: Unit, edge_share: float, n_requested: int | None = None) -> str:
+    """A sentence explaining the unit's share of the new cases (``n_requested``: the whole budget, named when
+    it ran out before this unit got any)."""
     p, e = 100 * u.production_share, 100 * u.eval_share
     if u.key == EDGE_POOL:
         head = f"{len(u.cluster_ids)} small clusters (each < {100 * edge_share:g}% of traffic) pooled: {p:.1f}% of traffic"
     else:
         head = f"{p:.1f}% of traffic"
+    if u.allocated == 0 and not u.exhausted and u.coverage_ratio < 1.0:
+        budget = f"all {n_requested} new cases" if n_requested else "the budget"
+        what = "no eval case yet" if u.eval_count == 0 else f"only {e:.1f}% of eval cases ({u.eval_count})"
+        return (f"{head}; {what}, but {budget} went to clusters that needed them more (more traffic or fewer "
+                "eval cases) -> 0 new; ask for more (--n) to reach it")
     if u.eval_count == 0:
         body = "no eval case yet, so sampled aggressively"
     elif u.coverage_ratio < 0.5:

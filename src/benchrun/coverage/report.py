@@ -187,6 +187,8 @@ def coverage_table(
             "thresholds": {"good_below": bands.good, "refresh_above": bands.refresh},
             "floor_median": floor_median,
             "floor_p95": floor_p95,
+            # no worse than a random sample of as many production rows: too few eval cases to read the band
+            "within_noise": bool(floor_p95 is not None and jsd <= floor_p95),
         },
         "clusters": clusters,
         "outside_production": {
@@ -212,6 +214,11 @@ def headline(report: dict[str, Any]) -> str:
     u = report["uncovered"]
     out = report["outside_production"]
     text = f"coverage JSD {s['jsd']:.3f} ({s['band']})"
+    if s.get("within_noise"):
+        n = (report.get("dataset") or {}).get("n_cases") or "these"
+        text = (f"with {n} eval cases the score cannot tell: a random sample of {n} production queries would "
+                f"score about {s['floor_median']:.3f} (95% below {s['floor_p95']:.3f}), and this set scores "
+                f"{s['jsd']:.3f}; read the band ({s['band']}) as unknown until the set grows. " + text)
     if u["clusters"]:
         text += f": {u['clusters']} clusters carrying {100 * u['production_share']:.1f}% of traffic have no eval case"
     else:

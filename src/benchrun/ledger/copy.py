@@ -32,12 +32,13 @@ from sqlalchemy.engine import Connection
 
 from benchrun.errors import UsageError
 from benchrun.ledger.store import Ledger
-from benchrun.ledger.tables import CacheEntry, Report, Result, Run
+from benchrun.ledger.tables import CacheEntry, PairJudgement, Report, Result, Run
 
 _RUN: Table = Run.__table__  # type: ignore[attr-defined]
 _RESULT: Table = Result.__table__  # type: ignore[attr-defined]
 _CACHE: Table = CacheEntry.__table__  # type: ignore[attr-defined]
 _REPORT: Table = Report.__table__  # type: ignore[attr-defined]
+_PAIRS: Table = PairJudgement.__table__  # type: ignore[attr-defined]
 _CELL = ("run_id", "case_id", "model_key", "sample_index")
 _REPORT_CONTENT = ("kind", "run_id", "dataset_hash", "judge_model", "judge_prompt_hash", "rubric_hash", "subject",
                    "summary", "payload")
@@ -88,6 +89,25 @@ def _same(a: dict[str, Any], b: dict[str, Any], skip: Iterable[str] = ("id",)) -
     return all(_norm(a.get(k)) == _norm(b.get(k)) for k in a if k not in skipped)
 
 
+def _trajectory_keys(raw: Any) -> list[str] | None:
+    if not raw:
+        return None
+    try:
+        keys = json.loads(raw).get("cache_keys")
+    except (ValueError, AttributeError):
+        return None
+    return keys if isinstance(keys, list) and all(isinstance(k, str) for k in keys) else None
+
+
+def _key_list(stored: str) -> list[str] | None:
+    """A recorded JSON list of cache keys, or None when the (untrusted) column holds anything else."""
+    try:
+        keys = json.loads(stored)
+    except ValueError:
+        return None
+    return keys if isinstance(keys, list) and all(isinstance(k, str) for k in keys) else None
+
+
 def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[set[str], int]:
     """Cache keys the runner used for these results, and how many results' judge entries cannot be named.
 
@@ -114,15 +134,16 @@ def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[
         if cand is None:
             unresolved += 1
             continue
-        keys.add(cache_key(cand, json.loads(r["messages"]), spec.sampling_for(cand).as_params(), r["sample_index"],
-                           "candidate"))
+        step_keys = _trajectory_keys(r.get("trajectory"))
+        if step_keys is not None:  # a tool-using case: one cached call per step, keys recorded by the runner
+            keys.update(step_keys)
+        else:
+            keys.add(cache_key(cand, json.loads(r["messages"]), spec.sampling_for(cand).as_params(),
+                               r["sample_index"], "candidate"))
         stored = r.get("judge_cache_keys")
         if stored:
-            try:
-                judge_keys = json.loads(stored)
-            except ValueError:
-                judge_keys = None
-            if isinstance(judge_keys, list) and all(isinstance(k, str) for k in judge_keys):
+            judge_keys = _key_list(stored)
+            if judge_keys is not None:
                 keys.update(judge_keys)
             else:
                 unresolved += 1
@@ -147,6 +168,7 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
     with src.engine.connect() as conn:
         run = _rows(conn, select(_RUN).where(_RUN.c.id == run_id))[0]
         results = _rows(conn, select(_RESULT).where(_RESULT.c.run_id == run_id).order_by(_RESULT.c.id))
+        pairs = _rows(conn, select(_PAIRS).where(_PAIRS.c.run_id == run_id).order_by(_PAIRS.c.id))
 
     def src_cache(keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -157,6 +179,12 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
         return found
 
     keys, unresolved = run_cache_keys(run, results)
+    for pj in pairs:  # a pairwise run's judge calls: the keys its rows record (nothing is rendered)
+        pkeys = _key_list(pj["cache_keys"] or "[]")
+        if pkeys is not None:
+            keys.update(pkeys)
+        else:
+            unresolved += 1
     cache_rows = src_cache(sorted(keys))
     if run["status"] == "running":
         stats.runs_still_running.append(run_id)
@@ -189,6 +217,11 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
                 new.append({k: v for k, v in r.items() if k != "id"})
             for chunk in _chunks(new):
                 conn.execute(_RESULT.insert(), list(chunk))
+            have_pairs = _rows(conn, select(_PAIRS).where(_PAIRS.c.run_id == run_id).order_by(_PAIRS.c.id))
+            if len(have_pairs) != len(pairs) or not all(_same(a, b) for a, b in zip(pairs, have_pairs, strict=True)):
+                conn.execute(delete(_PAIRS).where(_PAIRS.c.run_id == run_id))  # the source's judgements, as they are
+                for chunk in _chunks([{k: v for k, v in pj.items() if k != "id"} for pj in pairs]):
+                    conn.execute(_PAIRS.insert(), list(chunk))
             have_keys: set[str] = set()
             for chunk in _chunks(sorted(cache_rows)):
                 have_keys.update(k for (k,) in conn.execute(select(_CACHE.c.key).where(_CACHE.c.key.in_(chunk))))

@@ -56,6 +56,11 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "run lease", _create(t.RunLease)),
     Migration(5, "result.judge_cache_keys: ledger copy renders no template",
               _add_column("result", "judge_cache_keys", "TEXT")),
+    Migration(6, "pair_judgement: pairwise runs' verdicts", _create(t.PairJudgement)),
+    Migration(7, "result.trajectory: tool calls, tool results and steps of tool-using cases",
+              _add_column("result", "trajectory", "TEXT")),
+    Migration(8, "batch_job, batch_line: provider batches of a run", _create(t.BatchJob, t.BatchLine)),
+    Migration(9, "run_shard: shards of one run (benchrun run --shard I/N)", _create(t.RunShard)),
 ]
 KNOWN_VERSION = max(m.version for m in MIGRATIONS)
 

@@ -27,7 +27,7 @@ from sqlmodel import Session, create_engine, delete, select
 
 from benchrun.errors import RunAborted, UsageError
 from benchrun.ledger.migrations import FutureSchema, migrate
-from benchrun.ledger.tables import CacheEntry, Report, Result, Run, RunLease, utcnow
+from benchrun.ledger.tables import CacheEntry, PairJudgement, Report, Result, Run, RunLease, utcnow
 
 DEFAULT_LEDGER = "runs/ledger.sqlite"
 _CACHE_TABLE = CacheEntry.__table__  # type: ignore[attr-defined]
@@ -540,6 +540,33 @@ class Ledger:
 
         return self._retrying(go)
 
+    def add_pair_judgements(self, rows: list[PairJudgement]) -> None:
+        """Insert the judgements of one pair (both orders) in one transaction; an earlier error row of the same
+        pair and order is replaced (a resumed pairwise run judges it again)."""
+        self._check_space()
+        table = PairJudgement.__table__  # type: ignore[attr-defined]
+
+        def go() -> None:
+            with self.engine.begin() as conn:
+                for r in rows:
+                    conn.execute(delete(PairJudgement).where(
+                        PairJudgement.run_id == r.run_id, PairJudgement.case_id == r.case_id,  # type: ignore[arg-type]
+                        PairJudgement.model_a == r.model_a, PairJudgement.model_b == r.model_b,  # type: ignore[arg-type]
+                        PairJudgement.ordering == r.ordering))  # type: ignore[arg-type]
+                    conn.execute(table.insert(), r.model_dump(exclude={"id"}))
+
+        self._retrying(go)
+
+    def pair_judgements(self, run_id: str) -> list[PairJudgement]:
+        """Every pairwise judgement of a run (empty for a pointwise run), in the order they were recorded."""
+
+        def go() -> list[PairJudgement]:
+            with self.session() as s:
+                q = select(PairJudgement).where(PairJudgement.run_id == run_id).order_by(PairJudgement.id)  # type: ignore[arg-type]
+                return list(s.exec(q))
+
+        return self._retrying(go)
+
     def cells(self, run_id: str) -> dict[tuple[str, str, int], str]:
         """``{(case_id, model_key, sample_index): status}`` of every recorded result."""
 
@@ -619,6 +646,12 @@ class Ledger:
                 return int(rep.id or 0)
 
         return self._retrying(go)
+
+    def reproductions(self) -> dict[str, str]:
+        """Run id of each reproduction -> the id of the run it reproduced (from the stored reproduction reports)."""
+        with self.session() as s:
+            q = select(Report.run_id, Report.subject).where(Report.kind == "reproduction")  # type: ignore[call-overload, arg-type]
+            return {rid: subj for rid, subj in s.exec(q) if rid and subj}
 
     def reports(self, kind: str, **filters: Any) -> list[Report]:
         """Reports of a kind, newest first, filtered by column equality."""

@@ -103,6 +103,9 @@ class Result(SQLModel, table=True):
     # JSON list of the judge calls' cache keys (first call, then its re-ask), written by the runner so that
     # `ledger copy` finds a run's judge cache entries without rendering a (stored, untrusted) judge template
     judge_cache_keys: str | None = Field(default=None, sa_column=Column(Text))
+    # JSON of a tool-using case's trajectory (benchrun.trajectory): tools sent, every assistant message, tool
+    # call and tool result in order, how it ended and its tool score (scoring/tools.py); None without tools
+    trajectory: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class CacheEntry(SQLModel, table=True):
@@ -148,3 +151,112 @@ class RunLease(SQLModel, table=True):
     owner: str
     acquired_at: dt.datetime = Field(default_factory=utcnow)
     heartbeat_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class RunShard(SQLModel, table=True):
+    """One shard of a run split over N processes (`benchrun run SPEC --shard I/N --run-id ID`, see
+    `benchrun.shards`): all N rows are written with the run by the first shard to arrive, so the
+    number of shards is fixed by the run; each shard then marks its own row.
+
+    ``status`` is ``waiting`` (not started yet), ``running``, ``done`` (every cell of the shard is
+    recorded) or how its process stopped (``interrupted``, ``failed``, ``budget_exceeded``).
+    """
+
+    __tablename__ = "run_shard"
+
+    run_id: str = Field(foreign_key="run.id", primary_key=True)
+    shard: int = Field(primary_key=True)  # 1 .. shards
+    shards: int
+    status: str = "waiting"
+    cells: int = 0  # cells of the run this shard owns
+    host: str | None = None  # where it last ran
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    message: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class BatchJob(SQLModel, table=True):
+    """One provider batch (files + batches API) of a run, recorded before it is created (see `benchrun.batch`).
+
+    ``token`` is ours and goes into the batch's metadata, so a process that died between creating the
+    batch and recording its id finds it again by listing the provider's batches. ``state`` is
+    ``creating`` (not yet created, or created and not yet recorded), then the provider's status
+    (``validating``, ``in_progress``, ``finalizing``, ``completed``, ``expired``, ``failed``,
+    ``cancelled``), then ``collected`` once its answers are read, or ``abandoned`` (never created).
+    """
+
+    __tablename__ = "batch_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    token: str = Field(unique=True)
+    batch_id: str | None = Field(default=None, index=True)  # the provider's id
+    role: str  # candidate | judge
+    model_key: str
+    model: str
+    api_base: str | None = None
+    state: str
+    n_lines: int = 0
+    input_file_id: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    counts: str = "{}"  # JSON: the provider's request_counts, then ours {ok, failed, expired}
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class BatchLine(SQLModel, table=True):
+    """One call in a batch: ``custom_id`` is the call's cache key. ``state``: ``submitted``, then ``ok``
+    (answered in the batch), or ``failed`` / ``expired`` / ``cancelled`` (answered by a synchronous call
+    instead, ``fallback`` = ``sync``), or ``abandoned`` with its batch."""
+
+    __tablename__ = "batch_line"
+    __table_args__ = (UniqueConstraint("job_id", "custom_id", name="uq_batch_line"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="batch_job.id", index=True)
+    run_id: str = Field(index=True)
+    custom_id: str
+    state: str = "submitted"
+    fallback: str | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class PairJudgement(SQLModel, table=True):
+    """One order of one pair in a pairwise run (``judge.mode: pairwise``; see `benchrun.pairwise_run`).
+
+    ``model_a`` / ``model_b`` are the pair as scheduled (which candidate is ``model_a`` is drawn with the
+    run's ``pair_seed``); ``shown_first`` is the candidate shown as answer A in this call, ``ordering`` "AB"
+    (model_a first) or "BA". ``displayed`` is the judge's parsed answer as it gave it (A | B | tie, in shown
+    positions), ``winner`` the same in model terms (model_a | model_b | tie); both None with ``error``.
+    The judge never sees model names.
+    """
+
+    __tablename__ = "pair_judgement"
+    __table_args__ = (UniqueConstraint("run_id", "case_id", "model_a", "model_b", "ordering", name="uq_pair_judgement"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    case_id: str
+    model_a: str
+    model_b: str
+    ordering: str  # AB | BA
+    shown_first: str
+    status: str  # judged | error
+    displayed: str | None = None
+    winner: str | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    raw: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    judge_model: str
+    pairwise_prompt_hash: str
+    rubric_hash: str
+    cache_keys: str = "[]"  # JSON list: the first call's key, then its re-ask's
+    reasks: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    cached: bool = False
+    created_at: dt.datetime = Field(default_factory=utcnow)

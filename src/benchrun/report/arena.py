@@ -11,10 +11,14 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from benchrun.analysis.arena import ArenaResult, ModelRating
+from benchrun.analysis.pairwise_agreement import PairwiseAgreement
 from benchrun.analysis.stats import Interval
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from benchrun.ledger import Ledger
+    from benchrun.ledger.tables import Run
 
 
 def _num(x: float | None) -> float | None:
@@ -59,6 +63,57 @@ def arena_payload(res: ArenaResult) -> dict[str, Any]:
     }
 
 
+def agreement_payload(a: PairwiseAgreement) -> dict[str, Any]:
+    k = a.kappa
+    return {"votes": a.votes, "agreement_with_ties": _iv(a.agreement_with_ties), "decisive_votes": a.decisive_votes,
+            "agreement_without_ties": _iv(a.agreement_without_ties),
+            "kappa": {"value": k.value, "interval": _iv(k.interval), "se": k.se, "note": k.note, "method": k.method},
+            "table": {"rows": "people", "columns": "judge", "classes": ["model_a", "model_b", "tie"],
+                      "counts": [list(r) for r in a.table]}}
+
+
+def run_arena_payload(store: Ledger, run: Run, *, anchor: str | None = None, baseline: str | None = None,
+                      draws: int = 1000, seed: int = 0, human: bool = False) -> dict[str, Any]:
+    """`arena_payload` of a pairwise run's battles (or, with ``human``, its imported human votes), with
+    ``run_id``, ``judges`` (position consistency and tie share per judge), ``unjudged_pairs``, ``rated`` and
+    ``human_agreement`` (None without votes). ``baseline`` defaults to the run's ``judge.pairs.baseline``."""
+    import json
+
+    from benchrun.analysis.arena import rate
+    from benchrun.errors import BadInput, UsageError
+    from benchrun.pairwise_labels import human_votes
+    from benchrun.pairwise_run import run_battles
+    from benchrun.spec import LoadedSpec, PairsBaseline
+
+    rb = run_battles(run, store.results(run.id), store.pair_judgements(run.id))
+    if not rb.battles:
+        raise UsageError(f"run {run.id} has no pair judged in both orders ({rb.errors} failed); "
+                         f"resume it with: benchrun run --resume {run.id}")
+    rows = rb.battles
+    hv = human_votes(store, run)
+    if human:
+        if hv is None:
+            raise UsageError(f"run {run.id} has no human votes; `benchrun labels export {run.id} --pairwise`, "
+                             "fill it in, then `benchrun labels import FILE --run RUN_ID`")
+        rows = hv[0]
+    if baseline is None:
+        judge = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot)).spec.judge
+        if judge is not None and isinstance(judge.pairs, PairsBaseline):
+            baseline = judge.pairs.baseline
+    try:
+        res = rate(rows, anchor=anchor, baseline=baseline, n_boot=draws, seed=seed)
+    except BadInput as e:  # the analysis names the option or the problem; add the run
+        raise BadInput(f"run {run.id}", e.where, e.what) from None
+    payload = arena_payload(res)
+    payload.update(run_id=run.id, judges=[c.to_dict() for c in rb.consistency], unjudged_pairs=rb.errors,
+                   rated="human votes" if human else "judge verdicts (both-orders rule)", human_agreement=None)
+    if hv is not None and hv[1]:
+        from benchrun.analysis.pairwise_agreement import pairwise_agreement
+
+        payload["human_agreement"] = agreement_payload(pairwise_agreement(hv[1]))
+    return payload
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
@@ -87,7 +142,31 @@ def render_arena(console: Console, d: dict[str, Any], matrix_limit: int = 12) ->
 
     from benchrun.report.escape import escape
 
-    console.print(f"[bold]Arena[/bold]: {d['battles']} battles on {d['cases']} cases, {len(d['models'])} models")
+    src = f" of run {escape(d['run_id'])}" if d.get("run_id") else ""
+    console.print(f"[bold]Arena{src}[/bold]: {d['battles']} battles on {d['cases']} cases, {len(d['models'])} models")
+    for j in d.get("judges") or []:
+        lo, hi = j["consistency_interval"]
+        fp = j["first_position_win_rate"]
+        console.print(f"judge {escape(j['judge'])}: position consistency {_pct(j['consistency'])} "
+                      f"[{_pct(lo)}, {_pct(hi)}] over {j['pairs']} pairs judged in both orders; "
+                      f"ties under the both-orders rule {_pct(j['tie_share'])}; "
+                      f"answer shown first won {_pct(fp)} of decisive verdicts")
+    if d.get("rated"):
+        console.print(f"rated: {escape(d['rated'])}")
+    ha = d.get("human_agreement")
+    if ha:
+        def ivs(iv: dict[str, Any] | None) -> str:
+            return "n/a" if iv is None else f"{_pct(iv['estimate'])} [{_pct(iv['low'])}, {_pct(iv['high'])}]"
+
+        k = ha["kappa"]
+        kap = "n/a" if k["value"] is None else (f"{k['value']:.2f}" + (
+            f" [{k['interval']['low']:.2f}, {k['interval']['high']:.2f}]" if k["interval"] else ""))
+        console.print(f"judge vs people on {ha['votes']} vote(s): agreement without ties {ivs(ha['agreement_without_ties'])} "
+                      f"({ha['decisive_votes']} decisive), with ties {ivs(ha['agreement_with_ties'])}; "
+                      f"Cohen's kappa over A/B/tie {kap}" + (f" ({escape(k['note'])})" if k["note"] else ""))
+    if d.get("unjudged_pairs"):
+        console.print(f"note: {d['unjudged_pairs']} pair(s) without a verdict in both orders are left out; "
+                      "resume the run to judge them")
     console.print(escape(d["method"]))
     console.print(f"ties: {escape(d['tie_rule'])}; rank = 1 + models rated higher and not tied")
     console.print(_ratings_table("Ratings", d["models"]))

@@ -21,14 +21,15 @@ if TYPE_CHECKING:
 
 
 def outcomes_for(rows: Iterable[Mapping[str, Any]], model_key: str, case_ids: set[str] | None = None) -> list[Outcome]:
-    """One `Outcome` per result row of ``model_key``; errored rows become ``passed=None``."""
+    """One `Outcome` per result row of ``model_key``; errored rows (and the unscored ``answered`` rows of a
+    pairwise run) become ``passed=None``."""
     from benchrun.analysis.compare import Outcome
 
     out = []
     for r in rows:
         if r["model_key"] != model_key or (case_ids is not None and r["case_id"] not in case_ids):
             continue
-        passed = None if r["status"] == "error" else r["status"] == "passed"
+        passed = None if r["status"] in ("error", "answered") else r["status"] == "passed"
         out.append(Outcome(r["case_id"], int(r["sample_index"]), passed, r["judge_score"], r["category"], r["severity"]))
     return out
 
@@ -249,6 +250,10 @@ def run_condition_fields(run: Run) -> dict[str, dict[str, Any]]:
                             both_orders=spec.judge.both_orders)
         if spec.judge_when != "always":  # shown only when set, so diffs of older runs stay as they were
             sec["judge"]["judge_when"] = spec.judge_when
+        if spec.judge.pairwise:  # likewise: pointwise runs' diffs do not change
+            pairs = spec.judge.pairs
+            sec["judge"].update(mode="pairwise", pair_seed=spec.judge.pair_seed,
+                                pairs=pairs if isinstance(pairs, str) or pairs is None else pairs.model_dump())
     for p, v in json.loads(run.judge_sampling).items():
         sec["judge"][f"sampling.{p}"] = v
     sec["packages"].update(json.loads(run.package_versions))

@@ -32,6 +32,7 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
             "judge_error": r["judge_error"], "latency_ms": r["latency_ms"], "cost_usd": r["cost_usd"],
             "scored_by": r.get("scored_by"),
             "injection_suspected": r.get("injection_suspected"),
+            "trajectory": json.loads(r["trajectory"]) if r.get("trajectory") else None,
         })
     cases = []
     for c in snap["dataset"]["cases"]:
@@ -42,16 +43,30 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
         cases.append({"id": c["id"], "category": c.get("category"), "severity": c.get("severity"), "input": text,
                       "ideal": c.get("ideal"), "models": [{"key": k, "samples": per_model.get(k, [])} for k in order],
                       "statuses": sorted(statuses)})
-    points = []
-    for m in summary["models"]:
-        mrows = [r for r in rows if r["model_key"] == m["model_key"]]
-        points.append({"key": m["model_key"], "pass_rate": m["pass_rate"]["estimate"], "low": m["pass_rate"]["low"],
-                       "high": m["pass_rate"]["high"], "cost_per_1k": candidate_cost_per_1k(mrows)})
-    data: dict[str, Any] = {"summary": summary, "cases": cases, "chart_points": points, "compare": None,
+    data: dict[str, Any] = {"summary": summary, "cases": cases, "chart_points": chart_points(summary, rows),
+                            "compare": None,
                             "shortlist": None}
     if compare is not None:
         a, b = (resolve_ref(led, ref, run.id) for ref in compare)
         data["compare"] = compare_payload(led, a, b, n_boot=n_boot)
     if with_shortlist:
         data["shortlist"] = shortlist_payload(led, [run.id])
+    if "pairwise" in summary and led.pair_judgements(run.id):  # a pairwise run: its ratings beside the tables
+        from benchrun.errors import UsageError
+        from benchrun.report.arena import run_arena_payload
+
+        try:
+            data["arena"] = run_arena_payload(led, run)
+        except UsageError as e:  # no pair judged in both orders: say so in the report
+            data["arena"] = {"error": str(e)}
     return jsonable(data)
+
+
+def chart_points(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per model for the quality/cost chart: pass rate with its interval, candidate cost per 1k cases."""
+    points = []
+    for m in summary["models"]:
+        mrows = [r for r in rows if r["model_key"] == m["model_key"]]
+        points.append({"key": m["model_key"], "pass_rate": m["pass_rate"]["estimate"], "low": m["pass_rate"]["low"],
+                       "high": m["pass_rate"]["high"], "cost_per_1k": candidate_cost_per_1k(mrows)})
+    return points

@@ -20,6 +20,21 @@ def _fmt_pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
+def nice_ticks(vmax: float, n: int = 4) -> tuple[list[float], int]:
+    """Axis ticks from 0 past ``vmax`` in steps of 1, 2, 2.5 or 5 × 10^k (about ``n`` steps), and the
+    number of decimals that shows every tick exactly: $0, $0.005, $0.01 … rather than $0.00858, $0.0172."""
+    if not vmax > 0 or not math.isfinite(vmax):
+        return [0.0, 0.25, 0.5, 0.75, 1.0], 2
+    raw = vmax / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-12))
+    count = math.ceil(vmax / step * (1 - 1e-12))
+    if count * step <= vmax:
+        count += 1
+    decimals = max(0, -math.floor(math.log10(step) + 1e-12) + (1 if round(step / mag, 6) == 2.5 else 0))
+    return [round(i * step, decimals + 2) for i in range(count + 1)], decimals
+
+
 def quality_cost_svg(points: list[dict[str, Any]], width: int = 640, height: int = 360) -> Markup:
     """Scatter of pass rate (with its 95% interval as a vertical bar) against candidate cost per 1k cases.
 
@@ -31,8 +46,8 @@ def quality_cost_svg(points: list[dict[str, Any]], width: int = 640, height: int
     band = 90 if unknown else 0
     plot_w = width - left - right - band
     plot_h = height - top - bottom
-    xmax = max([p["cost_per_1k"] for p in known] + [0.0])
-    xmax = xmax * 1.1 if xmax > 0 else 1.0
+    ticks, decimals = nice_ticks(max([p["cost_per_1k"] for p in known] + [0.0]))
+    xmax = ticks[-1]
 
     def x_of(c: float) -> float:
         return left + plot_w * c / xmax
@@ -48,10 +63,9 @@ def quality_cost_svg(points: list[dict[str, Any]], width: int = 640, height: int
         y = y_of(q)
         parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" />')
         parts.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{int(q * 100)}%</text>')
-    for i in range(5):
-        c = xmax * i / 4
-        x = x_of(c)
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">${c:.3g}</text>')
+    for c in ticks:
+        parts.append(f'<text class="tick" x="{x_of(c):.1f}" y="{top + plot_h + 16}" '
+                     f'text-anchor="middle">${c:,.{decimals}f}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" />')
     parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" />')
     parts.append(f'<text class="label" x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle">'
@@ -167,7 +181,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <tr><th>coverage</th><td>{% if s.coverage %}JSD {{ "%.3f" | format(s.coverage.jsd or 0) }} ({{ s.coverage.band }}) vs {{ s.coverage.production }}{% else %}no coverage report for this dataset version{% endif %}</td></tr>
 <tr><th>samples per case</th><td>{{ c.samples_per_case }}</td></tr>
 {% for m in c.models %}
-<tr><th>model {{ m.key }}</th><td>{{ m.model }}{% if m.api_base %} @ {{ m.api_base }}{% endif %} · prompt <span class="muted">{{ c.prompt_hashes[m.key] }}</span> · sampling {{ c.sampling[m.key] | tojson }}{% if m.resolved_models %} · served as {{ m.resolved_models | join(", ") }}{% endif %}</td></tr>
+<tr><th>model {{ m.key }}</th><td>{{ m.model }}{% if m.api_base %} @ {{ m.api_base }}{% endif %} · prompt <span class="muted">{{ c.prompt_hashes[m.key] }}</span> · sampling {{ c.sampling[m.key] | tojson }}{% if m.get("resolved_models") %} · served as {{ m.get("resolved_models") | join(", ") }}{% endif %}</td></tr>
 {% endfor %}
 <tr><th>spec hash</th><td class="muted">{{ c.spec_hash }}</td></tr>
 <tr><th>git commit</th><td>{{ c.git_commit or "unknown" }}</td></tr>
@@ -190,6 +204,36 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 </table>
 {% set methods = s.models | map(attribute="pass_rate") | map(attribute="method") | reject("none") | unique | list %}
 {% if methods %}<p class="muted">pass-rate interval: {{ methods | join("; ") }}</p>{% endif %}
+{% if s.tools %}
+<h2 id="tools">Tool use</h2>
+<table id="tools-table">
+<tr><th>model</th><th>tool name accuracy</th><th>argument accuracy</th><th>invalid-argument rate</th><th>forbidden-call rate</th><th>unnecessary-call rate</th><th>tool-call F1</th><th>steps (mean/max)</th><th>failure modes</th></tr>
+{% for key, tm in s.tools.models.items() %}
+<tr><td>{{ key }}</td>
+{% for k in ["name_accuracy", "argument_accuracy", "invalid_argument_rate", "forbidden_call_rate", "unnecessary_call_rate", "f1"] %}{% set v = tm[k] %}<td class="num">{% if v.estimate is none %}n/a{% else %}{{ pct(v.estimate) }} [{{ pct(v.low) }}, {{ pct(v.high) }}]{% endif %}</td>{% endfor %}
+<td class="num">{% if tm.mean_steps is none %}n/a{% else %}{{ "%.1f" | format(tm.mean_steps) }}/{{ tm.max_steps }}{% endif %}</td>
+<td>{% for mode, n in tm.failure_modes.items() %}{{ mode }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+{% endfor %}
+</table>
+<p class="muted">rates: {{ s.tools.methods.rates }}; F1 (micro over calls): {{ s.tools.methods.f1 }}</p>
+{% endif %}
+
+{% if arena %}
+<h2 id="arena">Pairwise ratings</h2>
+{% if arena.get("error") %}<p class="warn">{{ arena.error }}</p>{% else %}
+<p>{{ arena.battles }} battles on {{ arena.cases }} cases, rated from {{ arena.rated }}. {{ arena.method }}; {{ arena.tie_rule }}.</p>
+{% for j in arena.judges %}<p id="arena-judge">judge {{ j.judge }}: position consistency {{ pct(j.consistency) }} [{{ pct(j.consistency_interval[0]) }}, {{ pct(j.consistency_interval[1]) }}] over {{ j.pairs }} pairs judged in both orders; ties under the both-orders rule {{ pct(j.tie_share) }}</p>{% endfor %}
+{% set ha = arena.human_agreement %}
+<p id="arena-human">{% if ha %}judge vs people on {{ ha.votes }} vote(s): agreement without ties {% if ha.agreement_without_ties %}{{ pct(ha.agreement_without_ties.estimate) }} [{{ pct(ha.agreement_without_ties.low) }}, {{ pct(ha.agreement_without_ties.high) }}]{% else %}n/a{% endif %} ({{ ha.decisive_votes }} decisive), with ties {{ pct(ha.agreement_with_ties.estimate) }} [{{ pct(ha.agreement_with_ties.low) }}, {{ pct(ha.agreement_with_ties.high) }}]; Cohen's kappa over A/B/tie {% if ha.kappa.value is none %}n/a ({{ ha.kappa.note }}){% else %}{{ "%.2f" | format(ha.kappa.value) }}{% if ha.kappa.interval %} [{{ "%.2f" | format(ha.kappa.interval.low) }}, {{ "%.2f" | format(ha.kappa.interval.high) }}]{% endif %}{% endif %}{% else %}<span class="warn">no human votes</span> — the pairwise judge is uncalibrated (`benchrun labels export RUN_ID --pairwise`){% endif %}</p>
+<table id="arena-table">
+<tr><th>rank</th><th>model</th><th>rating</th><th>95% interval</th><th>rank range</th><th>battles</th><th>W/L/T</th><th>win rate</th><th>tied with</th></tr>
+{% for m in arena.models %}<tr><td class="num">{{ m.rank }}</td><td>{{ m.model }}</td><td class="num">{{ "%.0f" | format(m.rating) }}</td><td class="num">{% if m.interval.low is none %}n/a{% else %}[{{ "%.0f" | format(m.interval.low) }}, {{ "%.0f" | format(m.interval.high) }}]{% endif %}</td><td class="num">{{ m.rank_interval[0] }}-{{ m.rank_interval[1] }}</td><td class="num">{{ m.battles }}</td><td class="num">{{ m.wins }}/{{ m.losses }}/{{ m.ties }}</td><td class="num">{{ pct(m.win_rate) }}</td><td>{{ m.tied_with | join(", ") }}</td></tr>
+{% endfor %}</table>
+{% if arena.length_controlled %}<table id="arena-lc"><tr><th>model</th><th>vs</th><th>battles</th><th>raw win rate</th><th>length-controlled win rate</th></tr>
+{% for x in arena.length_controlled %}<tr><td>{{ x.model }}</td><td>{{ x.baseline }}</td><td class="num">{{ x.battles }}</td><td class="num">{{ pct(x.raw_win_rate.estimate) }} [{{ pct(x.raw_win_rate.low) }}, {{ pct(x.raw_win_rate.high) }}]</td><td class="num">{% if x.lc_win_rate %}{{ pct(x.lc_win_rate.estimate) }} [{{ pct(x.lc_win_rate.low) }}, {{ pct(x.lc_win_rate.high) }}]{% else %}n/a{% endif %}</td></tr>
+{% endfor %}</table>{% endif %}
+{% endif %}
+{% endif %}
 
 <h2 id="charts">Quality vs cost</h2>
 {{ scatter }}
@@ -285,6 +329,9 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f8fafc; paddin
 <pre>{{ smp.answer if smp.answer is not none else "(no answer)" }}</pre>
 {% if smp.error %}<p class="warn">error: {{ smp.error }}</p>{% endif %}
 {% if smp.rules %}<ul>{% for r in smp.rules %}<li class="{{ 'ok' if r.passed else 'warn' }}">{{ r.rule }}: {{ "ok" if r.passed else "FAILED" }}{% if r.extracted is defined and r.extracted is not none %} · extracted <code>{{ r.extracted }}</code> ({{ r.extracted_by }}){% endif %}{% if r.detail %} — {{ r.detail }}{% endif %}</li>{% endfor %}</ul>{% endif %}
+{% if smp.trajectory %}<div class="trajectory"><p class="muted">trajectory: {{ smp.trajectory.n_steps }} step(s), ended {{ smp.trajectory.end }}</p><ol>
+{% for st in smp.trajectory.steps %}{% if st.role == "assistant" %}<li>assistant{% if st.content %}: <pre>{{ st.content }}</pre>{% endif %}{% for tc in st.tool_calls %}<div>call #{{ tc.index }} <code>{{ tc.name }}</code> <code>{{ tc.arguments }}</code></div>{% endfor %}</li>{% else %}<li>tool result #{{ st.call_index }} (<code>{{ st.name }}</code>): <pre>{{ st.content }}</pre></li>{% endif %}
+{% endfor %}</ol>{% if smp.trajectory.score %}{% for tc in smp.trajectory.score.calls %}{% if tc.invalid_reason is defined %}<p class="warn">call #{{ tc.index }} invalid: {{ tc.invalid_reason }}</p>{% endif %}{% endfor %}{% endif %}</div>{% endif %}
 {% if smp.scored_by %}<p class="muted">scored by {{ smp.scored_by }}</p>{% endif %}
 {% if smp.scored_by != "rules" %}<p>judge: {% if smp.judge_score is not none %}score {{ smp.judge_score }}, {{ "pass" if smp.judge_pass else "fail" }}, mode {{ smp.failure_mode }} — {{ smp.judge_reason }}{% elif smp.judge_error %}<span class="warn">{{ smp.judge_error }}</span>{% else %}—{% endif %}{% if smp.injection_suspected %} <span class="warn">injection suspected: {{ smp.injection_suspected }}</span>{% endif %}</p>{% endif %}
 </div>
@@ -371,6 +418,7 @@ def render_report(data: dict[str, Any]) -> str:
     s = data["summary"]
     return tpl.render(
         s=s, health=s.get("judge_health") or {"degenerate": False, "message": None}, marker=judge_marker(s), c=s["conditions"], cases=data["cases"], cmp=data.get("compare"), sl=data.get("shortlist"),
+        arena=data.get("arena"),
         scatter=quality_cost_svg(data["chart_points"]), severity_chart=severity_svg(s["breakdown"]),
         js_data={"points": data["chart_points"], "palette": list(_PALETTE)},
         pct=_fmt_pct, money=money, ms=ms, pts=pts, ivpts=ivpts, pval=pval, p_is=p_is,

@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from benchrun.report.plain import money as _money
+
 # CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that start markup
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -41,12 +43,6 @@ def _pct(x: float | None) -> str:
 
 def _pts(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{100 * x:+.1f} pts"
-
-
-def _money(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
 def markdown_summary(summary: Mapping[str, Any], comparisons: Sequence[Mapping[str, Any]] = (),

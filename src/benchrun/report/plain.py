@@ -19,3 +19,10 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def money(x: float | None) -> str:
+    """A cost as people read it: "$0.0024", "$1,234.50", or "unknown" (never $0 for an unpriced call)."""
+    if x is None:
+        return "unknown"
+    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"

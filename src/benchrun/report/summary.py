@@ -79,6 +79,8 @@ def run_conditions(run: Run) -> dict[str, Any]:
 
 
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
+    from benchrun.shards import shard_summary
+
     rows = ledger.result_rows(run.id)
     from benchrun.spec import LoadedSpec
 
@@ -90,7 +92,13 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     for m in models:  # multiple choice: answers naming no choice (or several); already counted as failed
         m["unparsed"] = unparsed.get(m["model_key"], 0)
     bds = breakdown(rows, order)
+    extra: dict[str, Any] = {}
+    if loaded.spec.judge is not None and loaded.spec.judge.pairwise:  # only then: other summaries stay as they were
+        extra["pairwise"] = {"judged": json.loads(run.totals or "{}").get("pairwise"),
+                             "pairs": loaded.spec.judge.pairs if isinstance(loaded.spec.judge.pairs, str | None)
+                             else loaded.spec.judge.pairs.model_dump(), "rate_with": f"benchrun arena {run.id}"}
     return {
+        **extra,
         "conditions": run_conditions(run),
         "expected_results": expected,
         "recorded_results": len(rows),
@@ -115,7 +123,32 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "judge_health": run_judge_health(rows, loaded.rubric),
         "coverage": coverage_qualifier(ledger, run),
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
+        "circular": _circular(rows, order, loaded.spec.shuffle_choices),
+        "shards": shard_summary(ledger, run),  # None unless the run was sharded (benchrun run --shard I/N)
+        "tools": tool_section(rows, order),
     }
+
+
+def _circular(rows: list[dict[str, Any]], order: list[str], k: int | None) -> dict[str, Any] | None:
+    """With ``shuffle_choices``: accuracy under the dataset's choice order and under all K orders (analysis/circular.py)."""
+    if k is None:
+        return None
+    from benchrun.analysis.circular import circular_accuracy
+
+    return {"orders": k, "models": circular_accuracy(rows, order, k),
+            "method": f"each case asked under {k} orders of its choices (order 0 the dataset's, then seeded "
+                      "permutations); circular = right under all of them (CircularEval, MMBench); Wilson score "
+                      "intervals over cases; cases with an error under any order left out"}
+
+
+def tool_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:
+    """Tool-use metrics per model with intervals (analysis/tools.py); None when no case used tools."""
+    from benchrun.analysis.tools import F1_METHOD, tool_metrics
+
+    metrics = tool_metrics(rows, order)
+    if not metrics:
+        return None
+    return {"models": metrics, "methods": {"rates": "Wilson score with cases as clusters", "f1": F1_METHOD}}
 
 
 def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
@@ -176,6 +209,7 @@ def case_detail(ledger: Ledger, run: Run, case_id: str) -> dict[str, Any]:
             "model_key": r.model_key, "sample_index": r.sample_index, "status": r.status, "passed": r.passed,
             "scored_by": r.scored_by, "error": r.error, "answer": r.response_text,
             "rules": json.loads(r.rules or "[]"),
+            "trajectory": json.loads(r.trajectory) if r.trajectory else None,
             "judge": None if r.judge_raw is None and r.judge_error is None else {
                 "score": r.judge_score, "pass": r.judge_pass, "failure_mode": r.judge_failure_mode,
                 "reason": r.judge_reason, "error": r.judge_error},

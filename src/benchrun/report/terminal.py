@@ -8,16 +8,11 @@ from rich.console import Console
 from rich.table import Table
 
 from benchrun.report.escape import escape as e
+from benchrun.report.plain import money as _money
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{x:.1%}"
-
-
-def _money(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
 def _cost(known: float, unpriced: int) -> str:
@@ -29,6 +24,18 @@ def _cost(known: float, unpriced: int) -> str:
 
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f} ms"
+
+
+def _shards_line(sh: dict[str, Any]) -> str:
+    """"3 of 4 shards done", then each unfinished shard: its status, cells recorded, heartbeat while it runs."""
+    rest = []
+    for x in sh["shards"]:
+        if x["status"] == "done":
+            continue
+        beat = f", heartbeat {x['heartbeat_age_s']:.0f}s ago" if x.get("heartbeat_age_s") is not None else ""
+        where = f" on {e(x['host'])}" if x.get("host") else ""
+        rest.append(f"shard {x['shard']}: {e(x['status'])}{where} ({x['recorded']} of {x['cells']} cells{beat})")
+    return f"[bold]{sh['line']}[/bold]" + (f" — {'; '.join(rest)}" if rest else "")
 
 
 def render_summary(console: Console, s: dict[str, Any], show_message: bool = True) -> None:
@@ -44,7 +51,13 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
     )
     cal = s.get("judge_calibration")
     no_judge = j is None
-    if no_judge:
+    pw = s.get("pairwise")
+    if pw is not None:
+        jd = pw.get("judged") or {}
+        cal_txt = (f"pairwise judge ({e(str(pw.get('pairs') or 'all_pairs'))}): {jd.get('pairs', 0)} pair(s) judged in "
+                   f"both orders now, {jd.get('calls', 0)} call(s) ({jd.get('cached', 0)} cached), cost "
+                   f"{_money(jd.get('cost_usd'))}, {jd.get('errors', 0)} failed; rate them: {e(pw['rate_with'])}")
+    elif no_judge:
         cal_txt = "scored by rules only (no judge: every case passes when all its rules pass)"
     elif cal:
         verdict = "trusted" if cal.get("trusted") else "[bold yellow]NOT trusted[/bold yellow] (judge scores are unverified)"
@@ -60,11 +73,13 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print(f"coverage: JSD {cov['jsd']:.3f} ({cov['band']}) on production sample {e(str(cov['production']))}")
     else:
         console.print("coverage: no coverage report for this dataset version (see `benchrun coverage`)")
+    sh = s.get("shards")
+    if sh:
+        console.print(_shards_line(sh))
     if s["recorded_results"] < s["expected_results"]:
-        console.print(
-            f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; "
-            f"finish with `benchrun run --resume {e(c['run_id'])}`[/yellow]"
-        )
+        how = (f"the unfinished shards finish it (`benchrun run SPEC --shard I/{sh['count']} --run-id {e(c['run_id'])}`)"
+               if sh else f"finish with `benchrun run --resume {e(c['run_id'])}`")
+        console.print(f"[yellow]{s['recorded_results']} of {s['expected_results']} results recorded; {how}[/yellow]")
 
     from benchrun.report.summary import judge_marker
 
@@ -86,7 +101,8 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         pr = m["pass_rate"]
         ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]"
         if m["passed"] + m["failed"] == 0:  # nothing scored: an interval of [0%, 100%] would only look like a result
-            ci = f"[red]no answers: {m['errors']} errors[/red]" if m["errors"] else "no results"
+            ci = f"[red]no answers: {m['errors']} errors[/red]" if m["errors"] else (
+                "compared in pairs" if pw is not None else "no results")
         judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
         if marker and m["mean_judge_score"] is not None:
             judge += f" [bold yellow]({marker})[/bold yellow]"
@@ -112,6 +128,8 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
         console.print("[dim]pass-rate interval: " + e("; ".join(methods)) + "[/dim]")
     console.print("[dim]candidate cost: the model's own calls; judge cost: evaluation overhead (the judge's calls)[/dim]")
     _render_pass_at_k(console, s.get("pass_at_k"))
+    _render_circular(console, s.get("circular"))
+    _render_tools(console, s.get("tools"))
 
     for b in s["breakdown"]:
         hs = b["high_severity_failures"]
@@ -175,6 +193,7 @@ def render_case(console: Console, d: dict[str, Any]) -> None:
             if o.get("detail") and not o["passed"]:
                 line += f" — {o['detail']}"
             console.print(line, markup=False, highlight=False)
+        _render_trajectory(console, r.get("trajectory"))
         j = r["judge"]
         if j is not None:
             txt = (f"score {j['score']}, {'pass' if j['pass'] else 'fail'}, mode {j['failure_mode']} — {j['reason']}"
@@ -189,13 +208,19 @@ def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
             Col("created", 3, "left"), Col("dataset", 4, "left", text=True, min_width=10),
             Col("models", 1, "left", text=True, min_width=10), Col("results", 5, short="n"),
             Col("cost (all calls)", 2, short="cost")]
-    rows = [[e(r["id"]), e(r["name"]), e(r["status"]), r["created_at"][:16].replace("T", " "),
+    rows = [[e(r["id"]), e(r["name"]), e(r["status"]) + (" (repro)" if r.get("reproduction_of") else ""),
+             r["created_at"][:16].replace("T", " "),
              e(f"{r['dataset']} v{r['dataset_version']}"), e(", ".join(r["models"])),
              str(r["totals"].get("results", "")), _money(r["totals"].get("cost_usd"))] for r in runs]
     t, hidden = fit_table(cols, rows, console.width, title="Runs")
     console.print(t)
     if hidden:
         console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
+    repros = [r for r in runs if r.get("reproduction_of")]
+    if repros:
+        console.print("[dim](repro) = a reproduction: " + e(", ".join(f"{r['id']} of {r['reproduction_of']}"
+                                                               for r in repros[:5])) + (" …" if len(repros) > 5 else "")
+                      + "[/dim]")
 
 
 def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
@@ -206,6 +231,30 @@ def render_dataset_info(console: Console, info: dict[str, Any]) -> None:
     for dim in ("severity", "category", "provenance"):
         counts = info[f"by_{dim}"]
         console.print(f"  by {dim}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+
+
+def _render_circular(console: Console, circ: dict[str, Any] | None) -> None:
+    """shuffle_choices: per model, accuracy under the dataset's choice order and under all K orders."""
+    if not circ:
+        return
+    from benchrun.report.fit import Col, fit_table, hidden_note
+
+    def iv(x: dict[str, Any] | None) -> str:
+        return "n/a" if x is None else f"{_pct(x['estimate'])} [{_pct(x['low'])}, {_pct(x['high'])}]"
+
+    k = circ["orders"]
+    cols = [Col("model", 0, "left", text=True, min_width=12, middle=True),
+            Col("original order (95% CI)", short="original"), Col(f"all {k} orders (circular)", short="circular"),
+            Col("order-sensitive", 1, short="sensitive"), Col("cases", 2, short="n"), Col("errored", 3, short="err")]
+    rows = [[e(key), iv(m["original"]), iv(m["circular"]), iv(m["order_sensitive"]), str(m["cases"]),
+             str(m["errored_cases"])] for key, m in circ["models"].items()]
+    t, hidden = fit_table(cols, rows, console.width, title=f"Choice order: each case asked under {k} orders",
+                          title_justify="left")
+    console.print(t)
+    if hidden:
+        console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
+    console.print(f"[dim]{e(circ['method'])}; order-sensitive = right in the dataset's order, wrong in another "
+                  "(position bias of the candidate)[/dim]")
 
 
 def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
@@ -230,3 +279,74 @@ def _render_pass_at_k(console: Console, pk: dict[str, Any] | None) -> None:
         t.add_row(e(key), *cells)
     console.print(t)
     console.print("[dim]pass@k: " + e(pk["method"]) + "[/dim]")
+
+
+TOOL_COLUMNS = (("name_accuracy", "tool name acc."), ("argument_accuracy", "argument acc."),
+                ("invalid_argument_rate", "invalid args"), ("forbidden_call_rate", "forbidden calls"),
+                ("unnecessary_call_rate", "unnecessary calls"), ("f1", "tool-call F1"))
+
+
+def _render_tools(console: Console, tools: dict[str, Any] | None) -> None:
+    """Tool-use metrics per model, each with its 95% interval and n (--json has the counts)."""
+    if not tools:
+        return
+    t = Table(title="Tool use (95% intervals)", title_justify="left")
+    t.add_column("model")
+    for _, label in TOOL_COLUMNS:
+        t.add_column(label, justify="right")
+    t.add_column("steps (mean/max)", justify="right")
+    for key, m in tools["models"].items():
+        cells = []
+        for k, _ in TOOL_COLUMNS:
+            v = m[k]
+            n = v.get("n", v.get("cases"))
+            cells.append("n/a" if v["estimate"] is None else
+                         f"{_pct(v['estimate'])} [{_pct(v['low'])}, {_pct(v['high'])}] n={n}")
+        steps = "n/a" if m["mean_steps"] is None else f"{m['mean_steps']:.1f}/{m['max_steps']}"
+        t.add_row(e(key), *cells, steps)
+    console.print(t)
+    console.print("[dim]tool rates: " + e(tools["methods"]["rates"]) + "; F1 (micro over calls): "
+                  + e(tools["methods"]["f1"]) + "[/dim]")
+
+
+def _render_trajectory(console: Console, traj: dict[str, Any] | None) -> None:
+    """A tool-using case's trajectory, step by step (model-written text printed literally, never as markup)."""
+    if not traj:
+        return
+    console.print(f"  trajectory: {traj.get('n_steps')} step(s), ended {traj.get('end')}", markup=False,
+                  highlight=False)
+    for st in traj.get("steps", []):
+        if st.get("role") == "assistant":
+            if st.get("content"):
+                console.print("    assistant: " + str(st["content"]), markup=False, highlight=False)
+            for c in st.get("tool_calls", []):
+                console.print(f"    call #{c.get('index')}: {c.get('name')}({c.get('arguments')})", markup=False,
+                              highlight=False)
+        else:
+            console.print(f"    result #{st.get('call_index')} ({st.get('name')}): {st.get('content')}", markup=False,
+                          highlight=False)
+    score = traj.get("score") or {}
+    for c in score.get("calls", []):
+        if c.get("invalid_reason"):
+            console.print(f"    call #{c['index']} invalid: {c['invalid_reason']}", markup=False, highlight=False)
+
+
+def render_batches(console: Console, run_id: str, jobs: list[dict[str, Any]]) -> None:
+    """`benchrun batch status`: one line per provider batch of a run."""
+    if not jobs:
+        console.print(f"run {run_id} has no provider batches", markup=False)
+        return
+    t = Table(title=f"Batches of run {e(run_id)}", title_justify="left")
+    for c in ("batch", "role", "model", "state", "lines", "answered", "sync fallback", "updated"):
+        t.add_column(c)
+    for j in jobs:
+        lines = j["lines"]
+        t.add_row(e(j["batch_id"] or "(not created)"), e(j["role"]), e(j["model_key"]), e(j["state"]),
+                  str(j["n_lines"]), str(lines.get("ok", 0)),
+                  str(sum(v for k, v in lines.items() if k in ("failed", "expired", "cancelled"))),
+                  e(str(j["updated_at"])[:19].replace("T", " ")))
+    console.print(t)
+    pending = [j for j in jobs if j["state"] not in ("collected", "abandoned")]
+    if pending:
+        console.print(f"{len(pending)} batch(es) not yet collected: benchrun run --resume {run_id} waits for them "
+                      "and finishes the run (nothing is submitted twice)", markup=False)

@@ -47,35 +47,46 @@ def _p_is(p: float | None) -> str:
     return "p n/a" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
 
 
-def render_compare(console: Console, d: dict[str, Any]) -> None:
-    from rich.table import Table
-
+def _print_fitted(console: Console, cols: list[Any], rows: list[list[Any]], **table_kw: Any) -> None:
+    """A table fitted to the console's width (`benchrun.report.fit`), then the line naming what it hid."""
     from benchrun.report.escape import escape
+    from benchrun.report.fit import fit_table, hidden_note
+
+    t, hidden = fit_table(cols, rows, console.width, title_justify="left", **table_kw)
+    console.print(t)
+    if hidden:
+        console.print(f"[dim]{escape(hidden_note(hidden, console.width) or '')}[/dim]")
+
+
+def render_compare(console: Console, d: dict[str, Any], *, warnings: bool = True) -> None:
+    """The comparison; ``warnings=False`` when the caller has already printed ``d["warnings"]`` (to stderr)."""
+    from benchrun.report.escape import escape
+    from benchrun.report.fit import Col
 
     a, b, c = d["a"], d["b"], d["comparison"]
     console.print(f"[bold]Compare[/bold] A = {escape(a['name'])} (run {a['run_id']})  vs  "
                   f"B = {escape(b['name'])} (run {b['run_id']})")
-    for w in d["warnings"]:
+    for w in d["warnings"] if warnings else []:
         console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
     console.print(f"[bold]{escape(d['verdict'])}[/bold]")
-    t = Table(title="Paired comparison (A − B)", title_justify="left")
-    for col in ("measure", "A", "B", "A − B", "95% interval"):
-        t.add_column(col, justify="left" if col == "measure" else "right")
-    t.add_row(f"pass rate ({c['n_pairs']} paired cases)", _pct(c["pass_rate_a"]), _pct(c["pass_rate_b"]),
-              _pts(c["difference"]) + " pts", f"bootstrap {_iv_pts(c['bootstrap'])}")
+    cols = [Col("measure", 0, "left", text=True, min_width=12), Col("A"), Col("B"), Col("A − B"),
+            Col("95% interval", 0, text=True, min_width=20)]
+    rows: list[list[Any]] = []
+    rows.append([f"pass rate ({c['n_pairs']} paired cases)", _pct(c["pass_rate_a"]), _pct(c["pass_rate_b"]),
+              _pts(c["difference"]) + " pts", f"bootstrap {_iv_pts(c['bootstrap'])}"])
     se_iv = c["se_interval"]
-    t.add_row("", "", "", "", f"SE {_iv_pts(se_iv)} ({escape((se_iv or {}).get('method') or c['se_method'])})")
+    rows.append(["", "", "", "", f"SE {_iv_pts(se_iv)} ({escape((se_iv or {}).get('method') or c['se_method'])})"])
     test = c.get("test")
     if test:
-        t.add_row(escape(test["method"]), f"{test['a_better']} A better", f"{test['b_better']} B better",
-                  _p_is(test["p_value"]), "decides the verdict")
+        rows.append([escape(test["method"]), f"{test['a_better']} A better", f"{test['b_better']} B better",
+                     _p_is(test["p_value"]), "decides the verdict"])
     sc = c["score"]
     if sc:
         iv = sc["interval"]
-        t.add_row(f"mean judge score ({sc['n_pairs']} cases)", _num(sc["mean_a"]), _num(sc["mean_b"]),
-                  _num(sc["difference"], "+.2f"),
-                  ("n/a" if not iv else f"[{iv['low']:+.2f}, {iv['high']:+.2f}]") + f" {_p_is(sc['p_value'])}")
-    console.print(t)
+        rows.append([f"mean judge score ({sc['n_pairs']} cases)", _num(sc["mean_a"]), _num(sc["mean_b"]),
+                     _num(sc["difference"], "+.2f"),
+                     ("n/a" if not iv else f"[{iv['low']:+.2f}, {iv['high']:+.2f}]") + f" {_p_is(sc['p_value'])}"])
+    _print_fitted(console, cols, rows, title="Paired comparison (A − B)")
     pw = d["power"]
     if pw["sentence"]:
         console.print(escape(pw["sentence"]))
@@ -84,56 +95,52 @@ def render_compare(console: Console, d: dict[str, Any]) -> None:
                       f"{100 * pw['min_detectable_difference']:.0f} points ({escape(pw['basis'])})")
     for n in c["notes"]:
         console.print(f"[dim]note: {escape(n)}[/dim]")
-    g = Table(title="Per category and severity", title_justify="left")
-    for col in ("group", "pairs", "A", "B", "A − B (pts)", "bootstrap", "p", "p adj. (BH)", ""):
-        g.add_column(col, justify="left" if col in ("group", "") else "right")
+    gcols = [Col("group", 0, "left", text=True, min_width=14), Col("pairs", 3), Col("A", 4), Col("B", 4),
+             Col("A − B (pts)", short="A−B"), Col("bootstrap", 2, short="boot."), Col("p", 5), Col("p adj. (BH)", short="p adj."),
+             Col("", 0, "left")]
+    grows: list[list[Any]] = []
     for grp in d["by_group"]:
         gc = grp["comparison"]
         flag = "too few pairs" if grp["too_few_pairs"] else ("larger than noise" if grp.get("flagged") else "")
-        g.add_row(f"{grp['dimension']}: {escape(grp['group'])}", str(gc["n_pairs"]), _pct(gc["pass_rate_a"]),
-                  _pct(gc["pass_rate_b"]), _pts(gc["difference"]), _iv_pts(gc["bootstrap"]),
-                  _p(grp.get("p_value")), _p(grp.get("p_adjusted")), flag)
-    console.print(g)
+        grows.append([f"{grp['dimension']}: {escape(grp['group'])}", str(gc["n_pairs"]), _pct(gc["pass_rate_a"]),
+                      _pct(gc["pass_rate_b"]), _pts(gc["difference"]), _iv_pts(gc["bootstrap"]),
+                      _p(grp.get("p_value")), _p(grp.get("p_adjusted")), flag])
+    _print_fitted(console, gcols, grows, title="Per category and severity")
     console.print("[dim]per-group flags: Benjamini-Hochberg adjusted over the groups with enough pairs[/dim]")
     if d["flips"]:
-        f = Table(title=f"Flips ({len(d['flips'])}), most severe first", title_justify="left")
-        for col in ("severity", "case", "category", "A", "B"):
-            f.add_column(col)
-        for fl in d["flips"]:
-            f.add_row(fl["severity"], escape(fl["case_id"]), escape(fl["category"]),
-                      "pass" if fl["a_passed"] else "[red]fail[/red]", "pass" if fl["b_passed"] else "[red]fail[/red]")
-        console.print(f)
+        fcols = [Col("severity", 0, "left"), Col("case", 0, "left", text=True, min_width=12, middle=True),
+                 Col("category", 1, "left", text=True, min_width=10), Col("A", 0, "left"), Col("B", 0, "left")]
+        frows = [[fl["severity"], escape(fl["case_id"]), escape(fl["category"]),
+                  "pass" if fl["a_passed"] else "[red]fail[/red]", "pass" if fl["b_passed"] else "[red]fail[/red]"]
+                 for fl in d["flips"]]
+        _print_fitted(console, fcols, frows, title=f"Flips ({len(d['flips'])}): cases that pass for one model and "
+                      "fail for the other, most severe first")
     else:
         console.print("no flips: the models pass and fail the same cases")
     if d["multi_sample"]:
-        m = Table(title="Several samples per case", title_justify="left")
-        m.add_column("model")
         ks = sorted({int(k) for s in d["multi_sample"].values() for k in s["pass_at_k"]})
-        for k in ks:
-            m.add_column(f"pass@{k}", justify="right")
-        for k in ks:
-            m.add_column(f"pass^{k}", justify="right")
-        m.add_column("consistency", justify="right")
-        m.add_column("inconsistent cases", justify="right")
-        for name, s in d["multi_sample"].items():
-            m.add_row(escape(name), *[_pct(s["pass_at_k"].get(str(k))) for k in ks],
-                      *[_pct(s["pass_hat_k"].get(str(k))) for k in ks], _pct(s["mean_consistency"]),
-                      f"{s['inconsistent_cases']} of {s['n_cases']}")
-        console.print(m)
+        mcols = [Col("model", 0, "left", text=True, min_width=12, middle=True),
+                 *[Col(f"pass@{k}", 0 if k == 1 else 2) for k in ks], *[Col(f"pass^{k}", 3) for k in ks],
+                 Col("consistency", 1, short="consist."), Col("inconsistent cases", 1, short="inconsistent")]
+        mrows = [[escape(name), *[_pct(s["pass_at_k"].get(str(k))) for k in ks],
+                  *[_pct(s["pass_hat_k"].get(str(k))) for k in ks], _pct(s["mean_consistency"]),
+                  f"{s['inconsistent_cases']} of {s['n_cases']}"] for name, s in d["multi_sample"].items()]
+        _print_fitted(console, mcols, mrows, title="Several samples per case")
     pk = d.get("pass_at_k")
     if pk and pk["differences"]:
         a, b = d["a"]["name"], d["b"]["name"]
-        t = Table(title=f"pass@k, paired by problem ({escape(a)} − {escape(b)})", title_justify="left")
-        for col in ("k", escape(a), escape(b), "difference", "interval", "p", "problems"):
-            t.add_column(col, justify="right")
+        pcols = [Col("k"), Col(escape(a), 0, text=True, min_width=6, middle=True),
+                 Col(escape(b), 0, text=True, min_width=6, middle=True), Col("difference", short="diff."),
+                 Col("interval", 0, text=True, min_width=16), Col("p", 1), Col("problems", 2, short="n")]
+        prows: list[list[Any]] = []
         for diff in pk["differences"]:
             k = str(diff["k"])
             ma, mb = pk["models"][a].get(k), pk["models"][b].get(k)
             lvl = f"{100 * diff['confidence']:.0f}%"
-            t.add_row(k, _pct(ma["estimate"]) if ma else "n/a", _pct(mb["estimate"]) if mb else "n/a",
-                      _pts(diff["difference"]), f"{lvl} {_pts(diff['low'])} to {_pts(diff['high'])}",
-                      _p(diff["p_value"]) + (" *" if diff["larger_than_noise"] else ""), str(diff["n_problems"]))
-        console.print(t)
+            prows.append([k, _pct(ma["estimate"]) if ma else "n/a", _pct(mb["estimate"]) if mb else "n/a",
+                          _pts(diff["difference"]), f"{lvl} {_pts(diff['low'])} to {_pts(diff['high'])}",
+                          _p(diff["p_value"]) + (" *" if diff["larger_than_noise"] else ""), str(diff["n_problems"])])
+        _print_fitted(console, pcols, prows, title=f"pass@k, paired by problem ({escape(a)} − {escape(b)})")
         console.print(f"{pk['estimator']}; interval: paired percentile bootstrap over problems; p: exact paired "
                       "sign-flip test on per-problem pass@k (* = larger than noise at this level)", markup=False)
 
@@ -145,21 +152,21 @@ def _short(v: Any, n: int = 60) -> str:
 
 
 def render_diff(console: Console, d: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from benchrun.report.escape import escape
+    from benchrun.report.escape import strip_controls
 
     n = len(d["differences"])
     console.print(f"[bold]Conditions[/bold] A = run {d['run_a']}  vs  B = run {d['run_b']}: {n} difference(s), "
                   f"{d['score_relevant_differences']} of them can change scores")
     if n:
-        t = Table(show_header=True)
-        for col in ("section", "field", "A", "B"):
-            t.add_column(col)
-        for x in d["differences"]:
-            style = "bold" if x["affects_scores"] else "dim"
-            t.add_row(x["section"], escape(x["field"]), escape(_short(x["a"])), escape(_short(x["b"])), style=style)
-        console.print(t)
+        from rich.text import Text
+
+        from benchrun.report.fit import Col
+
+        cols = [Col("section", 1, "left"), Col("field", 0, "left", text=True, min_width=12),
+                Col("A", 0, "left", text=True, min_width=10), Col("B", 0, "left", text=True, min_width=10)]
+        rows = [[Text(strip_controls(v), style="bold" if x["affects_scores"] else "dim")
+                 for v in (x["section"], x["field"], _short(x["a"]), _short(x["b"]))] for x in d["differences"]]
+        _print_fitted(console, cols, rows)
     if d["cases"]:
         cs = d["cases"]
         console.print(f"dataset cases: {len(cs['only_a'])} only in A, {len(cs['only_b'])} only in B, "
@@ -168,24 +175,24 @@ def render_diff(console: Console, d: dict[str, Any]) -> None:
 
 
 def render_reproduce(console: Console, d: dict[str, Any]) -> None:
-    from rich.table import Table
-
     from benchrun.report.escape import escape
+    from benchrun.report.fit import Col
 
     console.print(f"[bold]Reproduction[/bold] of run {d['original_run']} as run {d['reproduction_run']} "
                   f"({d['mode']})")
     for fc in d.get("file_checks", []):
         style = "" if fc["status"] == "same" else "bold yellow"
         console.print(escape(fc["message"]), style=style)
-    t = Table(title="Reproduction − original", title_justify="left")
-    for col in ("model", "pass rate", "Δ pts [bootstrap]", "test p (Holm adj.)", "flips", "answers changed", "Δ mean judge",
-                "Δ cost", "Δ p50", "Δ p95", "version"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+    cols = [Col("model", 0, "left", text=True, min_width=10, middle=True), Col("pass rate"),
+            Col("Δ pts [95% CI]", 0, short="Δ pts"), Col("test p (Holm adj.)", 1, short="p (Holm)"), Col("flips"),
+            Col("answers changed", 2, short="changed"), Col("Δ mean judge", 3, short="Δ judge"), Col("Δ cost", 4),
+            Col("Δ p50", 6), Col("Δ p95", 5), Col("version", 1, short="ver.")]
+    rows: list[list[Any]] = []
     for m in d["models"]:
         c = m["comparison"]
         sc = c["score"]
         ver = m["resolved_models"]
-        t.add_row(
+        rows.append([
             escape(m["model_key"]), f"{_pct(m['pass_rate_original'])} → {_pct(m['pass_rate_reproduction'])}",
             f"{_pts(c['difference'])} {_iv_pts(c['bootstrap'])}",
             ("n/a" if not c.get("test") else f"{_p(c['test']['p_value'])} ({_p((m.get('p_adjusted') or {}).get('pass_rate'))})"),
@@ -196,8 +203,8 @@ def render_reproduce(console: Console, d: dict[str, Any]) -> None:
             "n/a" if m["latency_p50_ms"]["delta"] is None else f"{m['latency_p50_ms']['delta']:+.0f} ms",
             "n/a" if m["latency_p95_ms"]["delta"] is None else f"{m['latency_p95_ms']['delta']:+.0f} ms",
             "[red]changed[/red]" if ver["changed"] else "same",
-        )
-    console.print(t)
+        ])
+    _print_fitted(console, cols, rows, title="Reproduction − original")
     for m in d["models"]:
         if m["version_note"]:
             console.print(f"[yellow]{escape(m['model_key'])}: {escape(m['version_note'])}[/yellow]")

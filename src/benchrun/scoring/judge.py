@@ -239,3 +239,17 @@ def last_valid(text: str, convert: Any, structured: bool = False) -> Any:
 def parse_verdict(rubric: Rubric, text: str, structured: bool = False) -> Verdict:
     """The verdict in a judge reply: its last schema-valid object (`last_valid`)."""
     return last_valid(text, lambda v: _verdict_of(rubric, v), structured)  # type: ignore[no-any-return]
+
+
+def judge_call_params(judge: Any, schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """Sampling of a judge call (temperature 0 unless ``judge.sampling`` says otherwise) and, with
+    ``judge.structured_output``, the constraint of its reply to ``schema`` (a `benchrun.spec.JudgeSpec`):
+    OpenAI structured outputs (``json_schema``, named ``name``) or llama.cpp's ``json_object`` + schema."""
+    params: dict[str, Any] = {"temperature": 0}
+    if judge.sampling is not None:
+        params.update(judge.sampling.as_params())
+    if judge.structured_output == "json_schema":
+        params["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+    elif judge.structured_output == "llama_cpp":
+        params["response_format"] = {"type": "json_object", "schema": schema}
+    return params

@@ -202,28 +202,37 @@ class OneOrder:
     reason: str | None = None
     error: str | None = None
     raw: str | None = None
+    keys: tuple[str, ...] = ()  # cache keys of the calls made (first call, then its re-ask)
+    calls: tuple[CallResult, ...] = ()  # what each call returned (tokens, cost, cached)
 
 
 async def judge_order(call: CachedCaller, rubric: Rubric, case: Case, first: str, second: str) -> OneOrder:
     """Judge one presentation order; one re-ask on a malformed reply, then a recorded error."""
+    from benchrun.hashing import cache_key
+
     messages = pairwise_messages(rubric, case, first, second)
+    keys = (cache_key(call.ref, messages, call.params, 0, "pairwise"),)
     res = await call(messages, "pairwise")
     if not res.ok:
-        return OneOrder(None, error=f"judge call failed: {res.error}")
+        return OneOrder(None, error=f"judge call failed: {res.error}", keys=keys, calls=(res,))
     assert res.text is not None
     try:
         rep = parse_pairwise(res.text)
-        return OneOrder(rep.displayed_verdict, rep.reason, raw=res.text)
+        return OneOrder(rep.displayed_verdict, rep.reason, raw=res.text, keys=keys, calls=(res,))
     except JudgeFormatError as e:
-        res2 = await call(_reask(messages, res.text, str(e)), "pairwise")
+        again = _reask(messages, res.text, str(e))
+        keys += (cache_key(call.ref, again, call.params, 0, "pairwise"),)
+        res2 = await call(again, "pairwise")
         if not res2.ok:
-            return OneOrder(None, error=f"judge call failed on re-ask: {res2.error}", raw=res.text)
+            return OneOrder(None, error=f"judge call failed on re-ask: {res2.error}", raw=res.text, keys=keys,
+                            calls=(res, res2))
         assert res2.text is not None
         try:
             rep = parse_pairwise(res2.text)
         except JudgeFormatError as e2:
-            return OneOrder(None, error=f"judge answer invalid after one re-ask: {e2}", raw=res2.text)
-        return OneOrder(rep.displayed_verdict, rep.reason, raw=res2.text)
+            return OneOrder(None, error=f"judge answer invalid after one re-ask: {e2}", raw=res2.text, keys=keys,
+                            calls=(res, res2))
+        return OneOrder(rep.displayed_verdict, rep.reason, raw=res2.text, keys=keys, calls=(res, res2))
 
 
 @dataclass(frozen=True)
