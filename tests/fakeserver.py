@@ -19,6 +19,10 @@ In-process::
 
 Endpoints
     POST /v1/chat/completions, /chat/completions   the completion API
+    POST /v1/embeddings, /embeddings               the embeddings API: each input's vector is a hashed bag of
+                                                    words (see ``embedding_vector``), so texts sharing words are
+                                                    close and clusters mean something; faults apply as to chat
+                                                    (the inputs are the "messages", one user message each)
     GET  /health                                    200 {"ok": true}
     GET  /stats                                     counters (see ``FakeServer.stats``)
     GET  /requests                                  the per-request log (see ``RequestRecord``)
@@ -55,6 +59,7 @@ Config keys (all optional)
     resolved_model                  model name reported in responses (default: echo the request).
     no_usage                        true: omit ``usage`` from responses.
     timeout_sleep_s                 how long a "timeout" fault holds the connection (default 30).
+    embedding_dim                   length of /v1/embeddings vectors (default 64).
     hold_until_in_flight            N: hold every request (before its latency) until N requests are in
                                     flight at once, then let everything through from then on (a one-shot
                                     gate, re-armed by /reset and /config). For tests that need several
@@ -69,7 +74,7 @@ Config keys (all optional)
               "reset" (close the socket with a TCP RST, no response),
               "malformed" (200 with a non-JSON body), "truncated" (200 whose body is the first half
               of a valid completion JSON, Content-Length matching the half), "empty" (a valid
-              completion whose content is "").
+              completion whose content is ""; for embeddings, a list with no vector).
         first_n: the first N requests of every distinct prompt key matching the fault fail.
         rate/seed: a request fails when a hash of (seed, prompt key, attempt number of that prompt
               key) falls below ``rate``. Keyed per prompt rather than per global request number, so
@@ -150,6 +155,7 @@ _CONFIG_KEYS = {
     "timeout_sleep_s",
     "hold_until_in_flight",
     "hold_timeout_s",
+    "embedding_dim",
     "batch",
 }
 _BATCH_KEYS = {"delay_s", "fail_contains", "expire_contains", "fail_batch", "reject_create"}
@@ -201,6 +207,26 @@ def message_text(content: Any) -> str:
 def count_tokens(text: str) -> int:
     """Whitespace word count: the fake server's notion of a token."""
     return len(text.split())
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def embedding_vector(text: str, dim: int = 64) -> list[float]:
+    """Deterministic unit vector of ``text``: a signed hashed bag of its lower-cased words.
+
+    Word w adds +-1 at position ``sha256(w)[:4] mod dim`` (sign from the fifth byte); the sum is
+    L2-normalised. A text without words maps to the first unit vector.
+    """
+    v = [0.0] * dim
+    for w in _WORDS.findall(text.lower()):
+        d = hashlib.sha256(w.encode("utf-8")).digest()
+        v[int.from_bytes(d[:4], "big") % dim] += 1.0 if d[4] & 1 else -1.0
+    norm = sum(x * x for x in v) ** 0.5
+    if norm == 0:
+        v[0] = 1.0
+        return v
+    return [x / norm for x in v]
 
 
 def _fraction(seed: Any, key: str, attempt: int) -> float:
@@ -273,6 +299,7 @@ class Config:
     timeout_sleep_s: float = 30.0
     hold_until_in_flight: int = 0
     hold_timeout_s: float = 120.0
+    embedding_dim: int = 64
     batch: dict[str, Any] = field(default_factory=dict)  # the batches API's behaviour (see the module doc)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -348,6 +375,7 @@ class Config:
             timeout_sleep_s=float(raw.get("timeout_sleep_s", 30.0)),
             hold_until_in_flight=int(raw.get("hold_until_in_flight", 0)),
             hold_timeout_s=float(raw.get("hold_timeout_s", 120.0)),
+            embedding_dim=max(1, int(raw.get("embedding_dim", 64))),
             batch=_parse_batch(raw.get("batch")),
             raw=raw,
         )
@@ -772,6 +800,22 @@ def _completion_body(cfg: Config, model: str, messages: list[dict[str, Any]], re
     return body
 
 
+def _embeddings_body(cfg: Config, model: str, messages: list[dict[str, Any]], empty: bool) -> dict[str, Any]:
+    texts = [message_text(m.get("content")) for m in messages]
+    body: dict[str, Any] = {
+        "object": "list",
+        "model": cfg.resolved_model or model,
+        "data": [] if empty else [
+            {"object": "embedding", "index": i, "embedding": embedding_vector(t, cfg.embedding_dim)}
+            for i, t in enumerate(texts)
+        ],
+    }
+    if not cfg.no_usage:
+        n = sum(count_tokens(t) for t in texts)
+        body["usage"] = {"prompt_tokens": n, "total_tokens": n}
+    return body
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -909,6 +953,20 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send_json(200, {"ok": True})
             return
+        if path in ("/v1/embeddings", "/embeddings"):
+            try:
+                body = json.loads(raw)
+                inputs = body.get("input") if isinstance(body, dict) else None
+                if isinstance(inputs, str):
+                    inputs = [inputs]
+                if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+                    raise ValueError("body must be a JSON object whose 'input' is a string or a list of strings")
+            except ValueError as exc:
+                self._send_json(400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+                return
+            messages = [{"role": "user", "content": t} for t in inputs]
+            self._complete(state, path, {"model": body.get("model", ""), "messages": messages}, embed=True)
+            return
         if path.startswith(("/v1/files", "/v1/batches")):
             self._batches_post(path, raw)
             return
@@ -977,15 +1035,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._not_found(f"route {path}")
 
-    def _complete(self, state: _State, path: str, body: dict[str, Any]) -> None:
+    def _complete(self, state: _State, path: str, body: dict[str, Any], embed: bool = False) -> None:
         model = str(body.get("model", ""))
         state.enter(model)
         try:
-            self._complete_inner(state, path, body)
+            self._complete_inner(state, path, body, embed)
         finally:
             state.leave(model)
 
-    def _complete_inner(self, state: _State, path: str, body: dict[str, Any]) -> None:
+    def _complete_inner(self, state: _State, path: str, body: dict[str, Any], embed: bool = False) -> None:
         rec, cfg, fault = state.admit(path, body, self.client_address[1])
         rec.api_key = self._sent_key() or None
         state.pass_gate(cfg)
@@ -1030,8 +1088,12 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 model = str(body.get("model", ""))
                 messages = body["messages"]
-                reply = "" if kind == "empty" else _reply_for(cfg, model, messages, rec.occurrence)
-                data = json.dumps(_completion_body(cfg, model, messages, reply)).encode("utf-8")
+                if embed:
+                    reply = f"{0 if kind == 'empty' else len(messages)} embeddings"
+                    data = json.dumps(_embeddings_body(cfg, model, messages, kind == "empty")).encode("utf-8")
+                else:
+                    reply = "" if kind == "empty" else _reply_for(cfg, model, messages, rec.occurrence)
+                    data = json.dumps(_completion_body(cfg, model, messages, reply)).encode("utf-8")
                 if kind == "truncated":
                     state.finish(rec, "truncated", 200)
                     self._send_bytes(200, data[: len(data) // 2])

@@ -69,6 +69,68 @@ def test_store_basics(backend_url: str) -> None:
     assert query(backend_url, "SELECT version FROM schema_version ORDER BY version") == [(m.version,) for m in MIGRATIONS]
 
 
+def test_batched_writes_and_bulk_reads(backend_url: str) -> None:
+    """`write_batch` commits cache entries and results together or not at all; `cache_get_many` and
+    `result_rows` read what `cache_get` and `results` read, in bulk."""
+    from benchrun.ledger.tables import Result
+    from benchrun.report.summary import result_dicts
+
+    led = Ledger(backend_url)
+    led.create_run(make_run("r1"))
+    led.add_result(make_result("r1", "c0", status="error"))
+    led.cache_put("k0", "openai/m", {"text": "first"})
+    led.write_batch([("k0", "openai/m", {"text": "second"}), ("k1", "openai/m", {"text": "one"})],
+                    [(make_result("r1", "c0", status="passed"), True), (make_result("r1", "c1"), False)])
+    assert led.cells("r1") == {("c0", "m", 0): "passed", ("c1", "m", 0): "passed"}
+    # one bad row (a cell recorded twice) fails the whole batch: neither its cache entry nor the other row is kept
+    with pytest.raises(IntegrityError):
+        led.write_batch([("k2", "openai/m", {"text": "two"})],
+                        [(make_result("r1", "c2"), False), (make_result("r1", "c1"), False)])
+    assert led.cache_get("k2") is None and set(led.cells("r1")) == {("c0", "m", 0), ("c1", "m", 0)}
+    keys = ["k0", "k1", "nope", "k0"] + [f"absent-{i}" for i in range(1200)]  # more than one query's worth
+    assert led.cache_get_many(keys) == {"k0": {"text": "first"}, "k1": {"text": "one"}}
+    assert led.cache_get_many([]) == {}
+    rows = led.result_rows("r1")
+    assert rows == result_dicts(led.results("r1"))  # the same values
+    assert [[type(v) for v in r.values()] for r in rows] == [
+        [type(r[k]) for k in rows[0]] for r in result_dicts(led.results("r1"))]  # of the same types
+    assert all(list(r) == list(Result.model_fields) for r in rows)  # keys in the table's order
+    assert led.result_rows("no-such-run") == []
+    led.close()
+
+
+def test_runner_group_commit_fails_only_the_bad_write(project: Project) -> None:
+    """Writes handed to the runner's writer while it is busy are committed together; when that batch fails
+    (here: a result for a cell already recorded), each write is retried alone, so only the bad one fails."""
+    import asyncio
+
+    from benchrun import runner
+    from benchrun.spec import load_run_spec
+
+    loaded = load_run_spec(project.setup())
+    led = Ledger(str(project.ledger))
+    run_id = runner.create_run(loaded, led)
+    led.add_result(make_result(run_id, "c0"))
+    r = runner.Runner(loaded, led, run_id)
+    gate = threading.Event()
+    r._writer.submit(gate.wait)  # hold the writer thread, so that the three writes queue up behind it
+
+    async def go() -> list[Any]:
+        tasks = [asyncio.create_task(r._write(result=(make_result(run_id, "c1"), False))),
+                 asyncio.create_task(r._write(result=(make_result(run_id, "c0"), False))),  # recorded already
+                 asyncio.create_task(r._write(cache=("k", "openai/m", {"text": "t"})))]
+        await asyncio.sleep(0.05)
+        assert not any(t.done() for t in tasks)  # nobody resumes before a commit
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    out = asyncio.run(go())
+    r._writer.shutdown(wait=True)
+    assert out[0] is None and isinstance(out[1], IntegrityError) and out[2] is None
+    assert set(led.cells(run_id)) == {("c0", "m", 0), ("c1", "m", 0)} and led.cache_get("k") == {"text": "t"}
+    led.close()
+
+
 WRITER = r"""
 import sys
 sys.path.insert(0, sys.argv[3])

@@ -72,6 +72,39 @@ def test_parse_verdict_and_pass_rule() -> None:
             judge.parse_verdict(rb, bad)
 
 
+def test_verdict_fast_path_agrees_with_jsonschema() -> None:
+    """`judge._plainly_valid` (which spares jsonschema the common valid reply) accepts only what jsonschema
+    itself accepts under the rubric's schema, and every verdict parses to the same outcome and error as before."""
+    import json
+
+    import jsonschema
+
+    rb = Rubric.model_validate(RUBRIC)
+    schema = rb.effective_schema()
+    base = {"score": 4, "pass": True, "reason": "ok", "failure_mode": "none"}
+    variants: list[object] = [base, {**base, "score": 1}, {**base, "score": 5}, {**base, "score": 0}, {**base, "score": 6},
+                              {**base, "score": 4.0}, {**base, "score": 4.5}, {**base, "score": True}, {**base, "score": "4"},
+                              {**base, "pass": 1}, {**base, "pass": None}, {**base, "reason": 3}, {**base, "reason": ""},
+                              {**base, "failure_mode": "made_up"}, {**base, "failure_mode": None}, {**base, "extra": 1},
+                              {k: v for k, v in base.items() if k != "reason"}, {}, [base], "text", 4]
+    fast_valid = 0
+    for v in variants:
+        valid = isinstance(v, dict) and not list(jsonschema.Draft202012Validator(schema).iter_errors(v))
+        if isinstance(v, dict) and judge._plainly_valid(rb, v):
+            fast_valid += 1
+            assert valid, v  # never accepts what jsonschema refuses
+        text = json.dumps(v)
+        if valid and isinstance(v, dict) and 1 <= int(v["score"]) <= 5 and v["failure_mode"] in rb.failure_modes:
+            assert judge.parse_verdict(rb, text).score == int(v["score"])
+        else:
+            with pytest.raises(judge.JudgeFormatError):
+                judge.parse_verdict(rb, text)
+    assert fast_valid == 4  # the four plain valid replies (scores 4, 1, 5; an empty reason) took the fast path, 4.0 not
+    assert judge.parse_verdict(rb, json.dumps({**base, "score": 4.0})).score == 4  # jsonschema's path, as before
+    custom = Rubric.model_validate({**RUBRIC, "response_schema": schema})
+    assert not judge._plainly_valid(custom, base)  # a rubric's own schema always goes through jsonschema
+
+
 def test_judge_prompt_is_blind() -> None:
     rb = Rubric.model_validate(RUBRIC)
     case = Case.model_validate({"id": "x", "input": "Why two charges?", "ideal": "explain"})

@@ -91,6 +91,9 @@ BAD_DATASETS = [
     ("bad_regex", None, "invalid regular expression"),
     ("dup_key", "name: d\nversion: 1\nname: e\ncases: []\n", "duplicate key"),
     ("last_not_user", None, "last input message"),
+    # a raw control character: PyYAML's reader refused it while the loader was built, outside the YAML error
+    # handling, so it crashed with ReaderError instead of naming the file (either parser, libyaml or Python)
+    ("control_char", 'name: d\nversion: 1\ncases:\n  - id: a\n    input: "hi\x07"\n', "invalid YAML: unacceptable character"),
 ]
 
 

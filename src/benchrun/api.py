@@ -256,6 +256,8 @@ class CoverageResult:
     headline: str | None
     report_id: int | None  # the ledger report, when stored
     data: dict[str, Any] = field(repr=False)
+    embedding_cost_usd: float | None = None  # remote embedders: what the texts not in the cache cost (None: unknown)
+    stability_jsd: float | None = None  # k-means fitted on a sample: JSD of the shares of two fits (docs/scale.md)
 
 
 # ----------------------------------------------------------------------------- the ledger
@@ -709,7 +711,9 @@ def measure_coverage(production: str | Path, dataset: str | Path, *, ledger: str
 
     ``options`` are the command's options by their Python names (``k``, ``method``, ``window_days``,
     ``sessions``, ``model``, ``cache_path``, ``seed``, ``good_below``, ``refresh_above``, ...; see
-    `benchrun.coverage.pipeline.CoverageOptions`). With ``store`` the report is recorded in the
+    `benchrun.coverage.pipeline.CoverageOptions`). A remote embedder is ``model="litellm:MODEL"`` with
+    ``api_base``, ``api_key_env``, ``embed_concurrency``, ``batch_size``; ``fit_sample`` bounds the
+    k-means fit (docs/scale.md). With ``store`` the report is recorded in the
     ledger, where `runs show` then finds it for runs of this dataset version.
     """
     from benchrun.coverage.history import store_report
@@ -722,7 +726,8 @@ def measure_coverage(production: str | Path, dataset: str | Path, *, ledger: str
         report["ledger_report_id"] = rid
     score = report["score"]
     return CoverageResult(jsd=float(score["jsd"]), band=str(score["band"]), headline=report.get("headline"),
-                          report_id=rid, data=report)
+                          report_id=rid, data=report, embedding_cost_usd=(report.get("cost") or {}).get("embedding_usd"),
+                          stability_jsd=report["params"].get("stability_jsd"))
 
 
 def report_markdown(run_id: str, *, baseline: str | None = None, ledger: str | Path | Ledger | None = None) -> str:

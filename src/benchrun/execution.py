@@ -75,9 +75,8 @@ def _mark_interrupted(ledger: Ledger, run_id: str, why: str) -> None:
 
 def _totals(ledger: Ledger, run_id: str) -> dict[str, Any]:
     from benchrun.analysis.breakdown import totals
-    from benchrun.report.summary import result_dicts
 
-    return totals(result_dicts(ledger.results(run_id)))
+    return totals(ledger.result_rows(run_id))
 
 
 def execute_run(
@@ -183,12 +182,11 @@ def execute_run(
             if shard is not None:
                 finish(outcome.status, outcome.message)
                 return outcome
-            results = ledger.results(run_id)
+            results = ledger.result_rows(run_id)
             ledger.update_run(run_id, models=runner.with_resolved_models(ledger.get_run(run_id).models, results))
             from benchrun.analysis.breakdown import totals
-            from benchrun.report.summary import result_dicts
 
-            tot = totals(result_dicts(results))
+            tot = totals(results)
             if pairwise is not None:
                 tot["pairwise"] = pairwise.to_dict()
             ledger.finish_run(run_id, outcome.status, tot, outcome.message)

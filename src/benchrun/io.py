@@ -105,13 +105,12 @@ def _recursive_alias_line(root: yaml.Node) -> int | None:
     return None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last) and alias bombs."""
+class _AliasBudget:
+    """Composes nodes like PyYAML's Composer, refusing an alias that takes the document past the budget."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._alias_budget = MAX_ALIAS_EXPANSION
-        self._sizes: dict[int, int] = {}
+    _alias_budget: int
+    _sizes: dict[int, int]
+    anchors: dict[str, yaml.Node]
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):  # type: ignore[no-untyped-call]
@@ -123,7 +122,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     raise yaml.composer.ComposerError(
                         None, None, f"alias *{event.anchor} takes the document past {MAX_ALIAS_EXPANSION} aliased "
                         "values (an alias bomb?); write the values out instead of nesting aliases", event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return, no-untyped-call]
+        return super().compose_node(parent, index)  # type: ignore[misc, no-any-return]
+
+
+class _UniqueKeyLoader(_AliasBudget, yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last) and alias bombs."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._alias_budget = MAX_ALIAS_EXPANSION
+        self._sizes: dict[int, int] = {}
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -148,6 +156,25 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+_Loader: Any = _UniqueKeyLoader
+if getattr(yaml, "__with_libyaml__", False):
+    class _UniqueKeyCLoader(_AliasBudget, yaml.composer.Composer, yaml._yaml.CParser,  # type: ignore[misc]
+                            yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """The same loader with libyaml's scanner and parser: events come from C (most of the time of loading a
+        large dataset went to PyYAML's pure-Python scanner); composing (with the alias budget of
+        `_AliasBudget`) and constructing (duplicate keys refused) stay as above."""
+
+        def __init__(self, stream: str) -> None:
+            yaml._yaml.CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._alias_budget = MAX_ALIAS_EXPANSION
+            self._sizes: dict[int, int] = {}
+
+    _UniqueKeyCLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _Loader = _UniqueKeyCLoader
+
 
 def load_yaml(path: str | Path, text: str | None = None) -> tuple[Any, yaml.Node | None]:
     """Parse YAML, returning the data and its node tree (for line numbers)."""
@@ -156,7 +183,10 @@ def load_yaml(path: str | Path, text: str | None = None) -> tuple[Any, yaml.Node
         text = read_text(p)
     if not text.strip():
         raise BadInput(p, None, "file is empty; see the README for the format")
-    loader = _UniqueKeyLoader(text)
+    try:
+        loader = _Loader(text)  # PyYAML's reader refuses control characters here, before parsing
+    except yaml.YAMLError as e:
+        raise BadInput(p, None, f"invalid YAML: {' '.join(str(e).split())}") from None
     try:
         node = loader.get_single_node()  # type: ignore[no-untyped-call]
         if node is not None and (line := _recursive_alias_line(node)) is not None:

@@ -7,7 +7,7 @@ litellm (seconds of start-up). `benchrun.providers` picks this transport or lite
 and owns what both share: the tenacity retry policy, ``Retry-After``, the classification of
 faults into retryable and fatal, token estimates and cost.
 
-One attempt is one POST to ``{api_base}/chat/completions``. Faults are raised as the
+One attempt is one POST to ``{api_base}/chat/completions`` (or ``/embeddings`` for embedding models). Faults are raised as the
 exceptions below, named and classified as litellm names and classifies the same faults from the
 same server (status 429 → ``RateLimitError``, 5xx, timeouts, connection faults and bodies that
 are not a chat completion → retryable; 4xx → fatal), so a run's ledger reads the same whichever
@@ -254,13 +254,18 @@ async def attempt(
     ``params`` go into the body as given: sampling, ``response_format`` (structured output),
     ``tools`` / ``tool_choice``, ``seed``, ...
     """
+    body = {"model": wire_model(model), "messages": messages, **params}
+    return parse_completion(await _post(api_base, "/chat/completions", api_key, body, timeout_s))
+
+
+async def _post(api_base: str | None, route: str, api_key: str | None, body: dict[str, Any], timeout_s: float) -> Any:
+    """POST ``body`` to ``{api_base}{route}`` and return the decoded JSON; every fault is a `ProviderError`."""
     key = api_key or os.environ.get("OPENAI_API_KEY")
     if not key:
         raise AuthenticationError(
             "no API key: set OPENAI_API_KEY, or name the variable that holds the key with api_key_env"
         )
-    body = {"model": wire_model(model), "messages": messages, **params}
-    url = base_url(api_base) + "/chat/completions"
+    url = base_url(api_base) + route
     headers = {"Authorization": f"Bearer {key}"}
     try:
         async with asyncio.timeout(timeout_s):  # the whole attempt, as litellm's timeout is
@@ -275,7 +280,62 @@ async def attempt(
     if resp.status_code >= 400:
         raise error_for_status(resp.status_code, _error_message(raw, resp.status_code), resp.headers)
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except ValueError as e:
         raise InternalServerError(str(e), status_code=500) from None  # json's words, as litellm reports them
-    return parse_completion(data)
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+@dataclass
+class Embeddings:
+    """What the gateway needs from one embeddings response, whichever transport made it."""
+
+    vectors: list[list[float]]  # one per input, in input order
+    prompt_tokens: int | None
+    model: str | None
+
+
+def parse_embeddings(data: Any, n_inputs: int) -> Embeddings:
+    """Read an embeddings body (``{"data": [{"index", "embedding"}], "usage"}``).
+
+    Anything else, a missing or extra vector, a non-numeric or ragged vector, is a retryable fault (a proxy's
+    error page, a cut-off body), as for chat completions.
+    """
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise InternalServerError("the response is not an embeddings list (no 'data' list)", status_code=500)
+    if len(items) != n_inputs:
+        raise InternalServerError(f"the response holds {len(items)} embeddings for {n_inputs} inputs", status_code=500)
+    out: list[list[float] | None] = [None] * n_inputs
+    dim: int | None = None
+    for pos, item in enumerate(items):
+        vec = item.get("embedding") if isinstance(item, dict) else None
+        idx = item.get("index", pos) if isinstance(item, dict) else pos
+        if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < n_inputs or out[idx] is not None:
+            raise InternalServerError(f"embedding {pos} has a bad or repeated index", status_code=500)
+        if (not isinstance(vec, list) or not vec
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vec)):
+            raise InternalServerError(f"embedding {pos} is not a list of numbers", status_code=500)
+        if dim is not None and len(vec) != dim:
+            raise InternalServerError("the embeddings in one response have different lengths", status_code=500)
+        dim = len(vec)
+        out[idx] = vec
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    pt = usage.get("prompt_tokens")
+    model = data.get("model")
+    return Embeddings(
+        vectors=[v for v in out if v is not None],
+        prompt_tokens=int(pt) if isinstance(pt, (int, float)) and not isinstance(pt, bool) and pt > 0 else None,
+        model=model if isinstance(model, str) else None,
+    )
+
+
+async def embed_attempt(
+    model: str, api_base: str | None, api_key: str | None, texts: list[str], params: dict[str, Any], timeout_s: float
+) -> Embeddings:
+    """One POST to ``{api_base}/embeddings`` (OpenAI, TEI, vLLM, Ollama's /v1, ...); raises a `ProviderError`
+    for every fault, classified as for chat completions (never retries itself)."""
+    body = {"model": wire_model(model), "input": texts, "encoding_format": "float", **params}
+    return parse_embeddings(await _post(api_base, "/embeddings", api_key, body, timeout_s), len(texts))

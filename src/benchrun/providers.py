@@ -1,6 +1,6 @@
 """The provider gateway: the only module that talks to models.
 
-Two transports behind one interface (`complete`):
+Two transports behind one interface (`complete` for chat, `embed` for embeddings):
 
 * ``openai``: OpenAI-compatible servers over one shared httpx client (`benchrun.openai_http`):
   ``openai/...`` models, models with an ``api_base`` (vLLM, Ollama's /v1, llama.cpp, TGI, LM
@@ -27,16 +27,17 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchrun import openai_http
 from benchrun.errors import BadInput
 from benchrun.spec import ModelRef, Price, Retries
 
 _LITELLM_READY = False
+T = TypeVar("T")
 
 
 def setup_litellm() -> Any:
@@ -433,56 +434,19 @@ async def complete(
     retries: Retries,
 ) -> CallResult:
     """One chat completion with retries; never raises for provider faults (returns ``error``)."""
-    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+    async def one() -> openai_http.Completion:
+        resp = await _attempt(endpoint, messages, params, timeout_s)
+        if not resp.tool_calls and (resp.text is None or not str(resp.text).strip()):  # tool calls may carry no text
+            raise EmptyResponse("the provider returned an empty answer")
+        return resp
 
     attempts: list[dict[str, Any]] = []
-
-    def _wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        n = state.attempt_number
-        backoff = min(retries.backoff_max_s, retries.backoff_base_s * (2 ** (n - 1)))
-        wait = random.uniform(0, backoff) + backoff / 2  # jittered exponential
-        ra = _retry_after_seconds(exc) if exc else None
-        if ra is not None:
-            wait = min(max(ra, 0.0), max(retries.backoff_max_s, ra if ra <= 120 else 120))
-        if attempts:
-            attempts[-1]["wait_s"] = round(wait, 3)
-        return wait
-
-    def _should_retry(exc: BaseException) -> bool:
-        retry, desc = classify(exc)
-        attempts.append({"error": desc, "retryable": retry})
-        return retry
-
     started = time.perf_counter()
-    last_latency = 0.0
     try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(retries.attempts),
-            wait=_wait,
-            retry=retry_if_exception(_should_retry),
-            reraise=True,
-        ):
-            with attempt:
-                t0 = time.perf_counter()
-                resp = await _attempt(endpoint, messages, params, timeout_s)
-                last_latency = (time.perf_counter() - t0) * 1000
-                text = resp.text
-                if resp.tool_calls:  # an answer made of tool calls may carry no text
-                    text = text or ""
-                elif text is None or not str(text).strip():
-                    raise EmptyResponse("the provider returned an empty answer")
+        resp, last_latency = await _retried(one, retries, attempts)
     except Exception as exc:
-        retry, desc = classify(exc)
-        if not attempts or attempts[-1]["error"] != desc:
-            attempts.append({"error": desc, "retryable": retry})
-        return CallResult(
-            text=None,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            retries=len(attempts) - 1,
-            attempts=attempts,
-            error=desc if not retry else f"gave up after {len(attempts)} attempts: {desc}",
-        )
+        return CallResult(text=None, **_failure(exc, attempts, started))
+    text = resp.text if resp.text is not None else ""  # None only for an answer made of tool calls
 
     pt, ct = resp.prompt_tokens, resp.completion_tokens
     estimated = False
@@ -501,4 +465,135 @@ async def complete(
         attempts=attempts,
         resolved_model=resp.model,
         tool_calls=resp.tool_calls,
+    )
+
+
+def _retrying(retries: Retries, attempts: list[dict[str, Any]]) -> Any:
+    """The retry policy every call shares (tenacity): jittered exponential backoff that honours ``Retry-After``,
+    retrying what `classify` calls retryable; each failed attempt is appended to ``attempts``."""
+    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+    def _wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        n = state.attempt_number
+        backoff = min(retries.backoff_max_s, retries.backoff_base_s * (2 ** (n - 1)))
+        wait = random.uniform(0, backoff) + backoff / 2  # jittered exponential
+        ra = _retry_after_seconds(exc) if exc else None
+        if ra is not None:
+            wait = min(max(ra, 0.0), max(retries.backoff_max_s, ra if ra <= 120 else 120))
+        if attempts:
+            attempts[-1]["wait_s"] = round(wait, 3)
+        return wait
+
+    def _should_retry(exc: BaseException) -> bool:
+        retry, desc = classify(exc)
+        attempts.append({"error": desc, "retryable": retry})
+        return retry
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(retries.attempts), wait=_wait, retry=retry_if_exception(_should_retry), reraise=True
+    )
+
+
+async def _retried(call: Callable[[], Awaitable[T]], retries: Retries,
+                   attempts: list[dict[str, Any]]) -> tuple[T, float]:
+    """``call()`` under `_retrying`: its result and the milliseconds of the attempt that succeeded; raises the
+    last fault when every attempt failed."""
+    async for attempt in _retrying(retries, attempts):
+        with attempt:
+            t0 = time.perf_counter()
+            result = await call()
+            latency = (time.perf_counter() - t0) * 1000
+    return result, latency
+
+
+def _failure(exc: BaseException, attempts: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """The fields of a call that failed for good: its last fault, the attempts, the time spent."""
+    retry, desc = classify(exc)
+    if not attempts or attempts[-1]["error"] != desc:
+        attempts.append({"error": desc, "retryable": retry})
+    return {
+        "latency_ms": (time.perf_counter() - started) * 1000,
+        "retries": len(attempts) - 1,
+        "attempts": attempts,
+        "error": desc if not retry else f"gave up after {len(attempts)} attempts: {desc}",
+    }
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+@dataclass
+class EmbedResult:
+    """One embeddings call (a batch of texts) after retries: vectors in input order, or ``error``."""
+
+    vectors: list[list[float]] | None
+    prompt_tokens: int | None = None
+    tokens_estimated: bool = False
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    retries: int = 0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    resolved_model: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.vectors is not None
+
+
+async def _embed_attempt(endpoint: Endpoint, texts: list[str], params: dict[str, Any],
+                         timeout_s: float) -> openai_http.Embeddings:
+    if endpoint.transport == "openai":
+        return await openai_http.embed_attempt(endpoint.model, endpoint.api_base, endpoint.api_key, texts, params,
+                                               timeout_s)
+    litellm = setup_litellm()
+    kwargs: dict[str, Any] = {"model": endpoint.model, "input": texts, "timeout": timeout_s, "num_retries": 0,
+                              "max_retries": 0, **params}
+    if endpoint.api_base:
+        kwargs["api_base"] = endpoint.api_base
+    if endpoint.api_key:
+        kwargs["api_key"] = endpoint.api_key
+    # Note: litellm's OpenAI/Azure embedding path reads max_retries=0 as unset (`max_retries or DEFAULT_MAX_RETRIES`)
+    # and sets it on any client passed in, so the OpenAI SDK retries a 429/5xx up to twice inside one of our
+    # attempts, uncounted; the openai transport (the default for openai/ models) has no such hidden retries.
+    async with asyncio.timeout(timeout_s + 5):
+        resp = await litellm.aembedding(**kwargs)
+    data = resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)
+    return openai_http.parse_embeddings(data, len(texts))
+
+
+async def embed(
+    ref: ModelRef,
+    endpoint: Endpoint,
+    texts: list[str],
+    params: dict[str, Any],
+    timeout_s: float,
+    retries: Retries,
+) -> EmbedResult:
+    """Embed one batch of texts with the retry policy of `complete`; never raises for provider faults.
+
+    Cost is priced as a call whose prompt is the texts and whose completion is empty (the spec's
+    price, else litellm's price map, else unknown); tokens are the provider's or tiktoken's estimate.
+    """
+    attempts: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    try:
+        resp, last_latency = await _retried(lambda: _embed_attempt(endpoint, texts, params, timeout_s), retries,
+                                            attempts)
+    except Exception as exc:
+        return EmbedResult(vectors=None, **_failure(exc, attempts, started))
+    pt = resp.prompt_tokens
+    estimated = pt is None
+    if pt is None:
+        pt = sum(count_tokens(t) for t in texts)
+    return EmbedResult(
+        vectors=resp.vectors,
+        prompt_tokens=int(pt),
+        tokens_estimated=estimated,
+        cost_usd=cost_of(ref, endpoint, int(pt), 0),
+        latency_ms=round(last_latency, 2),
+        retries=len(attempts),
+        attempts=attempts,
+        resolved_model=resp.model,
     )

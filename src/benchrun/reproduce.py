@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Run
-from benchrun.spec import LoadedSpec, resolve_path
+from benchrun.spec import Case, LoadedSpec, resolve_path
 
 if TYPE_CHECKING:
     from benchrun.runner import Progress
@@ -69,6 +69,22 @@ def check_files(run: Run) -> list[FileCheck]:
     spec_path = Path(run.spec_path) if run.spec_path else None
     base = spec_path.parent if spec_path is not None else Path.cwd()
     out: list[FileCheck] = []
+    # the spec file loads its dataset and rubric: their hashes are reused below when they are the same files
+    # (loading a 2,000-case dataset costs most of a second)
+    loaded_hashes: dict[Path, str] = {}
+    if spec_path is None or not spec_path.exists():
+        out.append(FileCheck("spec", str(spec_path) if spec_path else None, "missing", run.spec_hash))
+    else:
+        try:
+            disk = load_run_spec(spec_path)
+        except BenchrunError as e:
+            out.append(FileCheck("spec", str(spec_path), "unreadable", run.spec_hash, detail=str(e)))
+        else:
+            h = disk.spec_hash
+            out.append(FileCheck("spec", str(spec_path), "same" if h == run.spec_hash else "changed", run.spec_hash, h))
+            loaded_hashes[resolve_path(base, disk.spec.dataset)] = disk.dataset.hash
+            if disk.spec.rubric is not None and disk.rubric is not None:
+                loaded_hashes[resolve_path(base, disk.spec.rubric)] = disk.rubric.hash
     files: list[tuple[str, str, str, Any]] = [("dataset", snap["spec"]["dataset"], run.dataset_hash, load_dataset)]
     if snap["spec"].get("rubric") is not None:  # none in a run scored by rules only
         files.append(("rubric", snap["spec"]["rubric"], run.rubric_hash, load_rubric))
@@ -77,20 +93,15 @@ def check_files(run: Run) -> list[FileCheck]:
         if not p.exists():
             out.append(FileCheck(kind, str(p), "missing", recorded))
             continue
-        try:
-            h = loader(p).hash
-        except BenchrunError as e:
-            out.append(FileCheck(kind, str(p), "unreadable", recorded, detail=str(e)))
-            continue
+        if p in loaded_hashes:
+            h = loaded_hashes[p]
+        else:
+            try:
+                h = loader(p).hash
+            except BenchrunError as e:
+                out.append(FileCheck(kind, str(p), "unreadable", recorded, detail=str(e)))
+                continue
         out.append(FileCheck(kind, str(p), "same" if h == recorded else "changed", recorded, h))
-    if spec_path is None or not spec_path.exists():
-        out.insert(0, FileCheck("spec", str(spec_path) if spec_path else None, "missing", run.spec_hash))
-    else:
-        try:
-            h = load_run_spec(spec_path).spec_hash
-            out.insert(0, FileCheck("spec", str(spec_path), "same" if h == run.spec_hash else "changed", run.spec_hash, h))
-        except BenchrunError as e:
-            out.insert(0, FileCheck("spec", str(spec_path), "unreadable", run.spec_hash, detail=str(e)))
     return out
 
 
@@ -116,33 +127,52 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
         if limit is None or len(shown) < limit:
             shown.append(text)
 
+    # The same walk in three passes (answers, verdicts, re-asks), each looked up in bulk; the misses are then
+    # listed cell by cell, in the order a one-by-one walk finds them.
+    cells: list[tuple[str, Case, str, str]] = []  # (where, case as asked, model key, candidate answer key)
     for base in loaded.dataset.cases:
         for cand in spec.candidates:
             params = spec.sampling_for(cand).as_params()
             base_msgs = runner.candidate_messages(loaded, cand, base)
             for i in range(spec.samples_per_case):
-                case = loaded.case_for_sample(base, i)
+                case = loaded.case_for_sample(base, i)  # shuffle_choices: sample i is choice order i
                 msgs = base_msgs if case is base else runner.candidate_messages(loaded, cand, case)
-                where = f"case {case.id} × {cand.key} sample {i}"
-                hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate"))
-                if hit is None or hit.get("text") is None:
-                    miss(f"{where}: answer")
-                    continue
-                answers[(case.id, cand.key)] = hit["text"]
-                if not loaded.judged(case):
-                    continue
-                assert spec.judge is not None and rubric is not None
-                jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
-                jhit = ledger.cache_get(runner.cache_key(spec.judge, jmsgs, jparams, 0, "judge"))
-                if jhit is None or jhit.get("text") is None:
-                    miss(f"{where}: judge verdict")
-                    continue
-                try:
-                    judge_mod.parse_verdict(rubric, jhit["text"])
-                except judge_mod.JudgeFormatError as e:
-                    rmsgs = judge_mod.reask_messages(jmsgs, jhit["text"], str(e), rubric)
-                    if ledger.cache_get(runner.cache_key(spec.judge, rmsgs, jparams, 0, "judge")) is None:
-                        miss(f"{where}: judge re-ask")
+                cells.append((f"case {case.id} × {cand.key} sample {i}", case, cand.key,
+                              runner.cache_key(cand, msgs, params, i, "candidate")))
+    cached = ledger.cache_get_many(k for *_, k in cells)
+    judged: dict[int, tuple[list[dict[str, str]], str]] = {}  # cell -> (judge messages, judge key)
+    for n, (_, case, model_key, key) in enumerate(cells):
+        hit = cached.get(key)
+        if hit is None or hit.get("text") is None:
+            continue
+        answers[(case.id, model_key)] = hit["text"]
+        if loaded.judged(case):
+            assert spec.judge is not None and rubric is not None
+            jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
+            judged[n] = (jmsgs, runner.cache_key(spec.judge, jmsgs, jparams, 0, "judge"))
+    verdicts = ledger.cache_get_many(k for _, k in judged.values())
+    reasks: dict[int, str] = {}  # cell -> re-ask key, for cached verdicts that do not parse
+    for n, (jmsgs, jkey) in judged.items():
+        jhit = verdicts.get(jkey)
+        if jhit is None or jhit.get("text") is None:
+            continue
+        assert spec.judge is not None and rubric is not None
+        try:
+            judge_mod.parse_verdict(rubric, jhit["text"])
+        except judge_mod.JudgeFormatError as e:
+            rmsgs = judge_mod.reask_messages(jmsgs, jhit["text"], str(e), rubric)
+            reasks[n] = runner.cache_key(spec.judge, rmsgs, jparams, 0, "judge")
+    reasked = ledger.cache_get_many(reasks.values())
+    for n, (where, _, _, key) in enumerate(cells):
+        hit = cached.get(key)
+        if hit is None or hit.get("text") is None:
+            miss(f"{where}: answer")
+        elif n in judged:
+            jhit = verdicts.get(judged[n][1])
+            if jhit is None or jhit.get("text") is None:
+                miss(f"{where}: judge verdict")
+            elif n in reasks and reasks[n] not in reasked:
+                miss(f"{where}: judge re-ask")
     if spec.judge is not None and spec.judge.pairwise:
         from benchrun.pairwise_run import pairwise_cache_misses
 
@@ -177,10 +207,9 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     from benchrun.analysis.stats import holm_adjust
     from benchrun.report.comparison import conditions_diff, outcomes_for
     from benchrun.report.plain import jsonable
-    from benchrun.report.summary import result_dicts
 
-    rows_o = result_dicts(ledger.results(original.id))
-    rows_n = result_dicts(ledger.results(reproduction.id))
+    rows_o = ledger.result_rows(original.id)
+    rows_n = ledger.result_rows(reproduction.id)
     order = [m["key"] for m in json.loads(original.models)]
     sum_o = {s.model_key: s for s in summarize(rows_o, order)}
     sum_n = {s.model_key: s for s in summarize(rows_n, order)}

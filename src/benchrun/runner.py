@@ -1,19 +1,23 @@
 """Run orchestration: cases × candidates × samples, async, bounded, cached, resumable.
 
 A run is created in the ledger before the first call and each result is written
-as soon as it is scored, in one transaction, so a crash or Ctrl-C loses at most
-the calls in flight (whose answers are cached the moment they arrive, so a
-resume pays for nothing twice). ``--resume`` fills in only the missing cells.
+as soon as it is scored, in one transaction (shared with the results and cache
+entries that arrive while the previous commit is under way), so a crash or Ctrl-C
+loses at most the calls in flight and the results not yet committed (whose
+answers are cached the moment they arrive, so a resume pays for nothing twice).
+``--resume`` fills in only the missing cells.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import json
 import platform
 import secrets
 import subprocess
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from benchrun.scoring.sandbox import Sandbox
 
 CONNECTION_FAULTS_BEFORE_ABORT = 8
+_CACHE_AHEAD = 256  # candidate answers read from the cache per query (`Runner._cached`)
 # how the transports word "could not reach the server" (litellm reports refused connections as InternalServerError)
 _CONNECTION_SIGNS = ("APIConnectionError", "Connection error", "Timeout", "timed out", "Connection refused")
 
@@ -254,12 +259,13 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
         )
 
 
-def with_resolved_models(models_json: str, results: list[Result]) -> str:
-    """Add the model versions providers reported (e.g. ``gpt-4o-mini-2024-07-18``) to the run's model list."""
+def with_resolved_models(models_json: str, results: list[dict[str, Any]]) -> str:
+    """Add the model versions providers reported (e.g. ``gpt-4o-mini-2024-07-18``) to the run's model list
+    (``results``: `Ledger.result_rows`)."""
     seen: dict[str, set[str]] = {}
     for r in results:
-        if r.resolved_model:
-            seen.setdefault(r.model_key, set()).add(r.resolved_model)
+        if r["resolved_model"]:
+            seen.setdefault(r["model_key"], set()).add(r["resolved_model"])
     models = json.loads(models_json)
     for m in models:
         m["resolved_models"] = sorted(seen.get(m["key"], set()))
@@ -354,6 +360,15 @@ class _JudgeCost:
 
 
 @dataclass
+class _Write:
+    """One ledger write handed to the runner's writer thread, and the future that says it is committed."""
+
+    cache: tuple[str, str, dict[str, Any]] | None  # (key, model, response)
+    result: tuple[Result, bool] | None  # (row, replace an earlier error row)
+    done: concurrent.futures.Future[None]
+
+
+@dataclass
 class _State:
     spent: float = 0.0
     reserved: float = 0.0
@@ -391,6 +406,12 @@ class Runner:
         # One writer thread: ledger writes leave the event loop (SQLite releases the GIL while it works)
         # and stay serialised, so a run never contends with itself for the database lock.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-ledger")
+        self._pending: deque[_Write] = deque()  # handed to the writer, not yet taken into a transaction
+        # cache reads ahead (see `_cached`): the candidate keys of the pending units in queue order, how far they
+        # were read, and the entries read and not yet used
+        self._ahead: list[str] = []
+        self._ahead_at = 0
+        self._prefetched: dict[str, dict[str, Any]] = {}
 
     # -------------------------------------------------------------- planning
 
@@ -461,15 +482,61 @@ class Runner:
 
     # -------------------------------------------------------------- execution
 
-    async def _write(self, fn: Callable[..., None], *args: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+    async def _write(self, cache: tuple[str, str, dict[str, Any]] | None = None,
+                     result: tuple[Result, bool] | None = None) -> None:
+        """Write a cache entry or a result and return once it is committed (group commit, see `_drain`)."""
+        w = _Write(cache, result, concurrent.futures.Future())
+        self._pending.append(w)
+        self._writer.submit(self._drain)  # one drain per write: a row handed over is always written, even on Ctrl-C
+        await asyncio.wrap_future(w.done)
+
+    def _drain(self) -> None:
+        """In the writer thread: commit every write handed over so far in one transaction (`Ledger.write_batch`).
+
+        Under load, the writes that arrive while a commit is under way go in together with the next one, so
+        a run pays one commit for many results; alone, a write is committed at once. Each caller still
+        resumes only after its own write is committed, so a crash loses no result that was reported done.
+        If the batch fails, each write is retried on its own, so one bad row fails only its own caller."""
+        batch: list[_Write] = []
+        while self._pending:
+            batch.append(self._pending.popleft())
+        if not batch:
+            return  # an earlier drain took them
+        try:
+            self.ledger.write_batch([w.cache for w in batch if w.cache], [w.result for w in batch if w.result])
+        except Exception:
+            for w in batch:
+                try:
+                    if w.cache is not None:
+                        self.ledger.cache_put(*w.cache)
+                    elif w.result is not None:
+                        self.ledger.add_result(*w.result)
+                except Exception as e:
+                    w.done.set_exception(e)
+                else:
+                    w.done.set_result(None)
+            return
+        for w in batch:
+            w.done.set_result(None)
+
+    def _cached(self, key: str) -> dict[str, Any] | None:
+        """The cache entry of ``key``, or None. Candidate answers are read ahead, `_CACHE_AHEAD` pending units
+        at a time in one query (a replay from the cache reads thousands); a key not found that way (a miss, or
+        an entry another process wrote since) is looked up on its own, as every key was before."""
+        hit = self._prefetched.pop(key, None)
+        if hit is None and self._ahead_at < len(self._ahead):
+            chunk = self._ahead[self._ahead_at:self._ahead_at + _CACHE_AHEAD]
+            self._ahead_at += len(chunk)
+            self._prefetched.update(self.ledger.cache_get_many(chunk))
+            hit = self._prefetched.pop(key, None)
+        return hit if hit is not None else self.ledger.cache_get(key)
 
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
         key = cache_key(ref, messages, params, sample, role)
         res = self.batched.take(key) if self.batched is not None else None
         if res is None and self.use_cache:
-            hit = self.ledger.cache_get(key)
+            hit = self._cached(key)
             if hit is not None:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
@@ -483,7 +550,7 @@ class Runner:
                 res.attempts = [self.batched.fallbacks[key], *res.attempts]
         res = res.with_secrets_redacted()  # a provider echoing a key must not put it in the cache or the results
         if res.ok:
-            await self._write(self.ledger.cache_put, key, ref.model, res.to_cache())
+            await self._write(cache=(key, ref.model, res.to_cache()))
         return res
 
     async def _score(self, unit: _Unit, cand_sem: asyncio.Semaphore, judge_sem: asyncio.Semaphore) -> tuple[Result, float]:
@@ -640,6 +707,9 @@ class Runner:
 
         units = self.pending_units()
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
+        if self.use_cache:
+            self._ahead = [cache_key(u.cand, u.messages, spec.sampling_for(u.cand).as_params(), u.sample, "candidate")
+                           for u in units]
         if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
             from benchrun import batch
 
@@ -680,7 +750,7 @@ class Runner:
                     self.state.reserved += reserve
                 try:
                     row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem)
-                    await self._write(self.ledger.add_result, row, unit.prior is not None)
+                    await self._write(result=(row, unit.prior is not None))
                 finally:
                     self.state.reserved -= reserve
                 self.state.spent += fresh

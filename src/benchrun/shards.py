@@ -216,9 +216,9 @@ def settle(ledger: Ledger, loaded: LoadedSpec, run_id: str, shard: Shard, status
 
     own = "done" if status == "completed" else status
     shardstore.mark_shard(ledger, run_id, shard.index, status=own, finished_at=utcnow(), message=message)
-    results = ledger.results(run_id)
-    counted = totals([r.model_dump() for r in results])
-    present = {(r.case_id, r.model_key, r.sample_index) for r in results}
+    results = ledger.result_rows(run_id)
+    counted = totals(results)
+    present = {(r["case_id"], r["model_key"], r["sample_index"]) for r in results}
     rows = shardstore.shard_rows(ledger, run_id)
     done = sum(1 for r in rows if r.status == "done")
     run = shardstore.find_run(ledger, run_id)

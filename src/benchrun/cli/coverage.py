@@ -43,7 +43,21 @@ Window = Annotated[float | None, typer.Option("--window-days", help="Only the la
 Anchor = Annotated[str, typer.Option("--window-anchor", help="Window ends at the 'newest' timestamp or 'now'")]
 Weekday = Annotated[bool, typer.Option("--by-weekday", help="Weight rows so each weekday counts the same")]
 Sample = Annotated[int | None, typer.Option("--sample-size", help="Analyse a random sample of N production units")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Embedding model: local path or hub name (default: all-MiniLM-L6-v2)")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--embedder", "--model",
+    help="Embedding model: local path or hub name (default: all-MiniLM-L6-v2), or a service: "
+         "litellm:openai/text-embedding-3-small, litellm:openai/NAME with --api-base (TEI, vLLM, Ollama /v1)")]
+ApiBase = Annotated[str | None, typer.Option("--api-base", help="Remote embedder: OpenAI-compatible base URL")]
+ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Remote embedder: variable holding the key")]
+EmbedConc = Annotated[int, typer.Option("--embed-concurrency", help="Remote embedder: requests in flight")]
+EmbedPrice = Annotated[float | None, typer.Option(
+    "--embed-price-per-1m", help="Remote embedder: USD per 1M input tokens (default: litellm's price map)")]
+EmbedTransport = Annotated[str | None, typer.Option(
+    "--embed-transport", help="Remote embedder: 'openai' (httpx) or 'litellm' (default: as for chat models)")]
+BatchOpt = Annotated[int | None, typer.Option(
+    "--batch-size", help="Texts per local encode batch (default 32) or per remote request (default 128)")]
+FitSample = Annotated[int, typer.Option(
+    "--fit-sample", help="k-means is fitted on at most this many units, then every unit is assigned in chunks")]
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Embedding cache (SQLite)")]
 SessionsOpt = Annotated[bool, typer.Option("--sessions", help="Cluster whole sessions (text + turn/tool/outcome features)")]
 SessW = Annotated[float, typer.Option("--session-feature-weight", help="Weight of session features vs text")]
@@ -86,6 +100,13 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
         sample_size: Sample = None,
         model: ModelOpt = None,
         cache: CacheOpt = Path("runs/embeddings.sqlite"),
+        api_base: ApiBase = None,
+        api_key_env: ApiKeyEnv = None,
+        embed_concurrency: EmbedConc = 8,
+        embed_price_per_1m: EmbedPrice = None,
+        embed_transport: EmbedTransport = None,
+        batch_size: BatchOpt = None,
+        fit_sample: FitSample = 100_000,
         sessions: SessionsOpt = False,
         session_feature_weight: SessW = 1.0,
         seed: Seed = 0,
@@ -132,7 +153,10 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
             table=table, text_column=text_column, timestamp_column=timestamp_column, session_column=session_column,
             turn_column=turn_column, tool_calls_column=tool_calls_column, outcome_column=outcome_column,
             sample_size=sample_size, model=model, cache=cache, sessions=sessions,
-            session_feature_weight=session_feature_weight, seed=seed,
+            session_feature_weight=session_feature_weight, seed=seed, api_base=api_base, api_key_env=api_key_env,
+            embed_concurrency=embed_concurrency, embed_price_per_1m=embed_price_per_1m, batch_size=batch_size,
+            embed_transport=embed_transport,
+            fit_sample=fit_sample,
         )
         opts.update(good_below=good_below, refresh_above=refresh_above)
         try:
@@ -184,6 +208,13 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
         sample_size: Sample = None,
         model: ModelOpt = None,
         cache: CacheOpt = Path("runs/embeddings.sqlite"),
+        api_base: ApiBase = None,
+        api_key_env: ApiKeyEnv = None,
+        embed_concurrency: EmbedConc = 8,
+        embed_price_per_1m: EmbedPrice = None,
+        embed_transport: EmbedTransport = None,
+        batch_size: BatchOpt = None,
+        fit_sample: FitSample = 100_000,
         sessions: SessionsOpt = False,
         session_feature_weight: SessW = 1.0,
         seed: Seed = 0,
@@ -198,7 +229,10 @@ def build_app(on_report: ReportCallback | None = None) -> typer.Typer:
             table=table, text_column=text_column, timestamp_column=timestamp_column, session_column=session_column,
             turn_column=turn_column, tool_calls_column=tool_calls_column, outcome_column=outcome_column,
             sample_size=sample_size, model=model, cache=cache, sessions=sessions,
-            session_feature_weight=session_feature_weight, seed=seed,
+            session_feature_weight=session_feature_weight, seed=seed, api_base=api_base, api_key_env=api_key_env,
+            embed_concurrency=embed_concurrency, embed_price_per_1m=embed_price_per_1m, batch_size=batch_size,
+            embed_transport=embed_transport,
+            fit_sample=fit_sample,
         )
         try:
             result = run_refresh(

@@ -12,6 +12,20 @@ Euclidean k-means on them approximates spherical k-means.
   implementation) for long-tailed traffic; its noise points form the
   ``UNCLUSTERED`` group (id -1).
 
+At scale (more than ``fit_sample`` rows, default 100,000): k-means is fitted with
+sklearn's ``MiniBatchKMeans`` (Sculley 2010, "Web-scale k-means clustering") on a
+uniform random sample of ``fit_sample`` rows, and then every row is assigned to
+the centroid of highest cosine similarity in chunks of ``ASSIGN_CHUNK`` rows, so
+memory beyond the vectors themselves is O(chunk x k), not O(n). The vectors may
+be any object that slices like an array (a numpy array, a memmap, a chunked
+reader). Shares, the outside test and refresh then use the full assignment.
+Stability: a second fit on a different sample (disjoint when n >= 2 x fit_sample)
+assigns every row again; its clusters are matched one to one to the first fit's
+by the assignment that maximises total centroid cosine similarity (Hungarian
+method, ``scipy.optimize.linear_sum_assignment``), and the JSD between the two
+fits' matched production shares is reported (0 = the same shares). Up to
+``fit_sample`` rows, the full-data ``KMeans`` fit above is used unchanged.
+
 Eval cases: with k-means each goes to the nearest centroid; with HDBSCAN it
 takes the group of its nearest production query (so it can land in
 "unclustered"). An eval case is "outside production" when its similarity is
@@ -29,10 +43,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 UNCLUSTERED = -1
+FIT_SAMPLE = 100_000
+ASSIGN_CHUNK = 32_768
 _WORD = r"(?u)\b[a-zA-Z][a-zA-Z0-9'_-]+\b"
 K_MIN, K_MAX = 20, 80
 
@@ -46,6 +63,9 @@ class Clustering:
     ids: list[int]  # cluster ids in use (sorted, may include -1)
     centroids: dict[int, np.ndarray]  # unit vectors
     k: int  # number of real clusters (without the unclustered group)
+    sims: np.ndarray | None = None  # cosine similarity of each row to its centroid (streaming fit only)
+    sample_size: int | None = None  # rows the centroids were fitted on (None: all)
+    stability_jsd: float | None = None  # JSD between the shares of two fits on different samples
 
 
 def choose_k(n: int, k_min: int = K_MIN, k_max: int = K_MAX) -> int:
@@ -80,6 +100,107 @@ def kmeans(
     ids = sorted(int(i) for i in np.unique(labels))
     centroids = {i: _unit(km.cluster_centers_[i]).astype(np.float32) for i in ids}
     return Clustering("kmeans", labels, ids, centroids, len(ids))
+
+
+def _rows(x: Any, idx: np.ndarray, chunk: int = ASSIGN_CHUNK) -> np.ndarray:
+    """The rows ``idx`` (sorted) of an array-like, read one chunk at a time (float32)."""
+    out = np.empty((idx.size, x.shape[1]), dtype=np.float32)
+    got = 0
+    for s in range(0, x.shape[0], chunk):
+        lo, hi = np.searchsorted(idx, [s, s + chunk])
+        if hi > lo:
+            out[got : got + hi - lo] = np.asarray(x[s : s + chunk], dtype=np.float32)[idx[lo:hi] - s]
+            got += hi - lo
+    return out
+
+
+def _fit_centroids(sample: np.ndarray, k: int, seed: int, n_init: int, weights: np.ndarray | None) -> np.ndarray:
+    """Unit centroids (k x d, float32) of ``MiniBatchKMeans`` on the sample rows."""
+    from sklearn.cluster import MiniBatchKMeans
+    from threadpoolctl import threadpool_limits
+
+    km = MiniBatchKMeans(n_clusters=k, n_init=n_init, random_state=seed, batch_size=4096, max_no_improvement=20)
+    with threadpool_limits(limits=1):
+        km.fit(sample, sample_weight=weights)
+    return _unit(km.cluster_centers_).astype(np.float32)
+
+
+def assign_chunks(x: Any, centroids: np.ndarray, chunk: int = ASSIGN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the most cosine-similar centroid of every row, and that similarity, chunk by chunk."""
+    n = x.shape[0]
+    labels = np.empty(n, dtype=np.int32)
+    sims = np.empty(n, dtype=np.float32)
+    ct = np.ascontiguousarray(centroids.T, dtype=np.float32)
+    for s in range(0, n, chunk):
+        block = np.asarray(x[s : s + chunk], dtype=np.float32) @ ct
+        j = block.argmax(axis=1)
+        labels[s : s + chunk] = j
+        sims[s : s + chunk] = block[np.arange(block.shape[0]), j]
+    return labels, sims
+
+
+def _shares(labels: np.ndarray, k: int, weights: np.ndarray | None) -> np.ndarray:
+    return np.bincount(labels, weights=weights, minlength=k).astype(float)
+
+
+def matched_share_jsd(c1: np.ndarray, p1: np.ndarray, c2: np.ndarray, p2: np.ndarray) -> float:
+    """JSD between the shares ``p1`` of fit 1 and ``p2`` of fit 2 after matching fit 2's clusters to fit 1's
+    one to one (Hungarian method on centroid cosine similarity; see the module docstring)."""
+    from scipy.optimize import linear_sum_assignment
+
+    from benchrun.coverage.report import jensen_shannon_divergence
+
+    rows, cols = linear_sum_assignment(-(c1 @ c2.T))
+    return jensen_shannon_divergence(p1[rows], p2[cols])
+
+
+def kmeans_at_scale(
+    x: Any,
+    k: int | None = None,
+    *,
+    seed: int = 0,
+    n_init: int = 2,
+    weights: np.ndarray | None = None,
+    fit_sample: int = FIT_SAMPLE,
+    stability: bool = True,
+    chunk: int = ASSIGN_CHUNK,
+) -> Clustering:
+    """k-means for any n: `kmeans` up to ``fit_sample`` rows, else a sampled fit + streaming assignment.
+
+    ``x`` is a numpy array or anything that slices like one (rows are read ``chunk`` at a time).
+    """
+    n = x.shape[0]
+    if n <= fit_sample:
+        return kmeans(np.asarray(x), k, seed=seed, n_init=n_init, weights=weights)
+    k = choose_k(n) if k is None else k
+    if not 1 <= k <= fit_sample:
+        raise ValueError(f"k must be between 1 and the fit sample ({fit_sample}), got {k}")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    first = np.sort(perm[:fit_sample])
+    w1 = weights[first] if weights is not None else None
+    cents = _fit_centroids(_rows(x, first, chunk), k, seed, n_init, w1)
+    labels, sims = assign_chunks(x, cents, chunk)
+    ids = sorted(int(i) for i in np.unique(labels))
+    stab: float | None = None
+    if stability:
+        # a different sample: the next fit_sample rows of the permutation (disjoint when n >= 2 x fit_sample)
+        second = np.sort(perm[fit_sample : 2 * fit_sample] if n >= 2 * fit_sample else rng.choice(n, fit_sample, False))
+        w2 = weights[second] if weights is not None else None
+        cents2 = _fit_centroids(_rows(x, second, chunk), k, seed + 1, n_init, w2)
+        labels2, _ = assign_chunks(x, cents2, chunk)
+        stab = matched_share_jsd(cents, _shares(labels, k, weights), cents2, _shares(labels2, k, weights))
+        del labels2
+    return Clustering(
+        "kmeans",
+        labels.astype(int),
+        ids,
+        {i: cents[i] for i in ids},
+        len(ids),
+        sims=sims,
+        sample_size=fit_sample,
+        stability_jsd=stab,
+    )
 
 
 def hdbscan(x: np.ndarray, *, min_cluster_size: int | None = None, seed: int = 0) -> Clustering:
@@ -127,6 +248,8 @@ def nearest_neighbour_sims(a: np.ndarray, b: np.ndarray, *, exclude_self: bool =
 
 def production_similarities(x: np.ndarray, c: Clustering) -> np.ndarray:
     """The reference distribution for "outside production" (see the module docstring)."""
+    if c.sims is not None:
+        return c.sims
     if c.method == "hdbscan":
         if x.shape[0] < 2:
             return np.ones(x.shape[0], dtype=np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 from benchrun.coverage import cluster as cl
 from benchrun.coverage import refresh as rf
 from benchrun.coverage import sessions as ss
-from benchrun.coverage.embed import DEFAULT_CACHE, DEFAULT_MODEL, EmbedStats, embed_texts
+from benchrun.coverage.embed import DEFAULT_CACHE, DEFAULT_MODEL, EmbedStats, Remote, embed_texts, is_remote
 from benchrun.coverage.production import ProductionSample, load_production
 from benchrun.coverage.report import Bands, coverage_table, headline
 from benchrun.errors import BadInput, UsageError
@@ -47,14 +47,20 @@ class CoverageOptions:
     sample_size: int | None = None
     now: dt.datetime | None = None
     # embeddings
-    model: str | None = None
+    model: str | None = None  # the embedder: a local model (default) or litellm:MODEL
     cache_path: str | Path | None = DEFAULT_CACHE
-    batch_size: int = 32
+    batch_size: int | None = None  # texts per local encode batch (32) or per remote request (128)
+    api_base: str | None = None  # remote embedder: an OpenAI-compatible server (TEI, vLLM, Ollama /v1)
+    api_key_env: str | None = None  # remote embedder: the variable holding its key
+    embed_concurrency: int = 8  # remote embedder: requests in flight
+    embed_price_per_1m: float | None = None  # remote embedder: USD per 1M input tokens (default: litellm's map)
+    embed_transport: str | None = None  # remote embedder: "openai" (httpx) or "litellm"; default as for chat models
     # clustering
     method: str = "kmeans"
     k: int | None = None
     min_cluster_size: int | None = None
     n_init: int = 2
+    fit_sample: int = cl.FIT_SAMPLE  # k-means: fit on at most this many units, then assign all in chunks
     seed: int = 0
     outside_percentile: float = 1.0
     # sessions
@@ -78,6 +84,18 @@ class CoverageOptions:
             raise UsageError("--sample-size must be positive")
         if self.session_feature_weight < 0:
             raise UsageError("--session-feature-weight must be >= 0")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError("--batch-size must be positive")
+        if self.embed_concurrency < 1:
+            raise UsageError("--embed-concurrency must be positive")
+        if self.fit_sample < 2:
+            raise UsageError("--fit-sample must be at least 2")
+        if self.embed_transport not in (None, "openai", "litellm"):
+            raise UsageError(f"--embed-transport must be 'openai' or 'litellm', not '{self.embed_transport}'")
+        remote_only = (self.api_base, self.api_key_env, self.embed_price_per_1m, self.embed_transport)
+        if any(v is not None for v in remote_only) and not is_remote(self.model):
+            raise UsageError("--api-base, --api-key-env, --embed-price-per-1m and --embed-transport need a remote "
+                             "embedder: --embedder litellm:MODEL")
 
 
 def _options(options: dict[str, Any]) -> CoverageOptions:
@@ -139,9 +157,12 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
         )
     t_loaded = time.perf_counter()
     stats = EmbedStats()
+    remote = Remote(api_base=o.api_base, api_key_env=o.api_key_env, concurrency=o.embed_concurrency,
+                    price_per_1m=o.embed_price_per_1m, transport=o.embed_transport)
 
     def embed(texts: list[str]) -> np.ndarray:
-        return embed_texts(texts, model=o.model, cache_path=o.cache_path, batch_size=o.batch_size, stats=stats)
+        return embed_texts(texts, model=o.model, cache_path=o.cache_path, batch_size=o.batch_size, stats=stats,
+                           remote=remote)
 
     cases = dataset.cases
     eval_ids = [c.id for c in cases]
@@ -183,11 +204,14 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
     n = prod_vecs.shape[0]
     if o.k is not None and o.k > n:
         raise UsageError(f"--k {o.k} is more than the {n} production {unit}s; choose a smaller k")
+    if o.k is not None and o.k > o.fit_sample:
+        raise UsageError(f"--k {o.k} is more than the --fit-sample {o.fit_sample}; choose a smaller k")
     if o.method == "hdbscan":
         clustering = cl.hdbscan(prod_vecs, min_cluster_size=o.min_cluster_size, seed=o.seed)
     else:
         weights = prod_weights if o.by_weekday else None
-        clustering = cl.kmeans(prod_vecs, o.k, seed=o.seed, n_init=o.n_init, weights=weights)
+        clustering = cl.kmeans_at_scale(prod_vecs, o.k, seed=o.seed, n_init=o.n_init, weights=weights,
+                                        fit_sample=o.fit_sample)
     prod_sims = cl.production_similarities(prod_vecs, clustering)
     threshold = cl.outside_threshold(prod_sims, o.outside_percentile)
     eval_labels, eval_sims = cl.assign(prod_vecs, clustering, eval_vecs)
@@ -245,6 +269,9 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
             "k": clustering.k,
             "k_given": o.k,
             "n_init": o.n_init if o.method == "kmeans" else None,
+            "fit_sample_size": clustering.sample_size if clustering.sample_size is not None else n,
+            "stability_jsd": clustering.stability_jsd,
+            "embedder_api_base": o.api_base,
             "min_cluster_size": o.min_cluster_size,
             "seed": o.seed,
             "outside_percentile": o.outside_percentile,
@@ -254,6 +281,14 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
         },
         **table,
     }
+    if is_remote(o.model):
+        report["cost"] = {
+            "embedding_usd": stats.cost_usd,
+            "embedding_requests": stats.n_requests,
+            "embedding_retries": stats.n_retries,
+            "embedding_tokens": stats.prompt_tokens,
+            "tokens_estimated": stats.tokens_estimated,
+        }
     report["headline"] = headline(report)
     report["timing"] = {
         "load_s": round(t_loaded - t_start, 3),

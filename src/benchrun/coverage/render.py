@@ -128,6 +128,16 @@ def print_coverage(report: dict[str, Any], console: Console | None = None, max_r
     if out["count"]:
         ids = ", ".join(out["case_ids"][:10]) + (" ..." if out["count"] > 10 else "")
         con.print(f"outside production ({out['count']}): {escape(ids)}")
+    prm = report["params"]
+    if prm.get("stability_jsd") is not None:
+        con.print(f"k-means fitted on a sample of {prm['fit_sample_size']} of {p['units']} {_plural(p['unit'])}, "
+                  f"all assigned; a fit on another sample gives cluster shares at JSD {prm['stability_jsd']:.4f}")
+    cost = report.get("cost")
+    if cost:
+        usd = "unknown (no price for this model)" if cost["embedding_usd"] is None else f"${cost['embedding_usd']:.4f}"
+        est = ", estimated" if cost["tokens_estimated"] else ""
+        con.print(f"embedding cost {usd}: {cost['embedding_tokens']} tokens{est} in {cost['embedding_requests']} "
+                  f"requests ({cost['embedding_retries']} retried)")
 
 
 def _hidden(con: Console, hidden: list[str]) -> None:

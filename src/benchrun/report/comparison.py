@@ -63,9 +63,7 @@ def unparsed_warning(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mappi
 
 
 def rows_of(led: Ledger, run_id: str) -> list[dict[str, Any]]:
-    from benchrun.report.summary import result_dicts
-
-    return result_dicts(led.results(run_id))
+    return led.result_rows(run_id)
 
 
 def model_keys(run: Run) -> list[str]:

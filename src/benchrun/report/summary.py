@@ -81,7 +81,7 @@ def run_conditions(run: Run) -> dict[str, Any]:
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
     from benchrun.shards import shard_summary
 
-    rows = result_dicts(ledger.results(run.id))
+    rows = ledger.result_rows(run.id)
     from benchrun.spec import LoadedSpec
 
     snap = json.loads(run.spec_snapshot)

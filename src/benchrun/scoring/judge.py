@@ -46,7 +46,23 @@ def case_input_text(case: Case) -> str:
     return "\n".join(f"{m.role.upper()}: {m.content}" for m in case.input)
 
 
+_CONTEXTS: dict[int, tuple[Rubric, dict[str, Any]]] = {}  # id(rubric) -> (the rubric, its template variables)
+
+
 def _context(rubric: Rubric) -> dict[str, Any]:
+    """The rubric's variables of the judge template, built once per rubric object (a run renders the judge
+    prompt for every answer; rubrics are not changed once loaded)."""
+    hit = _CONTEXTS.get(id(rubric))
+    if hit is not None and hit[0] is rubric:
+        return hit[1]
+    if len(_CONTEXTS) >= 16:
+        _CONTEXTS.clear()
+    ctx = _build_context(rubric)
+    _CONTEXTS[id(rubric)] = (rubric, ctx)
+    return ctx
+
+
+def _build_context(rubric: Rubric) -> dict[str, Any]:
     return {
         "criteria": rubric.criteria,
         "criteria_text": "\n".join(f"- {c.name}: {c.description}" for c in rubric.criteria),
@@ -155,10 +171,26 @@ def _validator(schema: dict[str, Any]) -> Any:
     return v
 
 
+_VERDICT_KEYS = frozenset({"score", "pass", "reason", "failure_mode"})
+
+
+def _plainly_valid(rubric: Rubric, value: dict[str, Any]) -> bool:
+    """True only for a verdict that certainly validates against the default schema (`Rubric.effective_schema`
+    without a ``response_schema``): exactly its four keys, an int score 1-5, a bool, a string reason, a listed
+    failure mode. Anything else (a float score, a custom schema, an invalid reply) goes to jsonschema, which
+    also words the error; this only spares it the common, valid reply (jsonschema costs ~30 us a verdict)."""
+    if rubric.response_schema is not None or value.keys() != _VERDICT_KEYS:
+        return False
+    score, mode = value["score"], value["failure_mode"]
+    return (type(score) is int and 1 <= score <= 5 and type(value["pass"]) is bool
+            and type(value["reason"]) is str and type(mode) is str and mode in rubric.failure_modes)
+
+
 def _verdict_of(rubric: Rubric, value: Any) -> Verdict:
     if not isinstance(value, dict):
         raise JudgeFormatError("the reply is JSON but not an object")
-    errors = sorted(_validator(rubric.effective_schema()).iter_errors(value), key=str)
+    errors = [] if _plainly_valid(rubric, value) else sorted(
+        _validator(rubric.effective_schema()).iter_errors(value), key=str)
     if errors:
         e = errors[0]
         path = ".".join(str(p) for p in e.absolute_path)

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from benchrun import providers
-from benchrun.analysis.bias import Verdict, both_orders_verdict
 from benchrun.hashing import content_hash
 from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring.judge import JudgeFormatError, case_input_text, fence_answer, last_valid, reask_with_schema
 from benchrun.scoring.prompts import template
 from benchrun.spec import Case, ModelRef, Retries, Rubric
+
+if TYPE_CHECKING:  # the analysis (and its statistics) only when a pair is judged: `benchrun run` renders
+    from benchrun.analysis.bias import Verdict  # pairwise_messages to check the template, nothing more
 
 Winner = Literal["A", "B", "tie"]
 
@@ -266,6 +268,8 @@ async def judge_pair(
         final = None
     elif both_orders:
         assert ba is not None and ba.verdict is not None
+        from benchrun.analysis.bias import both_orders_verdict
+
         final = both_orders_verdict(ab.verdict, ba.verdict)
     else:
         final = ab.verdict

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from benchrun.spec import AnyOf, Case, Check, Pattern
@@ -26,13 +27,20 @@ class RuleOutcome:
     unparsed: bool = False  # multiple choice: the answer names no choice, or several (counted apart from fails)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # what `dataclasses.asdict` gives (the fields in order, ``execution`` copied deeply), at a tenth of its
+        # cost: asdict recurses into every value, and a run converts one outcome per rule per answer
+        d = {k: getattr(self, k) for k in _OUTCOME_FIELDS}
+        if self.execution is not None:
+            d["execution"] = copy.deepcopy(self.execution)
         for k in ("execution", "error", "extracted", "extracted_by"):
             if d[k] is None:
                 del d[k]
         if not d["unparsed"]:
             del d["unparsed"]
         return d
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in fields(RuleOutcome))
 
 
 def _norm(s: str) -> str:
