@@ -104,14 +104,23 @@ def kmeans(
 
 def _rows(x: Any, idx: np.ndarray, chunk: int = ASSIGN_CHUNK) -> np.ndarray:
     """The rows ``idx`` (sorted) of an array-like, read one chunk at a time (float32)."""
-    out = np.empty((idx.size, x.shape[1]), dtype=np.float32)
-    got = 0
+    return _rows_many(x, [idx], chunk)[0]
+
+
+def _rows_many(x: Any, idxs: list[np.ndarray], chunk: int = ASSIGN_CHUNK) -> list[np.ndarray]:
+    """The rows of each sorted index array in ``idxs``, in one pass over ``x`` (each chunk read at most once)."""
+    outs = [np.empty((idx.size, x.shape[1]), dtype=np.float32) for idx in idxs]
+    got = [0] * len(idxs)
     for s in range(0, x.shape[0], chunk):
-        lo, hi = np.searchsorted(idx, [s, s + chunk])
-        if hi > lo:
-            out[got : got + hi - lo] = np.asarray(x[s : s + chunk], dtype=np.float32)[idx[lo:hi] - s]
-            got += hi - lo
-    return out
+        spans = [np.searchsorted(idx, [s, s + chunk]) for idx in idxs]
+        if all(hi <= lo for lo, hi in spans):
+            continue
+        block = np.asarray(x[s : s + chunk], dtype=np.float32)
+        for j, (idx, (lo, hi)) in enumerate(zip(idxs, spans, strict=True)):
+            if hi > lo:
+                outs[j][got[j] : got[j] + hi - lo] = block[idx[lo:hi] - s]
+                got[j] += hi - lo
+    return outs
 
 
 def _fit_centroids(sample: np.ndarray, k: int, seed: int, n_init: int, weights: np.ndarray | None) -> np.ndarray:
@@ -127,16 +136,24 @@ def _fit_centroids(sample: np.ndarray, k: int, seed: int, n_init: int, weights: 
 
 def assign_chunks(x: Any, centroids: np.ndarray, chunk: int = ASSIGN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """Index of the most cosine-similar centroid of every row, and that similarity, chunk by chunk."""
+    return assign_chunks_many(x, [centroids], chunk)[0]
+
+
+def assign_chunks_many(
+    x: Any, centroid_sets: list[np.ndarray], chunk: int = ASSIGN_CHUNK
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`assign_chunks` for several centroid matrices in one pass over ``x`` (each chunk read once)."""
     n = x.shape[0]
-    labels = np.empty(n, dtype=np.int32)
-    sims = np.empty(n, dtype=np.float32)
-    ct = np.ascontiguousarray(centroids.T, dtype=np.float32)
+    out = [(np.empty(n, dtype=np.int32), np.empty(n, dtype=np.float32)) for _ in centroid_sets]
+    cts = [np.ascontiguousarray(c.T, dtype=np.float32) for c in centroid_sets]
     for s in range(0, n, chunk):
-        block = np.asarray(x[s : s + chunk], dtype=np.float32) @ ct
-        j = block.argmax(axis=1)
-        labels[s : s + chunk] = j
-        sims[s : s + chunk] = block[np.arange(block.shape[0]), j]
-    return labels, sims
+        rows = np.asarray(x[s : s + chunk], dtype=np.float32)
+        for (labels, sims), ct in zip(out, cts, strict=True):
+            block = rows @ ct
+            j = block.argmax(axis=1)
+            labels[s : s + chunk] = j
+            sims[s : s + chunk] = block[np.arange(block.shape[0]), j]
+    return out
 
 
 def _shares(labels: np.ndarray, k: int, weights: np.ndarray | None) -> np.ndarray:
@@ -178,19 +195,27 @@ def kmeans_at_scale(
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     first = np.sort(perm[:fit_sample])
+    # the stability fit's sample: the next fit_sample rows of the permutation (disjoint when n >= 2 x fit_sample)
+    second = None
+    if stability:
+        second = np.sort(perm[fit_sample : 2 * fit_sample] if n >= 2 * fit_sample else rng.choice(n, fit_sample, False))
+    # two passes over x whatever the options: one reads both samples, one assigns every row to both fits
+    samples = _rows_many(x, [first] if second is None else [first, second], chunk)
     w1 = weights[first] if weights is not None else None
-    cents = _fit_centroids(_rows(x, first, chunk), k, seed, n_init, w1)
-    labels, sims = assign_chunks(x, cents, chunk)
+    cents = _fit_centroids(samples[0], k, seed, n_init, w1)
+    sets = [cents]
+    if second is not None:
+        w2 = weights[second] if weights is not None else None
+        sets.append(_fit_centroids(samples[1], k, seed + 1, n_init, w2))
+    del samples
+    assigned = assign_chunks_many(x, sets, chunk)
+    labels, sims = assigned[0]
     ids = sorted(int(i) for i in np.unique(labels))
     stab: float | None = None
-    if stability:
-        # a different sample: the next fit_sample rows of the permutation (disjoint when n >= 2 x fit_sample)
-        second = np.sort(perm[fit_sample : 2 * fit_sample] if n >= 2 * fit_sample else rng.choice(n, fit_sample, False))
-        w2 = weights[second] if weights is not None else None
-        cents2 = _fit_centroids(_rows(x, second, chunk), k, seed + 1, n_init, w2)
-        labels2, _ = assign_chunks(x, cents2, chunk)
-        stab = matched_share_jsd(cents, _shares(labels, k, weights), cents2, _shares(labels2, k, weights))
-        del labels2
+    if second is not None:
+        labels2 = assigned[1][0]
+        stab = matched_share_jsd(cents, _shares(labels, k, weights), sets[1], _shares(labels2, k, weights))
+    del assigned
     return Clustering(
         "kmeans",
         labels.astype(int),
@@ -278,12 +303,15 @@ def outside_threshold(prod_sims: np.ndarray, percentile: float = 1.0) -> float:
     return float(np.percentile(prod_sims, percentile))
 
 
-def representatives(x: np.ndarray, texts: list[str], c: Clustering, n: int = 3) -> dict[int, list[str]]:
-    """Per cluster, the ``n`` distinct production texts closest to its centroid."""
+def representatives(x: Any, texts: list[str], c: Clustering, n: int = 3) -> dict[int, list[str]]:
+    """Per cluster, the ``n`` distinct production texts closest to its centroid.
+
+    After a sampled fit the similarities kept from the assignment (``c.sims``) are used, so ``x`` is not read.
+    """
     out: dict[int, list[str]] = {}
     for i in c.ids:
         members = np.flatnonzero(c.labels == i)
-        sims = x[members] @ c.centroids[i]
+        sims = c.sims[members] if c.sims is not None else x[members] @ c.centroids[i]
         picked: list[str] = []
         seen: set[str] = set()
         for j in members[np.argsort(-sims, kind="stable")]:
