@@ -341,3 +341,45 @@ def _embed_remote(
             f"embedding with {REMOTE_PREFIX}{model} failed: {failures[0]} ({len(failures)} of {len(batches)} "
             f"batches failed; the {st.n_embedded} texts embedded were cached, so a re-run pays only for the rest)"
         )
+
+
+class CachedRows:
+    """The embeddings of ``texts`` as an array-like of shape ``(n, dim)`` that holds no vectors.
+
+    Streaming coverage (`benchrun.coverage.pipeline`): `fill` embeds every text once, ``chunk`` texts per
+    `embed_texts` call (cache lookups, then the misses, written to the cache at once), so memory stays
+    O(chunk x dim) however many texts there are. Afterwards each slice ``rows[a:b]`` (or a single row
+    ``rows[i]``) is read back from the cache; nothing is embedded or paid for twice. Needs a cache file.
+    """
+
+    def __init__(self, texts: list[str], *, model: str | None, cache_path: str | Path, batch_size: int | None,
+                 remote: Remote | None, chunk: int = 32_768) -> None:
+        self.texts, self.model, self.cache_path = texts, model, cache_path
+        self.batch_size, self.remote, self.chunk = batch_size, remote, chunk
+        self.dim = 0
+        self.reread = EmbedStats()  # what the re-reads cost (cache time only; they embed nothing)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.texts), self.dim)
+
+    def fill(self, stats: EmbedStats) -> None:
+        """Embed every text (cache + misses), chunk by chunk, keeping only the dimension."""
+        for s in range(0, len(self.texts), self.chunk):
+            v = embed_texts(self.texts[s : s + self.chunk], model=self.model, cache_path=self.cache_path,
+                            batch_size=self.batch_size, stats=stats, remote=self.remote)
+            if self.dim and v.shape[1] != self.dim:
+                raise BadInput(self.cache_path, None, "cached vectors have mixed sizes; delete the cache")
+            self.dim = v.shape[1]
+
+    def __getitem__(self, key: slice | int) -> np.ndarray:
+        if isinstance(key, slice):
+            a, b, _ = key.indices(len(self.texts))
+            texts = self.texts[a:b]
+        else:
+            texts = [self.texts[key]]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        v = embed_texts(texts, model=self.model, cache_path=self.cache_path, batch_size=self.batch_size,
+                        stats=self.reread, remote=self.remote)
+        return v if isinstance(key, slice) else v[0]

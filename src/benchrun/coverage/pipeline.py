@@ -20,7 +20,15 @@ import numpy as np
 from benchrun.coverage import cluster as cl
 from benchrun.coverage import refresh as rf
 from benchrun.coverage import sessions as ss
-from benchrun.coverage.embed import DEFAULT_CACHE, DEFAULT_MODEL, EmbedStats, Remote, embed_texts, is_remote
+from benchrun.coverage.embed import (
+    DEFAULT_CACHE,
+    DEFAULT_MODEL,
+    CachedRows,
+    EmbedStats,
+    Remote,
+    embed_texts,
+    is_remote,
+)
 from benchrun.coverage.production import ProductionSample, load_production
 from benchrun.coverage.report import Bands, coverage_table, headline
 from benchrun.errors import BadInput, UsageError
@@ -118,7 +126,7 @@ class Analysis:
     unit: str  # "query" or "session"
     prod_turns: list[list[str]]  # per unit, its texts (one for queries)
     prod_weights: np.ndarray
-    prod_vecs: np.ndarray
+    prod_vecs: Any  # a float32 matrix, or `CachedRows` (read from the cache in slices) when streaming
     eval_ids: list[str]
     eval_texts: list[str]
     eval_vecs: np.ndarray
@@ -164,6 +172,11 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
         return embed_texts(texts, model=o.model, cache_path=o.cache_path, batch_size=o.batch_size, stats=stats,
                            remote=remote)
 
+    # memory bounded in the number of queries (no n x dim matrix): query mode, k-means, more queries than the
+    # fit sample, and a cache to read the vectors back from (without one, vectors stay in memory as before)
+    streaming = (not o.sessions and o.method == "kmeans" and o.cache_path is not None
+                 and len(sample.rows) > o.fit_sample)
+    prod_texts = sample.texts
     cases = dataset.cases
     eval_ids = [c.id for c in cases]
     eval_texts = [c.input_text() for c in cases]
@@ -193,10 +206,21 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
         prod_turns = [s.turns for s in sessions]
         prod_weights = np.array([s.weight for s in sessions], dtype=float)
         unit = "session"
+    elif streaming:
+        # more queries than the fit sample: embed them chunk by chunk into the cache and keep no vectors; the
+        # sampled fit, the assignment and refresh read them back a chunk at a time (see `CachedRows`)
+        rows = CachedRows(prod_texts, model=o.model, cache_path=o.cache_path,  # type: ignore[arg-type]
+                          batch_size=o.batch_size, remote=remote)
+        rows.fill(stats)
+        eval_vecs = embed(eval_texts) if eval_texts else np.zeros((0, rows.dim), dtype=np.float32)
+        prod_vecs = rows
+        prod_turns = [[t] for t in prod_texts]
+        prod_weights = sample.weights
+        unit = "query"
     else:
-        vecs = embed(sample.texts + eval_texts)
+        vecs = embed(prod_texts + eval_texts)
         prod_vecs, eval_vecs = vecs[: len(sample.rows)], vecs[len(sample.rows) :]
-        prod_turns = [[t] for t in sample.texts]
+        prod_turns = [[t] for t in prod_texts]
         prod_weights = sample.weights
         unit = "query"
     t_embedded = time.perf_counter()
@@ -270,6 +294,7 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
             "k_given": o.k,
             "n_init": o.n_init if o.method == "kmeans" else None,
             "fit_sample_size": clustering.sample_size if clustering.sample_size is not None else n,
+            "streamed": streaming,
             "stability_jsd": clustering.stability_jsd,
             "embedder_api_base": o.api_base,
             "min_cluster_size": o.min_cluster_size,
@@ -294,6 +319,7 @@ def analyse(production_path: str | Path, dataset_path: str | Path, options: Cove
         "load_s": round(t_loaded - t_start, 3),
         "embed_s": round(stats.embed_s, 3),
         "cache_s": round(stats.cache_s, 3),
+        "cache_reread_s": round(prod_vecs.reread.cache_s, 3) if streaming else 0.0,  # CachedRows read-backs
         "cluster_s": round(t_clustered - t_embedded, 3),
         "analyse_s": round(t_done - t_clustered, 3),
         "total_s": round(t_done - t_start, 3),
