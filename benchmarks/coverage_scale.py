@@ -131,6 +131,109 @@ def _scale_child(args: argparse.Namespace) -> int:
     return 0
 
 
+PIPELINE_MODEL = "litellm:openai/text-embedding-3-small"
+
+
+def _pipeline_inputs(tmp: Path, n: int, dim: int, topics: int, precompute: bool, eval_cases: int = 300) -> None:
+    """N synthetic production rows (``prod.csv``), an eval set (``eval.yaml``) and, with ``precompute``, the
+    embedding cache (``emb.sqlite``) pre-filled with their random-projection vectors (all untimed).
+
+    Query i of latent topic z is four of z's eight words, three of 2,000 shared words and a unique tag; its
+    vector is the random projection of a point around z's centre (as `_write_vectors`).
+    """
+    import numpy as np
+    import yaml
+
+    from benchrun.coverage.embed import EmbeddingCache, text_hash
+
+    rng = np.random.default_rng(7)
+    latent = 64
+    centres = rng.normal(size=(topics, latent))
+    proj = rng.normal(size=(latent, dim)) / np.sqrt(latent)
+    topic_words = np.array([[f"topic{t}word{w}" for w in range(8)] for t in range(topics)])
+    common = np.array([f"common{w}" for w in range(2000)])
+    skew = 1.0 / np.arange(1, topics + 1)  # Zipf-like topic shares, as production traffic has
+    skew /= skew.sum()
+
+    def batch(m: int, start: int, p: np.ndarray) -> tuple[list[str], np.ndarray]:
+        z = rng.choice(topics, m, p=p)
+        tw = topic_words[z[:, None], rng.integers(0, 8, (m, 4))]
+        cw = common[rng.integers(0, 2000, (m, 3))]
+        texts = [" ".join([*a, *b, f"tag{start + i:x}"]) for i, (a, b) in enumerate(zip(tw, cw, strict=True))]
+        x = ((centres[z] + 0.6 * rng.normal(size=(m, latent))) @ proj).astype(np.float32)
+        return texts, x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    cache = EmbeddingCache(tmp / "emb.sqlite") if precompute else None
+    with open(tmp / "prod.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text"])
+        for s in range(0, n, 65_536):
+            texts, x = batch(min(65_536, n - s), s, skew)
+            w.writerows([t] for t in texts)
+            if cache is not None:
+                cache.put_many(PIPELINE_MODEL, [(text_hash(t), v) for t, v in zip(texts, x, strict=True)])
+    eval_texts, ex = batch(eval_cases, 10**9, np.full(topics, 1.0 / topics))  # eval: uniform over topics
+    if cache is not None:
+        cache.put_many(PIPELINE_MODEL, [(text_hash(t), v) for t, v in zip(eval_texts, ex, strict=True)])
+        cache.close()
+    cases = [{"id": f"e{i}", "input": t} for i, t in enumerate(eval_texts)]
+    (tmp / "eval.yaml").write_text(yaml.safe_dump({"name": "bench", "version": "1", "cases": cases}), encoding="utf-8")
+
+
+def _pipeline_child(args: argparse.Namespace) -> int:
+    from benchrun.coverage import run_coverage, run_refresh
+
+    print(f"baseline after imports: peak RSS {_peak_mb():.0f} MB", flush=True)
+    tmp = args.vectors
+    opts = {"model": PIPELINE_MODEL, "cache_path": tmp / "emb.sqlite", "fit_sample": args.fit_sample,
+            "api_base": args.api_base or None, "k": args.k or None}
+    t0 = time.perf_counter()
+    if args.refresh:
+        res = run_refresh(tmp / "prod.csv", tmp / "eval.yaml", args.refresh, None, **opts)
+        rep = res["coverage"]
+    else:
+        rep = run_coverage(tmp / "prod.csv", tmp / "eval.yaml", **opts)
+    wall, peak = time.perf_counter() - t0, _peak_mb()
+    t, e, prm = rep["timing"], rep["timing"]["embedding"], rep["params"]
+    what = f"refresh --n {args.refresh}" if args.refresh else "coverage"
+    print(f"{what} on {rep['production']['units']} queries: {wall:.1f} s wall, peak RSS {peak:.0f} MB; "
+          f"streamed={prm['streamed']}, fit sample {prm['fit_sample_size']}, k={prm['k']}, "
+          f"JSD {rep['score']['jsd']:.4f}, stability JSD {prm['stability_jsd']}")
+    print(f"  load {t['load_s']:.1f} s, embedding {t['embed_s']:.1f} s ({e['n_embedded']} texts embedded, "
+          f"{e['n_cached']} from the cache), cache {t['cache_s']:.1f} s + re-reads {t['cache_reread_s']:.1f} s, "
+          f"clustering {t['cluster_s']:.1f} s, labels + table {t['analyse_s']:.1f} s")
+    print(f"  a float32 matrix of all vectors would take {rep['production']['units'] * args.dim * 4 / 2**20:.0f} MB "
+          f"on its own; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    import contextlib
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakeserver import FakeServer
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    n = args.n or 100_000
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        t0 = time.perf_counter()
+        _pipeline_inputs(tmp, n, args.dim, args.topics, precompute=not args.fake_embedder)
+        print(f"wrote {n} production rows{'' if args.fake_embedder else ' and their precomputed vectors'} in "
+              f"{time.perf_counter() - t0:.1f} s (untimed)", flush=True)
+        with contextlib.ExitStack() as stack:
+            url = ""
+            if args.fake_embedder:  # in this (parent) process, so its CPU is not in the child's figures
+                url = stack.enter_context(FakeServer({"embedding_dim": args.dim})).url
+                print(f"embedding through the test server's /v1/embeddings at {url} (cold cache)", flush=True)
+            cmd = [sys.executable, __file__, "--pipeline-child", "--vectors", str(tmp), "--n", str(n), "--dim",
+                   str(args.dim), "--fit-sample", str(args.fit_sample), "--k", str(args.k or 0),
+                   "--refresh", str(args.refresh), "--api-base", url]
+            return subprocess.call(cmd)
+
+
 def _scale(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -152,7 +255,14 @@ def main() -> int:
     ap.add_argument("--fit-sample", type=int, default=100_000)
     ap.add_argument("--topics", type=int, default=80, help="latent topics of the generated vectors")
     ap.add_argument("--k", type=int, default=0, help="clusters (default: the pipeline's choose_k(n))")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="the whole `benchrun coverage` pipeline on --n synthetic production rows (see above)")
+    ap.add_argument("--fake-embedder", action="store_true",
+                    help="with --pipeline: embed through tests/fakeserver.py (cold) instead of a precomputed cache")
+    ap.add_argument("--refresh", type=int, default=0, help="with --pipeline: run refresh for this many cases")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--api-base", default="", help=argparse.SUPPRESS)
     ap.add_argument("--vectors", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--production", type=Path, default=DEFAULT_PRODUCTION, help="CSV with a 'text' column")
     ap.add_argument("--eval-cases", type=int, default=300)
@@ -161,6 +271,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.child:
         return _scale_child(args)
+    if args.pipeline_child:
+        return _pipeline_child(args)
+    if args.pipeline:
+        return _pipeline(args)
     if args.n is not None:
         return _scale(args)
     if not args.production.exists():
