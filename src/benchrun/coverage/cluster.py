@@ -18,7 +18,8 @@ uniform random sample of ``fit_sample`` rows, and then every row is assigned to
 the centroid of highest cosine similarity in chunks of ``ASSIGN_CHUNK`` rows, so
 memory beyond the vectors themselves is O(chunk x k), not O(n). The vectors may
 be any object that slices like an array (a numpy array, a memmap, a chunked
-reader). Shares, the outside test and refresh then use the full assignment.
+reader such as `benchrun.coverage.embed.CachedRows`); it is read in two passes
+(one gathers both fit samples, one assigns every row to both fits). Shares, the outside test and refresh then use the full assignment.
 Stability: a second fit on a different sample (disjoint when n >= 2 x fit_sample)
 assigns every row again; its clusters are matched one to one to the first fit's
 by the assignment that maximises total centroid cosine similarity (Hungarian

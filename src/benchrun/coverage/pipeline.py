@@ -3,6 +3,13 @@
 Both read the production file and the dataset, embed (with the cache), cluster
 production and place the eval cases; they return plain JSON-ready dicts and
 print nothing (rendering lives in `benchrun.coverage.render`).
+
+Streaming (``params.streamed``): with more queries than ``fit_sample``, k-means and an embedding cache,
+the queries are embedded chunk by chunk into the cache and no query vector is kept; the sampled fit, the
+chunked assignment, representatives (from the kept similarities) and refresh read them back from the
+cache (`CachedRows`). Memory is then O(fit sample x dim + n) -- the texts, labels, similarities and
+weights stay in memory, the n x dim matrix does not. Sessions, HDBSCAN and ``cache_path=None`` keep every
+vector in memory as before. Results equal the in-memory path's (tests/test_coverage_streaming.py).
 """
 
 from __future__ import annotations
