@@ -338,14 +338,20 @@ def ctfidf_labels(texts: list[str], labels: np.ndarray, ids: list[int], top: int
     except ValueError:  # only stop words
         return {i: "(no terms)" for i in ids}
     terms = vec.get_feature_names_out()
-    tf = np.asarray(counts.toarray(), dtype=float)
-    words = tf.sum(axis=1, keepdims=True)
-    f = tf.sum(axis=0)
+    # sparse throughout: the vocabulary of a million queries is large, and a dense clusters x terms matrix is
+    # not (80 x 1M terms x 8 bytes = 640 MB per copy). Zero counts have weight 0 and are never chosen.
+    counts = counts.tocsr()
+    counts.sort_indices()
+    words = np.asarray(counts.sum(axis=1), dtype=float).ravel()
+    f = np.asarray(counts.sum(axis=0), dtype=float).ravel()
     a = float(words.mean())
-    w = tf / np.where(words == 0, 1.0, words) * np.log(1.0 + a / np.where(f == 0, 1.0, f))
+    idf = np.log(1.0 + a / np.where(f == 0, 1.0, f))
     out: dict[int, str] = {}
     for r, i in enumerate(ids):
-        order = np.argsort(-w[r], kind="stable")
-        chosen = [terms[j] for j in order[:top] if w[r, j] > 0]
+        lo, hi = counts.indptr[r], counts.indptr[r + 1]
+        cols = counts.indices[lo:hi]
+        w = counts.data[lo:hi].astype(float) / (words[r] if words[r] != 0 else 1.0) * idf[cols]
+        order = np.argsort(-w, kind="stable")
+        chosen = [terms[cols[j]] for j in order[:top] if w[j] > 0]
         out[i] = " / ".join(chosen) if chosen else "(no terms)"
     return out
