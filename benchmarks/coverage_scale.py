@@ -3,6 +3,7 @@ k-means on N precomputed vectors (fit on a sample, every vector assigned in chun
 
     .venv/bin/python benchmarks/coverage_scale.py [--production ../shared/data/banking77/train.csv]
     .venv/bin/python benchmarks/coverage_scale.py --n 1000000 [--dim 384 --fit-sample 100000]
+    .venv/bin/python benchmarks/coverage_scale.py --pipeline --n 1000000 [--fake-embedder] [--refresh 50]
 
 With ``--n``: N unit vectors are made by random projection (a Gaussian D x dim matrix) of
 points around ``--topics`` latent centres in D=64 dimensions, written as float32 to a temporary
@@ -13,6 +14,13 @@ that gives the stability JSD. It prints each step's wall time and the process's 
 after it (``VmHWM``, so it includes the Python + numpy + sklearn baseline, also printed),
 against the targets: under 60 s and under 2 GB for 1M x 384 on 2 cores. The machine is shared:
 the load average is printed next to the numbers.
+
+With ``--pipeline --n N``: the whole ``benchrun coverage`` pipeline (``--refresh M``: refresh for M cases)
+on N synthetic production rows (word topics, one unique tag each) and 300 eval cases, in a child process
+that prints its wall time, the report's timing split and its peak RSS. By default the embedding cache is
+pre-filled with the rows' random-projection vectors (untimed, so the run is warm and has no model time);
+``--fake-embedder`` embeds them cold through tests/fakeserver.py's ``/v1/embeddings``, served from this
+parent process. Above ``--fit-sample`` the run streams the vectors through the cache (docs/scale.md).
 
 Without ``--n``:
 
