@@ -389,6 +389,7 @@ class Runner:
         pool: CallPool | None = None,
         sandbox: Sandbox | None = None,
         cell_filter: Callable[[str, str, int], bool] | None = None,
+        cache_entries: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.loaded = loaded
         self.cell_filter = cell_filter  # (case id, model key, sample) -> run it here? (a shard's cells; None: all)
@@ -412,6 +413,9 @@ class Runner:
         self._ahead: list[str] = []
         self._ahead_at = 0
         self._prefetched: dict[str, dict[str, Any]] = {}
+        # entries the caller already read (reproduce's pre-flight check), so a replay does not read them twice; kept
+        # for the whole run (two cells with the same answer share one judge key)
+        self._given: dict[str, dict[str, Any]] = (cache_entries or {}) if self.use_cache else {}
 
     # -------------------------------------------------------------- planning
 
@@ -522,7 +526,11 @@ class Runner:
     def _cached(self, key: str) -> dict[str, Any] | None:
         """The cache entry of ``key``, or None. Candidate answers are read ahead, `_CACHE_AHEAD` pending units
         at a time in one query (a replay from the cache reads thousands); a key not found that way (a miss, or
-        an entry another process wrote since) is looked up on its own, as every key was before."""
+        an entry another process wrote since) is looked up on its own, as every key was before. Entries the caller
+        handed over (``cache_entries``) are served first."""
+        hit = self._given.get(key)
+        if hit is not None:
+            return hit
         hit = self._prefetched.pop(key, None)
         if hit is None and self._ahead_at < len(self._ahead):
             chunk = self._ahead[self._ahead_at:self._ahead_at + _CACHE_AHEAD]
