@@ -31,7 +31,7 @@ from benchrun.callpool import CallPool
 from benchrun.errors import BadInput, RunAborted, UsageError
 from benchrun.hashing import cache_key
 from benchrun.ledger import Ledger
-from benchrun.ledger.tables import Result, Run
+from benchrun.ledger.tables import Result, Run, new_result
 from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import prompts
@@ -584,7 +584,7 @@ class Runner:
         else:
             cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
                                     cand_sem)
-        row = Result(
+        row = new_result(  # Result(...) without SQLModel's per-column setattr (ledger/tables.py)
             run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
             sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
             status="error", messages=json.dumps(unit.messages), response_text=cres.text,
