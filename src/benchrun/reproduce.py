@@ -363,9 +363,9 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     # before anything is called or written: the snapshot is a ledger row, which anyone with write access can edit
     credentials.require(credentials.assess(original, loaded), confirmed, f"benchrun reproduce {original.id}")
     exec_loaded = loaded
-    entries = None
+    entries: dict[str, dict[str, Any]] | None = None
     if from_cache:
-        entries: dict[str, dict[str, Any]] = {}  # what the check read, for the runner (no second read)
+        entries = {}  # what the check read, for the runner (no second read)
         n_miss, shown = cache_misses(loaded, ledger, limit=5, found=entries)
         if n_miss:
             raise UsageError(
@@ -375,7 +375,7 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
         if not loaded.spec.cache:  # the spec switched the cache off; replaying needs it on (hashes unchanged)
             exec_loaded = LoadedSpec(spec=loaded.spec.model_copy(update={"cache": True}), dataset=loaded.dataset,
                                      rubric=loaded.rubric, path=loaded.path)
-    new_id = runner.create_run(loaded, ledger, unsafe_exec=unsafe_exec)
+    new_id = runner.create_run(loaded, ledger, unsafe_exec=unsafe_exec, templates_checked=True)  # checked above
     workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
     outcome = execute_run(exec_loaded, ledger, new_id, use_cache=from_cache, call_workers=workers,
                           unsafe_exec=unsafe_exec, on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard,

@@ -213,21 +213,24 @@ def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sand
         raise UsageError(f"{n} case(s) of dataset {loaded.dataset.name} run model-written code: {e}") from None
 
 
-def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
-    """Validate everything that can be checked offline, then record a new run."""
-    run = run_record(loaded, unsafe_exec=unsafe_exec)
+def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False, templates_checked: bool = False) -> str:
+    """Validate everything that can be checked offline, then record a new run. ``templates_checked``: the caller
+    already ran `check_templates` on this ``loaded`` (reproduce does, to word its errors), so it is not run twice."""
+    run = run_record(loaded, unsafe_exec=unsafe_exec, templates_checked=templates_checked)
     ledger.create_run(run)
     return run.id
 
 
-def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | None = None) -> Run:
+def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | None = None,
+               templates_checked: bool = False) -> Run:
     """Validate everything that can be checked offline; the run's row (a new id unless ``run_id``), not recorded."""
     from benchrun.credentials import check_key_env_name
 
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
     for ref, label in [*((c, c.key) for c in spec.candidates), *([(spec.judge, "judge")] if spec.judge else [])]:
         check_key_env_name(ref, loaded.path, label)  # refused names fail before the run is recorded
-    check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
+    if not templates_checked:
+        check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
     _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
     versions = package_versions()
     if isolation is not None:
