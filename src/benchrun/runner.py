@@ -414,8 +414,11 @@ class Runner:
         # cache reads ahead (see `_cached`): the candidate keys of the pending units in queue order, how far they
         # were read, and the entries read and not yet used
         self._ahead: list[str] = []
+        self._ahead_units: list[_Unit] = []  # the unit of each key in ``_ahead``
         self._ahead_at = 0
         self._prefetched: dict[str, dict[str, Any]] = {}
+        # judge messages rendered while reading ahead, by (case object, cached answer): `_grade` takes them
+        self._judge_ahead: dict[tuple[int, str], list[dict[str, str]]] = {}
         # entries the caller already read (reproduce's pre-flight check), so a replay does not read them twice; kept
         # for the whole run (two cells with the same answer share one judge key)
         self._given: dict[str, dict[str, Any]] = (cache_entries or {}) if self.use_cache else {}
@@ -536,11 +539,36 @@ class Runner:
             return hit
         hit = self._prefetched.pop(key, None)
         if hit is None and self._ahead_at < len(self._ahead):
-            chunk = self._ahead[self._ahead_at:self._ahead_at + _CACHE_AHEAD]
+            at = self._ahead_at
+            chunk = self._ahead[at:at + _CACHE_AHEAD]
             self._ahead_at += len(chunk)
-            self._prefetched.update(self.ledger.cache_get_many(chunk))
+            got = self.ledger.cache_get_many(chunk)
+            self._prefetched.update(got)
+            jkeys = self._judge_keys_ahead(self._ahead_units[at:at + len(chunk)], [got.get(k) for k in chunk])
+            self._prefetched.update(self.ledger.cache_get_many(k for k in jkeys if k not in self._given))
             hit = self._prefetched.pop(key, None)
         return hit if hit is not None else self.ledger.cache_get(key)
+
+    def _judge_keys_ahead(self, units: list[_Unit], answers: list[dict[str, Any] | None]) -> list[str]:
+        """The judge's cache keys of the read-ahead units whose answer is cached (their first judge call, as
+        `_grade` makes it), so the verdicts are read in the same bulk query; the judge messages rendered for
+        them are kept for `_grade`. Tool-using cases, resumed error rows and pairwise judges are left out."""
+        spec, rubric = self.loaded.spec, self.loaded.rubric
+        if spec.judge is None or rubric is None or spec.judge.pairwise:
+            return []
+        jparams = judge_params(self.loaded)
+        keys = []
+        for unit, hit in zip(units, answers, strict=True):
+            text = hit.get("text") if hit is not None else None
+            if text is None or unit.prior is not None or has_tools(spec, unit.case) or not self.loaded.judged(unit.case):
+                continue
+            try:
+                messages = judge_mod.judge_messages(rubric, unit.case, text)
+            except Exception:  # noqa: S112  # left to `_grade`, which fails that one result with the error, as before
+                continue
+            self._judge_ahead[(id(unit.case), text)] = messages
+            keys.append(cache_key(spec.judge, messages, jparams, 0, "judge"))
+        return keys
 
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
@@ -646,7 +674,7 @@ class Runner:
         assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
         jparams = judge_params(self.loaded)
         structured = spec.judge.structured_output != "none"
-        messages = judge_mod.judge_messages(rubric, unit.case, text)
+        messages = self._judge_ahead.pop((id(unit.case), text), None) or judge_mod.judge_messages(rubric, unit.case, text)
         keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
         row.judge_cache_keys = json.dumps(keys)  # for `ledger copy`, which must not render the judge template
         jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
@@ -721,6 +749,7 @@ class Runner:
         if self.use_cache:
             self._ahead = [cache_key(u.cand, u.messages, spec.sampling_for(u.cand).as_params(), u.sample, "candidate")
                            for u in units]
+            self._ahead_units = units
         if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
             from benchrun import batch
 
