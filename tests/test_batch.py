@@ -341,3 +341,42 @@ def test_polls_that_fail_while_the_server_is_down_do_not_stop_the_run(tmp_path: 
         assert set(st["completed_by_prompt_key"].values()) == {1} and len(st["completed_by_prompt_key"]) == 24
     finally:
         srv.stop()
+
+
+def test_ledger_copy_carries_the_batches(project: Project, server: FakeServer, tmp_path: Path) -> None:
+    """`ledger copy` (SQLite -> SQLite) brings a batch run's jobs and lines: `batch status` on the copy says what it
+    says on the source, without asking the provider anything; copying again changes nothing."""
+    spec = project.setup()
+    server.set_config(fake_config(batch={"fail_contains": "(ticket 1)", "expire_contains": "(ticket 2)"}))
+    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    run_id = batched["conditions"]["run_id"]
+    dst = tmp_path / "copy.sqlite"
+    r, stats = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", str(dst))
+    assert r.returncode == 0, r.stderr
+    jobs, lines = _jobs(project, run_id), _lines(project, run_id)
+    assert len(jobs) == 3 and len(lines) == 12 + 8
+    assert (stats["batch_jobs_written"], stats["batch_lines_written"]) == (3, 20)
+
+    def without_ids(status: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(({k: v for k, v in j.items() if k != "id"} for j in status), key=lambda j: j["token"])
+
+    server.reset()
+    r, here = project.cli_json("batch", "status", run_id)
+    assert r.returncode == 0, r.stderr
+    r, there = project.cli_json("batch", "status", run_id, "--ledger", str(dst))
+    assert r.returncode == 0, r.stderr
+    assert without_ids(there) == without_ids(here)
+    # each candidate's batch: case-001's line failed, case-002's expired, 4 answered; the judge's: the 8 answered
+    assert sorted((j["role"], tuple(sorted(j["lines"].items()))) for j in there) == [
+        ("candidate", (("expired", 1), ("failed", 1), ("ok", 4)))] * 2 + [("judge", (("ok", 8),))]
+    assert server.requests() == []  # every batch was collected: nothing to ask the provider
+    con = sqlite3.connect(dst)
+    copied = con.execute("SELECT j.token, l.custom_id, l.state, l.fallback FROM batch_line l "
+                         "JOIN batch_job j ON j.id = l.job_id WHERE l.run_id = ? ORDER BY 1, 2", (run_id,)).fetchall()
+    con.close()
+    by_id = {j["id"]: j["token"] for j in jobs}
+    assert copied == sorted((by_id[ln["job_id"]], ln["custom_id"], ln["state"], ln["fallback"]) for ln in lines)
+    r, again = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", str(dst))
+    assert r.returncode == 0, r.stderr
+    assert not again["changed"] and (again["batch_jobs_written"], again["batch_lines_written"]) == (0, 0)
