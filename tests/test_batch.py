@@ -380,3 +380,33 @@ def test_ledger_copy_carries_the_batches(project: Project, server: FakeServer, t
     r, again = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", str(dst))
     assert r.returncode == 0, r.stderr
     assert not again["changed"] and (again["batch_jobs_written"], again["batch_lines_written"]) == (0, 0)
+
+
+def test_runs_show_says_what_was_batched(project: Project, server: FakeServer) -> None:
+    """`runs show` (terminal and --json): how many batches, lines batched, lines redone synchronously and what the
+    batch-answered calls cost, which equals the cost of the result rows whose calls were all answered in batches."""
+    spec = project.setup()
+    server.set_config(fake_config(batch={"fail_contains": "(ticket 1)", "expire_contains": "(ticket 2)"}))
+    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    run_id = batched["conditions"]["run_id"]
+    r, shown = project.cli_json("runs", "show", run_id)
+    assert r.returncode == 0, r.stderr
+    rows = _rows(project, run_id)
+    in_batches = [x for x in rows if json.loads(x["attempts"]) == []]  # candidate and judge call both batch-answered
+    assert len(in_batches) == 8
+    expected_cost = sum(x["cost_usd"] + x["judge_cost_usd"] for x in in_batches)
+    assert 0 < expected_cost < 1  # shown as $0.0000
+    b = shown["batches"]
+    assert (b["batches"], b["lines"], b["fallback_sync"], b["pending"], b["unpriced"]) == (3, 20, 4, 0, 0)
+    assert b["cost_usd"] == pytest.approx(expected_cost)
+    text = project.cli("runs", "show", run_id).stdout
+    line = next(ln for ln in text.splitlines() if ln.startswith("provider batches:"))
+    assert line == (f"provider batches: 3 (20 lines, 4 redone synchronously), batch-priced cost "
+                    f"${expected_cost:.4f}"), line
+    # a run without batches says nothing about them
+    r, sync = project.cli_json("run", str(spec), "--no-cache")
+    assert r.returncode == 0, r.stderr
+    r, plain = project.cli_json("runs", "show", sync["conditions"]["run_id"])
+    assert plain["batches"] is None
+    assert "provider batches" not in project.cli("runs", "show", sync["conditions"]["run_id"]).stdout

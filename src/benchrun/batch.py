@@ -420,11 +420,13 @@ class Batches:
                                   "retryable": True, "batch": job.batch_id}
             states[key] = (kind, "sync", why[:500])
         if job.state != "collected":
+            costs = [out.answers[k].cost_usd for k, s in states.items() if s[0] == "ok"]  # at batch prices
             await self._do(store.set_lines, self.ledger, job.id, states)
             await self._do(lambda: store.update_job(self.ledger, job.id, state="collected", counts={
                 **json.loads(job.counts or "{}"), "provider_status": job.state,
                 "ok": sum(1 for s in states.values() if s[0] == "ok"),
-                "fallback_sync": sum(1 for s in states.values() if s[1] == "sync")}))
+                "fallback_sync": sum(1 for s in states.values() if s[1] == "sync"),
+                "cost_usd": sum(c for c in costs if c is not None), "unpriced": sum(1 for c in costs if c is None)}))
             job.state = "collected"
 
 

@@ -79,6 +79,7 @@ def run_conditions(run: Run) -> dict[str, Any]:
 
 
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
+    from benchrun.ledger.batches import summary as batch_summary
     from benchrun.shards import shard_summary
 
     rows = ledger.result_rows(run.id)
@@ -126,6 +127,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
         "circular": _circular(rows, order, loaded.spec.shuffle_choices),
         "shards": shard_summary(ledger, run),  # None unless the run was sharded (benchrun run --shard I/N)
+        "batches": batch_summary(ledger, run.id),  # None unless the run used provider batches (benchrun run --batch)
         "tools": tool_section(rows, order),
     }
     out["holistic"] = holistic_section(ledger, rows, loaded, order, out)
