@@ -197,12 +197,14 @@ def _circular(rows: list[dict[str, Any]], order: list[str], k: int | None) -> di
 
 def tool_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:
     """Tool-use metrics per model with intervals (analysis/tools.py); None when no case used tools."""
-    from benchrun.analysis.tools import F1_METHOD, tool_metrics
+    from benchrun.analysis.tools import F1_DEGENERATE_METHOD, F1_METHOD, tool_metrics
 
     metrics = tool_metrics(rows, order)
     if not metrics:
         return None
-    return {"models": metrics, "methods": {"rates": "Wilson score with cases as clusters", "f1": F1_METHOD}}
+    bounded = [k for k, m in metrics.items() if m["f1"]["method"] == F1_DEGENERATE_METHOD]
+    f1_method = F1_METHOD + (f"; for {', '.join(bounded)}: {F1_DEGENERATE_METHOD}" if bounded else "")
+    return {"models": metrics, "methods": {"rates": "Wilson score with cases as clusters", "f1": f1_method}}
 
 
 def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
