@@ -156,6 +156,21 @@ def _mean(xs: list[int] | None) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _judge_tokens(calls: int, fixed: int, answers_expected: float | None, answers_worst: int | None,
+                  mean_verdict: float | None, j_max: int | None) -> tuple[int | None, int | None, int | None, int | None]:
+    """A judge's prompt and completion tokens, expected and worst case, over ``calls`` calls whose prompts have
+    ``fixed`` tokens besides the answers they hold (None: unknown). Worst case: each verdict re-asked once;
+    the re-ask repeats the prompt and carries the first reply."""
+    prompt_exp = fixed + round(answers_expected) if answers_expected is not None else None
+    ct_exp = round(mean_verdict * calls) if mean_verdict is not None else (0 if not calls else None)
+    prompt_worst = 2 * (fixed + answers_worst) + j_max * calls if answers_worst is not None and j_max is not None \
+        else None
+    ct_worst = 2 * j_max * calls if j_max is not None else (0 if not calls else None)
+    if not calls:
+        prompt_worst, ct_worst = 0, 0
+    return prompt_exp, ct_exp, prompt_worst, ct_worst
+
+
 def pairwise_verdict_history(ledger: Ledger, judge_model: str, runs: int = HISTORY_RUNS) -> list[int]:
     """Completion tokens per pairwise verdict (one order, re-asks averaged out) of ``judge_model`` in recent runs."""
     out: list[int] = []
@@ -208,13 +223,8 @@ def _pairwise_judge(loaded: LoadedSpec, ledger: Ledger, cache: bool, known: dict
     jin, jout, jsource = prices(judge)
     hist = pairwise_verdict_history(ledger, judge.model)
     mean_v = _mean(hist)
-    prompt_exp = fixed + round(answers_expected) if answers_expected is not None else None
-    ct_exp = round(mean_v * calls) if mean_v is not None else (0 if not calls else None)
-    prompt_worst = (2 * (fixed + answers_worst) + j_max * calls
-                    if answers_worst is not None and j_max is not None else None)
-    ct_worst = 2 * j_max * calls if j_max is not None else (0 if not calls else None)
-    if not calls:
-        prompt_worst, ct_worst = 0, 0
+    prompt_exp, ct_exp, prompt_worst, ct_worst = _judge_tokens(calls, fixed, answers_expected, answers_worst, mean_v,
+                                                               j_max)
     n_pairs = sum(len(p) for p in plan.values())
     basis = (f"pairwise judge: {n_pairs} pair(s) x 2 orders; "
              + (f"mean of {len(hist)} recorded pairwise verdict(s) of {judge.model}: {mean_v:.1f} tokens"
@@ -306,14 +316,8 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
     judge_model = spec.judge.model if spec.judge is not None else ""
     mean_jt = _mean(verdicts_hist.get(judge_model))
     answers_known = j_answer_expected == j_answer_expected  # not NaN
-    j_prompt_exp = j_fixed + round(j_answer_expected) if answers_known else None
-    j_ct_exp = round(mean_jt * j_calls) if mean_jt is not None else (0 if not j_calls else None)
-    # worst case: each verdict re-asked once; the re-ask repeats the prompt and carries the first reply
-    j_prompt_worst = (2 * (j_fixed + j_answer_worst) + j_max * j_calls
-                      if j_answer_worst is not None and j_max is not None else None)
-    j_ct_worst = 2 * j_max * j_calls if j_max is not None else (0 if not j_calls else None)
-    if not j_calls:
-        j_prompt_worst, j_ct_worst = 0, 0
+    j_prompt_exp, j_ct_exp, j_prompt_worst, j_ct_worst = _judge_tokens(
+        j_calls, j_fixed, j_answer_expected if answers_known else None, j_answer_worst, mean_jt, j_max)
     j_basis = (f"mean of {len(verdicts_hist[judge_model])} recorded verdict(s) of {judge_model}: "
                f"{mean_jt:.1f} tokens" if mean_jt is not None else
                f"no recorded verdict of {judge_model} in the ledger's last {HISTORY_RUNS} runs")
