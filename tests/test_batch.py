@@ -21,6 +21,9 @@ import pytest
 
 from conftest import Project, fake_config
 from fakeserver import FakeServer
+from reliability import relsupport
+
+pg_server, pg_url, backend_url = relsupport.pg_server, relsupport.pg_url, relsupport.backend_url  # fixtures
 
 COMPARED = ("case_id", "model_key", "sample_index", "status", "passed", "response_text", "prompt_tokens",
             "completion_tokens", "rules_passed", "judge_score", "judge_pass", "judge_reason", "judge_failure_mode",
@@ -343,16 +346,16 @@ def test_polls_that_fail_while_the_server_is_down_do_not_stop_the_run(tmp_path: 
         srv.stop()
 
 
-def test_ledger_copy_carries_the_batches(project: Project, server: FakeServer, tmp_path: Path) -> None:
-    """`ledger copy` (SQLite -> SQLite) brings a batch run's jobs and lines: `batch status` on the copy says what it
-    says on the source, without asking the provider anything; copying again changes nothing."""
+def test_ledger_copy_carries_the_batches(project: Project, server: FakeServer, backend_url: str) -> None:
+    """`ledger copy` (SQLite -> SQLite or PostgreSQL) brings a batch run's jobs and lines: `batch status` on the copy
+    says what it says on the source, without asking the provider anything; copying again changes nothing."""
     spec = project.setup()
     server.set_config(fake_config(batch={"fail_contains": "(ticket 1)", "expire_contains": "(ticket 2)"}))
     r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
     assert r.returncode == 0, r.stderr
     run_id = batched["conditions"]["run_id"]
-    dst = tmp_path / "copy.sqlite"
-    r, stats = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", str(dst))
+    dst = backend_url
+    r, stats = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", dst)
     assert r.returncode == 0, r.stderr
     jobs, lines = _jobs(project, run_id), _lines(project, run_id)
     assert len(jobs) == 3 and len(lines) == 12 + 8
@@ -364,20 +367,18 @@ def test_ledger_copy_carries_the_batches(project: Project, server: FakeServer, t
     server.reset()
     r, here = project.cli_json("batch", "status", run_id)
     assert r.returncode == 0, r.stderr
-    r, there = project.cli_json("batch", "status", run_id, "--ledger", str(dst))
+    r, there = project.cli_json("batch", "status", run_id, "--ledger", dst)
     assert r.returncode == 0, r.stderr
     assert without_ids(there) == without_ids(here)
     # each candidate's batch: case-001's line failed, case-002's expired, 4 answered; the judge's: the 8 answered
     assert sorted((j["role"], tuple(sorted(j["lines"].items()))) for j in there) == [
         ("candidate", (("expired", 1), ("failed", 1), ("ok", 4)))] * 2 + [("judge", (("ok", 8),))]
     assert server.requests() == []  # every batch was collected: nothing to ask the provider
-    con = sqlite3.connect(dst)
-    copied = con.execute("SELECT j.token, l.custom_id, l.state, l.fallback FROM batch_line l "
-                         "JOIN batch_job j ON j.id = l.job_id WHERE l.run_id = ? ORDER BY 1, 2", (run_id,)).fetchall()
-    con.close()
+    copied = relsupport.query(dst, "SELECT j.token, l.custom_id, l.state, l.fallback FROM batch_line l "
+                              "JOIN batch_job j ON j.id = l.job_id WHERE l.run_id = :r ORDER BY 1, 2", r=run_id)
     by_id = {j["id"]: j["token"] for j in jobs}
     assert copied == sorted((by_id[ln["job_id"]], ln["custom_id"], ln["state"], ln["fallback"]) for ln in lines)
-    r, again = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", str(dst))
+    r, again = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", dst)
     assert r.returncode == 0, r.stderr
     assert not again["changed"] and (again["batch_jobs_written"], again["batch_lines_written"]) == (0, 0)
 
