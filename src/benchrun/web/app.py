@@ -61,14 +61,16 @@ def shown(text: Any) -> str:
 
 def _environment() -> Environment:
     """Templates from ``templates/``, autoescaped; number formats shared with the terminal renderers."""
+    from benchrun.report.holistic import holistic_rows, method_notes
     from benchrun.report.html import quality_cost_svg
-    from benchrun.report.terminal import _cost, _money, _ms
+    from benchrun.report.terminal import TOOL_COLUMNS, _cost, _money, _ms
     from benchrun.report.terminal_compare import _iv_pts, _p_is, _pct, _pts
 
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined)
     env.filters.update(shown=shown, pct=_pct, pts=_pts, ivpts=_iv_pts, p_is=_p_is, money=_money, ms=_ms,
                        q=lambda s: quote(str(s), safe=""))
-    env.globals.update(cost=_cost, urlencode=urlencode, quality_cost_svg=quality_cost_svg)
+    env.globals.update(cost=_cost, urlencode=urlencode, quality_cost_svg=quality_cost_svg, holistic_rows=holistic_rows,
+                       holistic_notes=method_notes, tool_columns=TOOL_COLUMNS)
     return env
 
 

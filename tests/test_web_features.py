@@ -1,0 +1,209 @@
+"""`benchrun view` pages of the later features: the tool-call trajectory on the case drill-down, the holistic
+row, the tool-use table and the choice-order table on the run page, and the ratings of a pairwise run.
+
+Each run is recorded through the CLI against our test server (tests/fakeserver.py), the way
+test_tool_calls.py, test_circular.py and test_pairwise_run.py record theirs; every JSON twin is compared with
+what the CLI's ``--json`` prints for the same run (`runs show`, `runs show --case`, `arena`)."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import Project
+from fakeserver import FakeServer
+from test_tool_calls import CASES as TOOL_CASES
+from test_tool_calls import RULES as TOOL_RULES
+from test_tool_calls import tool_spec
+
+BASE = "http://127.0.0.1:8765"
+PWN = "<script>document.documentElement.setAttribute('data-pwned','t')</script>"
+# a scripted tool result carrying markup (the dataset is untrusted too), on the multi-step path
+MARKUP_RESULT_CASE = {
+    "id": "result-markup", "input": "[multistep] Charged twice for INV-1001, refund it please.",
+    "tool_results": {"lookup_invoice": {"invoice_id": "INV-1001", "status": f"paid twice {PWN}", "amount": 42.5},
+                     "issue_refund": "refund ok"},
+    "expected_tool_calls": [{"name": "lookup_invoice", "arguments": {"invoice_id": "INV-1001"}},
+                            {"name": "issue_refund", "arguments": {"invoice_id": "INV-1001"}}]}
+PICKED = ("multistep", "markup", "forbidden", "loop")
+
+
+def client(ledger: Path) -> TestClient:
+    from benchrun.web.app import create_app
+
+    return TestClient(create_app(str(ledger)), base_url=BASE)
+
+
+def cli_json(project: Project, *args: str) -> Any:
+    r, d = project.cli_json(*args)
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    return d
+
+
+def text_of(page: str) -> str:
+    """The page's visible text, roughly: tags dropped, entities decoded (to find what a reader sees)."""
+    return html_lib.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+@pytest.fixture(scope="module")
+def tool_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str]]:
+    with FakeServer({"rules": TOOL_RULES, "default_reply": "OK"}) as srv:
+        project = Project(tmp_path_factory.mktemp("webtools"), srv.url)
+        cases = [c for c in TOOL_CASES if c["id"] in PICKED] + [MARKUP_RESULT_CASE]
+        summary = cli_json(project, "run", str(tool_spec(project, cases)))
+        yield project, summary["conditions"]["run_id"]
+
+
+# ----------------------------------------------------------------------------- case drill-down: trajectories
+
+
+def test_case_twin_has_the_trajectory_runs_show_case_prints(tool_run: tuple[Project, str]) -> None:
+    project, run_id = tool_run
+    c = client(project.ledger)
+    for case_id in (*PICKED, MARKUP_RESULT_CASE["id"]):
+        d = c.get(f"/runs/{run_id}/cases/{case_id}.json").json()
+        cli = cli_json(project, "runs", "show", run_id, "--case", case_id)
+        assert [r["trajectory"] for r in d["results"]] == [r["trajectory"] for r in cli["results"]]
+        assert all(r["trajectory"]["steps"] for r in d["results"])
+    ms = c.get(f"/runs/{run_id}/cases/multistep.json").json()["results"][0]["trajectory"]
+    assert [s["role"] for s in ms["steps"]] == ["assistant", "tool", "assistant", "tool", "assistant"]
+
+
+def test_case_page_shows_each_step_call_result_and_how_it_ended(tool_run: tuple[Project, str]) -> None:
+    project, run_id = tool_run
+    c = client(project.ledger)
+    d = c.get(f"/runs/{run_id}/cases/multistep.json").json()
+    page = c.get(f"/runs/{run_id}/cases/multistep").text
+    seen = text_of(page)
+    for r in d["results"]:
+        t = r["trajectory"]
+        assert f"{t['n_steps']} model turn(s) of at most {t['max_steps']}, ended {t['end']}" in seen
+        assert f"failure mode {t['score']['failure_mode']}" in seen
+    assert page.count('class="trajectory"') == len(d["results"]) == 2
+    steps = d["results"][0]["trajectory"]["steps"]
+    assert steps[0]["content"] in seen  # the assistant's text of turn 1 ("Let me check.")
+    for st in steps:
+        if st["role"] == "assistant":
+            for tc in st["tool_calls"]:
+                assert tc["arguments"] in seen and f"call #{tc['index']}" in seen
+        else:
+            assert st["content"] in seen and f"tool result for call #{st['call_index']} ({st['name']})" in seen
+    # a failure: the forbidden refund is named as such, with the score's failure mode
+    fb = c.get(f"/runs/{run_id}/cases/forbidden").text
+    assert "FORBIDDEN" in fb and "failure mode forbidden_tool_call" in text_of(fb)
+    loop = c.get(f"/runs/{run_id}/cases/loop.json").json()["results"][0]["trajectory"]
+    assert loop["end"] == "loop" and "ended loop" in text_of(c.get(f"/runs/{run_id}/cases/loop").text)
+
+
+def test_model_and_dataset_markup_in_a_trajectory_renders_as_text(tool_run: tuple[Project, str]) -> None:
+    project, run_id = tool_run
+    c = client(project.ledger)
+    page = c.get(f"/runs/{run_id}/cases/markup").text
+    assert len(re.findall(r"<script[ >]", page)) == 1  # only the page's own /static/app.js
+    assert "<img" not in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page  # the assistant's text in the trajectory
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the tool arguments the model wrote
+    assert "arguments do not match the tool" in page  # the scorer's reason, shown beside the call
+    res = c.get(f"/runs/{run_id}/cases/result-markup").text
+    assert len(re.findall(r"<script[ >]", res)) == 1 and "data-pwned" in res
+    assert "&lt;script&gt;document.documentElement" in res  # the scripted tool result, as text
+
+
+# ----------------------------------------------------------------------------- run page: holistic and tools
+
+
+def test_run_twin_and_page_show_holistic_row_and_tool_table(tool_run: tuple[Project, str]) -> None:
+    from benchrun.report.holistic import holistic_rows
+    from benchrun.report.terminal import TOOL_COLUMNS
+
+    project, run_id = tool_run
+    c = client(project.ledger)
+    d = c.get(f"/runs/{run_id}.json").json()
+    cli = cli_json(project, "runs", "show", run_id)
+    assert d["summary"]["holistic"] == cli["holistic"] and d["summary"]["tools"] == cli["tools"]
+    assert d["summary"]["tools"] is not None and d["arena"] is None and d["summary"]["circular"] is None
+    page = c.get(f"/runs/{run_id}").text
+    assert 'id="holistic-table"' in page and 'id="tools-table"' in page and 'id="arena"' not in page
+    seen = text_of(page)
+    keys, rows = holistic_rows(cli["holistic"])
+    assert rows and keys == ["fast", "lite"]
+    for row in rows:  # every cell of the table `runs show` prints
+        assert row[0] in seen and all(cell in seen for cell in row[1:])
+    for key, m in cli["tools"]["models"].items():
+        for k, _ in TOOL_COLUMNS:
+            v = m[k]
+            if v["estimate"] is not None:
+                assert f"{100 * v['estimate']:.1f}% [{100 * v['low']:.1f}%, {100 * v['high']:.1f}%]" in seen, (key, k)
+        assert f'data-model="{key}"' in page
+    assert "forbidden_tool_call" in seen  # the failure modes column
+
+
+# ----------------------------------------------------------------------------- run page: choice order
+
+
+def test_run_page_shows_the_choice_order_table(tmp_path: Path) -> None:
+    from test_circular import K, _project, _rules
+
+    with FakeServer({"rules": _rules()}) as srv:
+        project, spec = _project(tmp_path, srv, shuffle_choices=K)
+        run_id = cli_json(project, "run", str(spec))["conditions"]["run_id"]
+    c = client(project.ledger)
+    d = c.get(f"/runs/{run_id}.json").json()
+    cli = cli_json(project, "runs", "show", run_id)
+    circ = d["summary"]["circular"]
+    assert circ == cli["circular"] and circ["orders"] == K
+    page = c.get(f"/runs/{run_id}").text
+    assert f"Choice order: each case asked under {K} orders" in page
+    seen = text_of(page)
+    for key, m in circ["models"].items():
+        for part in ("original", "circular", "order_sensitive"):
+            iv = m[part]
+            assert f"{100 * iv['estimate']:.1f}% [{100 * iv['low']:.1f}%, {100 * iv['high']:.1f}%]" in seen, (key, part)
+    first = circ["models"]["first"]  # always "A": right only where the answer was shown first
+    assert first["circular"]["estimate"] == 0 and first["order_sensitive"]["estimate"] > 0
+
+
+# ----------------------------------------------------------------------------- run page: pairwise ratings
+
+
+def test_pairwise_run_page_shows_the_arena_of_benchrun_arena(tmp_path: Path) -> None:
+    from test_pairwise_run import A_SECTION, B_SECTION, PREFER_BETA, fixed_answers, verdict, write_project
+
+    cfg = {"rules": [
+        {"model": "^judge-pref$", "regex": A_SECTION.replace("([\\s\\S]*?)", PREFER_BETA), "reply": verdict("A")},
+        {"model": "^judge-pref$", "regex": B_SECTION.replace("([\\s\\S]*?)", PREFER_BETA), "reply": verdict("B")},
+        {"model": "^judge-pref$", "reply": verdict("tie")}, *fixed_answers()]}
+    with FakeServer(cfg) as srv:
+        project = Project(tmp_path, srv.url)
+        run_id = cli_json(project, "run", str(write_project(project, 8, "judge-pref")))["conditions"]["run_id"]
+    arena = cli_json(project, "arena", run_id)
+    c = client(project.ledger)
+    d = c.get(f"/runs/{run_id}.json").json()
+    assert d["arena"] == arena and arena["models"][0]["model"] == "beta"
+    page = c.get(f"/runs/{run_id}").text
+    seen = text_of(page)
+    assert 'id="arena-table"' in page and 'id="arena-matrix"' in page
+    for m in arena["models"]:
+        lo, hi = m["rank_interval"]
+        rank = str(lo) if lo == hi else f"{lo}-{hi}"
+        iv = m["interval"]
+        row = re.search(rf'<tr class="arena-row" data-model="{m["model"]}">(.*?)</tr>', page)
+        assert row, m["model"]
+        cells = [text_of(x).strip() for x in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))]
+        assert cells[:5] == [str(m["rank"]), m["model"], f"{m['rating']:.0f}",
+                             f"[{iv['low']:.0f}, {iv['high']:.0f}]", rank]
+        assert cells[6] == f"{m['wins']}/{m['losses']}/{m['ties']}"
+    for cell in arena["matrix"]:
+        w = f"{100 * cell['win_rate']:.1f}% [{100 * cell['interval']['low']:.1f}%, {100 * cell['interval']['high']:.1f}%]"
+        assert w in seen, cell
+    (j,) = arena["judges"]
+    lo, hi = j["consistency_interval"]
+    assert (f"judge {j['judge']}: position consistency {100 * j['consistency']:.1f}% "
+            f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {j['pairs']} pairs") in seen
+    assert "no human votes" in seen
