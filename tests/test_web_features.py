@@ -8,6 +8,8 @@ what the CLI's ``--json`` prints for the same run (`runs show`, `runs show --cas
 from __future__ import annotations
 
 import html as html_lib
+import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +209,37 @@ def test_pairwise_run_page_shows_the_arena_of_benchrun_arena(tmp_path: Path) -> 
     assert (f"judge {j['judge']}: position consistency {100 * j['consistency']:.1f}% "
             f"[{100 * lo:.1f}%, {100 * hi:.1f}%] over {j['pairs']} pairs") in seen
     assert "no human votes" in seen
+
+
+# ----------------------------------------------------------------------------- in chromium
+
+
+def test_trajectory_and_tool_tables_in_chromium(tool_run: tuple[Project, str], tmp_path: Path) -> None:
+    from test_web_browser import _why
+
+    if _why is not None:
+        pytest.skip(_why)
+    from selenium.webdriver.common.by import By
+
+    from test_web_browser import _pwned, chromium, serve
+
+    project, run_id = tool_run
+    shots = Path(os.environ["BENCHRUN_ARTEFACTS"]) / "web" if os.environ.get("BENCHRUN_ARTEFACTS") else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    with chromium(tmp_path / "profile") as browser, serve(project.ledger) as base:
+        browser.get(base + f"/runs/{run_id}")
+        assert len(browser.find_elements(By.CSS_SELECTOR, "tr.tools-row")) == 2
+        assert "accuracy (pass rate)" in browser.find_element(By.ID, "holistic-table").text
+        browser.find_element(By.LINK_TEXT, "markup").click()
+        traj = browser.find_elements(By.CSS_SELECTOR, "section.trajectory")
+        assert [t.get_attribute("data-model") for t in traj] == ["fast", "lite"]
+        args = traj[0].find_element(By.CSS_SELECTOR, "pre.tool-args").text
+        assert json.loads(args) == {"invoice_id": "<script>alert(1)</script>"}  # the model's arguments, as text
+        assert traj[0].find_element(By.CSS_SELECTOR, "pre.step-text").text == "<img src=x onerror=alert(2)>"
+        assert browser.find_elements(By.CSS_SELECTOR, "section.trajectory img") == []
+        browser.save_screenshot(str(shots / "case-trajectory.png"))
+        browser.get(base + f"/runs/{run_id}/cases/result-markup")
+        results = browser.find_elements(By.CSS_SELECTOR, "section.trajectory pre.tool-result")
+        assert results and PWN in results[0].text
+        assert _pwned(browser) is None  # nothing the model or the dataset wrote ran
+
