@@ -174,7 +174,9 @@ def test_run_page_shows_the_choice_order_table(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- run page: pairwise ratings
 
 
-def test_pairwise_run_page_shows_the_arena_of_benchrun_arena(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def pairwise_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str]]:
+    """A pairwise run of alpha, beta, gamma on 8 cases, a judge that prefers beta's answer (test_pairwise_run)."""
     from test_pairwise_run import A_SECTION, B_SECTION, PREFER_BETA, fixed_answers, verdict, write_project
 
     cfg = {"rules": [
@@ -182,8 +184,13 @@ def test_pairwise_run_page_shows_the_arena_of_benchrun_arena(tmp_path: Path) -> 
         {"model": "^judge-pref$", "regex": B_SECTION.replace("([\\s\\S]*?)", PREFER_BETA), "reply": verdict("B")},
         {"model": "^judge-pref$", "reply": verdict("tie")}, *fixed_answers()]}
     with FakeServer(cfg) as srv:
-        project = Project(tmp_path, srv.url)
+        project = Project(tmp_path_factory.mktemp("webpairs"), srv.url)
         run_id = cli_json(project, "run", str(write_project(project, 8, "judge-pref")))["conditions"]["run_id"]
+        yield project, run_id
+
+
+def test_pairwise_run_page_shows_the_arena_of_benchrun_arena(pairwise_run: tuple[Project, str]) -> None:
+    project, run_id = pairwise_run
     arena = cli_json(project, "arena", run_id)
     c = client(project.ledger)
     d = c.get(f"/runs/{run_id}.json").json()
@@ -243,3 +250,81 @@ def test_trajectory_and_tool_tables_in_chromium(tool_run: tuple[Project, str], t
         assert results and PWN in results[0].text
         assert _pwned(browser) is None  # nothing the model or the dataset wrote ran
 
+
+
+# ----------------------------------------------------------------------------- pairwise voting in the browser
+
+
+def test_pairwise_votes_in_the_browser_are_labels_import_records(pairwise_run: tuple[Project, str],
+                                                                  tmp_path: Path) -> None:
+    import csv
+    import sqlite3
+
+    from benchrun.ledger import Ledger
+    from benchrun.pairwise_labels import latest_votes
+    from test_pairwise_run import fill_votes
+
+    project, run_id = pairwise_run
+    led = tmp_path / "ledger.sqlite"  # a private copy: the votes below stay out of the other tests
+    src, dst = sqlite3.connect(project.ledger), sqlite3.connect(led)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    c = client(led)
+    exported = tmp_path / "pairs.csv"
+    r, _ = project.cli_json("labels", "export", run_id, "--pairwise", "--sample", "6", "--out", str(exported),
+                            "--ledger", str(led))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader([x for x in exported.read_text().splitlines() if not x.startswith("#")]))
+
+    def pick(a: str, b: str) -> str:
+        return "A" if "BETA" in a else "B" if "BETA" in b else "tie"
+
+    page = c.get(f"/runs/{run_id}/label", params={"annotator": "ann", "n": 6})
+    assert page.status_code == 200 and 'id="pair"' in page.text
+    blanked = re.sub(r'<pre class="text" id="response-[ab]">.*?</pre>', "", page.text, flags=re.S)
+    assert not any(m in blanked for m in ("alpha", "beta", "gamma"))  # blind: no model name outside the answers
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text).group(1)  # type: ignore[union-attr]
+    headers = {"X-CSRF-Token": csrf}
+    for i, row in enumerate(rows[:5]):  # the queue walks the exported sample, in its order, A and B as shown there
+        q = c.get(f"/runs/{run_id}/label.json", params={"annotator": "ann", "n": 6}).json()
+        item = q["item"]
+        assert (item["item_id"], item["response_a"], item["response_b"]) == \
+            (row["item_id"], row["response_a"], row["response_b"])
+        assert q["progress"]["done"] == i and q["position"] == i + 1
+        winner = pick(item["response_a"], item["response_b"])
+        out = c.post(f"/runs/{run_id}/label", json={"item_id": item["item_id"], "annotator": "ann",
+                                                    "winner": winner.lower()}, headers=headers)
+        assert out.status_code == 200, out.text
+        shown = out.json()["reveal"]
+        assert winner == "tie" or shown[winner] == "beta"
+    assert c.post(f"/runs/{run_id}/label", json={"item_id": rows[0]["item_id"], "annotator": "ann",
+                                                 "winner": "A"}, headers=headers).status_code == 200  # a change of mind
+    for bad in ({"winner": "C"}, {"item_id": "nope"}, {"annotator": ""}, {"annotator": "x\x1by"}):
+        body = {"item_id": rows[0]["item_id"], "annotator": "ann", "winner": "A", **bad}
+        assert c.post(f"/runs/{run_id}/label", json=body, headers=headers).status_code == 400, bad
+    assert c.post(f"/runs/{run_id}/label", json={"item_id": rows[0]["item_id"], "annotator": "ann", "winner": "A"}
+                  ).status_code == 403  # no CSRF token
+    store = Ledger(str(led))
+    browser_votes = latest_votes(store, store.get_run(run_id))
+    assert len(browser_votes) == 5
+    # the same votes through a filled-in file and `labels import` are the same records
+    fill_votes(exported, "ann", pick)
+    with exported.open() as fh:  # the first pair as changed in the browser (A), the sixth left blank
+        table = list(csv.DictReader(x for x in fh if not x.startswith("#")))
+    table[0]["human_winner"] = "A"
+    table[5]["human_winner"] = table[5]["annotator"] = ""
+    with exported.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(table[0]), quoting=csv.QUOTE_ALL)
+        w.writeheader()
+        w.writerows(table)
+    r, _ = project.cli_json("labels", "import", str(exported), "--run", run_id, "--ledger", str(led))
+    assert r.returncode == 0, r.stderr + r.stdout
+    imported = latest_votes(store, store.get_run(run_id))
+    key = lambda v: (v["item_id"], v["annotator"])  # noqa: E731
+    assert sorted(imported, key=key) == sorted(browser_votes, key=key)
+    arena = cli_json(project, "arena", run_id, "--ledger", str(led))
+    assert arena["human_agreement"]["votes"] == 5
+    page = c.get(f"/runs/{run_id}/label", params={"annotator": "ann", "n": 6}).text
+    assert "judge vs people so far on 5 vote(s)" in page and "1 left for you" in page

@@ -218,6 +218,9 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         except ValueError:
             raise HTTPException(400, "n, seed and per_item must be whole numbers") from None
         annotator = (p.get("annotator") or "").strip()[:labelling.MAX_ANNOTATOR] or None
+        if labelling.is_pairwise(store, run.id):  # A / B / tie on blind pairs
+            return render(request, "label_pairwise.html", labelling.pairwise_queue(store, run.id, annotator, n, seed),
+                          as_json)
         return render(request, "label.html", labelling.queue(store, run.id, annotator, n, seed, per_item), as_json)
 
     def reveal_view(request: Request) -> Response:
@@ -231,7 +234,8 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         from starlette.concurrency import run_in_threadpool
 
         run = await run_in_threadpool(run_or_404, run_id)
-        out = await run_in_threadpool(labelling.save, store, run.id, body)
+        pairwise = await run_in_threadpool(labelling.is_pairwise, store, run.id)
+        out = await run_in_threadpool(labelling.pairwise_save if pairwise else labelling.save, store, run.id, body)
         return JSONResponse(jsonable(out))
 
     async def calibrate_view(request: Request) -> Response:
