@@ -328,3 +328,52 @@ def test_pairwise_votes_in_the_browser_are_labels_import_records(pairwise_run: t
     assert arena["human_agreement"]["votes"] == 5
     page = c.get(f"/runs/{run_id}/label", params={"annotator": "ann", "n": 6}).text
     assert "judge vs people so far on 5 vote(s)" in page and "1 left for you" in page
+
+
+def test_vote_on_three_pairs_with_the_keyboard_in_chromium(pairwise_run: tuple[Project, str], tmp_path: Path) -> None:
+    from test_web_browser import _why
+
+    if _why is not None:
+        pytest.skip(_why)
+    import sqlite3
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from benchrun.ledger import Ledger
+    from benchrun.pairwise_labels import judged_items, latest_votes, vote_record
+    from test_web_browser import chromium, serve
+
+    project, run_id = pairwise_run
+    led = tmp_path / "ledger.sqlite"
+    src, dst = sqlite3.connect(project.ledger), sqlite3.connect(led)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    typed = []
+    with chromium(tmp_path / "profile") as browser, serve(led) as base:
+        browser.get(base + f"/runs/{run_id}")
+        browser.find_element(By.ID, "label-link").click()
+        browser.find_element(By.ID, "annotator").send_keys("kbd", Keys.ENTER)
+        for key, shown in (("a", "A"), ("b", "B"), ("t", "tie")):
+            WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+                "return document.documentElement.getAttribute('data-ready')"))
+            pair = browser.find_element(By.ID, "pair")
+            item_id = pair.get_attribute("data-item")
+            assert not browser.find_element(By.ID, "reveal").is_displayed()  # blind until voted
+            ActionChains(browser).send_keys(key).perform()
+            WebDriverWait(browser, 30).until(lambda d, iid=item_id: d.execute_script(
+                "return document.documentElement.getAttribute('data-saved')") == iid)
+            assert browser.find_element(By.ID, "reveal-a").text in ("alpha", "beta", "gamma")
+            typed.append((item_id, shown))
+            ActionChains(browser).send_keys(Keys.ENTER).perform()
+            WebDriverWait(browser, 30).until(lambda d, iid=item_id: d.execute_script(
+                "var e = document.getElementById('pair'); return e === null || e.dataset.item !== arguments[0]", iid))
+        assert "3 of" in browser.find_element(By.ID, "progress").text
+    store = Ledger(str(led))
+    run = store.get_run(run_id)
+    items = judged_items(store, run)
+    assert latest_votes(store, run) == [vote_record(run.id, i, items[i], shown, "kbd") for i, shown in typed]
