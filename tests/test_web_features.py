@@ -221,6 +221,13 @@ def test_pairwise_run_page_shows_the_arena_of_benchrun_arena(pairwise_run: tuple
 # ----------------------------------------------------------------------------- in chromium
 
 
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$BENCHRUN_ARTEFACTS/web`` (CI artefacts), else the test's directory."""
+    d = Path(os.environ["BENCHRUN_ARTEFACTS"]) / "web" if os.environ.get("BENCHRUN_ARTEFACTS") else tmp_path
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def test_trajectory_and_tool_tables_in_chromium(tool_run: tuple[Project, str], tmp_path: Path) -> None:
     from test_web_browser import _why
 
@@ -231,8 +238,7 @@ def test_trajectory_and_tool_tables_in_chromium(tool_run: tuple[Project, str], t
     from test_web_browser import _pwned, chromium, serve
 
     project, run_id = tool_run
-    shots = Path(os.environ["BENCHRUN_ARTEFACTS"]) / "web" if os.environ.get("BENCHRUN_ARTEFACTS") else tmp_path
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     with chromium(tmp_path / "profile") as browser, serve(project.ledger) as base:
         browser.get(base + f"/runs/{run_id}")
         assert len(browser.find_elements(By.CSS_SELECTOR, "tr.tools-row")) == 2
@@ -354,8 +360,11 @@ def test_vote_on_three_pairs_with_the_keyboard_in_chromium(pairwise_run: tuple[P
     src.close()
     dst.close()
     typed = []
+    shots = screenshots(tmp_path)
     with chromium(tmp_path / "profile") as browser, serve(led) as base:
         browser.get(base + f"/runs/{run_id}")
+        browser.execute_script("document.getElementById('arena').scrollIntoView()")
+        browser.save_screenshot(str(shots / "run-pairwise.png"))
         browser.find_element(By.ID, "label-link").click()
         browser.find_element(By.ID, "annotator").send_keys("kbd", Keys.ENTER)
         for key, shown in (("a", "A"), ("b", "B"), ("t", "tie")):
@@ -369,6 +378,8 @@ def test_vote_on_three_pairs_with_the_keyboard_in_chromium(pairwise_run: tuple[P
                 "return document.documentElement.getAttribute('data-saved')") == iid)
             assert browser.find_element(By.ID, "reveal-a").text in ("alpha", "beta", "gamma")
             typed.append((item_id, shown))
+            if len(typed) == 1:
+                browser.save_screenshot(str(shots / "label-pairwise.png"))
             ActionChains(browser).send_keys(Keys.ENTER).perform()
             WebDriverWait(browser, 30).until(lambda d, iid=item_id: d.execute_script(
                 "var e = document.getElementById('pair'); return e === null || e.dataset.item !== arguments[0]", iid))
