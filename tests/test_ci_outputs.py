@@ -197,10 +197,17 @@ def test_markdown_summary_escapes_hostile_text(project: Project, server: FakeSer
         assert tag not in html, tag
     assert f"<code>{result.run_id}</code>" in html
     assert "@octocat" not in r.stdout  # no mention: a word joiner follows the @
-    # the table has one row per model and 7 cells in each: the pipe in the alias did not split a cell
+    # the table has one row per model and 8 cells in each: the pipe in the alias did not split a cell
     table = html[html.index("<table>"): html.index("</table>")]
     body_rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)
-    assert len(body_rows) == 2 and all(row.count("<td") == 7 for row in body_rows)
+    assert len(body_rows) == 2 and all(row.count("<td") == 8 for row in body_rows)
+    # candidate and judge cost apart (issue 14 item 2), as `runs show` has them
+    heads = re.findall(r"<th[^>]*>(.*?)</th>", table)
+    assert heads[-2:] == ["candidate cost", "judge cost"]
+    summary = benchrun.Ledger(project.ledger).run(result.run_id).data
+    bad_m = next(x for x in summary["models"] if x["model_key"] == "bad")
+    bad_cells = re.findall(r"<td[^>]*>(.*?)</td>", body_rows[1], re.S)
+    assert bad_cells[-2:] == [f"${bad_m['candidate_cost_usd']:.4f}", f"${bad_m['judge_cost_usd']:.4f}"]
     first_cell = re.search(r"<td>(.*?)</td>", body_rows[0], re.S).group(1)
     assert first_cell == ("good|&lt;img src=x onerror=alert(1)&gt;*em* [link](http://x) @\u2060octocat "
                           "`code`")  # shown literally
