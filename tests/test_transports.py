@@ -8,7 +8,6 @@ data; and an OpenAI-compatible run imports neither litellm nor scipy.stats nor n
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sqlite3
@@ -261,12 +260,7 @@ PROBE = textwrap.dedent("""
     code = main(["run", sys.argv[2], "--json"])
     srv.stop()
     after = sorted(sys.modules)
-    try:  # httpcore was imported with trio hidden (openai_http): the block must not outlive that import
-        import trio  # noqa: F401
-        trio_importable = True
-    except ImportError:
-        trio_importable = False
-    print(json.dumps({{"code": code, "modules": seen.get("modules"), "after": after, "trio": trio_importable}}))
+    print(json.dumps({{"code": code, "modules": seen.get("modules"), "after": after}}))
 """).format(tests=str(ROOT / "tests"))
 
 
@@ -288,11 +282,8 @@ def test_an_openai_compatible_run_imports_nothing_heavy_before_its_first_call(pr
     # nor afterwards: the run's summary (Wilson intervals, latency percentiles) needs no scipy or numpy either
     assert sorted(m for m in out["after"] if m.split(".")[0] in heavy) == []
     # start-up (issue 15): no jsonschema before the first call for a spec without schemas (a verdict that is not
-    # plainly the default schema's is validated by it afterwards), and no trio for httpcore's locks (asyncio only)
+    # plainly the default schema's is validated by it afterwards)
     assert sorted(m for m in mods if m.split(".")[0] == "jsonschema") == []
-    assert "httpcore._synchronization" in out["after"]
-    assert sorted(m for m in out["after"] if m.split(".")[0] == "trio") == []
-    assert out["trio"] is (importlib.util.find_spec("trio") is not None)  # still importable when installed
 
 
 def test_help_imports_no_provider_or_statistics_package() -> None:

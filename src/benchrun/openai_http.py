@@ -20,7 +20,6 @@ import asyncio
 import itertools
 import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,26 +141,8 @@ _next = itertools.count()
 _ssl: Any = None
 
 
-def _httpcore_without_trio() -> None:
-    """Import httpcore's lock module with trio hidden, unless trio or that module is loaded already.
-
-    httpcore picks its locks from trio or anyio by the running event loop, and imports trio whenever it is
-    installed (selenium depends on it): ~0.06 s of CPU at a run's first request, a twentieth of a 1-case
-    run. benchrun runs on asyncio only (anyio's locks). The block lasts for this one import, so trio can be
-    imported normally afterwards; only httpcore under a trio event loop in this process would then refuse."""
-    if "httpcore._synchronization" in sys.modules or "trio" in sys.modules:
-        return
-    sys.modules["trio"] = None  # type: ignore[assignment]  # `import trio` raises ImportError while set
-    try:
-        import httpcore._synchronization  # noqa: F401
-    finally:
-        if sys.modules.get("trio", 0) is None:
-            del sys.modules["trio"]
-
-
 def _new_client() -> httpx.AsyncClient:
     global _ssl
-    _httpcore_without_trio()
     if _ssl is None:  # one TLS context for every client (building one loads the CA bundle: milliseconds)
         _ssl = httpx.create_ssl_context()
     return httpx.AsyncClient(
