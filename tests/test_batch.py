@@ -21,6 +21,9 @@ import pytest
 
 from conftest import Project, fake_config
 from fakeserver import FakeServer
+from reliability import relsupport
+
+pg_server, pg_url, backend_url = relsupport.pg_server, relsupport.pg_url, relsupport.backend_url  # fixtures
 
 COMPARED = ("case_id", "model_key", "sample_index", "status", "passed", "response_text", "prompt_tokens",
             "completion_tokens", "rules_passed", "judge_score", "judge_pass", "judge_reason", "judge_failure_mode",
@@ -341,3 +344,70 @@ def test_polls_that_fail_while_the_server_is_down_do_not_stop_the_run(tmp_path: 
         assert set(st["completed_by_prompt_key"].values()) == {1} and len(st["completed_by_prompt_key"]) == 24
     finally:
         srv.stop()
+
+
+def test_ledger_copy_carries_the_batches(project: Project, server: FakeServer, backend_url: str) -> None:
+    """`ledger copy` (SQLite -> SQLite or PostgreSQL) brings a batch run's jobs and lines: `batch status` on the copy
+    says what it says on the source, without asking the provider anything; copying again changes nothing."""
+    spec = project.setup()
+    server.set_config(fake_config(batch={"fail_contains": "(ticket 1)", "expire_contains": "(ticket 2)"}))
+    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    run_id = batched["conditions"]["run_id"]
+    dst = backend_url
+    r, stats = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", dst)
+    assert r.returncode == 0, r.stderr
+    jobs, lines = _jobs(project, run_id), _lines(project, run_id)
+    assert len(jobs) == 3 and len(lines) == 12 + 8
+    assert (stats["batch_jobs_written"], stats["batch_lines_written"]) == (3, 20)
+
+    def without_ids(status: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(({k: v for k, v in j.items() if k != "id"} for j in status), key=lambda j: j["token"])
+
+    server.reset()
+    r, here = project.cli_json("batch", "status", run_id)
+    assert r.returncode == 0, r.stderr
+    r, there = project.cli_json("batch", "status", run_id, "--ledger", dst)
+    assert r.returncode == 0, r.stderr
+    assert without_ids(there) == without_ids(here)
+    # each candidate's batch: case-001's line failed, case-002's expired, 4 answered; the judge's: the 8 answered
+    assert sorted((j["role"], tuple(sorted(j["lines"].items()))) for j in there) == [
+        ("candidate", (("expired", 1), ("failed", 1), ("ok", 4)))] * 2 + [("judge", (("ok", 8),))]
+    assert server.requests() == []  # every batch was collected: nothing to ask the provider
+    copied = relsupport.query(dst, "SELECT j.token, l.custom_id, l.state, l.fallback FROM batch_line l "
+                              "JOIN batch_job j ON j.id = l.job_id WHERE l.run_id = :r ORDER BY 1, 2", r=run_id)
+    by_id = {j["id"]: j["token"] for j in jobs}
+    assert copied == sorted((by_id[ln["job_id"]], ln["custom_id"], ln["state"], ln["fallback"]) for ln in lines)
+    r, again = project.cli_json("ledger", "copy", "--from", str(project.ledger), "--to", dst)
+    assert r.returncode == 0, r.stderr
+    assert not again["changed"] and (again["batch_jobs_written"], again["batch_lines_written"]) == (0, 0)
+
+
+def test_runs_show_says_what_was_batched(project: Project, server: FakeServer) -> None:
+    """`runs show` (terminal and --json): how many batches, lines batched, lines redone synchronously and what the
+    batch-answered calls cost, which equals the cost of the result rows whose calls were all answered in batches."""
+    spec = project.setup()
+    server.set_config(fake_config(batch={"fail_contains": "(ticket 1)", "expire_contains": "(ticket 2)"}))
+    r, batched = project.cli_json("run", str(spec), "--no-cache", "--batch")
+    assert r.returncode == 0, r.stderr
+    run_id = batched["conditions"]["run_id"]
+    r, shown = project.cli_json("runs", "show", run_id)
+    assert r.returncode == 0, r.stderr
+    rows = _rows(project, run_id)
+    in_batches = [x for x in rows if json.loads(x["attempts"]) == []]  # candidate and judge call both batch-answered
+    assert len(in_batches) == 8
+    expected_cost = sum(x["cost_usd"] + x["judge_cost_usd"] for x in in_batches)
+    assert 0 < expected_cost < 1  # shown as $0.0000
+    b = shown["batches"]
+    assert (b["batches"], b["lines"], b["fallback_sync"], b["pending"], b["unpriced"]) == (3, 20, 4, 0, 0)
+    assert b["cost_usd"] == pytest.approx(expected_cost)
+    text = project.cli("runs", "show", run_id).stdout
+    line = next(ln for ln in text.splitlines() if ln.startswith("provider batches:"))
+    assert line == (f"provider batches: 3 (20 lines, 4 redone synchronously), batch-priced cost "
+                    f"${expected_cost:.4f}"), line
+    # a run without batches says nothing about them
+    r, sync = project.cli_json("run", str(spec), "--no-cache")
+    assert r.returncode == 0, r.stderr
+    r, plain = project.cli_json("runs", "show", sync["conditions"]["run_id"])
+    assert plain["batches"] is None
+    assert "provider batches" not in project.cli("runs", "show", sync["conditions"]["run_id"]).stdout

@@ -175,3 +175,18 @@ def test_probe_sees_heavy_imports() -> None:
                         f"print([m for m in {FORBIDDEN!r} if m in sys.modules])"],
                        capture_output=True, text=True, timeout=60, check=True)
     assert "benchrun.spec" in r.stdout and "pydantic" in r.stdout
+
+
+def test_only_the_provider_gateway_calls_models() -> None:
+    """Every call to a model API (chat, embeddings, files and batches) goes through providers.py or its
+    OpenAI-compatible transport openai_http.py: no other module calls litellm's request functions or
+    opens an HTTP client."""
+    import re
+
+    calls = re.compile(r"litellm\.(a?completion|acreate_file|acreate_batch|aretrieve_batch|alist_batches|"
+                       r"afile_content|a?embedding|acancel_batch)\(|httpx\.(Async)?Client\(")
+    gateway = {SRC / "benchrun" / "providers.py", SRC / "benchrun" / "openai_http.py"}
+    offenders = [f"{p.relative_to(SRC)}:{n}" for p in sorted((SRC / "benchrun").rglob("*.py")) if p not in gateway
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if calls.search(line)]
+    assert offenders == []
+    assert calls.search((SRC / "benchrun" / "providers.py").read_text())  # the pattern does find the gateway's calls

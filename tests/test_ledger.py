@@ -99,6 +99,39 @@ def test_batched_writes_and_bulk_reads(backend_url: str) -> None:
     led.close()
 
 
+def test_new_result_is_the_same_row_as_result(backend_url: str) -> None:
+    """`new_result` (the runner's fast constructor) builds what ``Result(**values)`` builds: the same
+    values, defaults, fields set and change tracking, written and read back alike."""
+    from sqlalchemy import inspect
+
+    from benchrun.ledger.tables import Result, new_result
+
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    values: dict[str, Any] = {
+        "run_id": "r1", "case_id": "c0", "model_key": "m", "model": "openai/m", "sample_index": 1, "category": "c",
+        "severity": "high", "status": "error", "messages": "[]", "response_text": "hi", "resolved_model": "m-1",
+        "prompt_tokens": 3, "completion_tokens": None, "tokens_estimated": True, "cost_usd": None,
+        "latency_ms": 2.5, "retries": 1, "attempts": '[{"error": "429"}]', "cached": True, "error": None,
+        "scored_by": "judge", "created_at": at}
+    old, new = Result(**values), new_result(**values)
+    assert new.model_dump() == old.model_dump() and new.model_fields_set == old.model_fields_set
+    assert new.judge_reasks == 0 and new.rules == "[]" and new.passed is None and new.id is None  # defaults
+    assert inspect(new).transient
+    for row in (old, new):  # set afterwards, as the runner's scoring does
+        row.status, row.passed, row.judge_score = "passed", True, 4
+    assert new.model_dump() == old.model_dump() and new.model_fields_set == old.model_fields_set
+    assert new_result(**{k: v for k, v in values.items() if k != "created_at"}).created_at > at  # factory called
+    with pytest.raises(TypeError, match="no_such"):
+        new_result(**values, no_such=1)
+    led = Ledger(backend_url)
+    led.create_run(make_run("r1"))
+    led.add_result(new)
+    led.add_result(old.model_copy(update={"case_id": "c1"}))
+    a, b = led.result_rows("r1")
+    assert {**a, "id": None, "case_id": "c1"} == {**b, "id": None}
+    led.close()
+
+
 def test_runner_group_commit_fails_only_the_bad_write(project: Project) -> None:
     """Writes handed to the runner's writer while it is busy are committed together; when that batch fails
     (here: a result for a cell already recorded), each write is retried alone, so only the bad one fails."""

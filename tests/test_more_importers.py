@@ -59,6 +59,20 @@ def test_parquet_without_pyarrow_or_with_it(tmp_path: Path) -> None:
     pq.write_table(pa.table({"q": ["one?", "two?"], "a": ["1", "2"]}), p)
     ds = Dataset.model_validate(get_importer("jsonl")(p, field_map={"input": "q", "answer": "a"}))
     assert [c.checks[0].value for c in ds.cases] == ["1", "2"]
+    # an HF-datasets style export: a list column of choices, an integer label, nested struct fields
+    mc = tmp_path / "mc.parquet"
+    pq.write_table(pa.table({"question": [{"stem": "Capital of France?"}, {"stem": "2 + 2?"}],
+                             "options": [["Paris", "Rome"], ["3", "4"]], "label": [0, 1],
+                             "subject": ["geo", "math"]}), mc)
+    ds = Dataset.model_validate(get_importer("jsonl")(
+        mc, field_map={"input": "question.stem", "choices": "options", "answer": "label", "category": "subject"}))
+    assert [(c.input, c.choices, c.answer_index(), c.category) for c in ds.cases] == [
+        ("Capital of France?", ["Paris", "Rome"], 0, "geo"), ("2 + 2?", ["3", "4"], 1, "math")]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(BadInput) as e:
+        get_importer("jsonl")(broken, field_map={"input": "q"})
+    assert "not a readable Parquet file" in str(e.value)
 
 
 def test_openai_evals_messages_and_ideal_lists() -> None:

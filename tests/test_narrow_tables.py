@@ -113,16 +113,22 @@ def test_compare_reproduce_and_diff_fit_80_columns(project: Project) -> None:
     r, s2 = project.cli_json("run", str(spec))
     run2 = s2["conditions"]["run_id"]
     commands = [("compare", "support-assistant-prompt-v2-long-name", "bad", "--run", run1),
-                ("reproduce", run1, "--from-cache"), ("diff", run1, run2)]
+                ("reproduce", run1, "--from-cache"), ("diff", run1, run2), ("run", str(spec), "--estimate")]
+    _, cmp = project.cli_json("compare", "support-assistant-prompt-v2-long-name", "bad", "--run", run1)
+    boot = cmp["comparison"]["bootstrap"]
+    whole = f"[{100 * boot['low']:+.1f}, {100 * boot['high']:+.1f}]"
     for cmd in commands:
         narrow, wide, lines = _at_80_and_160(project, cmd)
         if cmd[0] == "compare":
             assert "Flips (6): cases that pass for one model and fail for the other" in narrow.stdout
             assert "pass rate (6 paired cases)" in wide.stdout
+            assert any(whole in ln for ln in lines), narrow.stdout  # an interval's numbers are never cut
         if cmd[0] == "reproduce":
             assert "hidden at 80 columns: " in narrow.stdout and "Δ p50" in narrow.stdout
             assert "answers changed" in wide.stdout and "hidden at" not in wide.stdout
             # each row on one line: the model key cut in the middle, the pass rates whole
             assert sum("100.0% → 100.0%" in ln for ln in lines) == 1, narrow.stdout
+        if cmd[0] == "run":
+            assert "Calls, tokens and cost" in narrow.stdout and "hidden at 80 columns: " in narrow.stdout
         if cmd[0] == "diff":
             assert any("temperature" in ln and "0.7" in ln for ln in lines), narrow.stdout

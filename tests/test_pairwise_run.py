@@ -413,12 +413,49 @@ def test_ledger_copy_carries_the_pairwise_judgements_and_their_cache(tmp_path: P
         assert d["reproduced"] and len(srv.requests()) == before  # the copy's cache serves the pairwise judge too
 
 
-def test_estimate_counts_the_pairwise_judge_calls_and_does_not_pretend_to_price_them(project: Project) -> None:
-    spec = write_project(project, 6, "judge", pairs={"sample": 2})
-    r, d = project.cli_json("run", str(spec), "--estimate")
-    assert r.returncode == 0, r.stderr
-    assert d["judge"]["calls"] == 6 * 2 * 2 and d["judge"]["expected_cost_usd"] is None
-    assert any("pairwise judge" in n for n in d["notes"])
+def test_estimate_counts_and_prices_the_pairwise_judge_calls(tmp_path: Path) -> None:
+    """`run --estimate` on a pairwise spec: both orders of every scheduled pair, priced like the pointwise judge
+    (tests/test_estimate.py): the worst case bounds the run that follows, after it the expectation equals what the
+    judge's calls cost (the server sends no usage, so the ledger holds benchrun's own tiktoken counts), and with
+    the cache on every verdict is cached and costs nothing."""
+    import benchrun
+
+    cfg = prefer_beta_config()
+    cfg["no_usage"] = True
+    with FakeServer(cfg) as srv:
+        project = Project(tmp_path, srv.url)
+        spec = write_project(project, 6, "judge-pref", pairs={"sample": 2}, sampling={"max_tokens": 64},
+                             price={"input_per_1m": 0.5, "output_per_1m": 0.5})
+        r, d = project.cli_json("run", str(spec), "--estimate")
+        assert r.returncode == 0, r.stderr
+        j = d["judge"]
+        assert (j["calls"], j["cached_calls"], j["reask_calls_worst"]) == (6 * 2 * 2, 0, 24)
+        assert j["expected_cost_usd"] is None and j["prompt_tokens_without_answers"]  # no answer recorded yet
+        assert j["completion_tokens_worst"] == 2 * 64 * 24 and j["worst_case_cost_usd"] > 0
+        assert d["worst_case_cost_usd"] == pytest.approx(sum(c["worst_case_cost_usd"] for c in d["candidates"])
+                                                         + j["worst_case_cost_usd"])
+        run_id = run_json(project, spec)
+        rows = judgements(project, run_id)
+        assert len(rows) == 24 and all(x["reasks"] == 0 for x in rows)
+        pt, ct, cost = (sum(x[k] for x in rows) for k in ("prompt_tokens", "completion_tokens", "cost_usd"))
+        assert pt <= j["prompt_tokens_worst"] and ct <= j["completion_tokens_worst"]
+        assert 0 < cost <= j["worst_case_cost_usd"]
+
+        again = benchrun.estimate(spec, ledger=project.ledger, cache=False).judge
+        assert again is not None and (again.calls, again.cached_calls) == (24, 0)
+        assert not again.prompt_tokens_without_answers
+        # answers counted apart from the prompt around them: tokens can merge at the seams (at most 2 per call)
+        assert abs(again.prompt_tokens - pt) <= 2 * again.calls
+        assert again.completion_tokens_expected == ct  # the judge's verdicts are deterministic here
+        assert again.expected_cost_usd == pytest.approx(cost, rel=0.01)
+
+        cached = benchrun.estimate(spec, ledger=project.ledger).judge
+        assert cached is not None and (cached.calls, cached.cached_calls) == (0, 24)
+        assert cached.expected_cost_usd == 0.0 and cached.worst_case_cost_usd == 0.0
+        before = len(srv.requests())
+        r, _ = project.cli_json("run", str(spec))
+        assert r.returncode == 0, r.stderr
+        assert len(srv.requests()) == before  # a cached run indeed calls nothing
 
 
 def test_progress_lines_count_the_pairs_after_the_answers(tmp_path: Path) -> None:

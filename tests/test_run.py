@@ -99,6 +99,51 @@ def test_cache_hits_and_no_cache(project: Project, server: FakeServer) -> None:
     assert server.stats()["completed"] == 2 * first
 
 
+def test_a_cached_rerun_reads_answers_and_verdicts_in_bulk(project: Project, server: FakeServer) -> None:
+    """With the cache warm, the runner reads the pending answers AND their judge verdicts ahead, one bulk
+    query each (not one lookup per verdict); entries handed over (`cache_entries`, what reproduce's pre-flight
+    read) are not read again at all. The results are the first run's, every call served from the cache."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from benchrun import runner
+    from benchrun.ledger import Ledger
+    from benchrun.reproduce import cache_misses
+    from benchrun.spec import load_run_spec
+
+    spec = project.setup()
+    _r, first = project.cli_json("run", str(spec))
+    calls = server.stats()["completed"]
+    loaded = load_run_spec(spec)
+    led = Ledger(str(project.ledger))
+    reads: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM cache" in statement:
+            reads.append(statement)
+
+    event.listen(led.engine, "before_cursor_execute", seen)
+    run_id = runner.create_run(loaded, led)
+    assert asyncio.run(runner.Runner(loaded, led, run_id).execute()).status == "completed"
+    assert len(reads) == 2 and all(" IN (" in q for q in reads), reads  # answers, then verdicts: 24 cells' worth
+    keep = ("case_id", "model_key", "sample_index", "status", "passed", "judge_score", "response_text", "judge_raw")
+    again = [{k: r[k] for k in keep} for r in rows(project, run_id)]
+    assert again == [{k: r[k] for k in keep} for r in rows(project, first["conditions"]["run_id"])]
+    assert all(r["cached"] for r in rows(project, run_id))
+    everything: dict[str, Any] = {}
+    assert cache_misses(loaded, led, found=everything) == (0, [])  # what `reproduce --from-cache` checks first
+    assert len(everything) == 24
+    reads.clear()
+    run_id = runner.create_run(loaded, led)
+    r = runner.Runner(loaded, led, run_id, cache_entries=everything)
+    assert asyncio.run(r.execute()).status == "completed"
+    assert reads == []  # nothing read twice
+    assert [{k: x[k] for k in keep} for x in rows(project, run_id)] == again
+    assert server.stats()["completed"] == calls  # no call made
+    led.close()
+
+
 def test_samples_are_independent_in_cache(project: Project, server: FakeServer) -> None:
     spec = project.setup(samples=3)
     r, summary = project.cli_json("run", str(spec))

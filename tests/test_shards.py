@@ -299,3 +299,35 @@ def test_a_stopped_shard_stops_the_run_and_resumes_alone(tmp_path: Path) -> None
     assert done.data["recorded_results"] == 2 * CASES
     # only shard 1's cells were called again (its recorded errors redone, the missing ones done): 2 calls each
     assert stats["total"] == stats["completed"] == 2 * sh["shards"][0]["cells"]
+
+
+def test_ledger_copy_carries_the_shards(project: Project, tmp_path: Path) -> None:
+    """`ledger copy` (SQLite -> SQLite) of a sharded run brings its shard rows: the copy says "1 of 2 shards done"
+    while the source does, and "2 of 2" once the last shard has finished and the run is copied again."""
+    ledger = str(tmp_path / "l.sqlite")
+    dst = str(tmp_path / "copy.sqlite")
+    spec = project.setup()
+
+    def copy() -> dict[str, Any]:
+        r, stats = project.cli_json("ledger", "copy", "--from", ledger, "--to", dst)
+        assert r.returncode == 0, r.stderr
+        return dict(stats)
+
+    def shards(url: str) -> dict[str, Any]:
+        r, shown = project.cli_json("runs", "show", "r-1", "--ledger", url)
+        assert r.returncode == 0, r.stderr
+        return dict(shown["shards"])
+
+    first = project.cli("run", str(spec), "--shard", "1/2", "--run-id", "r-1", "--ledger", ledger)
+    assert first.returncode == 0, first.stderr
+    assert copy()["shards_written"] == 2
+    assert shards(dst) == shards(ledger) and shards(dst)["line"] == "1 of 2 shards done"
+    done = project.cli("run", str(spec), "--shard", "2/2", "--run-id", "r-1", "--ledger", ledger)
+    assert done.returncode == 0, done.stderr
+    stats = copy()
+    assert stats["shards_written"] == 1 and stats["runs_updated"] == 1  # shard 2's row, now done
+    assert shards(dst) == shards(ledger) and shards(dst)["line"] == "2 of 2 shards done"
+    r = project.cli("runs", "show", "r-1", "--ledger", dst)
+    assert r.returncode == 0 and "2 of 2 shards done" in r.stdout, r.stdout
+    again = copy()
+    assert not again["changed"] and again["shards_written"] == 0

@@ -109,6 +109,56 @@ def test_f1_matches_sklearn_and_its_interval_covers_by_simulation() -> None:
     assert 0.90 <= covered / reps <= 0.985, covered / reps
 
 
+def _simulated_cases(rng: np.random.Generator, p: float, cases: int, samples: int) -> list[tuple[int, int, int]]:
+    """Each case expects one call per sample, made right with probability p (a TP), else a wrong call (FP + FN):
+    the population micro F1 is 2p / (2p + 2(1 - p)) = p."""
+    out = []
+    for _ in range(cases):
+        k = int(rng.binomial(samples, p))
+        out.append((k, samples - k, samples - k))
+    return out
+
+
+def test_f1_interval_is_never_one_point() -> None:
+    """All cases perfect, or no true positive anywhere: the bootstrap is degenerate, so the interval is the Wilson
+    bound on the share of correct calls with n = cases (times Korn & Graubard's t factor), computed here with
+    statsmodels; a single case, or cases all alike, too."""
+    from scipy.stats import norm, t
+    from statsmodels.stats.proportion import proportion_confint
+
+    from benchrun.analysis.tools import F1_DEGENERATE_METHOD, F1_METHOD
+
+    g = 20
+    n_star = g * (norm.ppf(0.975) / t.ppf(0.975, g - 1)) ** 2
+    perfect = bootstrap_f1([(1, 0, 0)] * g)
+    lo, hi = proportion_confint(n_star, n_star, alpha=0.05, method="wilson")
+    assert (perfect.estimate, perfect.method) == (1.0, F1_DEGENERATE_METHOD)
+    assert perfect.low == pytest.approx(lo) and perfect.high == pytest.approx(hi) == 1.0 and perfect.low < 0.9
+    none = bootstrap_f1([(0, 1, 1)] * 12 + [(0, 0, 1)] * 8)  # no true positive: F1 = 0
+    lo, hi = proportion_confint(0, n_star, alpha=0.05, method="wilson")
+    assert (none.estimate, none.method) == (0.0, F1_DEGENERATE_METHOD)
+    assert none.low == 0.0 and none.high == pytest.approx(hi) and none.high > 0.1
+    for per_case in ([(1, 1, 0)], [(2, 1, 1)] * 5):  # one case; cases all alike (every resample: F1 = 2/3)
+        iv = bootstrap_f1(per_case)
+        assert iv.method == F1_DEGENERATE_METHOD and iv.low < iv.estimate < iv.high, iv
+    assert bootstrap_f1([(1, 0, 0)] * 19 + [(0, 1, 1)]).method == F1_METHOD  # not degenerate: the bootstrap
+
+
+@pytest.mark.parametrize(("p", "cases", "samples"), [(0.97, 20, 1), (0.03, 20, 1), (0.95, 15, 3)])
+def test_f1_interval_covers_near_the_edges_by_simulation(p: float, cases: int, samples: int) -> None:
+    """Where a sample of cases is often all perfect (or all wrong) the interval still covers the true F1 at least
+    ~95% of the time; a one-point interval there would cover only when the sample is not degenerate
+    (1 - 0.97^20 = 46% for the first setting)."""
+    rng = np.random.default_rng(11)
+    reps, covered, degenerate = 400, 0, 0
+    for _ in range(reps):
+        iv = bootstrap_f1(_simulated_cases(rng, p, cases, samples), resamples=400, seed=int(rng.integers(1 << 30)))
+        covered += iv.low <= p <= iv.high
+        degenerate += iv.low == iv.high
+    assert degenerate == 0
+    assert covered / reps >= 0.93, covered / reps
+
+
 def _row(model: str, case_id: str, score: dict[str, Any], status: str = "passed") -> dict[str, Any]:
     return {"model_key": model, "case_id": case_id, "status": status,
             "trajectory": json.dumps({"n_steps": 1, "score": score})}

@@ -259,7 +259,8 @@ PROBE = textwrap.dedent("""
     from benchrun.cli import main
     code = main(["run", sys.argv[2], "--json"])
     srv.stop()
-    print(json.dumps({{"code": code, "modules": seen.get("modules"), "after": sorted(sys.modules)}}))
+    after = sorted(sys.modules)
+    print(json.dumps({{"code": code, "modules": seen.get("modules"), "after": after}}))
 """).format(tests=str(ROOT / "tests"))
 
 
@@ -280,6 +281,9 @@ def test_an_openai_compatible_run_imports_nothing_heavy_before_its_first_call(pr
     assert sorted(m for m in mods if m.split(".")[0] in heavy) == []
     # nor afterwards: the run's summary (Wilson intervals, latency percentiles) needs no scipy or numpy either
     assert sorted(m for m in out["after"] if m.split(".")[0] in heavy) == []
+    # start-up (issue 15): no jsonschema before the first call for a spec without schemas (a verdict that is not
+    # plainly the default schema's is validated by it afterwards)
+    assert sorted(m for m in mods if m.split(".")[0] == "jsonschema") == []
 
 
 def test_help_imports_no_provider_or_statistics_package() -> None:

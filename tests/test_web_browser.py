@@ -8,6 +8,7 @@ image, and a javascript: link) renders as text and runs nothing. Screenshots go 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -46,14 +47,21 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebRun, str]]:
     """A recorded run, and `benchrun view`'s app over it served by uvicorn on 127.0.0.1."""
+    with FakeServer(config()) as srv:
+        web = WebRun(tmp_path_factory.mktemp("webui"), srv)
+    with serve(web.ledger) as base:
+        yield web, base
+
+
+@contextlib.contextmanager
+def serve(ledger: Path) -> Iterator[str]:
+    """`benchrun view`'s app over ``ledger`` served by uvicorn on 127.0.0.1; yields its base URL."""
     import uvicorn
 
     from benchrun.web.app import create_app
 
-    with FakeServer(config()) as srv:
-        web = WebRun(tmp_path_factory.mktemp("webui"), srv)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(str(web.ledger)), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(str(ledger)), host="127.0.0.1", port=port,
                                            log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
@@ -63,7 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebRun, s
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield web, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         t.join(timeout=10)
@@ -71,12 +79,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebRun, s
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[Any]:
+    """Headless Debian chromium through chromedriver, with its profile in ``profile``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    profile = tmp_path_factory.mktemp("chromium-profile")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={profile}", "--window-size=1400,1000"):

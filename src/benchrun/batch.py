@@ -141,20 +141,6 @@ class Outcome:
         return res
 
 
-def _litellm_kwargs(endpoint: Endpoint) -> dict[str, Any]:
-    """Where litellm sends the batch calls: the provider named by the model string, the endpoint's base and key."""
-    model = endpoint.model
-    provider = model.split("/", 1)[0] if "/" in model else "openai"
-    if provider in ("hosted_vllm", "lm_studio", "llamafile") or endpoint.transport == "openai":
-        provider = "openai"  # OpenAI-compatible servers speak OpenAI's files and batches API
-    kw: dict[str, Any] = {"custom_llm_provider": provider}
-    if endpoint.api_base:
-        kw["api_base"] = endpoint.api_base
-    if endpoint.api_key:
-        kw["api_key"] = endpoint.api_key
-    return kw
-
-
 def _wire_model(endpoint: Endpoint) -> str:
     from benchrun.openai_http import wire_model
 
@@ -260,24 +246,19 @@ class Batches:
     async def _submit(self, calls: list[BatchCall]) -> None:
         first = calls[0]
         ep = first.endpoint
-        litellm = providers.setup_litellm()
         token = secrets.token_hex(8)
         job = await self._do(store.add_job, self.ledger, BatchJob(
             run_id=self.run_id, token=token, role=first.role, model_key=first.ref.key, model=first.ref.model,
             api_base=first.ref.api_base, state="creating", n_lines=len(calls)), [c.key for c in calls])
-        kw = _litellm_kwargs(ep)
         try:
-            f = await litellm.acreate_file(file=(f"benchrun-{self.run_id}-{token}.jsonl", input_jsonl(calls)),
-                                           purpose="batch", **kw)
+            f = await providers.batch_upload(ep, f"benchrun-{self.run_id}-{token}.jsonl", input_jsonl(calls))
         except Exception as e:  # nothing was submitted: the calls are made synchronously
             await self._give_up(job, calls, f"uploading the batch input failed: {providers.classify(e)[1]}")
             return
         await self._do(lambda: store.update_job(self.ledger, job.id, input_file_id=f.id))
         try:
-            b = await litellm.acreate_batch(completion_window=COMPLETION_WINDOW, endpoint=ENDPOINT,
-                                            input_file_id=f.id,
-                                            metadata={"benchrun_run": self.run_id, "benchrun_token": token},
-                                            max_retries=0, **kw)  # no blind retry: it could create a second batch
+            b = await providers.batch_create(ep, f.id, COMPLETION_WINDOW, ENDPOINT,
+                                             {"benchrun_run": self.run_id, "benchrun_token": token})
         except Exception as e:  # the provider may have created it all the same (a timeout): look for its token
             why = f"creating the batch failed: {providers.classify(e)[1]}"
             try:
@@ -305,10 +286,9 @@ class Batches:
         assert job.id is not None
         found = None
         if ep is not None:
-            litellm = providers.setup_litellm()
             after = None
             for _ in range(100):  # pages of the provider's batch list, newest first
-                page = await litellm.alist_batches(limit=100, after=after, **_litellm_kwargs(ep))
+                page = await providers.batch_list(ep, after)
                 data = list(getattr(page, "data", None) or [])
                 found = next((b for b in data if (getattr(b, "metadata", None) or {}).get("benchrun_token")
                               == job.token), None)
@@ -326,8 +306,8 @@ class Batches:
 
     async def refresh(self, job: BatchJob, ep: Endpoint) -> Any:
         """Ask the provider for the batch's state; record it when it changed. Returns the batch object."""
-        litellm = providers.setup_litellm()
-        b = await litellm.aretrieve_batch(batch_id=job.batch_id, **_litellm_kwargs(ep))
+        assert job.batch_id is not None
+        b = await providers.batch_retrieve(ep, job.batch_id)
         state = str(b.status)
         counts = b.request_counts.model_dump() if getattr(b, "request_counts", None) is not None else {}
         if state != job.state or json.dumps(counts) != job.counts:
@@ -382,15 +362,13 @@ class Batches:
         assert job.id is not None
         if all(k in out.answers or k in out.fallbacks for k in calls):
             return
-        litellm = providers.setup_litellm()
-        kw = _litellm_kwargs(ep)
         answered: dict[str, dict[str, Any]] = {}
         failed: dict[str, tuple[str, str]] = {}  # key -> (failed | expired | cancelled, why)
         for fid in (job.output_file_id, job.error_file_id):
             if not fid:
                 continue
             try:
-                content = await litellm.afile_content(file_id=fid, **kw)
+                content = await providers.batch_file_content(ep, fid)
             except Exception as e:  # its answers are paid for: stop rather than pay for them again
                 raise RunAborted(f"could not read the answers of batch {job.batch_id} ({job.model_key}): "
                                  f"{providers.classify(e)[1]}; benchrun run --resume {self.run_id} tries again") from None
@@ -420,11 +398,13 @@ class Batches:
                                   "retryable": True, "batch": job.batch_id}
             states[key] = (kind, "sync", why[:500])
         if job.state != "collected":
+            costs = [out.answers[k].cost_usd for k, s in states.items() if s[0] == "ok"]  # at batch prices
             await self._do(store.set_lines, self.ledger, job.id, states)
             await self._do(lambda: store.update_job(self.ledger, job.id, state="collected", counts={
                 **json.loads(job.counts or "{}"), "provider_status": job.state,
                 "ok": sum(1 for s in states.values() if s[0] == "ok"),
-                "fallback_sync": sum(1 for s in states.values() if s[1] == "sync")}))
+                "fallback_sync": sum(1 for s in states.values() if s[1] == "sync"),
+                "cost_usd": sum(c for c in costs if c is not None), "unpriced": sum(1 for c in costs if c is None)}))
             job.state = "collected"
 
 

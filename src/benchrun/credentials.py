@@ -128,9 +128,11 @@ class Assessment:
     def needs_confirmation(self) -> bool:
         return self.reason is not None
 
-    def lines(self) -> list[str]:
-        """What to show before calling anything (one line per model, then the verdict)."""
-        out = [f"run {self.run_id} will call, from its stored snapshot:"]
+    def lines(self, from_cache: bool = False) -> list[str]:
+        """What to show before calling anything (one line per model, then the verdict); ``from_cache``: a replay,
+        which calls these only for what the response cache cannot serve."""
+        head = ("would call, only where the cache has no answer" if from_cache else "will call")
+        out = [f"run {self.run_id} {head}, from its stored snapshot:"]
         out += [f"  {r.describe()}" for r in self.routes]
         if self.reason is None:
             out.append(f"  (every variable and host as in the spec file {self.spec_path})")

@@ -15,6 +15,10 @@ For each candidate and for the judge:
   the worst case is unknown.
 * **expected**: prompt tokens as counted, completion tokens at the mean this model produced in
   the ledger's recent runs; unknown when the ledger has no answer of this model.
+* **pairwise judge** (``judge.mode: pairwise``): one call per order of every scheduled pair, its
+  prompt holding both answers (exact when both are cached, else the fixed part plus each answer's
+  expected or ``max_tokens`` length), cached verdicts counted apart, the worst case with one
+  re-ask per order, the expectation at the judge's recorded pairwise verdict length.
 * **prices**: the spec's ``price``, else litellm's bundled cost map; the embedded local model is
   free. A model neither knows stays unknown (never zero), and so does every total it enters.
 
@@ -152,6 +156,91 @@ def _mean(xs: list[int] | None) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _judge_tokens(calls: int, fixed: int, answers_expected: float | None, answers_worst: int | None,
+                  mean_verdict: float | None, j_max: int | None) -> tuple[int | None, int | None, int | None, int | None]:
+    """A judge's prompt and completion tokens, expected and worst case, over ``calls`` calls whose prompts have
+    ``fixed`` tokens besides the answers they hold (None: unknown). Worst case: each verdict re-asked once;
+    the re-ask repeats the prompt and carries the first reply."""
+    prompt_exp = fixed + round(answers_expected) if answers_expected is not None else None
+    ct_exp = round(mean_verdict * calls) if mean_verdict is not None else (0 if not calls else None)
+    prompt_worst = 2 * (fixed + answers_worst) + j_max * calls if answers_worst is not None and j_max is not None \
+        else None
+    ct_worst = 2 * j_max * calls if j_max is not None else (0 if not calls else None)
+    if not calls:
+        prompt_worst, ct_worst = 0, 0
+    return prompt_exp, ct_exp, prompt_worst, ct_worst
+
+
+def pairwise_verdict_history(ledger: Ledger, judge_model: str, runs: int = HISTORY_RUNS) -> list[int]:
+    """Completion tokens per pairwise verdict (one order, re-asks averaged out) of ``judge_model`` in recent runs."""
+    out: list[int] = []
+    for run in ledger.list_runs(runs):
+        for j in ledger.pair_judgements(run.id):
+            if j.judge_model == judge_model and j.completion_tokens is not None:
+                out.append(round(j.completion_tokens / (1 + (j.reasks or 0))))
+    return out
+
+
+def _pairwise_judge(loaded: LoadedSpec, ledger: Ledger, cache: bool, known: dict[tuple[str, str], str],
+                    lengths: dict[str, tuple[float | None, int | None]]) -> RoleEstimate:
+    """The pairwise judge (``judge.mode: pairwise``): both orders of every scheduled pair (`pairwise_run.schedule`),
+    counted like the pointwise judge. A call's prompt is the pairwise prompt with the two answers: exact (and
+    looked up in the cache) when both answers are cached, else its fixed part plus each unknown answer's
+    expected length (the candidate's recorded mean) or, for the worst case, its ``max_tokens``; the worst
+    case re-asks every verdict once, as the run's budget gate assumes (`pairwise_run._worst_case`)."""
+    from benchrun import providers
+    from benchrun.hashing import cache_key
+    from benchrun.pairwise_run import pairwise_params, schedule
+    from benchrun.scoring.pairwise import pairwise_messages
+
+    spec, rubric, judge = loaded.spec, loaded.rubric, loaded.spec.judge
+    assert judge is not None and rubric is not None
+    params = pairwise_params(judge)
+    j_max = params.get("max_tokens")
+    cases = loaded.cases()
+    plan = schedule([c.key for c in spec.candidates], [c.id for c in cases], judge)
+    calls = cached = fixed = 0
+    answers_expected: float | None = 0.0
+    answers_worst: int | None = 0
+    for case in cases:
+        for a, b in plan[case.id]:
+            for x, y in ((a, b), (b, a)):
+                tx, ty = known.get((case.id, x)), known.get((case.id, y))
+                msgs = pairwise_messages(rubric, case, tx or "", ty or "")
+                if tx is not None and ty is not None and cache and ledger.cache_get(
+                        cache_key(judge, msgs, params, 0, "pairwise")) is not None:
+                    cached += 1
+                    continue
+                calls += 1
+                fixed += providers.count_message_tokens(msgs)
+                for side, text in ((x, tx), (y, ty)):
+                    if text is not None:
+                        continue
+                    mean_len, max_len = lengths[side]
+                    answers_expected = None if answers_expected is None or mean_len is None else \
+                        answers_expected + mean_len
+                    answers_worst = None if answers_worst is None or max_len is None else answers_worst + max_len
+    jin, jout, jsource = prices(judge)
+    hist = pairwise_verdict_history(ledger, judge.model)
+    mean_v = _mean(hist)
+    prompt_exp, ct_exp, prompt_worst, ct_worst = _judge_tokens(calls, fixed, answers_expected, answers_worst, mean_v,
+                                                               j_max)
+    n_pairs = sum(len(p) for p in plan.values())
+    basis = (f"pairwise judge: {n_pairs} pair(s) x 2 orders; "
+             + (f"mean of {len(hist)} recorded pairwise verdict(s) of {judge.model}: {mean_v:.1f} tokens"
+                if mean_v is not None else f"no recorded pairwise verdict of {judge.model} in the ledger's last "
+                f"{HISTORY_RUNS} runs"))
+    if answers_expected is None:
+        basis += "; the judge's prompt holds answers of unknown length"
+    return RoleEstimate(
+        key="judge", model=judge.model, calls=calls, cached_calls=cached, reask_calls_worst=calls,
+        prompt_tokens=prompt_exp if prompt_exp is not None else fixed, prompt_tokens_worst=prompt_worst,
+        completion_tokens_expected=ct_exp, completion_tokens_worst=ct_worst, expected_basis=basis,
+        prompt_tokens_without_answers=answers_expected is None, price_source=jsource, input_per_1m=jin,
+        output_per_1m=jout, expected_cost_usd=_cost(jin, jout, prompt_exp, ct_exp),
+        worst_case_cost_usd=_cost(jin, jout, prompt_worst, ct_worst))
+
+
 def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> Estimate:
     """Count the calls, tokens and cost of a run of ``loaded`` (see the module docstring)."""
     from benchrun import providers, runner
@@ -171,10 +260,13 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
     j_answer_worst: int | None = 0
     cand_out: list[RoleEstimate] = []
     notes: list[str] = []
+    known: dict[tuple[str, str], str] = {}  # (case id, candidate key): the cached answer (the pairwise judge's input)
+    lengths: dict[str, tuple[float | None, int | None]] = {}  # candidate key: answer length expected, at most
     for cand in spec.candidates:
         params = spec.sampling_for(cand).as_params()
         c_max = params.get("max_tokens")
         mean_ct = _mean(answers_hist.get(cand.model))
+        lengths[cand.key] = (mean_ct, c_max)
         calls = cached = prompt = 0
         for base in cases:
             judged = has_judge and loaded.judged(base)
@@ -186,6 +278,8 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
                 hit = ledger.cache_get(runner.cache_key(cand, msgs, params, i, "candidate")) if cache else None
                 if hit is not None and hit.get("text") is not None:
                     cached += 1
+                    if i == 0:
+                        known[(base.id, cand.key)] = hit["text"]
                     if not judged:
                         continue
                     jmsgs = judge_mod.judge_messages(rubric, case, hit["text"])
@@ -222,14 +316,8 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
     judge_model = spec.judge.model if spec.judge is not None else ""
     mean_jt = _mean(verdicts_hist.get(judge_model))
     answers_known = j_answer_expected == j_answer_expected  # not NaN
-    j_prompt_exp = j_fixed + round(j_answer_expected) if answers_known else None
-    j_ct_exp = round(mean_jt * j_calls) if mean_jt is not None else (0 if not j_calls else None)
-    # worst case: each verdict re-asked once; the re-ask repeats the prompt and carries the first reply
-    j_prompt_worst = (2 * (j_fixed + j_answer_worst) + j_max * j_calls
-                      if j_answer_worst is not None and j_max is not None else None)
-    j_ct_worst = 2 * j_max * j_calls if j_max is not None else (0 if not j_calls else None)
-    if not j_calls:
-        j_prompt_worst, j_ct_worst = 0, 0
+    j_prompt_exp, j_ct_exp, j_prompt_worst, j_ct_worst = _judge_tokens(
+        j_calls, j_fixed, j_answer_expected if answers_known else None, j_answer_worst, mean_jt, j_max)
     j_basis = (f"mean of {len(verdicts_hist[judge_model])} recorded verdict(s) of {judge_model}: "
                f"{mean_jt:.1f} tokens" if mean_jt is not None else
                f"no recorded verdict of {judge_model} in the ledger's last {HISTORY_RUNS} runs")
@@ -245,17 +333,7 @@ def estimate_run(loaded: LoadedSpec, ledger: Ledger, use_cache: bool = True) -> 
         worst_case_cost_usd=_cost(jin, jout, j_prompt_worst, j_ct_worst),
     )
     if judge is not None and spec.judge is not None and spec.judge.pairwise:
-        from benchrun.pairwise_run import schedule
-
-        n_pairs = sum(len(p) for p in schedule([c.key for c in spec.candidates], [c.id for c in cases],
-                                               spec.judge).values())
-        judge = RoleEstimate(
-            key="judge", model=judge_model, calls=2 * n_pairs, cached_calls=0, reask_calls_worst=2 * n_pairs,
-            prompt_tokens=0, prompt_tokens_worst=None, completion_tokens_expected=None, completion_tokens_worst=None,
-            expected_basis=f"pairwise judge: {n_pairs} pair(s) x 2 orders; its tokens and cost are not estimated yet "
-            "(nor are cached verdicts subtracted)", prompt_tokens_without_answers=True, price_source=jsource,
-            input_per_1m=jin, output_per_1m=jout, expected_cost_usd=None, worst_case_cost_usd=None)
-        notes.append("pairwise judge: calls counted (both orders of every scheduled pair), cost not estimated")
+        judge = _pairwise_judge(loaded, ledger, cache, known, lengths)
     if (has_judge and j_max is None) or any(spec.sampling_for(c).as_params().get("max_tokens") is None
                                             for c in spec.candidates):
         notes.append("a model without max_tokens has no worst case: set sampling.max_tokens (and the judge's) to "

@@ -91,6 +91,7 @@ def execute_run(
     on_start: Callable[[], None] | None = None,
     interrupt_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     shard: Shard | None = None,
+    cache_entries: dict[str, dict[str, Any]] | None = None,
 ) -> RunOutcome:
     """Run every pending cell of ``run_id`` and record how the run ended (see the module docstring).
 
@@ -100,6 +101,7 @@ def execute_run(
     checks run without bubblewrap (rlimits only); without it such a run is refused (`UsageError`)
     before anything is called or marked. With ``shard`` only that shard's cells run, under the shard's own
     lease, and its end is recorded by `benchrun.shards.settle` (which completes the run once every cell is in).
+    ``cache_entries`` are cache entries already read (`reproduce.cache_misses`), served by the runner first.
     """
     from benchrun import runner
     from benchrun.ledger.store import lease_owner
@@ -138,7 +140,8 @@ def execute_run(
             if on_start is not None:
                 on_start()
             r = runner.Runner(loaded, ledger, run_id, use_cache=use_cache, on_progress=on_progress, pool=pool,
-                              sandbox=sandbox, cell_filter=shard.owns if shard is not None else None)
+                              sandbox=sandbox, cell_filter=shard.owns if shard is not None else None,
+                              cache_entries=cache_entries)
             try:
                 outcome = asyncio.run(r.execute())
                 pairwise = None

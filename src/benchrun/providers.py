@@ -597,3 +597,54 @@ async def embed(
         attempts=attempts,
         resolved_model=resp.model,
     )
+
+
+# ----------------------------------------------------------------------------- provider batch APIs (benchrun.batch)
+
+
+def _batch_kwargs(endpoint: Endpoint) -> dict[str, Any]:
+    """Where litellm sends the batch calls: the provider named by the model string, the endpoint's base and key."""
+    model = endpoint.model
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    if provider in ("hosted_vllm", "lm_studio", "llamafile") or endpoint.transport == "openai":
+        provider = "openai"  # OpenAI-compatible servers speak OpenAI's files and batches API
+    kw: dict[str, Any] = {"custom_llm_provider": provider}
+    if endpoint.api_base:
+        kw["api_base"] = endpoint.api_base
+    if endpoint.api_key:
+        kw["api_key"] = endpoint.api_key
+    return kw
+
+
+async def batch_upload(endpoint: Endpoint, filename: str, content: bytes) -> Any:
+    """Upload a batch input file (JSON Lines) through litellm's files API; returns litellm's file object."""
+    litellm = setup_litellm()
+    return await litellm.acreate_file(file=(filename, content), purpose="batch", **_batch_kwargs(endpoint))
+
+
+async def batch_create(endpoint: Endpoint, input_file_id: str, completion_window: str, api_endpoint: str,
+                       metadata: dict[str, str]) -> Any:
+    """Create a batch of an uploaded file. Never retried here (``max_retries=0``): a blind retry after a
+    timeout could create a second batch; `benchrun.batch` looks for the first by its metadata token instead."""
+    litellm = setup_litellm()
+    return await litellm.acreate_batch(completion_window=completion_window, endpoint=api_endpoint,
+                                       input_file_id=input_file_id, metadata=metadata, max_retries=0,
+                                       **_batch_kwargs(endpoint))
+
+
+async def batch_list(endpoint: Endpoint, after: str | None, limit: int = 100) -> Any:
+    """One page of the provider's batches, newest first (``after``: the last id of the previous page)."""
+    litellm = setup_litellm()
+    return await litellm.alist_batches(limit=limit, after=after, **_batch_kwargs(endpoint))
+
+
+async def batch_retrieve(endpoint: Endpoint, batch_id: str) -> Any:
+    """The provider's batch object (status, request counts, output and error file ids)."""
+    litellm = setup_litellm()
+    return await litellm.aretrieve_batch(batch_id=batch_id, **_batch_kwargs(endpoint))
+
+
+async def batch_file_content(endpoint: Endpoint, file_id: str) -> Any:
+    """A batch output or error file (``.content``: its bytes)."""
+    litellm = setup_litellm()
+    return await litellm.afile_content(file_id=file_id, **_batch_kwargs(endpoint))

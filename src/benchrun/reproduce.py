@@ -105,12 +105,15 @@ def check_files(run: Run) -> list[FileCheck]:
     return out
 
 
-def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -> tuple[int, list[str]]:
+def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None,
+                 found: dict[str, dict[str, Any]] | None = None) -> tuple[int, list[str]]:
     """Calls of this spec that the response cache cannot serve: ``(count, first descriptions)``.
 
     Walks exactly the calls the runner would make with the cache on: every candidate answer
     (case × candidate × sample), the judge call on that cached answer, and the judge's one
     re-ask when the cached verdict does not parse. With zero misses a cached run makes no call.
+    ``found``, when given, receives every cache entry read on the way (``{key: response}``), so a
+    replay can hand them to the runner (`Runner`'s ``cache_entries``) instead of reading them again.
     """
     from benchrun import runner
     from benchrun.scoring import judge as judge_mod
@@ -163,6 +166,10 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None) -
             rmsgs = judge_mod.reask_messages(jmsgs, jhit["text"], str(e), rubric)
             reasks[n] = runner.cache_key(spec.judge, rmsgs, jparams, 0, "judge")
     reasked = ledger.cache_get_many(reasks.values())
+    if found is not None:
+        found.update(cached)
+        found.update(verdicts)
+        found.update(reasked)
     for n, (where, _, _, key) in enumerate(cells):
         hit = cached.get(key)
         if hit is None or hit.get("text") is None:
@@ -356,8 +363,10 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     # before anything is called or written: the snapshot is a ledger row, which anyone with write access can edit
     credentials.require(credentials.assess(original, loaded), confirmed, f"benchrun reproduce {original.id}")
     exec_loaded = loaded
+    entries: dict[str, dict[str, Any]] | None = None
     if from_cache:
-        n_miss, shown = cache_misses(loaded, ledger, limit=5)
+        entries = {}  # what the check read, for the runner (no second read)
+        n_miss, shown = cache_misses(loaded, ledger, limit=5, found=entries)
         if n_miss:
             raise UsageError(
                 f"--from-cache: {n_miss} call(s) of run {original.id} are not in the cache (e.g. {'; '.join(shown)}); "
@@ -366,10 +375,11 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
         if not loaded.spec.cache:  # the spec switched the cache off; replaying needs it on (hashes unchanged)
             exec_loaded = LoadedSpec(spec=loaded.spec.model_copy(update={"cache": True}), dataset=loaded.dataset,
                                      rubric=loaded.rubric, path=loaded.path)
-    new_id = runner.create_run(loaded, ledger, unsafe_exec=unsafe_exec)
+    new_id = runner.create_run(loaded, ledger, unsafe_exec=unsafe_exec, templates_checked=True)  # checked above
     workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
     outcome = execute_run(exec_loaded, ledger, new_id, use_cache=from_cache, call_workers=workers,
-                          unsafe_exec=unsafe_exec, on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard)
+                          unsafe_exec=unsafe_exec, on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard,
+                          cache_entries=entries)
     if outcome.status != "completed":
         raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
                          f"Resume with: benchrun run --resume {new_id}")

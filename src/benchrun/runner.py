@@ -31,7 +31,7 @@ from benchrun.callpool import CallPool
 from benchrun.errors import BadInput, RunAborted, UsageError
 from benchrun.hashing import cache_key
 from benchrun.ledger import Ledger
-from benchrun.ledger.tables import Result, Run
+from benchrun.ledger.tables import Result, Run, new_result
 from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import prompts
@@ -213,21 +213,24 @@ def code_sandbox(loaded: LoadedSpec, *, unsafe_exec: bool = False) -> tuple[Sand
         raise UsageError(f"{n} case(s) of dataset {loaded.dataset.name} run model-written code: {e}") from None
 
 
-def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False) -> str:
-    """Validate everything that can be checked offline, then record a new run."""
-    run = run_record(loaded, unsafe_exec=unsafe_exec)
+def create_run(loaded: LoadedSpec, ledger: Ledger, *, unsafe_exec: bool = False, templates_checked: bool = False) -> str:
+    """Validate everything that can be checked offline, then record a new run. ``templates_checked``: the caller
+    already ran `check_templates` on this ``loaded`` (reproduce does, to word its errors), so it is not run twice."""
+    run = run_record(loaded, unsafe_exec=unsafe_exec, templates_checked=templates_checked)
     ledger.create_run(run)
     return run.id
 
 
-def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | None = None) -> Run:
+def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | None = None,
+               templates_checked: bool = False) -> Run:
     """Validate everything that can be checked offline; the run's row (a new id unless ``run_id``), not recorded."""
     from benchrun.credentials import check_key_env_name
 
     spec, ds, rb = loaded.spec, loaded.dataset, loaded.rubric
     for ref, label in [*((c, c.key) for c in spec.candidates), *([(spec.judge, "judge")] if spec.judge else [])]:
         check_key_env_name(ref, loaded.path, label)  # refused names fail before the run is recorded
-    check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
+    if not templates_checked:
+        check_templates(loaded)  # render every prompt now: a bad template is bad input, not a crash mid-run
     _, isolation = code_sandbox(loaded, unsafe_exec=unsafe_exec)
     versions = package_versions()
     if isolation is not None:
@@ -389,6 +392,7 @@ class Runner:
         pool: CallPool | None = None,
         sandbox: Sandbox | None = None,
         cell_filter: Callable[[str, str, int], bool] | None = None,
+        cache_entries: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.loaded = loaded
         self.cell_filter = cell_filter  # (case id, model key, sample) -> run it here? (a shard's cells; None: all)
@@ -410,8 +414,14 @@ class Runner:
         # cache reads ahead (see `_cached`): the candidate keys of the pending units in queue order, how far they
         # were read, and the entries read and not yet used
         self._ahead: list[str] = []
+        self._ahead_units: list[_Unit] = []  # the unit of each key in ``_ahead``
         self._ahead_at = 0
         self._prefetched: dict[str, dict[str, Any]] = {}
+        # judge messages rendered while reading ahead, by (case object, cached answer): `_grade` takes them
+        self._judge_ahead: dict[tuple[int, str], list[dict[str, str]]] = {}
+        # entries the caller already read (reproduce's pre-flight check), so a replay does not read them twice; kept
+        # for the whole run (two cells with the same answer share one judge key)
+        self._given: dict[str, dict[str, Any]] = (cache_entries or {}) if self.use_cache else {}
 
     # -------------------------------------------------------------- planning
 
@@ -522,14 +532,43 @@ class Runner:
     def _cached(self, key: str) -> dict[str, Any] | None:
         """The cache entry of ``key``, or None. Candidate answers are read ahead, `_CACHE_AHEAD` pending units
         at a time in one query (a replay from the cache reads thousands); a key not found that way (a miss, or
-        an entry another process wrote since) is looked up on its own, as every key was before."""
+        an entry another process wrote since) is looked up on its own, as every key was before. Entries the caller
+        handed over (``cache_entries``) are served first."""
+        hit = self._given.get(key)
+        if hit is not None:
+            return hit
         hit = self._prefetched.pop(key, None)
         if hit is None and self._ahead_at < len(self._ahead):
-            chunk = self._ahead[self._ahead_at:self._ahead_at + _CACHE_AHEAD]
+            at = self._ahead_at
+            chunk = self._ahead[at:at + _CACHE_AHEAD]
             self._ahead_at += len(chunk)
-            self._prefetched.update(self.ledger.cache_get_many(chunk))
+            got = self.ledger.cache_get_many(chunk)
+            self._prefetched.update(got)
+            jkeys = self._judge_keys_ahead(self._ahead_units[at:at + len(chunk)], [got.get(k) for k in chunk])
+            self._prefetched.update(self.ledger.cache_get_many(k for k in jkeys if k not in self._given))
             hit = self._prefetched.pop(key, None)
         return hit if hit is not None else self.ledger.cache_get(key)
+
+    def _judge_keys_ahead(self, units: list[_Unit], answers: list[dict[str, Any] | None]) -> list[str]:
+        """The judge's cache keys of the read-ahead units whose answer is cached (their first judge call, as
+        `_grade` makes it), so the verdicts are read in the same bulk query; the judge messages rendered for
+        them are kept for `_grade`. Tool-using cases, resumed error rows and pairwise judges are left out."""
+        spec, rubric = self.loaded.spec, self.loaded.rubric
+        if spec.judge is None or rubric is None or spec.judge.pairwise:
+            return []
+        jparams = judge_params(self.loaded)
+        keys = []
+        for unit, hit in zip(units, answers, strict=True):
+            text = hit.get("text") if hit is not None else None
+            if text is None or unit.prior is not None or has_tools(spec, unit.case) or not self.loaded.judged(unit.case):
+                continue
+            try:
+                messages = judge_mod.judge_messages(rubric, unit.case, text)
+            except Exception:  # noqa: S112  # left to `_grade`, which fails that one result with the error, as before
+                continue
+            self._judge_ahead[(id(unit.case), text)] = messages
+            keys.append(cache_key(spec.judge, messages, jparams, 0, "judge"))
+        return keys
 
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
@@ -576,7 +615,7 @@ class Runner:
         else:
             cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
                                     cand_sem)
-        row = Result(
+        row = new_result(  # Result(...) without SQLModel's per-column setattr (ledger/tables.py)
             run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
             sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
             status="error", messages=json.dumps(unit.messages), response_text=cres.text,
@@ -635,7 +674,7 @@ class Runner:
         assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
         jparams = judge_params(self.loaded)
         structured = spec.judge.structured_output != "none"
-        messages = judge_mod.judge_messages(rubric, unit.case, text)
+        messages = self._judge_ahead.pop((id(unit.case), text), None) or judge_mod.judge_messages(rubric, unit.case, text)
         keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
         row.judge_cache_keys = json.dumps(keys)  # for `ledger copy`, which must not render the judge template
         jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
@@ -710,6 +749,7 @@ class Runner:
         if self.use_cache:
             self._ahead = [cache_key(u.cand, u.messages, spec.sampling_for(u.cand).as_params(), u.sample, "candidate")
                            for u in units]
+            self._ahead_units = units
         if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
             from benchrun import batch
 

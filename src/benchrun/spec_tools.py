@@ -33,7 +33,6 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_MAX_STEPS = 6
@@ -49,6 +48,8 @@ def check_json_schema(v: dict[str, Any] | None, what: str) -> dict[str, Any] | N
     """``v`` when it is a valid JSON schema (draft 2020-12) or None; else ValueError naming ``what``."""
     if v is None:
         return v
+    import jsonschema  # here, not at the top: most specs have no schema (~0.08 s of start-up)
+
     try:
         jsonschema.Draft202012Validator.check_schema(v)
     except jsonschema.SchemaError as e:

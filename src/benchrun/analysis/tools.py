@@ -23,6 +23,17 @@ per case). F1 is a ratio of sums, not a proportion of independent trials, so its
 percentile bootstrap over cases (Efron & Tibshirani 1993, ch. 13): cases are drawn with
 replacement, `F1_RESAMPLES` times with a fixed seed, taking all their samples along, and the
 2.5th and 97.5th percentiles of the resampled F1 are the bounds. Errored results are left out.
+
+When that bootstrap distribution is degenerate (every resample gives the same F1: every case
+scored perfectly, no case has a true positive, or all cases counted alike) its percentiles are one
+point, which would claim certainty. F1 is then bounded instead through the share of calls that are
+correct: F1 = 2·TP / (2·TP + FP + FN) is exactly the share of the counted calls (expected plus made)
+that belong to a match, a proportion with cases as clusters, so the interval is
+`stats.clustered_wilson_interval` of 2·TP correct out of 2·TP + FP + FN calls per case. With every
+case alike its variance estimate is 0 and it falls back to Wilson with n = the number of cases
+(times Korn & Graubard's t factor): conservative, since F1 is at least the call-weighted share of
+perfect cases (and at most that of cases with any true positive), each a proportion over cases
+that Wilson's interval bounds. Its method names this (`F1_DEGENERATE_METHOD`).
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ from benchrun.analysis.stats import Interval, clustered_wilson_interval
 
 F1_RESAMPLES = 2000
 F1_METHOD = f"percentile bootstrap over cases ({F1_RESAMPLES:,} resamples, seed 0)"
+F1_DEGENERATE_METHOD = ("Wilson bound on the share of calls that are correct, cases as clusters (the bootstrap "
+                        "over cases is degenerate: every resample gives the same F1)")
 RATES = ("name_accuracy", "argument_accuracy", "invalid_argument_rate", "forbidden_call_rate",
          "unnecessary_call_rate")
 
@@ -68,7 +81,7 @@ def f1(tp: int, fp: int, fn: int) -> float:
 def bootstrap_f1(per_case: list[tuple[int, int, int]], level: float = 0.95, resamples: int = F1_RESAMPLES,
                  seed: int = 0) -> Interval:
     """Micro F1 over cases (each ``(tp, fp, fn)`` summed over its samples) with a percentile bootstrap
-    interval over cases (see the module's docstring)."""
+    interval over cases, or the Wilson bound when the bootstrap is degenerate (see the module's docstring)."""
     import numpy as np
 
     tp = sum(c[0] for c in per_case)
@@ -87,8 +100,12 @@ def bootstrap_f1(per_case: list[tuple[int, int, int]], level: float = 0.95, resa
     denom = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
     vals = np.where(denom > 0, 2 * sums[:, 0] / np.where(denom > 0, denom, 1), np.nan)
     vals = vals[~np.isnan(vals)]
+    if not len(vals) or float(vals.min()) == float(vals.max()):  # one point: bound it instead (module doc)
+        cp = clustered_wilson_interval([2 * c[0] for c in per_case], [2 * c[0] + c[1] + c[2] for c in per_case],
+                                       level)
+        return Interval(est, cp.interval.low, cp.interval.high, level, F1_DEGENERATE_METHOD)
     alpha = (1 - level) / 2
-    lo, hi = (float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha))) if len(vals) else (0.0, 1.0)
+    lo, hi = float(np.quantile(vals, alpha)), float(np.quantile(vals, 1 - alpha))
     return Interval(est, lo, hi, level, F1_METHOD)
 
 

@@ -91,7 +91,7 @@ def open_ledger(url: str | None, read_only: bool = False) -> Ledger:
     return Ledger(url, read_only=read_only)
 
 
-def show_credentials(run: Any) -> None:
+def show_credentials(run: Any, from_cache: bool = False) -> None:
     """Print which variables a stored snapshot reads and which hosts it calls (`benchrun.credentials.assess`)."""
     import json
 
@@ -102,7 +102,7 @@ def show_credentials(run: Any) -> None:
         loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))
     except ValueError:
         return  # an unreadable snapshot: the command itself reports it
-    for line in assess(run, loaded).lines():
+    for line in assess(run, loaded).lines(from_cache):
         err().print(line, markup=False)
 
 

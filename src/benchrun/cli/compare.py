@@ -90,7 +90,7 @@ def reproduce(
         original = led.get_run(run_id)
         err().print(f"reproducing run {original.id} " + ("from the cache (no calls)" if from_cache else
                                                          "with fresh calls (cache not read)"), markup=False)
-        show_credentials(original)
+        show_credentials(original, from_cache)
     with ProgressBar(not json_out) as bar:
         hooks = bar.hooks()
         d = api.reproduce(run_id, from_cache=from_cache, ledger=led, unsafe_exec=unsafe_exec, confirmed=yes,

@@ -46,6 +46,9 @@ def ledger_copy(
     line = (f"copied {runs} run(s) to {redact_url(ledger_url(to_url))}: {stats.runs_added} new, "
             f"{stats.runs_updated} updated, {stats.runs_unchanged} already there; results +{stats.results_added} "
             f"(replaced {stats.results_replaced}); cache +{stats.cache_added}; reports +{stats.reports_added}")
+    if stats.shards_written or stats.batch_jobs_written or stats.batch_lines_written:
+        line += (f"; shard rows {stats.shards_written}, batches {stats.batch_jobs_written}, batch lines "
+                 f"{stats.batch_lines_written} written")
     _out(line if stats.changed or runs else "nothing to copy")
     if stats.runs_still_running:
         _out(f"note: {len(stats.runs_still_running)} run(s) were still running in the source "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import inspect, update
 from sqlmodel import select
 
 from benchrun.ledger.store import Ledger
@@ -72,3 +72,42 @@ def jobs(ledger: Ledger, run_id: str) -> list[BatchJob]:
 
 def lines(ledger: Ledger, run_id: str) -> list[BatchLine]:
     return _of_run(ledger, BatchLine, run_id)
+
+
+def summary(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
+    """What a run sent as provider batches, for `runs show` (None: it has none).
+
+    ``batches``: batches created at the provider (not those abandoned before creation); ``lines``: the calls
+    in them; ``fallback_sync``: lines answered by a synchronous call instead (failed, expired, cancelled);
+    ``pending``: lines whose batch is not collected yet; ``cost_usd``: what the batch-answered calls cost at
+    batch prices, as recorded when each batch was collected (``unpriced``: answered lines without a price;
+    ``cost_unrecorded``: collected batches recorded before this was kept).
+    """
+    if not inspect(ledger.engine).has_table("batch_job"):  # a ledger read without migrating
+        return None
+    all_jobs = jobs(ledger, run_id)
+    if not all_jobs:
+        return None
+    created = {j.id for j in all_jobs if j.batch_id is not None}
+    out: dict[str, Any] = {"batches": len(created), "lines": 0, "fallback_sync": 0, "pending": 0, "cost_usd": 0.0,
+                           "unpriced": 0, "cost_unrecorded": 0}
+    for ln in lines(ledger, run_id):
+        if ln.job_id in created:
+            out["lines"] += 1
+            out["pending"] += ln.state == "submitted"
+        out["fallback_sync"] += ln.fallback == "sync"
+    for j in all_jobs:
+        if j.state != "collected":
+            continue
+        try:
+            counts = json.loads(j.counts or "{}")
+        except ValueError:
+            counts = {}
+        cost = counts.get("cost_usd") if isinstance(counts, dict) else None
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            out["cost_usd"] += float(cost)
+            unpriced = counts.get("unpriced")
+            out["unpriced"] += unpriced if isinstance(unpriced, int) and not isinstance(unpriced, bool) else 0
+        else:
+            out["cost_unrecorded"] += 1
+    return out

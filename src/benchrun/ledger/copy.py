@@ -10,6 +10,10 @@ What moves, for each selected run:
 - the cache entries the run used (their keys are recomputed from the run's spec snapshot and
   results exactly as the runner computed them, including the judge's re-ask), so a resumed or
   repeated run on the destination pays for nothing already paid for;
+- its provider batches (``batch_job`` matched by its token, ``batch_line`` by job and custom id) and its shard
+  rows (``run_shard``, matched by shard number): a differing row is updated to the source's, a missing one is
+  added, job ids are the destination's own; so ``batch status`` and the "N of N shards done" line read the
+  same on the copy;
 - reports (calibrations, coverage, bias, ...): all of them without ``--run``; with ``--run``,
   those of the selected runs plus those that apply to them (same dataset hash, or same judge
   model, judge prompt hash and rubric hash). Reports are matched by content (every column but
@@ -32,13 +36,16 @@ from sqlalchemy.engine import Connection
 
 from benchrun.errors import UsageError
 from benchrun.ledger.store import Ledger
-from benchrun.ledger.tables import CacheEntry, PairJudgement, Report, Result, Run
+from benchrun.ledger.tables import BatchJob, BatchLine, CacheEntry, PairJudgement, Report, Result, Run, RunShard
 
 _RUN: Table = Run.__table__  # type: ignore[attr-defined]
 _RESULT: Table = Result.__table__  # type: ignore[attr-defined]
 _CACHE: Table = CacheEntry.__table__  # type: ignore[attr-defined]
 _REPORT: Table = Report.__table__  # type: ignore[attr-defined]
 _PAIRS: Table = PairJudgement.__table__  # type: ignore[attr-defined]
+_SHARDS: Table = RunShard.__table__  # type: ignore[attr-defined]
+_JOBS: Table = BatchJob.__table__  # type: ignore[attr-defined]
+_LINES: Table = BatchLine.__table__  # type: ignore[attr-defined]
 _CELL = ("run_id", "case_id", "model_key", "sample_index")
 _REPORT_CONTENT = ("kind", "run_id", "dataset_hash", "judge_model", "judge_prompt_hash", "rubric_hash", "subject",
                    "summary", "payload")
@@ -56,13 +63,17 @@ class CopyStats:
     results_replaced: int = 0
     cache_added: int = 0
     reports_added: int = 0
+    shards_written: int = 0  # run_shard rows added or brought up to date
+    batch_jobs_written: int = 0
+    batch_lines_written: int = 0
     runs_still_running: list[str] = field(default_factory=list)
     cache_keys_unresolved: int = 0  # results whose judge cache keys are not recorded (written before they were)
 
     @property
     def changed(self) -> bool:
         return bool(self.runs_added or self.runs_updated or self.results_added or self.results_replaced
-                     or self.cache_added or self.reports_added)
+                     or self.cache_added or self.reports_added or self.shards_written or self.batch_jobs_written
+                     or self.batch_lines_written)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "changed": self.changed}
@@ -152,6 +163,33 @@ def run_cache_keys(run: dict[str, Any], results: list[dict[str, Any]]) -> tuple[
     return keys, unresolved
 
 
+def _upsert(conn: Connection, table: Table, run_id: str, rows: list[dict[str, Any]], key: Sequence[str],
+            want_ids: bool = False) -> tuple[int, dict[tuple[Any, ...], Any]]:
+    """Write the source's ``rows`` of one run (their ``id`` dropped) matched on ``key``: a missing row is added, a
+    differing one updated, a row only the destination has is kept. Returns how many rows were written and, with
+    ``want_ids``, each key's id in the destination."""
+    have = {tuple(r[c] for c in key): r for r in _rows(conn, select(table).where(table.c.run_id == run_id))}
+    written, ids, new = 0, {}, []
+    for row in rows:
+        k = tuple(row[c] for c in key)
+        values = {c: v for c, v in row.items() if c != "id"}
+        old = have.get(k)
+        if old is None:
+            written += 1
+            if want_ids:
+                ids[k] = conn.execute(table.insert().values(**values)).inserted_primary_key[0]
+            else:
+                new.append(values)
+            continue
+        ids[k] = old.get("id")
+        if not _same(values, old):
+            conn.execute(update(table).where(*(table.c[c] == v for c, v in zip(key, k, strict=True))).values(**values))
+            written += 1
+    for chunk in _chunks(new):
+        conn.execute(table.insert(), list(chunk))
+    return written, ids
+
+
 def _select_runs(src: Ledger, run_ids: Sequence[str] | None) -> list[str]:
     if run_ids:
         out: list[str] = []
@@ -169,6 +207,9 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
         run = _rows(conn, select(_RUN).where(_RUN.c.id == run_id))[0]
         results = _rows(conn, select(_RESULT).where(_RESULT.c.run_id == run_id).order_by(_RESULT.c.id))
         pairs = _rows(conn, select(_PAIRS).where(_PAIRS.c.run_id == run_id).order_by(_PAIRS.c.id))
+        shards = _rows(conn, select(_SHARDS).where(_SHARDS.c.run_id == run_id).order_by(_SHARDS.c.shard))
+        jobs = _rows(conn, select(_JOBS).where(_JOBS.c.run_id == run_id).order_by(_JOBS.c.id))
+        lines = _rows(conn, select(_LINES).where(_LINES.c.run_id == run_id).order_by(_LINES.c.id))
 
     def src_cache(keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -222,6 +263,11 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
                 conn.execute(delete(_PAIRS).where(_PAIRS.c.run_id == run_id))  # the source's judgements, as they are
                 for chunk in _chunks([{k: v for k, v in pj.items() if k != "id"} for pj in pairs]):
                     conn.execute(_PAIRS.insert(), list(chunk))
+            s.shards_written, _ = _upsert(conn, _SHARDS, run_id, shards, ("shard",))
+            s.batch_jobs_written, job_ids = _upsert(conn, _JOBS, run_id, jobs, ("token",), want_ids=True)
+            src_job = {j["id"]: job_ids[(j["token"],)] for j in jobs}  # source job id -> destination job id
+            s.batch_lines_written, _ = _upsert(conn, _LINES, run_id, [{**ln, "job_id": src_job[ln["job_id"]]}
+                                                                      for ln in lines], ("job_id", "custom_id"))
             have_keys: set[str] = set()
             for chunk in _chunks(sorted(cache_rows)):
                 have_keys.update(k for (k,) in conn.execute(select(_CACHE.c.key).where(_CACHE.c.key.in_(chunk))))
@@ -238,6 +284,9 @@ def _copy_run(src: Ledger, dst: Ledger, run_id: str, stats: CopyStats) -> None:
     stats.results_added += s.results_added
     stats.results_replaced += s.results_replaced
     stats.cache_added += s.cache_added
+    stats.shards_written += s.shards_written
+    stats.batch_jobs_written += s.batch_jobs_written
+    stats.batch_lines_written += s.batch_lines_written
     stats.cache_keys_unresolved += unresolved
 
 
@@ -285,7 +334,8 @@ def _copy_reports(src: Ledger, dst: Ledger, run_ids: list[str] | None, stats: Co
 
 
 def copy_ledger(src: Ledger, dst: Ledger, run_ids: Sequence[str] | None = None) -> CopyStats:
-    """Copy runs (all, or ``run_ids``: ids or unique prefixes) with their results, cache entries and reports.
+    """Copy runs (all, or ``run_ids``: ids or unique prefixes) with their results, pairwise judgements, shard rows,
+    provider batches, cache entries and reports.
 
     Idempotent: a second call with the same source changes nothing and returns all-zero counts.
     """

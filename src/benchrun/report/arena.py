@@ -114,6 +114,20 @@ def run_arena_payload(store: Ledger, run: Run, *, anchor: str | None = None, bas
     return payload
 
 
+def run_arena_section(store: Ledger, run: Run, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """What a run's page or report shows of its ratings: `run_arena_payload` with the defaults of
+    `benchrun arena RUN_ID` for a pairwise run with judgements (``{"error": ...}`` when no pair was judged
+    in both orders), None for any other run."""
+    from benchrun.errors import UsageError
+
+    if "pairwise" not in summary or not store.pair_judgements(run.id):
+        return None
+    try:
+        return run_arena_payload(store, run)
+    except UsageError as e:  # no pair judged in both orders: say so on the page
+        return {"error": str(e)}
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 

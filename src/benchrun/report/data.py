@@ -51,14 +51,11 @@ def report_data(led: Ledger, run: Run, compare: tuple[str, str] | None = None,
         data["compare"] = compare_payload(led, a, b, n_boot=n_boot)
     if with_shortlist:
         data["shortlist"] = shortlist_payload(led, [run.id])
-    if "pairwise" in summary and led.pair_judgements(run.id):  # a pairwise run: its ratings beside the tables
-        from benchrun.errors import UsageError
-        from benchrun.report.arena import run_arena_payload
+    from benchrun.report.arena import run_arena_section
 
-        try:
-            data["arena"] = run_arena_payload(led, run)
-        except UsageError as e:  # no pair judged in both orders: say so in the report
-            data["arena"] = {"error": str(e)}
+    arena = run_arena_section(led, run, summary)  # a pairwise run: its ratings beside the tables
+    if arena is not None:
+        data["arena"] = arena
     return jsonable(data)
 
 

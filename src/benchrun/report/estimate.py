@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.table import Table
-
 from benchrun.report.escape import escape as e
+from benchrun.report.plain import money as _money
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from benchrun.estimation import Estimate
-
-
-def _money(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
 def _tokens(x: int | None) -> str:
@@ -28,10 +21,14 @@ def render_estimate(console: Console, est: Estimate) -> None:
     console.print(f"[bold]Estimate for {e(est.spec_name)}[/bold]: {est.cases} case(s) × {len(est.candidates)} "
                   f"candidate(s) × {est.samples} sample(s); nothing was called"
                   + ("" if est.cache else " (cache not read)"))
-    t = Table(title="Calls, tokens and cost", title_justify="left")
-    for col in ("model", "calls", "cached", "prompt tokens", "completion tokens (expected / worst)", "price per 1M",
-                "expected cost", "worst-case cost"):
-        t.add_column(col, justify="left" if col in ("model", "price per 1M") else "right")
+    from benchrun.report.fit import Col, fit_table, hidden_note
+
+    cols = [Col("model", 0, "left", text=True, min_width=12, middle=True), Col("calls", 0, text=True, min_width=8),
+            Col("cached", 3), Col("prompt tokens", 2, short="prompt"),
+            Col("completion tokens (expected / worst)", 2, short="completion"),
+            Col("price per 1M", 4, "left", text=True, min_width=12, short="$/1M"),
+            Col("expected cost", 0, short="expected"), Col("worst-case cost", 1, short="worst")]
+    rows = []
     for r in est.roles:
         price = ("unknown" if r.price_source == "unknown" else
                  f"${r.input_per_1m:g} in / ${r.output_per_1m:g} out ({r.price_source})")
@@ -39,10 +36,12 @@ def render_estimate(console: Console, est: Estimate) -> None:
         calls = f"{r.calls}" + (f" (+{r.reask_calls_worst} re-asks worst)" if r.reask_calls_worst else "")
         name = f"{e(r.key)} ({e(r.model)})" if r.key != r.model else e(r.key)
         prompt = f"{r.prompt_tokens:,}" + (" + answers" if r.prompt_tokens_without_answers else "")
-        t.add_row(name, calls, str(r.cached_calls), prompt,
-                  f"{ct_exp} / {_tokens(r.completion_tokens_worst)}", e(price), _money(r.expected_cost_usd),
-                  _money(r.worst_case_cost_usd))
+        rows.append([name, calls, str(r.cached_calls), prompt, f"{ct_exp} / {_tokens(r.completion_tokens_worst)}",
+                     e(price), _money(r.expected_cost_usd), _money(r.worst_case_cost_usd)])
+    t, hidden = fit_table(cols, rows, console.width, title="Calls, tokens and cost", title_justify="left")
     console.print(t)
+    if hidden:
+        console.print(f"[dim]{e(hidden_note(hidden, console.width) or '')}[/dim]")
     console.print(f"total: {est.calls} call(s); expected {_money(est.expected_cost_usd)}, worst case "
                   f"{_money(est.worst_case_cost_usd)}")
     if est.unknown_prices:

@@ -63,16 +63,22 @@ def markdown_summary(summary: Mapping[str, Any], comparisons: Sequence[Mapping[s
         lines.append("")
         lines.append(f"**Incomplete:** {summary['recorded_results']} of {summary['expected_results']} results "
                      "recorded.")
-    lines += ["", "| model | pass rate (95% CI) | passed | failed | errors | mean judge | cost |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    judged = rb is not None and j is not None  # rules only: no judge columns (rather than empty ones)
+    head = ["model", "pass rate (95% CI)", "passed", "failed", "errors", *(["mean judge"] if judged else []),
+            "candidate cost", *(["judge cost"] if judged else [])]
+    lines += ["", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for m in summary["models"]:
         pr = m["pass_rate"]
         scored = m["passed"] + m["failed"]
         ci = f"{_pct(pr['estimate'])} [{_pct(pr['low'])}, {_pct(pr['high'])}]" if scored else "n/a"
         judge = "n/a" if m["mean_judge_score"] is None else f"{m['mean_judge_score']:.2f}"
-        cost = _money(m["cost_usd"]) + (f" + {m['cost_unknown_calls']} unpriced" if m["cost_unknown_calls"] else "")
-        lines.append(f"| {md(m['model_key'])} | {ci} | {m['passed']} | {m['failed']} | {m['errors']} | {judge} | "
-                     f"{cost} |")
+        cost = _money(m["candidate_cost_usd"]) + (f" + {m['candidate_cost_unknown_calls']} unpriced"
+                                                   if m["candidate_cost_unknown_calls"] else "")
+        jcost = _money(m["judge_cost_usd"]) + (f" + {m['judge_cost_unknown_calls']} unpriced"
+                                               if m["judge_cost_unknown_calls"] else "")
+        cells = [md(m["model_key"]), ci, str(m["passed"]), str(m["failed"]), str(m["errors"]),
+                 *([judge] if judged else []), cost, *([jcost] if judged else [])]
+        lines.append("| " + " | ".join(cells) + " |")
     methods = sorted({m["pass_rate"].get("method") for m in summary["models"] if m["pass_rate"].get("method")})
     if methods:
         lines += ["", f"<sub>interval: {md('; '.join(methods))}</sub>"]

@@ -79,6 +79,7 @@ def run_conditions(run: Run) -> dict[str, Any]:
 
 
 def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
+    from benchrun.ledger.batches import summary as batch_summary
     from benchrun.shards import shard_summary
 
     rows = ledger.result_rows(run.id)
@@ -126,6 +127,7 @@ def build_summary(ledger: Ledger, run: Run) -> dict[str, Any]:
         "pass_at_k": pass_at_k_section(rows, order) if run.samples_per_case > 1 else None,
         "circular": _circular(rows, order, loaded.spec.shuffle_choices),
         "shards": shard_summary(ledger, run),  # None unless the run was sharded (benchrun run --shard I/N)
+        "batches": batch_summary(ledger, run.id),  # None unless the run used provider batches (benchrun run --batch)
         "tools": tool_section(rows, order),
     }
     out["holistic"] = holistic_section(ledger, rows, loaded, order, out)
@@ -195,12 +197,14 @@ def _circular(rows: list[dict[str, Any]], order: list[str], k: int | None) -> di
 
 def tool_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:
     """Tool-use metrics per model with intervals (analysis/tools.py); None when no case used tools."""
-    from benchrun.analysis.tools import F1_METHOD, tool_metrics
+    from benchrun.analysis.tools import F1_DEGENERATE_METHOD, F1_METHOD, tool_metrics
 
     metrics = tool_metrics(rows, order)
     if not metrics:
         return None
-    return {"models": metrics, "methods": {"rates": "Wilson score with cases as clusters", "f1": F1_METHOD}}
+    bounded = [k for k, m in metrics.items() if m["f1"]["method"] == F1_DEGENERATE_METHOD]
+    f1_method = F1_METHOD + (f"; for {', '.join(bounded)}: {F1_DEGENERATE_METHOD}" if bounded else "")
+    return {"models": metrics, "methods": {"rates": "Wilson score with cases as clusters", "f1": f1_method}}
 
 
 def pass_at_k_section(rows: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:

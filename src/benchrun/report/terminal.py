@@ -38,6 +38,19 @@ def _shards_line(sh: dict[str, Any]) -> str:
     return f"[bold]{sh['line']}[/bold]" + (f" — {'; '.join(rest)}" if rest else "")
 
 
+def _batches_line(b: dict[str, Any]) -> str:
+    """"provider batches: 3 (20 lines, 4 redone synchronously), batch-priced cost $0.0012"."""
+    parts = [f"{b['lines']} lines", f"{b['fallback_sync']} redone synchronously"]
+    if b.get("pending"):
+        parts.append(f"{b['pending']} pending")
+    unrecorded = b.get("cost_unrecorded") or 0  # batches collected before their cost was kept
+    if unrecorded and not (b["cost_usd"] or b["unpriced"]):
+        cost = "not recorded"
+    else:
+        cost = _cost(b["cost_usd"], b["unpriced"]) + (f" (+{unrecorded} batch(es) not recorded)" if unrecorded else "")
+    return f"provider batches: {b['batches']} ({', '.join(parts)}), batch-priced cost {cost}"
+
+
 def render_summary(console: Console, s: dict[str, Any], show_message: bool = True) -> None:
     """The run summary; ``show_message=False`` when the caller prints why the run stopped itself."""
     c = s["conditions"]
@@ -80,6 +93,9 @@ def render_summary(console: Console, s: dict[str, Any], show_message: bool = Tru
     sh = s.get("shards")
     if sh:
         console.print(_shards_line(sh))
+    bt = s.get("batches")
+    if bt:
+        console.print(_batches_line(bt))
     if s["recorded_results"] < s["expected_results"]:
         how = (f"the unfinished shards finish it (`benchrun run SPEC --shard I/{sh['count']} --run-id {e(c['run_id'])}`)"
                if sh else f"finish with `benchrun run --resume {e(c['run_id'])}`")

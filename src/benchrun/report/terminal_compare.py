@@ -69,24 +69,28 @@ def render_compare(console: Console, d: dict[str, Any], *, warnings: bool = True
     for w in d["warnings"] if warnings else []:
         console.print(f"[bold red]WARNING: {escape(w)}[/bold red]")
     console.print(f"[bold]{escape(d['verdict'])}[/bold]")
-    cols = [Col("measure", 0, "left", text=True, min_width=12), Col("A"), Col("B"), Col("A − B"),
-            Col("95% interval", 0, text=True, min_width=20)]
+    cols = [Col("measure", 0, "left", text=True, min_width=22), Col("A"), Col("B"), Col("A − B"),
+            Col("95% interval")]  # the interval's numbers are never cut; its method is named below the table
     rows: list[list[Any]] = []
+    boot, se_iv = c["bootstrap"], c["se_interval"]
     rows.append([f"pass rate ({c['n_pairs']} paired cases)", _pct(c["pass_rate_a"]), _pct(c["pass_rate_b"]),
-              _pts(c["difference"]) + " pts", f"bootstrap {_iv_pts(c['bootstrap'])}"])
-    se_iv = c["se_interval"]
-    rows.append(["", "", "", "", f"SE {_iv_pts(se_iv)} ({escape((se_iv or {}).get('method') or c['se_method'])})"])
+                 _pts(c["difference"]) + " pts", _iv_pts(boot)])
+    rows.append(["  standard-error interval", "", "", "", _iv_pts(se_iv)])
     test = c.get("test")
     if test:
-        rows.append([escape(test["method"]), f"{test['a_better']} A better", f"{test['b_better']} B better",
-                     _p_is(test["p_value"]), "decides the verdict"])
+        rows.append([escape(test["method"]) + " (decides the verdict)", f"{test['a_better']} better",
+                     f"{test['b_better']} better", _p_is(test["p_value"]), ""])
     sc = c["score"]
     if sc:
         iv = sc["interval"]
         rows.append([f"mean judge score ({sc['n_pairs']} cases)", _num(sc["mean_a"]), _num(sc["mean_b"]),
-                     _num(sc["difference"], "+.2f"),
-                     ("n/a" if not iv else f"[{iv['low']:+.2f}, {iv['high']:+.2f}]") + f" {_p_is(sc['p_value'])}"])
+                     _num(sc["difference"], "+.2f"), "n/a" if not iv else f"[{iv['low']:+.2f}, {iv['high']:+.2f}]"])
     _print_fitted(console, cols, rows, title="Paired comparison (A − B)")
+    methods = [f"pass rate: {(boot or {}).get('method') or 'bootstrap'}",
+               f"standard error: {(se_iv or {}).get('method') or c['se_method']}"]
+    if sc and sc.get("interval"):
+        methods.append(f"judge score: {sc['interval'].get('method') or 'paired t'}, {_p_is(sc['p_value'])}")
+    console.print("[dim]intervals: " + escape("; ".join(methods)) + "[/dim]")
     pw = d["power"]
     if pw["sentence"]:
         console.print(escape(pw["sentence"]))

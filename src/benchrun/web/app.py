@@ -61,14 +61,16 @@ def shown(text: Any) -> str:
 
 def _environment() -> Environment:
     """Templates from ``templates/``, autoescaped; number formats shared with the terminal renderers."""
+    from benchrun.report.holistic import holistic_rows, method_notes
     from benchrun.report.html import quality_cost_svg
-    from benchrun.report.terminal import _cost, _money, _ms
+    from benchrun.report.terminal import TOOL_COLUMNS, _cost, _money, _ms
     from benchrun.report.terminal_compare import _iv_pts, _p_is, _pct, _pts
 
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined)
     env.filters.update(shown=shown, pct=_pct, pts=_pts, ivpts=_iv_pts, p_is=_p_is, money=_money, ms=_ms,
                        q=lambda s: quote(str(s), safe=""))
-    env.globals.update(cost=_cost, urlencode=urlencode, quality_cost_svg=quality_cost_svg)
+    env.globals.update(cost=_cost, urlencode=urlencode, quality_cost_svg=quality_cost_svg, holistic_rows=holistic_rows,
+                       holistic_notes=method_notes, tool_columns=TOOL_COLUMNS)
     return env
 
 
@@ -216,6 +218,9 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         except ValueError:
             raise HTTPException(400, "n, seed and per_item must be whole numbers") from None
         annotator = (p.get("annotator") or "").strip()[:labelling.MAX_ANNOTATOR] or None
+        if labelling.is_pairwise(store, run.id):  # A / B / tie on blind pairs
+            return render(request, "label_pairwise.html", labelling.pairwise_queue(store, run.id, annotator, n, seed),
+                          as_json)
         return render(request, "label.html", labelling.queue(store, run.id, annotator, n, seed, per_item), as_json)
 
     def reveal_view(request: Request) -> Response:
@@ -229,7 +234,8 @@ def create_app(ledger: str | Ledger | None = None, *, token: str | None = None, 
         from starlette.concurrency import run_in_threadpool
 
         run = await run_in_threadpool(run_or_404, run_id)
-        out = await run_in_threadpool(labelling.save, store, run.id, body)
+        pairwise = await run_in_threadpool(labelling.is_pairwise, store, run.id)
+        out = await run_in_threadpool(labelling.pairwise_save if pairwise else labelling.save, store, run.id, body)
         return JSONResponse(jsonable(out))
 
     async def calibrate_view(request: Request) -> Response:

@@ -158,3 +158,81 @@ def calibrate_now(store: Ledger, run_id: str, threshold: float = 0.6) -> dict[st
         except BadInput as e:
             raise BadInput(None, e.where, e.what) from None
     return jt.sanitize(cal.data)
+
+
+# ----------------------------------------------------------------------------- pairwise runs: A / B / tie
+
+
+def is_pairwise(store: Ledger, run_id: str) -> bool:
+    """Whether the run was judged pairwise (``judge.mode: pairwise``): its queue asks A, B or tie."""
+    from benchrun.spec import LoadedSpec
+
+    judge = LoadedSpec.from_snapshot(json.loads(store.get_run(run_id).spec_snapshot)).spec.judge
+    return judge is not None and bool(judge.pairwise)
+
+
+def pairwise_queue(store: Ledger, run_id: str, annotator: str | None, n: int = 100, seed: int = 0) -> dict[str, Any]:
+    """The pairwise queue for ``annotator``: the sample `labels export --pairwise` writes (same ``n`` and
+    ``seed``, same order, same blind A/B order per item), the next pair they have not voted on, progress and
+    the judge-vs-people agreement so far (what `benchrun arena RUN_ID` reports; None without votes)."""
+    from benchrun import pairwise_labels as pl
+    from benchrun.scoring.judge import case_input_text
+    from benchrun.spec import LoadedSpec
+
+    run = store.get_run(run_id)
+    items, chosen = pl.pairwise_sample(store, run, n, seed)
+    votes = pl.latest_votes(store, run)
+    mine = {v["item_id"] for v in votes if annotator and v["annotator"] == annotator}
+    todo = [i for i in chosen if i not in mine]
+    item = None
+    if annotator and todo:
+        b = items[todo[0]]
+        case = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot)).dataset.case(b.case_id or "")
+        text = {r.model_key: r.response_text or "" for r in store.results(run.id) if r.case_id == case.id}
+        first, second = pl.shown_order(run.id, todo[0], b)
+        item = {"item_id": todo[0], "case_id": case.id, "input": case_input_text(case), "ideal": case.ideal,
+                "response_a": text.get(first, ""), "response_b": text.get(second, "")}
+    agreement = None
+    hv = pl.human_votes(store, run)
+    if hv is not None and hv[1]:
+        from benchrun.analysis.pairwise_agreement import pairwise_agreement
+        from benchrun.report.arena import agreement_payload
+
+        agreement = agreement_payload(pairwise_agreement(hv[1]))
+    in_queue = set(chosen)
+    rb = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot)).rubric
+    rubric = None if rb is None else {"name": rb.name, "version": rb.version,
+                                      "criteria": [{"name": c.name, "description": c.description} for c in rb.criteria]}
+    return {"run_id": run.id, "pairwise": True, "rubric": rubric, "annotator": annotator, "n": n, "seed": seed, "item": item,
+            "position": len(chosen) - len(todo) + 1 if todo else None,
+            "progress": {"done": len(mine & in_queue), "total": len(chosen), "left": len(todo),
+                         "votes_in_queue": sum(1 for v in votes if v["item_id"] in in_queue),
+                         "votes_recorded": len(votes), "annotators": sorted({v["annotator"] for v in votes})},
+            "human_agreement": agreement}
+
+
+def pairwise_save(store: Ledger, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Record one A / B / tie vote: the run's latest votes with this annotator's vote on this pair replaced,
+    as a new ``pairwise_labels`` report (the record `labels import` writes for a pairwise file), so every
+    vote is in the ledger at once and `benchrun arena RUN_ID` counts it. Returns the record and who was
+    shown as A and B."""
+    from benchrun import pairwise_labels as pl
+
+    run = store.get_run(run_id)
+    annotator = _text_field(body, "annotator", MAX_ANNOTATOR)
+    if not annotator:
+        raise BadInput(None, "annotator", "give your name or initials before voting")
+    if any(ord(ch) < 32 for ch in annotator):
+        raise BadInput(None, "annotator", "the annotator name contains a control character; remove it")
+    item_id = _text_field(body, "item_id", 64)
+    b = pl.judged_items(store, run).get(item_id)
+    if b is None:
+        raise BadInput(None, f"item {item_id}", f"not a judged pair of run {run.id}")
+    shown = {"a": "A", "b": "B", "tie": "tie"}.get(_text_field(body, "winner", 8).lower())
+    if shown is None:
+        raise BadInput(None, f"item {item_id}", "winner must be A, B or tie")
+    votes = [v for v in pl.latest_votes(store, run) if (v["item_id"], v["annotator"]) != (item_id, annotator)]
+    votes.append(pl.vote_record(run.id, item_id, b, shown, annotator))
+    info = pl.record_votes(store, run, votes, f"browser:{annotator}")
+    first, second = pl.shown_order(run.id, item_id, b)
+    return {"saved": info, "reveal": {"A": first, "B": second}}

@@ -48,7 +48,8 @@ def runs_list(store: Ledger, *, dataset: str | None = None, model: str | None = 
 
 def run_page(store: Ledger, run_id: str) -> dict[str, Any]:
     """A run as `benchrun runs show --json` prints it, plus its cases with each model's status (for the
-    drill-down links) and the judge qualifier every judge score carries."""
+    drill-down links), the judge qualifier every judge score carries and, for a pairwise run, ``arena``:
+    what `benchrun arena RUN_ID --json` prints (None for other runs)."""
     from benchrun.report.summary import judge_marker
 
     summary = api.Ledger(store).run(run_id).data
@@ -59,12 +60,14 @@ def run_page(store: Ledger, run_id: str) -> dict[str, Any]:
         c = cases.setdefault(r.case_id, {"case_id": r.case_id, "category": r.category, "severity": r.severity,
                                          "models": {}})
         c["models"].setdefault(r.model_key, []).append(r.status)
+    from benchrun.report.arena import run_arena_section
     from benchrun.report.comparison import rows_of
     from benchrun.report.data import chart_points
 
     return {"summary": summary, "judge_marker": judge_marker(summary), "model_order": order,
             "cases": sorted(cases.values(), key=lambda c: c["case_id"]),
-            "chart_points": chart_points(summary, rows_of(store, rid))}
+            "chart_points": chart_points(summary, rows_of(store, rid)),
+            "arena": run_arena_section(store, store.get_run(rid), summary)}
 
 
 def case_page(store: Ledger, run_id: str, case_id: str) -> dict[str, Any]:
