@@ -870,6 +870,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _on_reply: Any = None  # while a completion is being served: marks it no longer in flight (see `_replying`)
     disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid the 40 ms delayed-ACK stall
     server: _Server
     server_version = "fakeserver/1"
@@ -881,9 +882,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(obj).encode("utf-8"), headers)
 
+    def _replying(self) -> None:
+        """The request being answered stops counting as in flight *before* its reply is written: once a client
+        has the reply it may send its next request at once, and that one must not be counted beside this one
+        (the counts would then exceed the client's real limit by a race between our threads)."""
+        leave, self._on_reply = self._on_reply, None
+        if leave is not None:
+            leave()
+
     def _send_bytes(
         self, status: int, data: bytes, headers: dict[str, str] | None = None, ctype: str = "application/json"
     ) -> None:
+        self._replying()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -905,6 +915,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reset_connection(self) -> None:
         """Close the socket with SO_LINGER 0 so the peer sees a TCP RST and no response."""
+        self._replying()
         self.close_connection = True
         conn = self.connection
         with contextlib.suppress(OSError):
@@ -1038,10 +1049,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _complete(self, state: _State, path: str, body: dict[str, Any], embed: bool = False) -> None:
         model = str(body.get("model", ""))
         state.enter(model)
+        self._on_reply = lambda: state.leave(model)  # called by `_replying`, or below if no reply was sent
         try:
             self._complete_inner(state, path, body, embed)
         finally:
-            state.leave(model)
+            self._replying()
 
     def _complete_inner(self, state: _State, path: str, body: dict[str, Any], embed: bool = False) -> None:
         rec, cfg, fault = state.admit(path, body, self.client_address[1])

@@ -16,7 +16,7 @@ from conftest import JUDGE_PASS, Project, fake_config, make_cases
 from fakeserver import FakeServer
 
 HEAVY = ("litellm", "scipy", "torch", "numpy", "pydantic", "sqlalchemy", "sqlmodel", "sentence_transformers",
-         "httpx", "openai", "jsonschema", "rich", "typer")
+         "httpx", "aiohttp", "openai", "jsonschema", "rich", "typer")
 
 
 def test_import_benchrun_is_cheap_and_names_load_lazily() -> None:

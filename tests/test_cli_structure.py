@@ -22,7 +22,7 @@ CLI_MODULES = ("run", "runs", "dataset", "judge", "compare", "coverage", "ledger
 # What `benchrun --help` and `benchrun COMMAND --help` must not import: our pydantic and SQLModel
 # models, the ledger, the provider gateway, and the heavy libraries behind them.
 FORBIDDEN = ("numpy", "pydantic", "litellm", "sentence_transformers", "jsonschema", "torch", "sklearn", "scipy",
-             "sqlalchemy", "sqlmodel", "openai", "httpx", "benchrun.spec", "benchrun.ledger", "benchrun.providers",
+             "sqlalchemy", "sqlmodel", "openai", "httpx", "aiohttp", "benchrun.spec", "benchrun.ledger", "benchrun.providers",
              "benchrun.runner", "benchrun.coverage")
 
 
@@ -184,7 +184,7 @@ def test_only_the_provider_gateway_calls_models() -> None:
     import re
 
     calls = re.compile(r"litellm\.(a?completion|acreate_file|acreate_batch|aretrieve_batch|alist_batches|"
-                       r"afile_content|a?embedding|acancel_batch)\(|httpx\.(Async)?Client\(")
+                       r"afile_content|a?embedding|acancel_batch)\(|httpx\.(Async)?Client\(|aiohttp\.ClientSession\(")
     gateway = {SRC / "benchrun" / "providers.py", SRC / "benchrun" / "openai_http.py"}
     offenders = [f"{p.relative_to(SRC)}:{n}" for p in sorted((SRC / "benchrun").rglob("*.py")) if p not in gateway
                  for n, line in enumerate(p.read_text().splitlines(), 1) if calls.search(line)]

@@ -276,7 +276,7 @@ def test_an_openai_compatible_run_imports_nothing_heavy_before_its_first_call(pr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["code"] == 0
     mods = set(out["modules"])
-    assert "httpx" in mods and "benchrun.runner" in mods  # the snapshot was taken during the run
+    assert "aiohttp" in mods and "benchrun.runner" in mods  # the snapshot was taken during the run
     heavy = {"litellm", "openai", "scipy", "numpy", "sklearn", "torch"}
     assert sorted(m for m in mods if m.split(".")[0] in heavy) == []
     # nor afterwards: the run's summary (Wilson intervals, latency percentiles) needs no scipy or numpy either
@@ -293,4 +293,4 @@ def test_help_imports_no_provider_or_statistics_package() -> None:
     line = next(x for x in r.stdout.splitlines() if x.startswith("MODS "))
     mods = set(line.split()[1:])
     assert "benchrun.cli" in mods
-    assert not {m for m in mods if m.split(".")[0] in {"litellm", "openai", "scipy", "numpy", "httpx", "torch"}}
+    assert not {m for m in mods if m.split(".")[0] in {"litellm", "openai", "scipy", "numpy", "httpx", "aiohttp", "torch"}}

@@ -11,7 +11,7 @@ answers are cached the moment they arrive, so a resume pays for nothing twice).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import datetime as dt
 import json
 import platform
@@ -31,7 +31,7 @@ from benchrun.callpool import CallPool
 from benchrun.errors import BadInput, RunAborted, UsageError
 from benchrun.hashing import cache_key
 from benchrun.ledger import Ledger
-from benchrun.ledger.tables import Result, Run, new_result
+from benchrun.ledger.tables import Result, ResultDraft, Run
 from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import prompts
@@ -368,7 +368,18 @@ class _Write:
 
     cache: tuple[str, str, dict[str, Any]] | None  # (key, model, response)
     result: tuple[Result, bool] | None  # (row, replace an earlier error row)
-    done: concurrent.futures.Future[None]
+    done: asyncio.Future[None]  # set on the event loop once the write is committed (or failed)
+
+
+def _settle(batch: list[_Write], errors: list[BaseException | None]) -> None:
+    """On the event loop: wake the callers of one committed batch of writes."""
+    for w, e in zip(batch, errors, strict=True):
+        if w.done.done():  # its caller was cancelled meanwhile
+            continue
+        if e is None:
+            w.done.set_result(None)
+        else:
+            w.done.set_exception(e)
 
 
 @dataclass
@@ -407,10 +418,12 @@ class Runner:
         self.judge_endpoint: Endpoint | None = None
         self.units_per_model: dict[str, int] = {}
         self.batched: BatchOutcome | None = None  # answers from provider batches (benchrun.batch), by cache key
+        self._slots = asyncio.Semaphore(loaded.spec.concurrency.global_)  # calls in flight (a fresh one per execute)
         # One writer thread: ledger writes leave the event loop (SQLite releases the GIL while it works)
         # and stay serialised, so a run never contends with itself for the database lock.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-ledger")
         self._pending: deque[_Write] = deque()  # handed to the writer, not yet taken into a transaction
+        self._drain_queued = False  # a drain is submitted to the writer and has not yet taken the pending writes
         # cache reads ahead (see `_cached`): the candidate keys of the pending units in queue order, how far they
         # were read, and the entries read and not yet used
         self._ahead: list[str] = []
@@ -495,39 +508,42 @@ class Runner:
     async def _write(self, cache: tuple[str, str, dict[str, Any]] | None = None,
                      result: tuple[Result, bool] | None = None) -> None:
         """Write a cache entry or a result and return once it is committed (group commit, see `_drain`)."""
-        w = _Write(cache, result, concurrent.futures.Future())
+        loop = asyncio.get_running_loop()
+        w = _Write(cache, result, loop.create_future())
         self._pending.append(w)
-        self._writer.submit(self._drain)  # one drain per write: a row handed over is always written, even on Ctrl-C
-        await asyncio.wrap_future(w.done)
+        if not self._drain_queued:  # a drain already queued takes this write too: a row handed over is always written
+            self._drain_queued = True
+            self._writer.submit(self._drain, loop)
+        await w.done
 
-    def _drain(self) -> None:
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the writer thread: commit every write handed over so far in one transaction (`Ledger.write_batch`).
 
         Under load, the writes that arrive while a commit is under way go in together with the next one, so
         a run pays one commit for many results; alone, a write is committed at once. Each caller still
         resumes only after its own write is committed, so a crash loses no result that was reported done.
-        If the batch fails, each write is retried on its own, so one bad row fails only its own caller."""
+        If the batch fails, each write is retried on its own, so one bad row fails only its own caller.
+        The callers are woken together, by one callback on the event loop."""
+        self._drain_queued = False  # before taking the writes: one handed over from now on queues another drain
         batch: list[_Write] = []
         while self._pending:
             batch.append(self._pending.popleft())
         if not batch:
             return  # an earlier drain took them
+        errors: list[BaseException | None] = [None] * len(batch)
         try:
             self.ledger.write_batch([w.cache for w in batch if w.cache], [w.result for w in batch if w.result])
         except Exception:
-            for w in batch:
+            for i, w in enumerate(batch):
                 try:
                     if w.cache is not None:
                         self.ledger.cache_put(*w.cache)
                     elif w.result is not None:
                         self.ledger.add_result(*w.result)
                 except Exception as e:
-                    w.done.set_exception(e)
-                else:
-                    w.done.set_result(None)
-            return
-        for w in batch:
-            w.done.set_result(None)
+                    errors[i] = e
+        with contextlib.suppress(RuntimeError):  # the loop is gone (the run was torn down): the rows are written
+            loop.call_soon_threadsafe(_settle, batch, errors)
 
     def _cached(self, key: str) -> dict[str, Any] | None:
         """The cache entry of ``key``, or None. Candidate answers are read ahead, `_CACHE_AHEAD` pending units
@@ -580,7 +596,7 @@ class Runner:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
         if res is None:
-            async with sem:
+            async with sem, self._slots:  # the model's limit, then one of the run's slots (never the other way round)
                 if self.pool is not None and not ep.local and ep.transport == "litellm":
                     res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
                 else:
@@ -615,7 +631,7 @@ class Runner:
         else:
             cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
                                     cand_sem)
-        row = new_result(  # Result(...) without SQLModel's per-column setattr (ledger/tables.py)
+        row = ResultDraft(  # plain attributes while scoring fills it in; a Result at the end (ledger/tables.py)
             run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
             sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
             status="error", messages=json.dumps(unit.messages), response_text=cres.text,
@@ -631,7 +647,7 @@ class Runner:
         if trajectory is not None:  # some steps may have come from the cache
             fresh = trajectory.get("fresh_cost_usd") or 0.0
         if not cres.ok:
-            return row, fresh
+            return row.finish(), fresh
         assert cres.text is not None
         jcost = _JudgeCost()
         try:
@@ -640,9 +656,9 @@ class Runner:
             detail = providers.SECRETS.redact(f"{type(e).__name__}: {e}") or type(e).__name__
             row.status, row.passed = "error", None
             row.error = f"scoring failed: {detail[:300]}"
-        return row, fresh + jcost.fresh
+        return row.finish(), fresh + jcost.fresh
 
-    async def _grade(self, row: Result, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore) -> None:
+    async def _grade(self, row: ResultDraft, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore) -> None:
         """Rule checks, then the judge, filling ``row`` in place."""
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
@@ -718,7 +734,7 @@ class Runner:
             row.status = "passed" if verdict.passed else "failed"
 
     @staticmethod
-    def _add_judge_usage(row: Result, res: CallResult, acc: _JudgeCost) -> None:
+    def _add_judge_usage(row: ResultDraft, res: CallResult, acc: _JudgeCost) -> None:
         def add(a: Any, b: Any) -> Any:
             return b if a is None else (a if b is None else a + b)
 
@@ -764,6 +780,7 @@ class Runner:
         for u in units:
             queue.put_nowait(u)
         sems = {c.key: asyncio.Semaphore(c.concurrency or spec.concurrency.per_model) for c in spec.candidates}
+        self._slots = asyncio.Semaphore(spec.concurrency.global_)
         judge_sem = asyncio.Semaphore((spec.judge.concurrency if spec.judge else None) or spec.concurrency.per_model)
         budget = spec.budget_usd
 
@@ -808,17 +825,12 @@ class Runner:
                 if self.on_progress:
                     self.on_progress(prog)
 
-        # Calls in flight never exceed the global limit. In this process the limit is the number of units under
-        # way (each makes one call at a time). When call workers make every call, they hold the limit
-        # (callpool), so twice as many units can be under way: a call that ends frees its slot in its worker,
-        # where another unit's call is already waiting, instead of idling through this unit's scoring, ledger
-        # writes and the round trip between the processes. (In this process alone, more units than slots made
-        # the run slower: its one event loop is the bottleneck, and more tasks only queue on it.)
-        at_once = spec.concurrency.global_
-        eps = [*self.endpoints.values(), *([self.judge_endpoint] if self.judge_endpoint else [])]
-        if self.pool is not None and self.pool.concurrency <= at_once and \
-                all(ep.transport == "litellm" and not ep.local for ep in eps):  # the pool makes every call
-            at_once *= 2
+        # Calls in flight never exceed the global limit: a call holds one of `_slots` from its request to its reply,
+        # nothing more. Twice as many units as slots are under way, so that a call that ends hands its slot at once
+        # to another unit's call, already waiting, instead of idling through this unit's rules, judge parsing and
+        # ledger writes (at 32 in flight the slots then stay busy within a few percent of the ideal;
+        # docs/performance.md). When call workers make every call they also hold the limit (callpool).
+        at_once = 2 * spec.concurrency.global_
         n_workers = max(1, min(at_once, len(units) or 1))
         if self.pool is not None:
             await self.pool.attach()

@@ -608,7 +608,7 @@ class ModelRef(_Strict):
     sampling: Sampling | None = None
     prompt: Prompt | None = None
     concurrency: int | None = Field(default=None, ge=1)
-    # Which transport calls the model (benchrun.providers.transport_for): "openai" (httpx, for OpenAI-compatible
+    # Which transport calls the model (benchrun.providers.transport_for): "openai" (aiohttp, for OpenAI-compatible
     # servers) or "litellm". Unset: openai/... models, the local model and most api_base servers use "openai".
     transport: Literal["litellm", "openai"] | None = None
     # Submit this model's calls through the provider's batch API (benchrun.batch; about half price, answers

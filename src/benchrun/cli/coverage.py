@@ -53,7 +53,7 @@ EmbedConc = Annotated[int, typer.Option("--embed-concurrency", help="Remote embe
 EmbedPrice = Annotated[float | None, typer.Option(
     "--embed-price-per-1m", help="Remote embedder: USD per 1M input tokens (default: litellm's price map)")]
 EmbedTransport = Annotated[str | None, typer.Option(
-    "--embed-transport", help="Remote embedder: 'openai' (httpx) or 'litellm' (default: as for chat models)")]
+    "--embed-transport", help="Remote embedder: 'openai' (aiohttp) or 'litellm' (default: as for chat models)")]
 BatchOpt = Annotated[int | None, typer.Option(
     "--batch-size", help="Texts per local encode batch (default 32) or per remote request (default 128)")]
 FitSample = Annotated[int, typer.Option(

@@ -69,7 +69,7 @@ class CoverageOptions:
     api_key_env: str | None = None  # remote embedder: the variable holding its key
     embed_concurrency: int = 8  # remote embedder: requests in flight
     embed_price_per_1m: float | None = None  # remote embedder: USD per 1M input tokens (default: litellm's map)
-    embed_transport: str | None = None  # remote embedder: "openai" (httpx) or "litellm"; default as for chat models
+    embed_transport: str | None = None  # remote embedder: "openai" (aiohttp) or "litellm"; default as for chat models
     # clustering
     method: str = "kmeans"
     k: int | None = None
