@@ -132,6 +132,28 @@ def test_new_result_is_the_same_row_as_result(backend_url: str) -> None:
     led.close()
 
 
+def test_a_result_draft_finishes_as_the_row_result_would_be() -> None:
+    """`ResultDraft` (the runner fills one in while scoring, then calls `finish`) gives the row that
+    ``Result(**values)`` with the same assignments afterwards gives; an unset column reads as its default."""
+    from benchrun.ledger.tables import Result, ResultDraft
+
+    values: dict[str, Any] = {"run_id": "r1", "case_id": "c0", "model_key": "m", "model": "openai/m",
+                              "sample_index": 0, "status": "error", "messages": "[]",
+                              "created_at": dt.datetime(2026, 1, 2, tzinfo=dt.UTC)}
+    draft, row = ResultDraft(**values), Result(**values)
+    assert draft.judge_prompt_tokens is None and draft.judge_retries == 0 and draft.trajectory is None  # defaults
+    for r in (draft, row):
+        r.status, r.passed, r.judge_score, r.judge_retries = "passed", True, 4, r.judge_retries + 2
+    done = draft.finish()
+    assert isinstance(done, Result)
+    assert done.model_dump() == row.model_dump() and done.model_fields_set == row.model_fields_set
+    with pytest.raises(AttributeError):
+        _ = draft.no_such_column
+    draft.no_such_column = 1
+    with pytest.raises(TypeError, match="no_such_column"):
+        draft.finish()
+
+
 def test_runner_group_commit_fails_only_the_bad_write(project: Project) -> None:
     """Writes handed to the runner's writer while it is busy are committed together; when that batch fails
     (here: a result for a cell already recorded), each write is retried alone, so only the bad one fails."""
