@@ -9,7 +9,7 @@ The brief's single-call figure (cases × latency / concurrency) is printed too.
 case, so the ideal is cases × latency / concurrency (target <= 1.10x).
 
 The calls are made as `benchrun run` makes them: `--transport openai` (the default for these
-`openai/...` models with an `api_base`) makes them over httpx in the run's own process;
+`openai/...` models with an `api_base`) makes them over aiohttp in the run's own process;
 `--transport litellm` makes them through litellm, and then `--call-workers auto` (the default) forks
 worker processes for them when the run is big enough (see benchrun.callpool); `--call-workers 0`
 keeps them in the run's own process. Forking the workers counts in the wall time. Also printed: the CPU
@@ -17,8 +17,8 @@ per call in the run's process and in the workers, and the mean call latency lite
 splits the overhead into time inside the calls (litellm, the event loops, the server) and outside.
 
 `--reference` also times the same calls (answer then judge, `concurrency` cases at a time) with
-nothing around them, in one process: through raw httpx (the test server's own floor) and through
-bare `litellm.acompletion` (what any litellm-based runner starts from).
+nothing around them, in one process: through raw aiohttp (the engine of the OpenAI-compatible transport:
+the floor for the run), raw httpx, and bare `litellm.acompletion` (what any litellm-based runner starts from).
 
     python benchmarks/runner_overhead.py [--cases 2000] [--latency-ms 200] [--concurrency 32]
                                          [--transport openai|litellm] [--call-workers auto] [--reference] [--rules-only]
@@ -62,9 +62,11 @@ def start_server(tmp: Path, latency_ms: float) -> tuple[subprocess.Popen[bytes],
     raise SystemExit("test server did not start")
 
 
-async def bare_calls(url: str, n_cases: int, concurrency: int, how: str, judged: bool = True) -> float:
+async def bare_calls(url: str, n_cases: int, concurrency: int, how: str, judged: bool = True) -> tuple[float, float]:
     """The same calls with nothing around them: per case an answer then a judge call, `concurrency` cases at
-    a time, in this one process; through raw httpx (the server's floor) or bare litellm.acompletion."""
+    a time, in this one process; through raw aiohttp (the engine of benchrun's OpenAI-compatible transport),
+    raw httpx or bare litellm.acompletion. Returns (wall seconds, CPU seconds of this process)."""
+    import aiohttp
     import httpx
     import litellm
 
@@ -76,10 +78,16 @@ async def bare_calls(url: str, n_cases: int, concurrency: int, how: str, judged:
     async with contextlib.AsyncExitStack() as stack:
         for c in clients:
             await stack.enter_async_context(c)
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
 
         async def call(model: str, text: str) -> None:
             msgs = [{"role": "user", "content": text}]
-            if how == "httpx":
+            if how == "aiohttp":
+                async with session.post(f"{url}/chat/completions", json={"model": model, "messages": msgs},
+                                        headers={"Authorization": "Bearer x"}) as resp:
+                    resp.raise_for_status()
+                    await resp.json()
+            elif how == "httpx":
                 client = clients[next(turn) % len(clients)]
                 r = await client.post(f"{url}/chat/completions", json={"model": model, "messages": msgs},
                                       headers={"Authorization": "Bearer x"})
@@ -96,9 +104,9 @@ async def bare_calls(url: str, n_cases: int, concurrency: int, how: str, judged:
                     await call("judge", f"Judge the answer to order {i}")
 
         await case(-1)  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(case(i) for i in range(n_cases)))
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -107,13 +115,13 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=200.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--transport", choices=("openai", "litellm"), default="openai",
-                    help="the transport every model of the spec uses (default openai: httpx in this process)")
+                    help="the transport every model of the spec uses (default openai: aiohttp in this process)")
     ap.add_argument("--call-workers", default="auto",
                     help="processes making the model calls, as `benchrun run --call-workers` (default auto)")
     ap.add_argument("--rules-only", action="store_true",
                     help="no rubric and no judge: every case scored by its rules, one call per case")
     ap.add_argument("--reference", action="store_true",
-                    help="also time the same calls through raw httpx and through bare litellm in one process")
+                    help="also time the same calls through raw aiohttp, raw httpx and bare litellm in one process")
     args = ap.parse_args()
 
     from benchrun import callpool, providers, runner
@@ -162,7 +170,7 @@ def main() -> None:
             lat_ms = [x for r in rows for x in (r.latency_ms, r.judge_latency_ms) if x is not None]
             litellm_in_run = "litellm" in sys.modules  # before the references import it
             refs = {how: asyncio.run(bare_calls(url, args.cases, args.concurrency, how, not args.rules_only))
-                    for how in (("httpx", "litellm") if args.reference else ())}
+                    for how in (("aiohttp", "httpx", "litellm") if args.reference else ())}
         finally:
             proc.terminate()
             proc.wait()
@@ -192,10 +200,10 @@ def main() -> None:
         print(f"ideal, 2 calls per case           {ideal_calls:8.2f} s   ratio {wall / ideal_calls:5.2f}x  "
               f"(target <= {target}x)")
         print(f"ideal, 1 call per case (brief)    {ideal_brief:8.2f} s   ratio {wall / ideal_brief:5.2f}x")
-    for how, t in refs.items():
-        label = {"httpx": "raw httpx", "litellm": "bare litellm"}[how]
+    for how, (t, ref_cpu) in refs.items():
+        label = {"aiohttp": "raw aiohttp", "httpx": "raw httpx", "litellm": "bare litellm"}[how]
         print(f"reference: same calls, {label:<12} {t:8.2f} s   ratio {t / ideal_calls:5.2f}x  "
-              f"(the runner took {wall / t:.2f}x this)")
+              f"(CPU per call {1000 * ref_cpu / calls:.2f} ms; the runner took {wall / t:.2f}x this)")
 
 
 if __name__ == "__main__":
