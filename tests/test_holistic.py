@@ -13,6 +13,7 @@ from benchrun.analysis.holistic import (
     BOOTSTRAP_CASES,
     ORDER_STAT,
     CaseInfo,
+    _bootstrap_numpy,
     bootstrap_cases,
     holistic_table,
     is_refusal,
@@ -282,6 +283,18 @@ def test_bootstrap_of_unequal_cases_pools_the_drawn_cases() -> None:
     assert got is not None
     assert [(iv.low, iv.high) for iv in got] == [pytest.approx((lo[i], hi[i])) for i in range(2)]
     assert got[0].estimate == float(np.median([v for g in groups for v in g]))
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 0.1, 1e-7, 3.3e-5, 5e-324, 1.7976931348623157e308, -2.5, 123456.789,
+                                   float("inf"), float("nan")])
+@pytest.mark.parametrize("qs", [None, [0.5, 0.9], [0.0, 1.0, 0.025]])
+def test_one_value_without_numpy_gives_numpys_numbers(value: float, qs: list[float] | None) -> None:
+    """One case with one value (a one-case run's cost) skips numpy: the same intervals, to the bit."""
+    with np.errstate(invalid="ignore"):
+        want = _bootstrap_numpy([[value]], qs, 0.95, 2000, 0)
+        got = bootstrap_cases([[value]], qs)
+    assert got is not None
+    assert [repr(iv) for iv in got] == [repr(iv) for iv in want]  # repr: tells -0.0 from 0.0 and compares nan
 
 
 def test_judged_run_carries_the_judge_calibration(project: Any, server: Any) -> None:

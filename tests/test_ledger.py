@@ -455,3 +455,25 @@ def test_url_missing_its_slashes_is_refused_without_echoing_the_password(tmp_pat
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert "without '://'" in r.stderr and "Pw4LedgerXyz" not in r.stdout + r.stderr
     assert not any("Pw4LedgerXyz" in str(p) for p in tmp_path.rglob("*"))
+
+
+LEDGER_SECRETS_PROBE = """
+import sys
+from benchrun.ledger import Ledger
+
+Ledger(sys.argv[1]).engine.dispose()
+print("providers after a plain path:", "benchrun.providers" in sys.modules)
+Ledger(f"sqlite://someone:pw-0123456789@/{sys.argv[2]}?token=tok-abcdefgh123").engine.dispose()
+from benchrun.providers import SECRETS
+print(SECRETS.redact("failed: pw-0123456789, tok-abcdefgh123"))
+"""
+
+
+def test_ledger_url_secrets_are_registered_and_a_plain_path_needs_no_provider_module(tmp_path: Path) -> None:
+    """A URL's password and secret-named query values are redacted from printed errors; a plain SQLite path has
+    neither, so opening it does not import `benchrun.providers` (httpx) for commands that call no model."""
+    r = subprocess.run([sys.executable, "-c", LEDGER_SECRETS_PROBE, str(tmp_path / "plain.sqlite"),
+                        str(tmp_path / "url.sqlite")], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines() == ["providers after a plain path: False", "failed: ***, ***"]
+    assert (tmp_path / "url.sqlite").exists()

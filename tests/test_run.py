@@ -452,3 +452,33 @@ def test_ctrl_c_marks_interrupted_and_resume_completes(tmp_path: Path) -> None:
         assert con.execute("SELECT COUNT(*), COUNT(DISTINCT case_id || model_key) FROM result").fetchone() == (40, 40)
         assert con.execute("SELECT status FROM run").fetchone()[0] == "completed"
         con.close()
+
+
+def test_recorded_package_versions_equal_importlib_metadatas(tmp_path: Path) -> None:
+    """`runner.metadata_version` reads only the header block: equal to ``Distribution.version`` for every installed
+    distribution and for header blocks written in ways the long description could hide (CRLF, folded and
+    lower-case headers, a blank-looking body line, no body, no Version)."""
+    from importlib import metadata
+
+    from benchrun.runner import dist_version, metadata_version, package_versions
+
+    dists = list(metadata.distributions())
+    assert len(dists) > 20
+    for d in dists:
+        assert metadata_version(d) == d.version, d.metadata["Name"]
+    texts = {
+        "crlf": "Metadata-Version: 2.1\r\nName: a\r\nVersion: 1.2.3\r\n\r\nVersion: 9\r\n",
+        "folded": "Metadata-Version: 2.1\nName: a\nSummary: one\n  two\nversion:   4.5 \n\nbody\n\nVersion: 9\n",
+        "late": "Metadata-Version: 2.1\nName: a\nSummary: s\n\n\nVersion: 9\n",
+        "only-headers": "Name: a\nVersion: 0.0.1",
+        "twice": "Name: a\nVersion: 1\nVersion: 2\n\nx",
+    }
+    for label, text in texts.items():
+        info = tmp_path / f"{label}-1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_bytes(text.encode())
+        d = metadata.PathDistribution(info)
+        assert metadata_version(d) == d.version, label
+    versions = package_versions()
+    assert versions["pydantic"] == dist_version("pydantic") == metadata.version("pydantic")
+    assert set(versions) >= {"python", "benchrun", "pydantic", "sqlmodel"}

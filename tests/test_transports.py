@@ -244,7 +244,7 @@ PROBE = textwrap.dedent("""
 
     # the first request is held (gate) until the snapshot is taken: the run is waiting on its first call
     srv = FakeServer({{"hold_until_in_flight": 99, "hold_timeout_s": 5, "default_reply": "fine",
-                      "rules": [{{"model": "judge", "reply": '{{"score": 5, "pass": true}}'}}]}}).start()
+                      "rules": [{{"model": "judge", "reply": '{{"score": 5, "pass": true, "reason": "ok", "failure_mode": "none"}}'}}]}}).start()
     seen = {{}}
 
     def watch():
@@ -267,14 +267,21 @@ PROBE = textwrap.dedent("""
 def test_an_openai_compatible_run_imports_nothing_heavy_before_its_first_call(project: Project) -> None:
     project.write_dataset([{"id": "one", "input": "hello"}])
     project.write_rubric()
-    spec = project.write_spec(candidates=[{"model": "openai/cand", "api_base": "URL"}],
-                              judge={"model": "openai/judge", "api_base": "URL"})
+    # priced, so the summary computes the cost per 1,000 cases (a case bootstrap, numpy's when there are several
+    # values; one case's one value needs none)
+    price = {"input_per_1m": 1, "output_per_1m": 1}
+    spec = project.write_spec(candidates=[{"model": "openai/cand", "api_base": "URL", "price": price}],
+                              judge={"model": "openai/judge", "api_base": "URL", "price": price})
     r = subprocess.run([sys.executable, "-c", PROBE, spec.read_text(), str(project.root / "runs" / "probe.yaml")],
                        capture_output=True, text=True, timeout=120, check=False, cwd=project.root,
                        env={**os.environ, "BENCHRUN_LEDGER": str(project.ledger)})
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["code"] == 0
+    summary = json.loads(r.stdout.strip().rsplit("\n", 1)[0])  # the run's own --json output, before the probe's line
+    cost = summary["holistic"]["models"][0]["cost_per_1k_cases"]
+    assert summary["models"][0]["passed"] == 1  # answered and judged: the answer's cost is known
+    assert cost is not None and cost["low"] == cost["estimate"] == cost["high"] > 0
     mods = set(out["modules"])
     assert "aiohttp" in mods and "benchrun.runner" in mods  # the snapshot was taken during the run
     heavy = {"litellm", "openai", "scipy", "numpy", "sklearn", "torch"}

@@ -126,12 +126,27 @@ def bootstrap_cases(groups: Sequence[Sequence[float]], qs: Sequence[float] | Non
     as numpy's default); each interval is the α/2 and 1 − α/2 percentiles of the resampled statistics
     (Efron & Tibshirani 1993, ch. 13; resampling clusters: Davison & Hinkley 1997, §3.8). One interval
     per statistic, from the same resamples; None when there is no value. Vectorised with numpy, in
-    chunks, so a run of thousands of results stays quick."""
-    import numpy as np
+    chunks, so a run of thousands of results stays quick.
 
+    One case with one value needs no numpy: every resample is that value, and numpy's mean and linear
+    quantiles of it return the value itself, so estimate and both ends are it exactly (a one-case run then
+    does not import numpy; `tests/test_holistic.py` checks that both paths give the same numbers). Not taken
+    for -0.0, inf or nan, where numpy's arithmetic does not return the value (0.0 and -0.0 mixed, nan ends)."""
     groups = [list(g) for g in groups if g]
     if not groups:
         return None
+    n_stat = 1 if qs is None else len(qs)
+    v = float(groups[0][0])
+    if len(groups) == 1 and len(groups[0]) == 1 and n_boot >= 1 and math.isfinite(v) and math.copysign(1, v) > 0:
+        return [Interval(v, v, v, level, BOOTSTRAP_CASES) for _ in range(n_stat)]
+    return _bootstrap_numpy(groups, qs, level, n_boot, seed)
+
+
+def _bootstrap_numpy(groups: list[list[float]], qs: Sequence[float] | None, level: float, n_boot: int,
+                     seed: int) -> list[Interval]:
+    """`bootstrap_cases` over non-empty ``groups``, vectorised with numpy."""
+    import numpy as np
+
     n_stat = 1 if qs is None else len(qs)
 
     def stat(a: Any) -> Any:  # a: (resamples, pooled values) -> (resamples, statistics)

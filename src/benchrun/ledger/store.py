@@ -77,7 +77,13 @@ def redact_url(url: str) -> str:
 
 def _register_password(url: str) -> None:
     """Add the URL's password and secret-named query values to the values redacted from printed errors
-    (see `benchrun.providers.SECRETS`)."""
+    (see `benchrun.providers.SECRETS`).
+
+    A URL with neither ``@`` nor ``?`` (every plain SQLite path) carries no password and no query, so there is
+    nothing to register, and `benchrun.providers` (httpx with it) is not imported for a command that calls no
+    model (`runs list`, `runs show` ...)."""
+    if "@" not in url and "?" not in url:
+        return
     from sqlalchemy.engine import make_url
 
     from benchrun.providers import SECRETS
