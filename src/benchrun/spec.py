@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
@@ -1051,6 +1052,13 @@ class LoadedSpec(BaseModel):
     fewshot_dataset: Dataset | None = None  # fewshot.from a file: that dataset (None for from: same)
     # `benchrun sweep`: {"id", "factors", "setup"} of the sweep this run belongs to (kept in the snapshot only)
     sweep: dict[str, Any] | None = None
+    # candidate messages rendered for this spec (`runner.candidate_messages`): not part of the model's data
+    _rendered: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def rendered(self) -> dict[Any, Any]:
+        """Messages `runner.candidate_messages` rendered for this spec (a cache, kept with the spec it is for)."""
+        return self._rendered
 
     def judged(self, case: Case) -> bool:
         """Whether the judge scores this case (see `RunSpec.judge_when`)."""
