@@ -31,7 +31,7 @@ from benchrun.callpool import CallPool
 from benchrun.errors import BadInput, RunAborted, UsageError
 from benchrun.hashing import cache_key
 from benchrun.ledger import Ledger
-from benchrun.ledger.tables import Result, Run, new_result
+from benchrun.ledger.tables import Result, ResultDraft, Run
 from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring import judge as judge_mod
 from benchrun.scoring import prompts
@@ -652,7 +652,7 @@ class Runner:
         else:
             cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
                                     cand_sem)
-        row = new_result(  # Result(...) without SQLModel's per-column setattr (ledger/tables.py)
+        row = ResultDraft(  # plain attributes while it is scored; `Result` without SQLModel's setattr (ledger/tables.py)
             run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
             sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
             status="error", messages=json.dumps(unit.messages), response_text=cres.text,
@@ -668,7 +668,7 @@ class Runner:
         if trajectory is not None:  # some steps may have come from the cache
             fresh = trajectory.get("fresh_cost_usd") or 0.0
         if not cres.ok:
-            return row, fresh
+            return row.row(), fresh
         assert cres.text is not None
         jcost = _JudgeCost()
         try:
@@ -677,9 +677,9 @@ class Runner:
             detail = providers.SECRETS.redact(f"{type(e).__name__}: {e}") or type(e).__name__
             row.status, row.passed = "error", None
             row.error = f"scoring failed: {detail[:300]}"
-        return row, fresh + jcost.fresh
+        return row.row(), fresh + jcost.fresh
 
-    async def _grade(self, row: Result, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore) -> None:
+    async def _grade(self, row: ResultDraft, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore) -> None:
         """Rule checks, then the judge, filling ``row`` in place."""
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
@@ -764,7 +764,7 @@ class Runner:
             row.status = "passed" if verdict.passed else "failed"
 
     @staticmethod
-    def _add_judge_usage(row: Result, res: CallResult, acc: _JudgeCost) -> None:
+    def _add_judge_usage(row: ResultDraft, res: CallResult, acc: _JudgeCost) -> None:
         def add(a: Any, b: Any) -> Any:
             return b if a is None else (a if b is None else a + b)
 

@@ -6,6 +6,7 @@ The schema is created and upgraded only by `benchrun.ledger.migrations`.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -292,3 +293,32 @@ def new_result(**values: object) -> Result:
     d.update(values)
     object.__setattr__(row, "__pydantic_fields_set__", set(values))
     return row
+
+
+class ResultDraft:
+    """A result's fields while the runner scores it: plain attributes, made the `Result` row by `row`.
+
+    Reading a field not set gives its `Result` default, as on a new row; setting a name that is not a field
+    raises AttributeError. ``row()`` is `new_result` of the fields given or set, so it is the row that
+    ``new_result(...)`` followed by the same assignments would be (the same values, defaults and
+    ``model_fields_set``), without SQLAlchemy's instrumented ``setattr`` per assignment (~15 us each,
+    about 20 a judged result: ~0.3 ms a result in a replay from the cache)."""
+
+    def __init__(self, **values: Any) -> None:
+        unknown = values.keys() - _RESULT_FIELDS
+        if unknown:
+            raise TypeError(f"Result has no field(s) {', '.join(sorted(unknown))}")
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:  # only called for a name not set
+        if name in _RESULT_DEFAULTS:
+            return _RESULT_DEFAULTS[name]
+        raise AttributeError(f"Result field {name!r} is not set and has no plain default")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in _RESULT_FIELDS:
+            raise AttributeError(f"Result has no field {name!r}")
+        self.__dict__[name] = value
+
+    def row(self) -> Result:
+        return new_result(**self.__dict__)
