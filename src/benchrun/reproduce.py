@@ -234,8 +234,9 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     alpha = 1 - level
     models: list[dict[str, Any]] = []
     problems: list[str] = []
-    cmps = {key: paired_compare(outcomes_for(rows_n, key), outcomes_for(rows_o, key), level=level, n_boot=n_boot,
-                                name_a="reproduction", name_b="original") for key in order}
+    outs = {key: (outcomes_for(rows_n, key), outcomes_for(rows_o, key)) for key in order}
+    cmps = {key: paired_compare(*outs[key], level=level, n_boot=n_boot, name_a="reproduction", name_b="original")
+            for key in order}
     # one family of tests: every model's pass-rate test and judge-score test, Holm-adjusted
     family: list[tuple[str, str, float]] = []
     for key, c in cmps.items():
@@ -245,7 +246,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
             family.append((key, "score", c.score.p_value))
     adjusted = {(k, what): adj for (k, what, _), adj in zip(family, holm_adjust([p for *_, p in family]), strict=True)}
     for key in order:
-        a, b = outcomes_for(rows_n, key), outcomes_for(rows_o, key)
+        a, b = outs[key]
         cmp = cmps[key]
         fl = flips(a, b)
         text_o = {(r["case_id"], r["sample_index"]): r["response_text"] for r in rows_o if r["model_key"] == key}
