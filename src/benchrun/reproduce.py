@@ -80,9 +80,10 @@ def check_files(run: Run) -> list[FileCheck]:
         except BenchrunError as e:
             out.append(FileCheck("spec", str(spec_path), "unreadable", run.spec_hash, detail=str(e)))
         else:
-            h = disk.spec_hash
+            ds_hash = disk.dataset.hash  # once: the spec hash includes it
+            h = disk.spec_hash_with(ds_hash)
             out.append(FileCheck("spec", str(spec_path), "same" if h == run.spec_hash else "changed", run.spec_hash, h))
-            loaded_hashes[resolve_path(base, disk.spec.dataset)] = disk.dataset.hash
+            loaded_hashes[resolve_path(base, disk.spec.dataset)] = ds_hash
             if disk.spec.rubric is not None and disk.rubric is not None:
                 loaded_hashes[resolve_path(base, disk.spec.rubric)] = disk.rubric.hash
     files: list[tuple[str, str, str, Any]] = [("dataset", snap["spec"]["dataset"], run.dataset_hash, load_dataset)]
@@ -304,9 +305,11 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
                                 "changed": ver_o.get(key, []) != ver_n.get(key, [])},
             "version_note": note,
         })
-    from benchrun.pairwise_run import pairwise_diff
+    pairwise = None
+    if ledger.pair_judgements(original.id) or ledger.pair_judgements(reproduction.id):  # else pairwise_diff is None
+        from benchrun.pairwise_run import pairwise_diff  # (imports numpy and the arena models: only when needed)
 
-    pairwise = pairwise_diff(ledger, original, reproduction, level)
+        pairwise = pairwise_diff(ledger, original, reproduction, level)
     if pairwise is not None:
         problems.extend(pairwise["problems"])
     reproduced = not problems

@@ -256,16 +256,17 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
     versions = package_versions()
     if isolation is not None:
         versions["code sandbox"] = isolation  # what ran the answers' code: part of the run's conditions
+    ds_hash = ds.hash  # once: the spec hash includes it
     return Run(
             id=run_id or new_run_id(),
             name=spec.name,
             status="running",
-            spec_hash=loaded.spec_hash,
+            spec_hash=loaded.spec_hash_with(ds_hash),
             spec_snapshot=json.dumps(loaded.snapshot()),
             spec_path=loaded.path,
             dataset_name=ds.name,
             dataset_version=ds.version,
-            dataset_hash=ds.hash,
+            dataset_hash=ds_hash,
             rubric_name=rb.name if rb is not None else "",  # "" with judge_model "": scored by rules only
             rubric_version=rb.version if rb is not None else "",
             rubric_hash=rb.hash if rb is not None else "",

@@ -1105,8 +1105,12 @@ class LoadedSpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
+        return self.spec_hash_with(self.dataset.hash)
+
+    def spec_hash_with(self, dataset_hash: str) -> str:
+        """`spec_hash`, given ``self.dataset.hash`` already worked out (hashing a large dataset takes a while)."""
         d = self.spec.model_dump(mode="json", by_alias=True)
-        d["dataset"] = self.dataset.hash
+        d["dataset"] = dataset_hash
         if self.rubric is not None:
             d["rubric"] = self.rubric.hash
         if self.fewshot_dataset is not None:  # the exemplars' file by content, not by name
