@@ -447,6 +447,7 @@ class Runner:
         # and stay serialised, so a run never contends with itself for the database lock.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="benchrun-ledger")
         self._pending: deque[_Write] = deque()  # handed to the writer, not yet taken into a transaction
+        self._drain_queued = False  # a `_drain` is queued in the writer and has not started (see `_write`)
         # cache reads ahead (see `_cached`): the candidate keys of the pending units in queue order, how far they
         # were read, and the entries read and not yet used
         self._ahead: list[str] = []
@@ -535,7 +536,11 @@ class Runner:
         """Write a cache entry or a result and return once it is committed (group commit, see `_drain`)."""
         w = _Write(cache, result, concurrent.futures.Future())
         self._pending.append(w)
-        self._writer.submit(self._drain)  # one drain per write: a row handed over is always written, even on Ctrl-C
+        # A drain is queued for every write, so a row handed over is always written, even on Ctrl-C: unless one
+        # is queued and not yet started (it clears the flag before taking the pending writes, so it takes this one).
+        if not self._drain_queued:
+            self._drain_queued = True
+            self._writer.submit(self._drain)
         await asyncio.wrap_future(w.done)
 
     def _drain(self) -> None:
@@ -545,6 +550,7 @@ class Runner:
         a run pays one commit for many results; alone, a write is committed at once. Each caller still
         resumes only after its own write is committed, so a crash loses no result that was reported done.
         If the batch fails, each write is retried on its own, so one bad row fails only its own caller."""
+        self._drain_queued = False  # before taking the writes: one handed over from now on queues the next drain
         batch: list[_Write] = []
         while self._pending:
             batch.append(self._pending.popleft())

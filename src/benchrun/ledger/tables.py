@@ -284,9 +284,7 @@ def new_result(**values: object) -> Result:
         raise TypeError(f"Result has no field(s) {', '.join(sorted(unknown))}")
     row: Result = Result._sa_class_manager.new_instance()  # type: ignore[attr-defined]
     d = row.__dict__
-    for name, default in _RESULT_DEFAULTS.items():
-        if name not in values:
-            d[name] = default
+    d.update(_RESULT_DEFAULTS)  # then overwritten by the values given
     for name, factory in _RESULT_FACTORIES.items():
         if name not in values:
             d[name] = factory()  # type: ignore[call-arg]
