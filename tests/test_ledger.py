@@ -132,26 +132,39 @@ def test_new_result_is_the_same_row_as_result(backend_url: str) -> None:
     led.close()
 
 
-def test_a_result_draft_finishes_as_the_row_result_would_be() -> None:
-    """`ResultDraft` (the runner fills one in while scoring, then calls `finish`) gives the row that
-    ``Result(**values)`` with the same assignments afterwards gives; an unset column reads as its default."""
-    from benchrun.ledger.tables import Result, ResultDraft
+def test_result_draft_makes_the_row_new_result_and_assignments_make(backend_url: str) -> None:
+    """`ResultDraft` (the runner's scoring fills it in): reading an unset field gives the row's default, and
+    ``row()`` is the row that `new_result` plus the same assignments is, written and read back alike."""
+    from benchrun.ledger.tables import ResultDraft, new_result
 
-    values: dict[str, Any] = {"run_id": "r1", "case_id": "c0", "model_key": "m", "model": "openai/m",
-                              "sample_index": 0, "status": "error", "messages": "[]",
-                              "created_at": dt.datetime(2026, 1, 2, tzinfo=dt.UTC)}
-    draft, row = ResultDraft(**values), Result(**values)
-    assert draft.judge_prompt_tokens is None and draft.judge_retries == 0 and draft.trajectory is None  # defaults
-    for r in (draft, row):
-        r.status, r.passed, r.judge_score, r.judge_retries = "passed", True, 4, r.judge_retries + 2
-    done = draft.finish()
-    assert isinstance(done, Result)
-    assert done.model_dump() == row.model_dump() and done.model_fields_set == row.model_fields_set
-    with pytest.raises(AttributeError):
-        _ = draft.no_such_column
-    draft.no_such_column = 1
-    with pytest.raises(TypeError, match="no_such_column"):
-        draft.finish()
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    values: dict[str, Any] = {
+        "run_id": "r1", "case_id": "c0", "model_key": "m", "model": "openai/m", "sample_index": 0, "category": "c",
+        "severity": "medium", "status": "error", "messages": "[]", "response_text": "hi", "cached": True,
+        "scored_by": "rules+judge", "created_at": at}
+    old, draft = new_result(**values), ResultDraft(**values)
+    assert (draft.judge_retries, draft.judge_prompt_tokens, draft.rules) == (0, None, "[]")  # the defaults
+    for row in (old, draft):  # what `_grade` does to a judged result
+        row.rules, row.rules_passed = '[{"rule": "x", "passed": true}]', True
+        row.judge_retries += 2
+        row.judge_prompt_tokens = 7
+        row.status, row.passed, row.judge_score = "passed", True, 4
+    new = draft.row()
+    assert new.model_dump() == old.model_dump() and new.model_fields_set == old.model_fields_set
+    assert new.judge_retries == 2 and new.judge_reasks == 0 and new.id is None
+    with pytest.raises(AttributeError, match="no_such"):
+        draft.no_such = 1
+    with pytest.raises(AttributeError, match="created"):
+        ResultDraft(run_id="r1").created_at  # a factory field has no plain default to read
+    with pytest.raises(TypeError, match="no_such"):
+        ResultDraft(**values, no_such=1)
+    led = Ledger(backend_url)
+    led.create_run(make_run("r1"))
+    led.add_result(new)
+    led.add_result(old.model_copy(update={"case_id": "c1"}))
+    a, b = led.result_rows("r1")
+    assert {**a, "id": None, "case_id": "c1"} == {**b, "id": None}
+    led.close()
 
 
 def test_runner_group_commit_fails_only_the_bad_write(project: Project) -> None:

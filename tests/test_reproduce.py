@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from benchrun.analysis.compare import Outcome, paired_compare
-from conftest import BAD, JUDGE_FAIL, JUDGE_PASS, Project, fake_config, make_cases
+from conftest import BAD, GOOD, JUDGE_FAIL, JUDGE_PASS, Project, fake_config, make_cases
 from fakeserver import FakeServer
 
 
@@ -150,3 +150,67 @@ def test_reproduce_unknown_run_is_usage_error(project: Project) -> None:
     project.setup()
     r = project.cli("reproduce", "nope")
     assert r.returncode == 2 and "no run 'nope'" in r.stderr
+
+
+_REPLAYED = ("case_id", "model_key", "sample_index", "status", "passed", "judge_score", "judge_pass", "judge_reason",
+             "judge_failure_mode", "judge_raw", "judge_reasks", "judge_error", "judge_cache_keys", "messages",
+             "response_text", "rules", "rules_passed", "error")
+
+
+def result_rows(project: Project, run_id: str) -> list[tuple[object, ...]]:
+    con = sqlite3.connect(project.ledger)
+    out = con.execute(f"SELECT {', '.join(_REPLAYED)} FROM result WHERE run_id = ? "  # fixed column names
+                      "ORDER BY case_id, model_key, sample_index", (run_id,)).fetchall()
+    con.close()
+    return out
+
+
+def test_from_cache_replays_reasked_verdicts_exactly(project: Project, server: FakeServer) -> None:
+    """A judge whose first reply never parses: the replay serves the re-ask from the cache and every row comes out
+    as the original's (the pre-flight's parse of the first reply, handed to the runner, words the same re-ask)."""
+    server.set_config(fake_config(rules=[
+        {"model": "judge", "contains": "Your reply was not valid", "reply": JUDGE_PASS},
+        {"model": "judge", "reply": "Looks fine to me!"},
+        {"model": "good", "reply": GOOD}, {"model": "bad", "reply": BAD},
+    ]))
+    spec = project.setup()
+    _r, summary = project.cli_json("run", str(spec))
+    original = str(summary["conditions"]["run_id"])
+    before = completed(server)
+    r, d = project.cli_json("reproduce", original, "--from-cache")
+    assert r.returncode == 0, r.stderr
+    assert completed(server) == before and d["reproduced"] is True
+    old, new = result_rows(project, original), result_rows(project, d["reproduction_run"])
+    assert len(old) == 12 and new == old
+    assert all(row[_REPLAYED.index("judge_reasks")] == 1 for row in new)  # every verdict came from its re-ask
+    assert {(row[_REPLAYED.index("model_key")], row[_REPLAYED.index("status")]) for row in new} == {
+        ("good", "passed"), ("bad", "failed")}
+
+
+def test_from_cache_checks_the_reask_a_structured_judge_needs(project: Project, server: FakeServer) -> None:
+    """With structured output a reply holding two JSON objects is invalid (re-asked), though a free-text judge
+    would read its last object: the pre-flight parses as the runner does, so a missing re-ask is a miss, not a call."""
+    server.set_config(fake_config(rules=[
+        {"model": "judge", "contains": "Your reply was not valid", "reply": JUDGE_PASS},
+        {"model": "judge", "reply": '{"note": "draft"} ' + JUDGE_PASS},
+        {"model": "good", "reply": GOOD}, {"model": "bad", "reply": BAD},
+    ]))
+    judge = {"model": "openai/judge", "api_base": project.url, "structured_output": "json_schema",
+             "price": {"input_per_1m": 0.5, "output_per_1m": 0.5}}
+    spec = project.setup(judge=judge)
+    _r, summary = project.cli_json("run", str(spec))
+    original = str(summary["conditions"]["run_id"])
+    assert {row[_REPLAYED.index("judge_reasks")] for row in result_rows(project, original)
+            if row[_REPLAYED.index("model_key")] == "good"} == {1}
+    con = sqlite3.connect(project.ledger)
+    con.execute("DELETE FROM cache WHERE model = 'openai/judge' AND key IN "
+                "(SELECT json_extract(judge_cache_keys, '$[1]') FROM result WHERE run_id = ? AND model_key = 'good' "
+                "ORDER BY case_id LIMIT 1)", (original,))
+    assert con.total_changes == 1
+    con.commit()
+    con.close()
+    before, runs = completed(server), n_runs(project)
+    r = project.cli("reproduce", original, "--from-cache")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "1 call(s)" in r.stderr and "judge re-ask" in r.stderr
+    assert n_runs(project) == runs and completed(server) == before

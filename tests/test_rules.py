@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from benchrun.scoring import judge, rules
@@ -112,3 +114,88 @@ def test_judge_prompt_is_blind() -> None:
     text = " ".join(m["content"] for m in msgs)
     assert "Why two charges?" in text and "An answer" in text and "explain" in text
     assert "model" not in text.lower().replace("failure_mode", "")
+
+
+def _scan_reference(text: str, scan: Any) -> list[Any]:
+    """`rules.iter_json` as it was before its fast path: the character scan alone (the specification)."""
+    import json
+
+    from benchrun.scoring.rules import MAX_JSON_DEPTH
+
+    out: list[Any] = []
+    scan.budget = 8 * len(text) + 10_000
+    n, pos = len(text), 0
+    while pos < n:
+        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
+        if not starts:
+            return out
+        start = j = min(starts)
+        stack: list[str] = []
+        in_str = esc = False
+        end = -1
+        while j < n:
+            scan.steps += 1
+            if scan.steps > scan.budget:
+                scan.exhausted = True
+                return out
+            ch = text[j]
+            if in_str:
+                if esc:
+                    esc = False
+                elif ch == "\\":
+                    esc = True
+                elif ch == '"':
+                    in_str = False
+            elif ch == '"':
+                in_str = True
+            elif ch in "{[":
+                stack.append(ch)
+                if len(stack) > MAX_JSON_DEPTH:
+                    scan.too_deep = True
+                    break
+            elif ch in "}]":
+                if not stack or (stack[-1] == "{") != (ch == "}"):
+                    break
+                stack.pop()
+                if not stack:
+                    end = j + 1
+                    break
+            j += 1
+        if end > 0:
+            try:
+                out.append(json.loads(text[start:end]))
+            except ValueError:
+                pass
+            else:
+                pos = end
+                continue
+        pos = j if len(stack) > MAX_JSON_DEPTH else start + 1
+    return out
+
+
+def test_iter_json_fast_path_finds_what_the_character_scan_finds() -> None:
+    """`iter_json` reads values with json's C decoder where it can; it must find exactly the values the
+    character scan finds, and report the same steps, depth and budget outcome, on any text."""
+    import random
+
+    from benchrun.scoring.rules import JsonScan, iter_json
+
+    frags = ["{", "}", "[", "]", '"', "\\", ",", ":", " ", "x", "1", '"a"', '{"score": 5}', "[1, 2]", "null", "NaN",
+             '{"a": [1, {"b": "}"}]}', "1e999999", '"\\u00e9"', "\n", '{"k": "v\\"}"}', "[[[", "]]]", "true",
+             "9" * 23, "\t", '{"x": "\x01"}']
+    rng = random.Random(7)
+    texts = ["".join(rng.choice(frags) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ["[" * d + "1" + "]" * d + ' {"after": 1}' for d in (99, 100, 101)]  # at and past MAX_JSON_DEPTH
+    texts += [("[" + "x" * 2000) * 40, ('{"k": "' + "y" * 500) * 50]  # the step budget runs out
+    found = 0
+    for text in texts:
+        fast, ref = JsonScan(), JsonScan()
+        got = list(iter_json(text, fast))
+        want = _scan_reference(text, ref)
+        assert repr(got) == repr(want) and fast == ref, text  # repr: NaN != NaN
+        found += len(got)
+    assert found > 1000  # the texts do hold values
+    exhausted, deep = JsonScan(), JsonScan()
+    list(iter_json(("[" + "x" * 2000) * 40, exhausted))
+    list(iter_json("[" * 101 + "1" + "]" * 101, deep))
+    assert exhausted.exhausted and deep.too_deep  # both limits were reached above

@@ -30,7 +30,7 @@ from benchrun.ledger.store import DiskFull, error_reason, is_disk_full
 
 if TYPE_CHECKING:
     from benchrun.ledger import Ledger
-    from benchrun.runner import Progress, RunOutcome
+    from benchrun.runner import JudgedAhead, Progress, RunOutcome
     from benchrun.shards import Shard
     from benchrun.spec import LoadedSpec
 
@@ -92,6 +92,7 @@ def execute_run(
     interrupt_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     shard: Shard | None = None,
     cache_entries: dict[str, dict[str, Any]] | None = None,
+    judged_ahead: dict[tuple[int, str], JudgedAhead] | None = None,
 ) -> RunOutcome:
     """Run every pending cell of ``run_id`` and record how the run ended (see the module docstring).
 
@@ -101,7 +102,8 @@ def execute_run(
     checks run without bubblewrap (rlimits only); without it such a run is refused (`UsageError`)
     before anything is called or marked. With ``shard`` only that shard's cells run, under the shard's own
     lease, and its end is recorded by `benchrun.shards.settle` (which completes the run once every cell is in).
-    ``cache_entries`` are cache entries already read (`reproduce.cache_misses`), served by the runner first.
+    ``cache_entries`` are cache entries already read (`reproduce.cache_misses`), served by the runner first;
+    ``judged_ahead`` the judge calls that check worked out (`runner.JudgedAhead`).
     """
     from benchrun import runner
     from benchrun.ledger.store import lease_owner
@@ -141,7 +143,7 @@ def execute_run(
                 on_start()
             r = runner.Runner(loaded, ledger, run_id, use_cache=use_cache, on_progress=on_progress, pool=pool,
                               sandbox=sandbox, cell_filter=shard.owns if shard is not None else None,
-                              cache_entries=cache_entries)
+                              cache_entries=cache_entries, judged_ahead=judged_ahead)
             try:
                 outcome = asyncio.run(r.execute())
                 pairwise = None

@@ -30,7 +30,7 @@ from benchrun.ledger.tables import Run
 from benchrun.spec import Case, LoadedSpec, resolve_path
 
 if TYPE_CHECKING:
-    from benchrun.runner import Progress
+    from benchrun.runner import JudgedAhead, Progress
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,10 @@ def check_files(run: Run) -> list[FileCheck]:
         except BenchrunError as e:
             out.append(FileCheck("spec", str(spec_path), "unreadable", run.spec_hash, detail=str(e)))
         else:
-            h = disk.spec_hash
+            ds_hash = disk.dataset.hash  # once: the spec hash includes it
+            h = disk.spec_hash_with(ds_hash)
             out.append(FileCheck("spec", str(spec_path), "same" if h == run.spec_hash else "changed", run.spec_hash, h))
-            loaded_hashes[resolve_path(base, disk.spec.dataset)] = disk.dataset.hash
+            loaded_hashes[resolve_path(base, disk.spec.dataset)] = ds_hash
             if disk.spec.rubric is not None and disk.rubric is not None:
                 loaded_hashes[resolve_path(base, disk.spec.rubric)] = disk.rubric.hash
     files: list[tuple[str, str, str, Any]] = [("dataset", snap["spec"]["dataset"], run.dataset_hash, load_dataset)]
@@ -106,7 +107,8 @@ def check_files(run: Run) -> list[FileCheck]:
 
 
 def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None,
-                 found: dict[str, dict[str, Any]] | None = None) -> tuple[int, list[str]]:
+                 found: dict[str, dict[str, Any]] | None = None,
+                 judged_out: dict[tuple[int, str], JudgedAhead] | None = None) -> tuple[int, list[str]]:
     """Calls of this spec that the response cache cannot serve: ``(count, first descriptions)``.
 
     Walks exactly the calls the runner would make with the cache on: every candidate answer
@@ -114,12 +116,16 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None,
     re-ask when the cached verdict does not parse. With zero misses a cached run makes no call.
     ``found``, when given, receives every cache entry read on the way (``{key: response}``), so a
     replay can hand them to the runner (`Runner`'s ``cache_entries``) instead of reading them again.
+    ``judged_out``, when given, receives what the walk worked out for each cached answer's judge call
+    (`runner.JudgedAhead`: its messages, cache key and the cached verdict as parsed), for `Runner`'s
+    ``judged_ahead``, so a replay renders, hashes and parses each of them once.
     """
     from benchrun import runner
     from benchrun.scoring import judge as judge_mod
 
     spec, rubric = loaded.spec, loaded.rubric
     jparams = runner.judge_params(loaded)
+    structured = spec.judge is not None and spec.judge.structured_output != "none"  # parsed as the runner parses
     count = 0
     shown: list[str] = []
     answers: dict[tuple[str, str], str] = {}  # cached answers, for the pairwise judge's calls
@@ -160,11 +166,16 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None,
         if jhit is None or jhit.get("text") is None:
             continue
         assert spec.judge is not None and rubric is not None
+        parsed: judge_mod.Verdict | judge_mod.JudgeFormatError
         try:
-            judge_mod.parse_verdict(rubric, jhit["text"])
+            parsed = judge_mod.parse_verdict(rubric, jhit["text"], structured)
         except judge_mod.JudgeFormatError as e:
+            parsed = e
             rmsgs = judge_mod.reask_messages(jmsgs, jhit["text"], str(e), rubric)
             reasks[n] = runner.cache_key(spec.judge, rmsgs, jparams, 0, "judge")
+        if judged_out is not None:
+            _, case, _, key = cells[n]
+            judged_out[(id(case), cached[key]["text"])] = runner.JudgedAhead(jmsgs, jkey, jhit["text"], parsed)
     reasked = ledger.cache_get_many(reasks.values())
     if found is not None:
         found.update(cached)
@@ -224,8 +235,9 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     alpha = 1 - level
     models: list[dict[str, Any]] = []
     problems: list[str] = []
-    cmps = {key: paired_compare(outcomes_for(rows_n, key), outcomes_for(rows_o, key), level=level, n_boot=n_boot,
-                                name_a="reproduction", name_b="original") for key in order}
+    outs = {key: (outcomes_for(rows_n, key), outcomes_for(rows_o, key)) for key in order}
+    cmps = {key: paired_compare(*outs[key], level=level, n_boot=n_boot, name_a="reproduction", name_b="original")
+            for key in order}
     # one family of tests: every model's pass-rate test and judge-score test, Holm-adjusted
     family: list[tuple[str, str, float]] = []
     for key, c in cmps.items():
@@ -235,7 +247,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
             family.append((key, "score", c.score.p_value))
     adjusted = {(k, what): adj for (k, what, _), adj in zip(family, holm_adjust([p for *_, p in family]), strict=True)}
     for key in order:
-        a, b = outcomes_for(rows_n, key), outcomes_for(rows_o, key)
+        a, b = outs[key]
         cmp = cmps[key]
         fl = flips(a, b)
         text_o = {(r["case_id"], r["sample_index"]): r["response_text"] for r in rows_o if r["model_key"] == key}
@@ -293,9 +305,11 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
                                 "changed": ver_o.get(key, []) != ver_n.get(key, [])},
             "version_note": note,
         })
-    from benchrun.pairwise_run import pairwise_diff
+    pairwise = None
+    if ledger.pair_judgements(original.id) or ledger.pair_judgements(reproduction.id):  # else pairwise_diff is None
+        from benchrun.pairwise_run import pairwise_diff  # (imports numpy and the arena models: only when needed)
 
-    pairwise = pairwise_diff(ledger, original, reproduction, level)
+        pairwise = pairwise_diff(ledger, original, reproduction, level)
     if pairwise is not None:
         problems.extend(pairwise["problems"])
     reproduced = not problems
@@ -364,9 +378,10 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     credentials.require(credentials.assess(original, loaded), confirmed, f"benchrun reproduce {original.id}")
     exec_loaded = loaded
     entries: dict[str, dict[str, Any]] | None = None
+    judged: dict[tuple[int, str], JudgedAhead] | None = None
     if from_cache:
-        entries = {}  # what the check read, for the runner (no second read)
-        n_miss, shown = cache_misses(loaded, ledger, limit=5, found=entries)
+        entries, judged = {}, {}  # what the check read and worked out, for the runner (not done twice)
+        n_miss, shown = cache_misses(loaded, ledger, limit=5, found=entries, judged_out=judged)
         if n_miss:
             raise UsageError(
                 f"--from-cache: {n_miss} call(s) of run {original.id} are not in the cache (e.g. {'; '.join(shown)}); "
@@ -379,7 +394,7 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
     outcome = execute_run(exec_loaded, ledger, new_id, use_cache=from_cache, call_workers=workers,
                           unsafe_exec=unsafe_exec, on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard,
-                          cache_entries=entries)
+                          cache_entries=entries, judged_ahead=judged)
     if outcome.status != "completed":
         raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
                          f"Resume with: benchrun run --resume {new_id}")

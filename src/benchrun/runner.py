@@ -97,7 +97,28 @@ def fewshot_exemplars(loaded: LoadedSpec, case: Case) -> list[tuple[Case, str]]:
 
 
 def candidate_messages(loaded: LoadedSpec, cand: ModelRef, case: Case) -> list[dict[str, str]]:
-    """The exact messages a candidate receives for a case (few-shot exemplars included)."""
+    """The exact messages a candidate receives for a case (few-shot exemplars included).
+
+    Rendered once per (candidate, case object) and kept on ``loaded`` (`LoadedSpec.rendered`): the
+    template check, reproduce's cache check and the runner's planning ask for the same messages, and a
+    prompt template costs ~0.1 ms to render. The kept messages are used only while ``loaded`` still has
+    the spec and datasets they were rendered from (a copy with another spec renders its own). Callers
+    must not change the list they get (the runner already shared one list between a case's samples)."""
+    owner = (loaded.spec, loaded.dataset, loaded.fewshot_dataset)
+    memo = loaded.rendered
+    if memo.get("owner") is None or any(a is not b for a, b in zip(memo["owner"], owner, strict=True)):
+        memo.clear()
+        memo["owner"] = owner
+    by_case: dict[int, tuple[Case, list[dict[str, str]]]] = memo.setdefault(cand.key, {})
+    hit = by_case.get(id(case))
+    if hit is not None and hit[0] is case:
+        return hit[1]
+    msgs = _render_candidate_messages(loaded, cand, case)
+    by_case[id(case)] = (case, msgs)  # the case is kept with its messages: its id cannot be reused meanwhile
+    return msgs
+
+
+def _render_candidate_messages(loaded: LoadedSpec, cand: ModelRef, case: Case) -> list[dict[str, str]]:
     prompt = loaded.spec.prompt_for(cand)
     msgs: list[dict[str, str]] = []
     shots = fewshot_exemplars(loaded, case)
@@ -254,16 +275,17 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
     versions = package_versions()
     if isolation is not None:
         versions["code sandbox"] = isolation  # what ran the answers' code: part of the run's conditions
+    ds_hash = ds.hash  # once: the spec hash includes it
     return Run(
             id=run_id or new_run_id(),
             name=spec.name,
             status="running",
-            spec_hash=loaded.spec_hash,
+            spec_hash=loaded.spec_hash_with(ds_hash),
             spec_snapshot=json.dumps(loaded.snapshot()),
             spec_path=loaded.path,
             dataset_name=ds.name,
             dataset_version=ds.version,
-            dataset_hash=ds.hash,
+            dataset_hash=ds_hash,
             rubric_name=rb.name if rb is not None else "",  # "" with judge_model "": scored by rules only
             rubric_version=rb.version if rb is not None else "",
             rubric_hash=rb.hash if rb is not None else "",
@@ -374,6 +396,19 @@ class _Unit:
     prior: Result | None = None  # an earlier error row being redone on resume
 
 
+@dataclass(frozen=True)
+class JudgedAhead:
+    """A judge call worked out before the run (`reproduce.cache_misses`): the judge's messages for one answer,
+    their cache key, and the cached reply as `judge.parse_verdict` read it (the verdict, or the error the
+    re-ask quotes). The runner uses them for that (case, answer) instead of rendering, hashing and parsing
+    again; ``parsed`` only while the judge's reply is still ``reply``."""
+
+    messages: list[dict[str, str]]
+    key: str
+    reply: str
+    parsed: judge_mod.Verdict | judge_mod.JudgeFormatError
+
+
 @dataclass
 class _JudgeCost:
     total: float = 0.0
@@ -423,6 +458,7 @@ class Runner:
         sandbox: Sandbox | None = None,
         cell_filter: Callable[[str, str, int], bool] | None = None,
         cache_entries: dict[str, dict[str, Any]] | None = None,
+        judged_ahead: dict[tuple[int, str], JudgedAhead] | None = None,
     ) -> None:
         self.loaded = loaded
         self.cell_filter = cell_filter  # (case id, model key, sample) -> run it here? (a shard's cells; None: all)
@@ -454,6 +490,8 @@ class Runner:
         # entries the caller already read (reproduce's pre-flight check), so a replay does not read them twice; kept
         # for the whole run (two cells with the same answer share one judge key)
         self._given: dict[str, dict[str, Any]] = (cache_entries or {}) if self.use_cache else {}
+        # judge calls the caller worked out, by (case object, answer): `_grade` uses them (kept for the whole run)
+        self._judged_ahead: dict[tuple[int, str], JudgedAhead] = judged_ahead or {}
 
     # -------------------------------------------------------------- planning
 
@@ -650,7 +688,7 @@ class Runner:
         else:
             cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
                                     cand_sem)
-        row = ResultDraft(  # plain attributes while scoring fills it in; a Result at the end (ledger/tables.py)
+        row = ResultDraft(  # plain attributes while it is scored; `Result` without SQLModel's setattr (ledger/tables.py)
             run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
             sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
             status="error", messages=json.dumps(unit.messages), response_text=cres.text,
@@ -666,7 +704,7 @@ class Runner:
         if trajectory is not None:  # some steps may have come from the cache
             fresh = trajectory.get("fresh_cost_usd") or 0.0
         if not cres.ok:
-            return row.finish(), fresh
+            return row.row(), fresh
         assert cres.text is not None
         jcost = _JudgeCost()
         try:
@@ -675,7 +713,7 @@ class Runner:
             detail = providers.SECRETS.redact(f"{type(e).__name__}: {e}") or type(e).__name__
             row.status, row.passed = "error", None
             row.error = f"scoring failed: {detail[:300]}"
-        return row.finish(), fresh + jcost.fresh
+        return row.row(), fresh + jcost.fresh
 
     async def _grade(self, row: ResultDraft, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore) -> None:
         """Rule checks, then the judge, filling ``row`` in place."""
@@ -709,8 +747,12 @@ class Runner:
         assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
         jparams = judge_params(self.loaded)
         structured = spec.judge.structured_output != "none"
-        messages = self._judge_ahead.pop((id(unit.case), text), None) or judge_mod.judge_messages(rubric, unit.case, text)
-        keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
+        ahead = self._judged_ahead.get((id(unit.case), text))
+        if ahead is not None:
+            messages, keys = ahead.messages, [ahead.key]
+        else:
+            messages = self._judge_ahead.pop((id(unit.case), text), None) or judge_mod.judge_messages(rubric, unit.case, text)
+            keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
         row.judge_cache_keys = json.dumps(keys)  # for `ledger copy`, which must not render the judge template
         jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
         self._add_judge_usage(row, jres, jcost)
@@ -719,7 +761,12 @@ class Runner:
             assert jres.text is not None
             row.judge_raw = jres.text
             try:
-                verdict = judge_mod.parse_verdict(rubric, jres.text, structured)
+                if ahead is not None and ahead.reply == jres.text:  # the reply the caller already parsed
+                    if isinstance(ahead.parsed, judge_mod.JudgeFormatError):
+                        raise ahead.parsed
+                    verdict = ahead.parsed
+                else:
+                    verdict = judge_mod.parse_verdict(rubric, jres.text, structured)
             except judge_mod.JudgeFormatError as e:
                 row.judge_reasks = 1
                 retry_msgs = judge_mod.reask_messages(messages, jres.text, str(e), rubric)

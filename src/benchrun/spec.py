@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
@@ -1051,6 +1052,13 @@ class LoadedSpec(BaseModel):
     fewshot_dataset: Dataset | None = None  # fewshot.from a file: that dataset (None for from: same)
     # `benchrun sweep`: {"id", "factors", "setup"} of the sweep this run belongs to (kept in the snapshot only)
     sweep: dict[str, Any] | None = None
+    # candidate messages rendered for this spec (`runner.candidate_messages`): not part of the model's data
+    _rendered: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def rendered(self) -> dict[Any, Any]:
+        """Messages `runner.candidate_messages` rendered for this spec (a cache, kept with the spec it is for)."""
+        return self._rendered
 
     def judged(self, case: Case) -> bool:
         """Whether the judge scores this case (see `RunSpec.judge_when`)."""
@@ -1097,8 +1105,12 @@ class LoadedSpec(BaseModel):
 
     @property
     def spec_hash(self) -> str:
+        return self.spec_hash_with(self.dataset.hash)
+
+    def spec_hash_with(self, dataset_hash: str) -> str:
+        """`spec_hash`, given ``self.dataset.hash`` already worked out (hashing a large dataset takes a while)."""
         d = self.spec.model_dump(mode="json", by_alias=True)
-        d["dataset"] = self.dataset.hash
+        d["dataset"] = dataset_hash
         if self.rubric is not None:
             d["rubric"] = self.rubric.hash
         if self.fewshot_dataset is not None:  # the exemplars' file by content, not by name

@@ -68,12 +68,13 @@ class Breakdown:
 
 
 def _get(r: Mapping[str, Any] | Any, k: str) -> Any:
-    return r[k] if isinstance(r, Mapping) else getattr(r, k)
+    # a plain dict (`Ledger.result_rows`) first: isinstance against the Mapping ABC is the slow part of a summary
+    return r[k] if type(r) is dict or isinstance(r, Mapping) else getattr(r, k)
 
 
 def _opt(r: Mapping[str, Any] | Any, k: str) -> Any:
     """A column older rows (or hand-made ones) may lack."""
-    return r.get(k) if isinstance(r, Mapping) else getattr(r, k, None)
+    return r.get(k) if type(r) is dict or isinstance(r, Mapping) else getattr(r, k, None)
 
 
 def summarize(rows: Iterable[Mapping[str, Any] | Any], order: list[str] | None = None,
