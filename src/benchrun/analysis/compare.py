@@ -235,27 +235,27 @@ class _Case:
 def _group(outcomes: Iterable[Outcome], name: str) -> dict[str, _Case]:
     cases: dict[str, _Case] = {}
     seen: set[tuple[str, int]] = set()
+    def where(o: Outcome) -> str:  # worded only for an error: an f-string per outcome is a summary's hot path
+        return f"{name} case {o.case_id}"
+
     for o in outcomes:
         if not isinstance(o.case_id, str) or not o.case_id:
             raise BadInput(None, name, f"case id {o.case_id!r} must be a non-empty string")
         if (o.case_id, o.sample) in seen:
-            raise BadInput(None, f"{name} case {o.case_id}",
-                           f"sample {o.sample} appears twice; give each sample of a case its own number")
+            raise BadInput(None, where(o), f"sample {o.sample} appears twice; give each sample of a case its own number")
         seen.add((o.case_id, o.sample))
         if o.passed is not None and not isinstance(o.passed, bool):
-            raise BadInput(None, f"{name} case {o.case_id}",
-                           f"passed must be true, false or null (error), got {o.passed!r}")
+            raise BadInput(None, where(o), f"passed must be true, false or null (error), got {o.passed!r}")
         if o.score is not None:
             if isinstance(o.score, bool) or not isinstance(o.score, (int, float)) or not math.isfinite(o.score):
-                raise BadInput(None, f"{name} case {o.case_id}",
-                               f"score must be a finite number or null, got {o.score!r}")
+                raise BadInput(None, where(o), f"score must be a finite number or null, got {o.score!r}")
         c = cases.get(o.case_id)
         if c is None:
             c = cases[o.case_id] = _Case(o.category, o.severity, [], [], 0)
         elif (c.category, c.severity) != (o.category, o.severity):
             raise BadInput(
                 None,
-                f"{name} case {o.case_id}",
+                where(o),
                 f"samples disagree on category/severity ({c.category}/{c.severity} vs {o.category}/{o.severity}); "
                 "all samples of a case must come from the same dataset version",
             )
