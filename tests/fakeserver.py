@@ -827,6 +827,15 @@ class _Server(ThreadingHTTPServer):
         self.conns_lock = threading.Lock()
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client dropping its keep-alive connection with a reset (aiohttp aborts idle connections when a run
+        is torn down) while we wait for its next request is normal, not a server fault: say nothing. Anything
+        else is printed as socketserver prints it."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conns_lock:
             self.open_conns.add(request)

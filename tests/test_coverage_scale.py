@@ -59,7 +59,9 @@ def _price_per_token() -> float:
 def test_remote_embedder_end_to_end_with_retries_cost_and_cache(files: dict[str, Path]) -> None:
     # every batch: a 429 (Retry-After 0), then a 503, then the vectors
     faults = [{"kind": "429", "first_n": 1, "retry_after": 0}, {"kind": "503", "first_n": 1}]
-    with FakeServer({"faults": faults, "embedding_dim": 48}) as srv:
+    # 100 ms per request: the server counts a request in flight until it starts its reply, so the batches must
+    # take long enough to overlap there for the concurrency to show
+    with FakeServer({"faults": faults, "embedding_dim": 48, "latency_ms": 100}) as srv:
         res = _cli(files, "--api-base", srv.url, "--batch-size", "100", "--embed-concurrency", "4", "--json")
         assert res.exit_code == 0, res.output
         rep = json.loads(res.output)
