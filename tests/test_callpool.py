@@ -7,6 +7,7 @@ client TCP port, and ``/proc`` says which process owns the socket with that port
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,8 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchrun import callpool, runner
-from benchrun.spec import load_run_spec
+from benchrun import callpool, providers, runner
+from benchrun.errors import RunAborted
+from benchrun.spec import ModelRef, Retries, load_run_spec
 from conftest import GOOD, Project, fake_config, make_cases
 from reliability.relsupport import BENCHRUN, ServerProcess
 
@@ -142,6 +144,36 @@ def test_the_workers_make_the_calls_and_exit_when_closed(tmp_path: Path, other_t
     assert set(senders) == set(out["workers"])
     # close() ended them
     assert not any(alive(pid) for pid in out["workers"])
+
+
+def test_a_worker_that_dies_idle_still_stops_the_pool() -> None:
+    """A worker killed while it holds no call loses nothing, but the run must not go on a worker short without
+    saying so: the next call fails with the worker's death (the run ends interrupted and can be resumed)."""
+    pool = callpool.CallPool(2, 4)
+    ref = ModelRef(model="openai/good", api_base="http://127.0.0.1:9/v1", transport="litellm")
+    dead = pool.workers[0].process.pid
+
+    async def main() -> str:
+        await pool.attach()
+        os.kill(dead, signal.SIGKILL)
+        for _ in range(200):  # its socket closes: the listener sees it
+            if pool.workers[0].dead:
+                break
+            await asyncio.sleep(0.05)
+        try:
+            await pool.complete(ref, providers.resolve(ref), [{"role": "user", "content": "hi"}], {}, 5, Retries())
+        except RunAborted as e:
+            return str(e)
+        finally:
+            await pool.detach()
+        return "no error"
+
+    try:
+        msg = asyncio.run(main())
+    finally:
+        pool.close()
+    assert msg.startswith(f"call worker process {dead} exited (exit code -9) with 0 calls outstanding"), msg
+    assert not any(alive(w.process.pid) for w in pool.workers)
 
 
 def test_auto_uses_workers_only_where_they_pay() -> None:
@@ -291,8 +323,10 @@ def _run_id(project: Project) -> str:
 
 
 def _stop_midway_then_resume(tmp_path: Path, stop: Callable[[Project, subprocess.Popen[str], list[int]], None]) -> None:
-    """Start a run with two call workers; after 10 results ``stop`` ends it (and checks how); then resume it."""
-    srv = ServerProcess(tmp_path, fake_config(latency_ms=100))
+    """Start a run with two call workers; after 10 results ``stop`` ends it (and checks how); then resume it.
+
+    At 250 ms a call the run needs about 5 s, so on a loaded machine it is still far from done when stopped."""
+    srv = ServerProcess(tmp_path, fake_config(latency_ms=250))
     workers: list[int] = []
     try:
         project, proc = _start(tmp_path, srv)

@@ -185,6 +185,7 @@ class CallPool:
             theirs.close()
             self.workers.append(_Worker(proc, ours, slots))
         self._ids = itertools.count()
+        self._death: str | None = None
 
     async def attach(self) -> None:
         """Start listening for results on the running event loop."""
@@ -206,6 +207,8 @@ class CallPool:
     async def complete(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                        timeout_s: float, retries: Retries) -> CallResult:
         """``providers.complete`` in the worker with the most free slots (it waits there for one if none is)."""
+        if self._death is not None:  # one worker died, even one that held no call: the run stops, it is resumable
+            raise RunAborted(self._death)
         alive = [w for w in self.workers if not w.dead]
         if not alive:
             raise RunAborted("every call worker process has exited; resume the run")
@@ -246,10 +249,11 @@ class CallPool:
         w.process.join(timeout=1)
         code = w.process.exitcode
         n = len(w.pending)
+        self._death = (f"call worker process {w.process.pid} exited (exit code {code}) with {n} calls outstanding; "
+                       "resume the run")
         for fut in w.pending.values():
             if not fut.done():
-                fut.set_exception(RunAborted(f"call worker process {w.process.pid} exited (exit code {code}) with "
-                                             f"{n} calls outstanding; resume the run"))
+                fut.set_exception(RunAborted(self._death))
         w.pending.clear()
 
     def close(self) -> None:
