@@ -214,3 +214,20 @@ def test_from_cache_checks_the_reask_a_structured_judge_needs(project: Project, 
     assert r.returncode == 2, r.stdout + r.stderr
     assert "1 call(s)" in r.stderr and "judge re-ask" in r.stderr
     assert n_runs(project) == runs and completed(server) == before
+
+
+def test_from_cache_walks_only_the_selected_cases(project: Project, server: FakeServer) -> None:
+    """A run of a `select`ed subset replays from the cache: the cases it never asked are not misses."""
+    spec = project.setup(select={"limit": 2})
+    r, summary = project.cli_json("run", str(spec))
+    assert r.returncode == 0, r.stderr
+    run_id = str(summary["conditions"]["run_id"])
+    before = server.stats()["total"]
+    r, d = project.cli_json("reproduce", run_id, "--from-cache")
+    assert r.returncode == 0, r.stderr
+    assert d["reproduced"] is True and d["mode"] == "from-cache" and server.stats()["total"] == before
+    assert [m["comparison"]["difference"] for m in d["models"]] == [0, 0]
+    con = sqlite3.connect(project.ledger)
+    per_run = dict(con.execute("SELECT run_id, COUNT(*) FROM result GROUP BY run_id").fetchall())
+    con.close()
+    assert per_run[run_id] == 4 and per_run[d["reproduction_run"]] == 4  # 2 cases × 2 candidates, each time

@@ -139,7 +139,7 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None,
     # The same walk in three passes (answers, verdicts, re-asks), each looked up in bulk; the misses are then
     # listed cell by cell, in the order a one-by-one walk finds them.
     cells: list[tuple[str, Case, str, str]] = []  # (where, case as asked, model key, candidate answer key)
-    for base in loaded.dataset.cases:
+    for base in loaded.cases():
         for cand in spec.candidates:
             params = spec.sampling_for(cand).as_params()
             base_msgs = runner.candidate_messages(loaded, cand, base)
