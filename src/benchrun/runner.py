@@ -398,15 +398,17 @@ class _Unit:
 
 @dataclass(frozen=True)
 class JudgedAhead:
-    """A judge call worked out before the run (`reproduce.cache_misses`): the judge's messages for one answer,
-    their cache key, and the cached reply as `judge.parse_verdict` read it (the verdict, or the error the
-    re-ask quotes). The runner uses them for that (case, answer) instead of rendering, hashing and parsing
-    again; ``parsed`` only while the judge's reply is still ``reply``."""
+    """A judge call worked out before `Runner._grade` makes it: the judge's messages for one answer and their
+    cache key. Two places work them out: `reproduce.cache_misses` before a replay, which also gives the cached
+    reply as `judge.parse_verdict` read it (the verdict, or the error the re-ask quotes); and the runner's own
+    cache read-ahead (`Runner._judge_keys_ahead`), which does not (``reply`` and ``parsed`` are None). The runner
+    uses them for that (case, answer) instead of rendering, hashing and parsing again; ``parsed`` only while the
+    judge's reply is still ``reply``."""
 
     messages: list[dict[str, str]]
     key: str
-    reply: str
-    parsed: judge_mod.Verdict | judge_mod.JudgeFormatError
+    reply: str | None = None
+    parsed: judge_mod.Verdict | judge_mod.JudgeFormatError | None = None
 
 
 @dataclass
@@ -485,13 +487,12 @@ class Runner:
         self._ahead_units: list[_Unit] = []  # the unit of each key in ``_ahead``
         self._ahead_at = 0
         self._prefetched: dict[str, dict[str, Any]] = {}
-        # judge messages rendered while reading ahead, by (case object, cached answer): `_grade` takes them
-        self._judge_ahead: dict[tuple[int, str], list[dict[str, str]]] = {}
         # entries the caller already read (reproduce's pre-flight check), so a replay does not read them twice; kept
         # for the whole run (two cells with the same answer share one judge key)
         self._given: dict[str, dict[str, Any]] = (cache_entries or {}) if self.use_cache else {}
-        # judge calls the caller worked out, by (case object, answer): `_grade` uses them (kept for the whole run)
-        self._judged_ahead: dict[tuple[int, str], JudgedAhead] = judged_ahead or {}
+        # judge calls worked out ahead, by (case object, answer), for `_grade`: the caller's (reproduce's pre-flight)
+        # are kept for the whole run, those of the cache read-ahead (no ``reply``) are used once and dropped
+        self._judged_ahead: dict[tuple[int, str], JudgedAhead] = dict(judged_ahead or {})
 
     # -------------------------------------------------------------- planning
 
@@ -624,8 +625,9 @@ class Runner:
 
     def _judge_keys_ahead(self, units: list[_Unit], answers: list[dict[str, Any] | None]) -> list[str]:
         """The judge's cache keys of the read-ahead units whose answer is cached (their first judge call, as
-        `_grade` makes it), so the verdicts are read in the same bulk query; the judge messages rendered for
-        them are kept for `_grade`. Tool-using cases, resumed error rows and pairwise judges are left out."""
+        `_grade` makes it), so the verdicts are read in the same bulk query; what was worked out is kept for
+        `_grade` (a `JudgedAhead` without a reply). Tool-using cases, resumed error rows and pairwise judges are
+        left out, and so are answers whose judge call is already known."""
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if spec.judge is None or rubric is None or spec.judge.pairwise:
             return []
@@ -635,12 +637,16 @@ class Runner:
             text = hit.get("text") if hit is not None else None
             if text is None or unit.prior is not None or has_tools(spec, unit.case) or not self.loaded.judged(unit.case):
                 continue
+            at = (id(unit.case), text)
+            if at in self._judged_ahead:
+                continue
             try:
                 messages = judge_mod.judge_messages(rubric, unit.case, text)
             except Exception:  # noqa: S112  # left to `_grade`, which fails that one result with the error, as before
                 continue
-            self._judge_ahead[(id(unit.case), text)] = messages
-            keys.append(cache_key(spec.judge, messages, jparams, 0, "judge"))
+            key = cache_key(spec.judge, messages, jparams, 0, "judge")
+            self._judged_ahead[at] = JudgedAhead(messages, key)
+            keys.append(key)
         return keys
 
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
@@ -747,11 +753,14 @@ class Runner:
         assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
         jparams = judge_params(self.loaded)
         structured = spec.judge.structured_output != "none"
-        ahead = self._judged_ahead.get((id(unit.case), text))
+        at = (id(unit.case), text)
+        ahead = self._judged_ahead.get(at)
         if ahead is not None:
+            if ahead.reply is None:  # read ahead for this one result
+                del self._judged_ahead[at]
             messages, keys = ahead.messages, [ahead.key]
         else:
-            messages = self._judge_ahead.pop((id(unit.case), text), None) or judge_mod.judge_messages(rubric, unit.case, text)
+            messages = judge_mod.judge_messages(rubric, unit.case, text)
             keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
         row.judge_cache_keys = json.dumps(keys)  # for `ledger copy`, which must not render the judge template
         jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
@@ -761,7 +770,7 @@ class Runner:
             assert jres.text is not None
             row.judge_raw = jres.text
             try:
-                if ahead is not None and ahead.reply == jres.text:  # the reply the caller already parsed
+                if ahead is not None and ahead.parsed is not None and ahead.reply == jres.text:  # parsed already
                     if isinstance(ahead.parsed, judge_mod.JudgeFormatError):
                         raise ahead.parsed
                     verdict = ahead.parsed
