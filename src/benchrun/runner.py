@@ -394,6 +394,7 @@ class _Unit:
     sample: int
     messages: list[dict[str, str]]
     prior: Result | None = None  # an earlier error row being redone on resume
+    key: str | None = None  # the candidate answer's cache key, once worked out (`Runner.execute`, with the cache on)
 
 
 @dataclass(frozen=True)
@@ -493,6 +494,20 @@ class Runner:
         # judge calls worked out ahead, by (case object, answer), for `_grade`: the caller's (reproduce's pre-flight)
         # are kept for the whole run, those of the cache read-ahead (no ``reply``) are used once and dropped
         self._judged_ahead: dict[tuple[int, str], JudgedAhead] = dict(judged_ahead or {})
+        self._cand_params: dict[str, dict[str, Any]] = {}  # sampling params by candidate key (`_params`)
+        self._jparams: dict[str, Any] | None = None  # the judge's (`judge_params`), once
+
+    def _params(self, cand: ModelRef) -> dict[str, Any]:
+        """The candidate's sampling params (worked out once per run; callers do not change the dict)."""
+        got = self._cand_params.get(cand.key)
+        if got is None:
+            got = self._cand_params[cand.key] = self.loaded.spec.sampling_for(cand).as_params()
+        return got
+
+    def _judge_params(self) -> dict[str, Any]:
+        if self._jparams is None:
+            self._jparams = judge_params(self.loaded)
+        return self._jparams
 
     # -------------------------------------------------------------- planning
 
@@ -526,7 +541,7 @@ class Runner:
     def _worst_case(self, unit: _Unit) -> float:
         """Upper bound on what one unit can cost (candidate + judge with one re-ask)."""
         spec = self.loaded.spec
-        cand_params = spec.sampling_for(unit.cand).as_params()
+        cand_params = self._params(unit.cand)
         cand_max = int(cand_params.get("max_tokens") or 4096)
         cand_prompt = providers.count_message_tokens(unit.messages)
         c = providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], cand_prompt, cand_max)
@@ -538,7 +553,7 @@ class Runner:
                 raise RunAborted("cannot bound cost for the budget: a model has no known price")
             return c
         assert spec.judge is not None and self.loaded.rubric is not None
-        jparams = judge_params(self.loaded)
+        jparams = self._judge_params()
         j_max = int(jparams.get("max_tokens") or 1024)
         j_prompt = providers.count_message_tokens(judge_mod.judge_messages(self.loaded.rubric, unit.case, "")) + cand_max
         assert self.judge_endpoint is not None
@@ -631,7 +646,7 @@ class Runner:
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if spec.judge is None or rubric is None or spec.judge.pairwise:
             return []
-        jparams = judge_params(self.loaded)
+        jparams = self._judge_params()
         keys = []
         for unit, hit in zip(units, answers, strict=True):
             text = hit.get("text") if hit is not None else None
@@ -650,8 +665,10 @@ class Runner:
         return keys
 
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
-                    sample: int, role: str, sem: asyncio.Semaphore) -> CallResult:
-        key = cache_key(ref, messages, params, sample, role)
+                    sample: int, role: str, sem: asyncio.Semaphore, key: str | None = None) -> CallResult:
+        """One call, or its answer from a batch or the cache. ``key``: its cache key, when already worked out."""
+        if key is None:
+            key = cache_key(ref, messages, params, sample, role)
         res = self.batched.take(key) if self.batched is not None else None
         if res is None and self.use_cache:
             hit = self._cached(key)
@@ -675,7 +692,7 @@ class Runner:
         """Answer, check and judge one unit; returns the result row and the money newly spent on it."""
         spec = self.loaded.spec
         cand = unit.cand
-        params = spec.sampling_for(cand).as_params()
+        params = self._params(cand)
         prior = unit.prior
         trajectory: dict[str, Any] | None = None
         if has_tools(spec, unit.case):  # a tool-using case: one or more calls (benchrun.trajectory), each cached
@@ -693,7 +710,7 @@ class Runner:
             )
         else:
             cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
-                                    cand_sem)
+                                    cand_sem, unit.key)
         row = ResultDraft(  # plain attributes while it is scored; `Result` without SQLModel's setattr (ledger/tables.py)
             run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
             sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
@@ -751,7 +768,7 @@ class Runner:
             return
 
         assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
-        jparams = judge_params(self.loaded)
+        jparams = self._judge_params()
         structured = spec.judge.structured_output != "none"
         at = (id(unit.case), text)
         ahead = self._judged_ahead.get(at)
@@ -763,7 +780,7 @@ class Runner:
             messages = judge_mod.judge_messages(rubric, unit.case, text)
             keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
         row.judge_cache_keys = json.dumps(keys)  # for `ledger copy`, which must not render the judge template
-        jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem)
+        jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem, keys[0])
         self._add_judge_usage(row, jres, jcost)
         verdict = None
         if jres.ok:
@@ -838,14 +855,15 @@ class Runner:
         units = self.pending_units()
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
         if self.use_cache:
-            self._ahead = [cache_key(u.cand, u.messages, spec.sampling_for(u.cand).as_params(), u.sample, "candidate")
-                           for u in units]
+            for u in units:
+                u.key = cache_key(u.cand, u.messages, self._params(u.cand), u.sample, "candidate")
+            self._ahead = [u.key for u in units]
             self._ahead_units = units
         if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
             from benchrun import batch
 
             judge = None if self.judge_endpoint is None or spec.judge is None else batch.Judge(
-                spec.judge, self.judge_endpoint, judge_params(self.loaded))
+                spec.judge, self.judge_endpoint, self._judge_params())
             on_wait = None if self.on_progress is None else (
                 lambda what, hook=self.on_progress, n=len(units): hook(Progress(total=n, waiting=what)))
             self.batched = await batch.prepare(self.ledger, self.run_id, self._batch_plan(units), judge,
@@ -929,14 +947,14 @@ class Runner:
         """The units as `benchrun.batch.prepare` needs them (waits for the run's batches; the rest runs as usual)."""
         from benchrun import batch
 
-        spec, rubric = self.loaded.spec, self.loaded.rubric
+        rubric = self.loaded.rubric
         plan = []
         for u in units:
             prior = u.prior
             answer = prior.response_text if prior is not None and prior.error is None else None
             judged = rubric is not None and self.loaded.judged(u.case)
             plan.append(batch.Planned(
-                u.cand, self.endpoints[u.cand.key], u.messages, spec.sampling_for(u.cand).as_params(), u.sample,
+                u.cand, self.endpoints[u.cand.key], u.messages, self._params(u.cand), u.sample,
                 answer, (lambda text, c=u.case: judge_mod.judge_messages(rubric, c, text)) if judged else None))
         return plan
 
