@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchrun.hashing import content_hash
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Run
 from benchrun.spec import Case, LoadedSpec, resolve_path
@@ -370,7 +371,8 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
                          "nothing was run (ledger edited, or written by an incompatible benchrun version)") from None
     loaded.path = original.spec_path
     rubric_hash = loaded.rubric.hash if loaded.rubric is not None else ""
-    if loaded.dataset.hash != original.dataset_hash or rubric_hash != original.rubric_hash:
+    ds_dump = loaded.dataset.model_dump(mode="json", by_alias=True)  # `Dataset.hash`'s; the new run's record reuses it
+    if content_hash(ds_dump) != original.dataset_hash or rubric_hash != original.rubric_hash:
         raise UsageError(f"run {original.id}: the stored snapshot no longer hashes as recorded "
                          "(ledger edited, or written by an incompatible benchrun version); cannot reproduce it exactly")
     runner.check_templates(loaded, f"run {original.id} (stored snapshot)")  # before the cache check renders them
@@ -390,7 +392,8 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
         if not loaded.spec.cache:  # the spec switched the cache off; replaying needs it on (hashes unchanged)
             exec_loaded = LoadedSpec(spec=loaded.spec.model_copy(update={"cache": True}), dataset=loaded.dataset,
                                      rubric=loaded.rubric, path=loaded.path)
-    new_id = runner.create_run(loaded, ledger, unsafe_exec=unsafe_exec, templates_checked=True)  # checked above
+    new_id = runner.create_run(loaded, ledger, unsafe_exec=unsafe_exec, templates_checked=True,  # checked above
+                               dataset_dump=ds_dump)
     workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
     outcome = execute_run(exec_loaded, ledger, new_id, use_cache=from_cache, call_workers=workers,
                           unsafe_exec=unsafe_exec, on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard,

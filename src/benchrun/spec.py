@@ -1090,11 +1090,12 @@ class LoadedSpec(BaseModel):
             return list(self.dataset.cases)
         return self.spec.select.apply(self.dataset.cases)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything needed to re-run without any file on disk."""
+    def snapshot(self, dataset_dump: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything needed to re-run without any file on disk. ``dataset_dump``: the dataset's
+        ``model_dump(mode="json", by_alias=True)``, when the caller already has it."""
         snap = {
             "spec": self.spec.model_dump(mode="json", by_alias=True),
-            "dataset": self.dataset.model_dump(mode="json", by_alias=True),
+            "dataset": dataset_dump if dataset_dump is not None else self.dataset.model_dump(mode="json", by_alias=True),
             "rubric": self.rubric.model_dump(mode="json") if self.rubric is not None else None,
         }
         if self.fewshot_dataset is not None:  # only when set, so snapshots of other runs stay as they were
