@@ -586,16 +586,16 @@ class Runner:
 
     # -------------------------------------------------------------- execution
 
-    async def _write(self, cache: tuple[str, str, dict[str, Any]] | None = None,
-                     result: tuple[Result, bool] | None = None) -> None:
-        """Write a cache entry or a result and return once it is committed (group commit, see `_drain`)."""
+    def _submit(self, cache: tuple[str, str, dict[str, Any]] | None = None,
+                result: tuple[Result, bool] | None = None) -> asyncio.Future[None]:
+        """Hand a cache entry or a result to the writer; the future is done once it is committed."""
         loop = asyncio.get_running_loop()
         w = _Write(cache, result, loop.create_future())
         self._pending.append(w)
         if not self._drain_queued:  # a drain already queued takes this write too: a row handed over is always written
             self._drain_queued = True
             self._writer.submit(self._drain, loop)
-        await w.done
+        return w.done
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the writer thread: commit every write handed over so far in one transaction (`Ledger.write_batch`).
@@ -673,8 +673,14 @@ class Runner:
         return keys
 
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
-                    sample: int, role: str, sem: asyncio.Semaphore, key: str | None = None) -> CallResult:
-        """One call, or its answer from a batch or the cache. ``key``: its cache key, when already worked out."""
+                    sample: int, role: str, sem: asyncio.Semaphore, key: str | None = None,
+                    writes: list[asyncio.Future[None]] | None = None) -> CallResult:
+        """One call, or its answer from a batch or the cache. ``key``: its cache key, when already worked out.
+
+        A new answer goes to the response cache. With ``writes`` (the unit's writes not yet committed, see
+        `execute`'s worker) that write is handed over and added to ``writes`` without waiting for its commit;
+        before asking the model, the call waits for those earlier writes, so a unit never has more than one
+        answer that is not yet committed (a SIGKILL loses at most one answer per slot). Without, it waits."""
         if key is None:
             key = cache_key(ref, messages, params, sample, role)
         res = self.batched.take(key) if self.batched is not None else None
@@ -684,6 +690,10 @@ class Runner:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
         if res is None:
+            if writes:
+                for w in writes:
+                    await w
+                writes.clear()
             async with sem, self._slots:  # the model's limit, then one of the run's slots (never the other way round)
                 if self.pool is not None and not ep.local and ep.transport == "litellm":
                     res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
@@ -693,11 +703,17 @@ class Runner:
                 res.attempts = [self.batched.fallbacks[key], *res.attempts]
         res = res.with_secrets_redacted()  # a provider echoing a key must not put it in the cache or the results
         if res.ok:
-            await self._write(cache=(key, ref.model, res.to_cache()))
+            done = self._submit(cache=(key, ref.model, res.to_cache()))
+            if writes is None:
+                await done
+            else:
+                writes.append(done)
         return res
 
-    async def _score(self, unit: _Unit, cand_sem: asyncio.Semaphore, judge_sem: asyncio.Semaphore) -> tuple[Result, float]:
-        """Answer, check and judge one unit; returns the result row and the money newly spent on it."""
+    async def _score(self, unit: _Unit, cand_sem: asyncio.Semaphore, judge_sem: asyncio.Semaphore,
+                     writes: list[asyncio.Future[None]] | None = None) -> tuple[Result, float]:
+        """Answer, check and judge one unit; returns the result row and the money newly spent on it. ``writes``:
+        see `_call` (the caller waits for them)."""
         spec = self.loaded.spec
         cand = unit.cand
         params = self._params(cand)
@@ -707,7 +723,7 @@ class Runner:
             ep = self.endpoints[cand.key]
             cres, trajectory = await run_trajectory(
                 spec, unit.case, unit.messages, params,
-                lambda msgs, p: self._call(cand, ep, msgs, p, unit.sample, "candidate", cand_sem),
+                lambda msgs, p: self._call(cand, ep, msgs, p, unit.sample, "candidate", cand_sem, writes=writes),
                 key=lambda msgs, p: cache_key(cand, msgs, p, unit.sample, "candidate"))
         elif prior is not None and prior.response_text is not None and prior.error is None:
             cres = CallResult(  # the answer was recorded; only judging failed last time
@@ -718,7 +734,7 @@ class Runner:
             )
         else:
             cres = await self._call(cand, self.endpoints[cand.key], unit.messages, params, unit.sample, "candidate",
-                                    cand_sem, unit.key)
+                                    cand_sem, unit.key, writes)
         row = ResultDraft(  # plain attributes while it is scored; `Result` without SQLModel's setattr (ledger/tables.py)
             run_id=self.run_id, case_id=unit.case.id, model_key=cand.key, model=cand.model,
             sample_index=unit.sample, category=unit.case.category, severity=unit.case.severity,
@@ -739,15 +755,16 @@ class Runner:
         assert cres.text is not None
         jcost = _JudgeCost()
         try:
-            await self._grade(row, unit, cres.text, jcost, judge_sem)
+            await self._grade(row, unit, cres.text, jcost, judge_sem, writes)
         except Exception as e:  # whatever an answer or a judge reply contains, it fails this result, not the run
             detail = providers.SECRETS.redact(f"{type(e).__name__}: {e}") or type(e).__name__
             row.status, row.passed = "error", None
             row.error = f"scoring failed: {detail[:300]}"
         return row.row(), fresh + jcost.fresh
 
-    async def _grade(self, row: ResultDraft, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore) -> None:
-        """Rule checks, then the judge, filling ``row`` in place."""
+    async def _grade(self, row: ResultDraft, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore,
+                     writes: list[asyncio.Future[None]] | None = None) -> None:
+        """Rule checks, then the judge, filling ``row`` in place (``writes``: see `_call`)."""
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
             row.injection_suspected = judge_mod.injection_signs(text, rubric.judge_prompt if rubric else "")
@@ -788,7 +805,8 @@ class Runner:
             messages = judge_mod.judge_messages(rubric, unit.case, text)
             keys = [cache_key(spec.judge, messages, jparams, 0, "judge")]
         row.judge_cache_keys = json.dumps(keys)  # for `ledger copy`, which must not render the judge template
-        jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem, keys[0])
+        jres = await self._call(spec.judge, self.judge_endpoint, messages, jparams, 0, "judge", judge_sem, keys[0],
+                                writes)
         self._add_judge_usage(row, jres, jcost)
         verdict = None
         if jres.ok:
@@ -806,7 +824,8 @@ class Runner:
                 retry_msgs = judge_mod.reask_messages(messages, jres.text, str(e), rubric)
                 keys.append(cache_key(spec.judge, retry_msgs, jparams, 0, "judge"))
                 row.judge_cache_keys = json.dumps(keys)
-                jres2 = await self._call(spec.judge, self.judge_endpoint, retry_msgs, jparams, 0, "judge", judge_sem)
+                jres2 = await self._call(spec.judge, self.judge_endpoint, retry_msgs, jparams, 0, "judge", judge_sem,
+                                         writes=writes)
                 self._add_judge_usage(row, jres2, jcost)
                 if jres2.ok:
                     assert jres2.text is not None
@@ -906,9 +925,12 @@ class Runner:
                         await asyncio.sleep(0.05)
                         continue
                     self.state.reserved += reserve
+                writes: list[asyncio.Future[None]] = []  # this unit's writes handed over and not yet committed
                 try:
-                    row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem)
-                    await self._write(result=(row, unit.prior is not None))
+                    row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem, writes)
+                    writes.append(self._submit(result=(row, unit.prior is not None)))
+                    for w in writes:  # done once its answers and its result are committed (often in one transaction)
+                        await w
                 finally:
                     self.state.reserved -= reserve
                 self.state.spent += fresh
