@@ -109,6 +109,10 @@ async def bare_calls(url: str, n_cases: int, concurrency: int, how: str, judged:
         return time.perf_counter() - t0, time.process_time() - c0
 
 
+def verdict(ratio: float, target: float) -> str:
+    return "met" if ratio <= target else "NOT met"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cases", type=int, default=2000)
@@ -193,16 +197,16 @@ def main() -> None:
           f"alone fill {busy:.2f} s of the {args.concurrency} slots, so {wall - busy:.2f} s is outside the calls")
     if args.rules_only:
         target = 1.05 if args.concurrency <= 32 else 1.15
-        print(f"ideal, 1 call per case (rules only) {ideal_calls:6.2f} s   ratio {wall / ideal_calls:5.2f}x  "
-              f"(target <= {target}x)")
+        print(f"ideal, 1 call per case (rules only) {ideal_calls:6.2f} s   ratio {wall / ideal_calls:5.3f}x  "
+              f"(target <= {target}x: {verdict(wall / ideal_calls, target)})")
     else:
         target = 1.08 if args.concurrency <= 32 else 1.15
-        print(f"ideal, 2 calls per case           {ideal_calls:8.2f} s   ratio {wall / ideal_calls:5.2f}x  "
-              f"(target <= {target}x)")
+        print(f"ideal, 2 calls per case           {ideal_calls:8.2f} s   ratio {wall / ideal_calls:5.3f}x  "
+              f"(target <= {target}x: {verdict(wall / ideal_calls, target)})")
         print(f"ideal, 1 call per case (brief)    {ideal_brief:8.2f} s   ratio {wall / ideal_brief:5.2f}x")
     for how, (t, ref_cpu) in refs.items():
         label = {"aiohttp": "raw aiohttp", "httpx": "raw httpx", "litellm": "bare litellm"}[how]
-        print(f"reference: same calls, {label:<12} {t:8.2f} s   ratio {t / ideal_calls:5.2f}x  "
+        print(f"reference: same calls, {label:<12} {t:8.2f} s   ratio {t / ideal_calls:5.3f}x  "
               f"(CPU per call {1000 * ref_cpu / calls:.2f} ms; the runner took {wall / t:.2f}x this)")
 
 
