@@ -184,16 +184,19 @@ def test_runner_group_commit_fails_only_the_bad_write(project: Project) -> None:
     r._writer.submit(gate.wait)  # hold the writer thread, so that the three writes queue up behind it
 
     async def go() -> list[Any]:
-        tasks = [asyncio.create_task(r._write(result=(make_result(run_id, "c1"), False))),
-                 asyncio.create_task(r._write(result=(make_result(run_id, "c0"), False))),  # recorded already
-                 asyncio.create_task(r._write(cache=("k", "openai/m", {"text": "t"})))]
+        done = [r._submit(result=(make_result(run_id, "c1"), False)),
+                r._submit(result=(make_result(run_id, "c0"), False)),  # recorded already
+                r._submit(cache=("k", "openai/m", {"text": "t"}))]
         await asyncio.sleep(0.05)
-        assert not any(t.done() for t in tasks)  # nobody resumes before a commit
+        assert not any(f.done() for f in done)  # nobody resumes before a commit
         gate.set()
-        return await asyncio.gather(*tasks, return_exceptions=True)
+        return await asyncio.gather(*done, return_exceptions=True)
 
-    out = asyncio.run(go())
-    r._writer.shutdown(wait=True)
+    try:
+        out = asyncio.run(go())
+    finally:
+        gate.set()  # a failed assertion must not leave the writer thread held (the interpreter would wait for it)
+        r._writer.shutdown(wait=True)
     assert out[0] is None and isinstance(out[1], IntegrityError) and out[2] is None
     assert set(led.cells(run_id)) == {("c0", "m", 0), ("c1", "m", 0)} and led.cache_get("k") == {"text": "t"}
     led.close()

@@ -420,6 +420,29 @@ class JudgedAhead:
     parsed: judge_mod.Verdict | judge_mod.JudgeFormatError | None = None
 
 
+class _UnitWrites:
+    """One unit's ledger writes (its answers' cache entries, then its result), held until the unit asks a model
+    again or is done, then handed to the writer together, so they usually share one transaction. Before each
+    new call and at the end the unit waits for them to be committed: it never has more than one answer that
+    is not (a SIGKILL loses at most one answer per slot), and it is reported done only once its result is."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held: list[tuple[tuple[str, str, dict[str, Any]] | None, tuple[Result, bool] | None]] = []
+
+    def hold(self, cache: tuple[str, str, dict[str, Any]] | None = None, result: tuple[Result, bool] | None = None) -> None:
+        self.held.append((cache, result))
+
+    async def commit(self, runner: Runner) -> None:
+        if not self.held:
+            return
+        done = [runner._submit(cache, result) for cache, result in self.held]
+        self.held.clear()
+        for f in done:
+            await f
+
+
 @dataclass
 class _JudgeCost:
     total: float = 0.0
@@ -674,13 +697,11 @@ class Runner:
 
     async def _call(self, ref: ModelRef, ep: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any],
                     sample: int, role: str, sem: asyncio.Semaphore, key: str | None = None,
-                    writes: list[asyncio.Future[None]] | None = None) -> CallResult:
+                    writes: _UnitWrites | None = None) -> CallResult:
         """One call, or its answer from a batch or the cache. ``key``: its cache key, when already worked out.
 
-        A new answer goes to the response cache. With ``writes`` (the unit's writes not yet committed, see
-        `execute`'s worker) that write is handed over and added to ``writes`` without waiting for its commit;
-        before asking the model, the call waits for those earlier writes, so a unit never has more than one
-        answer that is not yet committed (a SIGKILL loses at most one answer per slot). Without, it waits."""
+        A new answer goes to the response cache: with ``writes`` (the unit's, see `_UnitWrites`) it is held
+        there, and the unit's held writes are committed before it asks a model; without, it is committed now."""
         if key is None:
             key = cache_key(ref, messages, params, sample, role)
         res = self.batched.take(key) if self.batched is not None else None
@@ -690,10 +711,8 @@ class Runner:
                 return CallResult.from_cache(hit)
         spec = self.loaded.spec
         if res is None:
-            if writes:
-                for w in writes:
-                    await w
-                writes.clear()
+            if writes is not None:
+                await writes.commit(self)
             async with sem, self._slots:  # the model's limit, then one of the run's slots (never the other way round)
                 if self.pool is not None and not ep.local and ep.transport == "litellm":
                     res = await self.pool.complete(ref, ep, messages, params, spec.timeout_s, spec.retries)
@@ -703,15 +722,14 @@ class Runner:
                 res.attempts = [self.batched.fallbacks[key], *res.attempts]
         res = res.with_secrets_redacted()  # a provider echoing a key must not put it in the cache or the results
         if res.ok:
-            done = self._submit(cache=(key, ref.model, res.to_cache()))
             if writes is None:
-                await done
+                await self._submit(cache=(key, ref.model, res.to_cache()))
             else:
-                writes.append(done)
+                writes.hold(cache=(key, ref.model, res.to_cache()))
         return res
 
     async def _score(self, unit: _Unit, cand_sem: asyncio.Semaphore, judge_sem: asyncio.Semaphore,
-                     writes: list[asyncio.Future[None]] | None = None) -> tuple[Result, float]:
+                     writes: _UnitWrites | None = None) -> tuple[Result, float]:
         """Answer, check and judge one unit; returns the result row and the money newly spent on it. ``writes``:
         see `_call` (the caller waits for them)."""
         spec = self.loaded.spec
@@ -763,7 +781,7 @@ class Runner:
         return row.row(), fresh + jcost.fresh
 
     async def _grade(self, row: ResultDraft, unit: _Unit, text: str, jcost: _JudgeCost, judge_sem: asyncio.Semaphore,
-                     writes: list[asyncio.Future[None]] | None = None) -> None:
+                     writes: _UnitWrites | None = None) -> None:
         """Rule checks, then the judge, filling ``row`` in place (``writes``: see `_call`)."""
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if self.loaded.judged(unit.case):
@@ -925,12 +943,11 @@ class Runner:
                         await asyncio.sleep(0.05)
                         continue
                     self.state.reserved += reserve
-                writes: list[asyncio.Future[None]] = []  # this unit's writes handed over and not yet committed
+                writes = _UnitWrites()
                 try:
                     row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem, writes)
-                    writes.append(self._submit(result=(row, unit.prior is not None)))
-                    for w in writes:  # done once its answers and its result are committed (often in one transaction)
-                        await w
+                    writes.hold(result=(row, unit.prior is not None))
+                    await writes.commit(self)  # its last answer and its result, usually in one transaction
                 finally:
                     self.state.reserved -= reserve
                 self.state.spent += fresh
