@@ -15,7 +15,7 @@ Paths measured (rows identical in every path: `Result` rows as the runner builds
 - add_result          ``Ledger.add_result`` called in a loop (one transaction per row, retried on
                       transient errors).
 - runner thread       what a run does: 32 asyncio tasks hand ``add_result`` to the runner's single
-                      writer thread (``Runner._write``) and await it.
+                      writer thread (``Runner._submit``) and await it.
 - runner +2 cache     the same, plus the two ``cache_put`` calls (candidate and judge answer) a run
                       with the cache on makes per result: 3 transactions per result.
 
@@ -178,7 +178,7 @@ def with_barrier_abort(barrier: Any) -> None:
 
 
 async def _runner_path(loaded: Any, ledger: Any, run_id: str, rows: list[Any], with_cache: bool) -> None:
-    """The runner's own write path: ``Runner._write`` hands each write to its single writer thread."""
+    """The runner's own write path: ``Runner._submit`` hands each write to its single writer thread."""
     from benchrun.runner import Runner
 
     r = Runner(loaded, ledger, run_id)
@@ -186,10 +186,10 @@ async def _runner_path(loaded: Any, ledger: Any, run_id: str, rows: list[Any], w
 
     async def task() -> None:
         for i, row in todo:  # one shared iterator: tasks take the next row as they become free
-            if with_cache:
-                await r._write(ledger.cache_put, *cache_values(run_id, i, "cand", row.response_text))
-                await r._write(ledger.cache_put, *cache_values(run_id, i, "judge", row.judge_raw))
-            await r._write(ledger.add_result, row, False)
+            if with_cache:  # as a run with the cache on: each answer committed before the next call
+                await r._submit(cache=cache_values(run_id, i, "cand", row.response_text))
+                await r._submit(cache=cache_values(run_id, i, "judge", row.judge_raw))
+            await r._submit(result=(row, False))
 
     try:
         await asyncio.gather(*(task() for _ in range(RUNNER_TASKS)))
