@@ -434,12 +434,14 @@ class _UnitWrites:
     def hold(self, cache: tuple[str, str, dict[str, Any]] | None = None, result: tuple[Result, bool] | None = None) -> None:
         self.held.append((cache, result))
 
-    async def commit(self, runner: Runner) -> None:
-        if not self.held:
-            return
+    def flush(self, runner: Runner) -> list[asyncio.Future[None]]:
+        """Hand the held writes to the writer; their futures (done once committed)."""
         done = [runner._submit(cache, result) for cache, result in self.held]
         self.held.clear()
-        for f in done:
+        return done
+
+    async def commit(self, runner: Runner) -> None:
+        for f in self.flush(runner):
             await f
 
 
@@ -945,7 +947,11 @@ class Runner:
                     self.state.reserved += reserve
                 writes = _UnitWrites()
                 try:
-                    row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem, writes)
+                    try:
+                        row, fresh = await self._score(unit, sems[unit.cand.key], judge_sem, writes)
+                    except BaseException:
+                        writes.flush(self)  # an answer paid for is still written (the writer is drained at the end)
+                        raise
                     writes.hold(result=(row, unit.prior is not None))
                     await writes.commit(self)  # its last answer and its result, usually in one transaction
                 finally:
