@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from scipy import stats
@@ -231,3 +234,19 @@ def test_from_cache_walks_only_the_selected_cases(project: Project, server: Fake
     per_run = dict(con.execute("SELECT run_id, COUNT(*) FROM result GROUP BY run_id").fetchall())
     con.close()
     assert per_run[run_id] == 4 and per_run[d["reproduction_run"]] == 4  # 2 cases × 2 candidates, each time
+
+
+def test_a_replay_from_the_cache_does_not_load_the_http_client(project: Project, server: FakeServer,
+                                                               original: str) -> None:
+    """A replay makes no call, so it does not pay for importing aiohttp (~0.1 s of CPU, issue 15)."""
+    code = ("import sys\nfrom benchrun.cli import main\ntry:\n"
+            f"    main(['reproduce', {original!r}, '--from-cache', '--json'])\nexcept SystemExit as e:\n"
+            "    assert e.code in (0, None), e.code\nprint('MODS', ' '.join(sorted(sys.modules)))")
+    before = server.stats()["total"]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                       cwd=project.root, env={**os.environ, "BENCHRUN_LEDGER": str(project.ledger)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '"reproduced": true' in r.stdout and server.stats()["total"] == before
+    mods = set(next(x for x in r.stdout.splitlines() if x.startswith("MODS ")).split()[1:])
+    assert "benchrun.runner" in mods and "benchrun.openai_http" in mods
+    assert sorted(m for m in mods if m.split(".")[0] in {"aiohttp", "litellm"}) == []
