@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchrun.hashing import content_hash
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Run
 from benchrun.spec import Case, LoadedSpec, resolve_path
@@ -140,9 +139,10 @@ def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None,
     # The same walk in three passes (answers, verdicts, re-asks), each looked up in bulk; the misses are then
     # listed cell by cell, in the order a one-by-one walk finds them.
     cells: list[tuple[str, Case, str, str]] = []  # (where, case as asked, model key, candidate answer key)
+    params_of = {cand.key: spec.sampling_for(cand).as_params() for cand in spec.candidates}
     for base in loaded.cases():
         for cand in spec.candidates:
-            params = spec.sampling_for(cand).as_params()
+            params = params_of[cand.key]
             base_msgs = runner.candidate_messages(loaded, cand, base)
             for i in range(spec.samples_per_case):
                 case = loaded.case_for_sample(base, i)  # shuffle_choices: sample i is choice order i
@@ -371,8 +371,8 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
                          "nothing was run (ledger edited, or written by an incompatible benchrun version)") from None
     loaded.path = original.spec_path
     rubric_hash = loaded.rubric.hash if loaded.rubric is not None else ""
-    ds_dump = loaded.dataset.model_dump(mode="json", by_alias=True)  # `Dataset.hash`'s; the new run's record reuses it
-    if content_hash(ds_dump) != original.dataset_hash or rubric_hash != original.rubric_hash:
+    ds_dump = loaded.dataset.dump()  # the new run's record reuses it
+    if loaded.dataset.hash_of(ds_dump) != original.dataset_hash or rubric_hash != original.rubric_hash:
         raise UsageError(f"run {original.id}: the stored snapshot no longer hashes as recorded "
                          "(ledger edited, or written by an incompatible benchrun version); cannot reproduce it exactly")
     runner.check_templates(loaded, f"run {original.id} (stored snapshot)")  # before the cache check renders them

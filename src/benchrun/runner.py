@@ -29,7 +29,7 @@ from jinja2 import TemplateError
 from benchrun import callpool, providers
 from benchrun.callpool import CallPool
 from benchrun.errors import BadInput, RunAborted, UsageError
-from benchrun.hashing import cache_key, content_hash
+from benchrun.hashing import cache_key
 from benchrun.ledger import Ledger
 from benchrun.ledger.tables import Result, ResultDraft, Run
 from benchrun.providers import CallResult, Endpoint
@@ -267,7 +267,7 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
                templates_checked: bool = False, dataset_dump: dict[str, Any] | None = None) -> Run:
     """Validate everything that can be checked offline; the run's row (a new id unless ``run_id``), not recorded.
 
-    ``dataset_dump``: ``loaded.dataset.model_dump(mode="json", by_alias=True)`` when the caller already made it
+    ``dataset_dump``: ``loaded.dataset.dump()`` when the caller already made it
     (reproduce does, to check the snapshot's hash): the dataset hash and the snapshot are made from it, where
     dumping a 2,000-case dataset twice more would cost ~70 ms."""
     from benchrun.credentials import check_key_env_name
@@ -282,8 +282,8 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
     if isolation is not None:
         versions["code sandbox"] = isolation  # what ran the answers' code: part of the run's conditions
     if dataset_dump is None:
-        dataset_dump = ds.model_dump(mode="json", by_alias=True)
-    ds_hash = content_hash(dataset_dump)  # `Dataset.hash`, once: the spec hash includes it
+        dataset_dump = ds.dump()
+    ds_hash = ds.hash_of(dataset_dump)  # `Dataset.hash`, once: the spec hash includes it
     return Run(
             id=run_id or new_run_id(),
             name=spec.name,
@@ -527,20 +527,9 @@ class Runner:
         # judge calls worked out ahead, by (case object, answer), for `_grade`: the caller's (reproduce's pre-flight)
         # are kept for the whole run, those of the cache read-ahead (no ``reply``) are used once and dropped
         self._judged_ahead: dict[tuple[int, str], JudgedAhead] = dict(judged_ahead or {})
-        self._cand_params: dict[str, dict[str, Any]] = {}  # sampling params by candidate key (`_params`)
-        self._jparams: dict[str, Any] | None = None  # the judge's (`judge_params`), once
-
-    def _params(self, cand: ModelRef) -> dict[str, Any]:
-        """The candidate's sampling params (worked out once per run; callers do not change the dict)."""
-        got = self._cand_params.get(cand.key)
-        if got is None:
-            got = self._cand_params[cand.key] = self.loaded.spec.sampling_for(cand).as_params()
-        return got
-
-    def _judge_params(self) -> dict[str, Any]:
-        if self._jparams is None:
-            self._jparams = judge_params(self.loaded)
-        return self._jparams
+        # sampling params by candidate key, and the judge's: worked out once per run (callers do not change them)
+        self._cand_params = {c.key: loaded.spec.sampling_for(c).as_params() for c in loaded.spec.candidates}
+        self._jparams = judge_params(loaded)
 
     # -------------------------------------------------------------- planning
 
@@ -574,7 +563,7 @@ class Runner:
     def _worst_case(self, unit: _Unit) -> float:
         """Upper bound on what one unit can cost (candidate + judge with one re-ask)."""
         spec = self.loaded.spec
-        cand_params = self._params(unit.cand)
+        cand_params = self._cand_params[unit.cand.key]
         cand_max = int(cand_params.get("max_tokens") or 4096)
         cand_prompt = providers.count_message_tokens(unit.messages)
         c = providers.worst_case_cost(unit.cand, self.endpoints[unit.cand.key], cand_prompt, cand_max)
@@ -586,7 +575,7 @@ class Runner:
                 raise RunAborted("cannot bound cost for the budget: a model has no known price")
             return c
         assert spec.judge is not None and self.loaded.rubric is not None
-        jparams = self._judge_params()
+        jparams = self._jparams
         j_max = int(jparams.get("max_tokens") or 1024)
         j_prompt = providers.count_message_tokens(judge_mod.judge_messages(self.loaded.rubric, unit.case, "")) + cand_max
         assert self.judge_endpoint is not None
@@ -679,7 +668,7 @@ class Runner:
         spec, rubric = self.loaded.spec, self.loaded.rubric
         if spec.judge is None or rubric is None or spec.judge.pairwise:
             return []
-        jparams = self._judge_params()
+        jparams = self._jparams
         keys = []
         for unit, hit in zip(units, answers, strict=True):
             text = hit.get("text") if hit is not None else None
@@ -736,7 +725,7 @@ class Runner:
         see `_call` (the caller waits for them)."""
         spec = self.loaded.spec
         cand = unit.cand
-        params = self._params(cand)
+        params = self._cand_params[cand.key]
         prior = unit.prior
         trajectory: dict[str, Any] | None = None
         if has_tools(spec, unit.case):  # a tool-using case: one or more calls (benchrun.trajectory), each cached
@@ -813,7 +802,7 @@ class Runner:
             return
 
         assert self.judge_endpoint is not None and spec.judge is not None and rubric is not None
-        jparams = self._judge_params()
+        jparams = self._jparams
         structured = spec.judge.structured_output != "none"
         at = (id(unit.case), text)
         ahead = self._judged_ahead.get(at)
@@ -903,14 +892,14 @@ class Runner:
         self.units_per_model = {c.key: sum(1 for u in units if u.cand.key == c.key) for c in spec.candidates}
         if self.use_cache:
             for u in units:
-                u.key = cache_key(u.cand, u.messages, self._params(u.cand), u.sample, "candidate")
+                u.key = cache_key(u.cand, u.messages, self._cand_params[u.cand.key], u.sample, "candidate")
             self._ahead = [u.key for u in units]
             self._ahead_units = units
         if any(r.batch for r in [*spec.candidates, *([spec.judge] if spec.judge else [])]):
             from benchrun import batch
 
             judge = None if self.judge_endpoint is None or spec.judge is None else batch.Judge(
-                spec.judge, self.judge_endpoint, self._judge_params())
+                spec.judge, self.judge_endpoint, self._jparams)
             on_wait = None if self.on_progress is None else (
                 lambda what, hook=self.on_progress, n=len(units): hook(Progress(total=n, waiting=what)))
             self.batched = await batch.prepare(self.ledger, self.run_id, self._batch_plan(units), judge,
@@ -1007,7 +996,7 @@ class Runner:
             answer = prior.response_text if prior is not None and prior.error is None else None
             judged = rubric is not None and self.loaded.judged(u.case)
             plan.append(batch.Planned(
-                u.cand, self.endpoints[u.cand.key], u.messages, self._params(u.cand), u.sample,
+                u.cand, self.endpoints[u.cand.key], u.messages, self._cand_params[u.cand.key], u.sample,
                 answer, (lambda text, c=u.case: judge_mod.judge_messages(rubric, c, text)) if judged else None))
         return plan
 

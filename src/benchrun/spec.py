@@ -354,9 +354,18 @@ class Dataset(_Strict):
     def _version_str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, (int, float)) else v
 
+    def dump(self) -> dict[str, Any]:
+        """The dataset as stored in a run's snapshot and hashed (`hash_of`)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @staticmethod
+    def hash_of(dump: dict[str, Any]) -> str:
+        """`hash` from a `dump` already made (dumping a large dataset takes a while)."""
+        return content_hash(dump)
+
     @property
     def hash(self) -> str:
-        return content_hash(self.model_dump(mode="json", by_alias=True))
+        return self.hash_of(self.dump())
 
     def case(self, case_id: str) -> Case:
         for c in self.cases:
@@ -1091,15 +1100,15 @@ class LoadedSpec(BaseModel):
         return self.spec.select.apply(self.dataset.cases)
 
     def snapshot(self, dataset_dump: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Everything needed to re-run without any file on disk. ``dataset_dump``: the dataset's
-        ``model_dump(mode="json", by_alias=True)``, when the caller already has it."""
+        """Everything needed to re-run without any file on disk. ``dataset_dump``: ``self.dataset.dump()``,
+        when the caller already has it."""
         snap = {
             "spec": self.spec.model_dump(mode="json", by_alias=True),
-            "dataset": dataset_dump if dataset_dump is not None else self.dataset.model_dump(mode="json", by_alias=True),
+            "dataset": dataset_dump if dataset_dump is not None else self.dataset.dump(),
             "rubric": self.rubric.model_dump(mode="json") if self.rubric is not None else None,
         }
         if self.fewshot_dataset is not None:  # only when set, so snapshots of other runs stay as they were
-            snap["fewshot_dataset"] = self.fewshot_dataset.model_dump(mode="json", by_alias=True)
+            snap["fewshot_dataset"] = self.fewshot_dataset.dump()
         if self.sweep is not None:  # the sweep tag, only on runs of a sweep (not part of the spec hash)
             snap["sweep"] = self.sweep
         return snap
