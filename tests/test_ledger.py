@@ -99,6 +99,17 @@ def test_batched_writes_and_bulk_reads(backend_url: str) -> None:
     led.close()
 
 
+def assert_written_alike(backend_url: str, new: Any, old: Any) -> None:
+    """``new`` and ``old`` (as case c1) written to a fresh ledger read back as the same row."""
+    led = Ledger(backend_url)
+    led.create_run(make_run("r1"))
+    led.add_result(new)
+    led.add_result(old.model_copy(update={"case_id": "c1"}))
+    a, b = led.result_rows("r1")
+    assert {**a, "id": None, "case_id": "c1"} == {**b, "id": None}
+    led.close()
+
+
 def test_new_result_is_the_same_row_as_result(backend_url: str) -> None:
     """`new_result` (the runner's fast constructor) builds what ``Result(**values)`` builds: the same
     values, defaults, fields set and change tracking, written and read back alike."""
@@ -123,13 +134,7 @@ def test_new_result_is_the_same_row_as_result(backend_url: str) -> None:
     assert new_result(**{k: v for k, v in values.items() if k != "created_at"}).created_at > at  # factory called
     with pytest.raises(TypeError, match="no_such"):
         new_result(**values, no_such=1)
-    led = Ledger(backend_url)
-    led.create_run(make_run("r1"))
-    led.add_result(new)
-    led.add_result(old.model_copy(update={"case_id": "c1"}))
-    a, b = led.result_rows("r1")
-    assert {**a, "id": None, "case_id": "c1"} == {**b, "id": None}
-    led.close()
+    assert_written_alike(backend_url, new, old)
 
 
 def test_result_draft_makes_the_row_new_result_and_assignments_make(backend_url: str) -> None:
@@ -158,13 +163,7 @@ def test_result_draft_makes_the_row_new_result_and_assignments_make(backend_url:
         ResultDraft(run_id="r1").created_at  # a factory field has no plain default to read
     with pytest.raises(TypeError, match="no_such"):
         ResultDraft(**values, no_such=1)
-    led = Ledger(backend_url)
-    led.create_run(make_run("r1"))
-    led.add_result(new)
-    led.add_result(old.model_copy(update={"case_id": "c1"}))
-    a, b = led.result_rows("r1")
-    assert {**a, "id": None, "case_id": "c1"} == {**b, "id": None}
-    led.close()
+    assert_written_alike(backend_url, new, old)
 
 
 def test_runner_group_commit_fails_only_the_bad_write(project: Project) -> None:
