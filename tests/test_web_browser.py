@@ -172,7 +172,10 @@ def test_label_five_items_with_the_keyboard(served: tuple[WebRun, str], browser:
     browser.find_element(By.ID, "annotator").send_keys("kbd", Keys.ENTER)
     typed: list[tuple[str, int, bool, str, str]] = []
     for i in range(5):
-        _wait(browser, lambda d: d.execute_script("return document.documentElement.getAttribute('data-ready')"))
+        # an item page ready: the annotator form before it is "ready" too (it has no item), and the first wait
+        # could see it before its submission had loaded the next page
+        _wait(browser, lambda d: d.execute_script(
+            "return document.documentElement.getAttribute('data-ready') && document.getElementById('item') !== null"))
         item = browser.find_element(By.ID, "item")
         item_id = item.get_attribute("data-item")
         assert browser.find_element(By.ID, "reveal").is_displayed() is False  # blind until answered

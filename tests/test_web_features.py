@@ -368,8 +368,8 @@ def test_vote_on_three_pairs_with_the_keyboard_in_chromium(pairwise_run: tuple[P
         browser.find_element(By.ID, "label-link").click()
         browser.find_element(By.ID, "annotator").send_keys("kbd", Keys.ENTER)
         for key, shown in (("a", "A"), ("b", "B"), ("t", "tie")):
-            WebDriverWait(browser, 30).until(lambda d: d.execute_script(
-                "return document.documentElement.getAttribute('data-ready')"))
+            WebDriverWait(browser, 30).until(lambda d: d.execute_script(  # a pair page ready, not the annotator form
+                "return document.documentElement.getAttribute('data-ready') && document.getElementById('pair') !== null"))
             pair = browser.find_element(By.ID, "pair")
             item_id = pair.get_attribute("data-item")
             assert not browser.find_element(By.ID, "reveal").is_displayed()  # blind until voted
