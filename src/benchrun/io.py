@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import stat
@@ -26,6 +27,28 @@ MAX_LINE_CHARS = 4 * 1024 * 1024
 def read_text(path: str | Path) -> str:
     """Read a UTF-8 text file; a missing, empty-named or non-UTF-8 file is `BadInput`."""
     p = Path(path)
+    return _decode(p, _read_bytes(p))
+
+
+def read_source(path: str | Path) -> tuple[str, str]:
+    """`read_text`, and the SHA-256 (hex) of the file's bytes as read: the text parsed and the digest of
+    exactly those bytes, so a file changing between the two cannot pair one version's digest with the
+    other's content."""
+    p = Path(path)
+    data = _read_bytes(p)
+    return _decode(p, data), hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """SHA-256 (hex) of a regular file's bytes, as `read_source` gives it; None when the file is missing,
+    not a regular file, over `MAX_FILE_BYTES` or unreadable."""
+    try:
+        return hashlib.sha256(_read_bytes(Path(path))).hexdigest()
+    except (BadInput, OSError):
+        return None
+
+
+def _read_bytes(p: Path) -> bytes:
     if not p.exists():
         raise BadInput(p, None, "file not found; check the path")
     if p.is_dir():
@@ -39,6 +62,10 @@ def read_text(path: str | Path) -> str:
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise BadInput(p, None, f"file is over the {MAX_FILE_BYTES}-byte limit; split it")
+    return data
+
+
+def _decode(p: Path, data: bytes) -> str:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:

@@ -68,6 +68,8 @@ def check_files(run: Run) -> list[FileCheck]:
     snap = json.loads(run.spec_snapshot)
     spec_path = Path(run.spec_path) if run.spec_path else None
     base = spec_path.parent if spec_path is not None else Path.cwd()
+    if spec_path is not None and (fast := _checks_by_digest(run, snap, spec_path, base)) is not None:
+        return fast
     out: list[FileCheck] = []
     # the spec file loads its dataset and rubric: their hashes are reused below when they are the same files
     # (loading a 2,000-case dataset costs most of a second)
@@ -104,6 +106,39 @@ def check_files(run: Run) -> list[FileCheck]:
                 continue
         out.append(FileCheck(kind, str(p), "same" if h == recorded else "changed", recorded, h))
     return out
+
+
+def _checks_by_digest(run: Run, snap: dict[str, Any], spec_path: Path, base: Path) -> list[FileCheck] | None:
+    """`check_files` without parsing anything, when the snapshot records the files the run was loaded from
+    (``source_files``: each file's SHA-256 and the hash it gave, `LoadedSpec.source_record`) and every one
+    of them still has those bytes; None otherwise (a file changed, is gone or was added, or the run was not
+    loaded from files), and the files are then parsed and hashed.
+
+    All or nothing: the spec's hash covers its dataset, rubric and few-shot file, so it is known only when
+    all of them are byte-identical. The same bytes parse to the same hash, so the result is the one the
+    slow path gives (`tests/test_reproduce.py` checks both).
+    """
+    from benchrun.io import file_sha256
+    from benchrun.spec import valid_source_record
+
+    rec = valid_source_record(snap.get("source_files"))
+    spec = snap.get("spec")
+    if rec is None or not isinstance(spec, dict):
+        return None
+    try:
+        paths = {"spec": spec_path, "dataset": resolve_path(base, spec["dataset"])}
+        if spec.get("rubric") is not None:
+            paths["rubric"] = resolve_path(base, spec["rubric"])
+        fewshot = spec.get("fewshot")
+        if isinstance(fewshot, dict) and fewshot.get("from", "same") != "same":
+            paths["fewshot_dataset"] = resolve_path(base, fewshot["from"])
+    except (KeyError, TypeError, ValueError):  # a ledger row is untrusted: parse the files instead
+        return None
+    if set(paths) != set(rec) or any(file_sha256(p) != rec[kind]["sha256"] for kind, p in paths.items()):
+        return None
+    recorded = {"spec": run.spec_hash, "dataset": run.dataset_hash, "rubric": run.rubric_hash}
+    return [FileCheck(kind, str(paths[kind]), "same" if rec[kind]["hash"] == recorded[kind] else "changed",
+                      recorded[kind], rec[kind]["hash"]) for kind in ("spec", "dataset", "rubric") if kind in paths]
 
 
 def cache_misses(loaded: LoadedSpec, ledger: Ledger, limit: int | None = None,

@@ -284,12 +284,14 @@ def run_record(loaded: LoadedSpec, *, unsafe_exec: bool = False, run_id: str | N
     if dataset_dump is None:
         dataset_dump = ds.dump()
     ds_hash = ds.hash_of(dataset_dump)  # `Dataset.hash`, once: the spec hash includes it
+    spec_hash = loaded.spec_hash_with(ds_hash)
     return Run(
             id=run_id or new_run_id(),
             name=spec.name,
             status="running",
-            spec_hash=loaded.spec_hash_with(ds_hash),
-            spec_snapshot=json.dumps(loaded.snapshot(dataset_dump=dataset_dump)),
+            spec_hash=spec_hash,
+            spec_snapshot=json.dumps(loaded.snapshot(dataset_dump=dataset_dump,
+                                                     source_files=loaded.source_record(spec_hash, ds_hash))),
             spec_path=loaded.path,
             dataset_name=ds.name,
             dataset_version=ds.version,

@@ -151,6 +151,8 @@ def check_same_spec(loaded: LoadedSpec, run: Run, shard: Shard) -> None:
         theirs = json.loads(run.spec_snapshot)
     except ValueError:
         theirs = None
+    if isinstance(theirs, dict):
+        theirs.pop("source_files", None)  # which files the run was loaded from, not what it runs
     where = snapshot_difference(mine, theirs) if isinstance(theirs, dict) else "the run's stored snapshot (unreadable)"
     if where is None:  # equal snapshots, different hashes: the shards hash with different benchrun versions
         where = (f"the spec hash ({loaded.spec_hash[:12]} here, {run.spec_hash[:12]} in the run) though every "

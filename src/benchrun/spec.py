@@ -12,6 +12,7 @@ import json
 import keyword
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,7 @@ from pydantic import (
 
 from benchrun.errors import BadInput
 from benchrun.hashing import content_hash
-from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines, node_line
+from benchrun.io import key_line, load_csv, load_jsonl, load_yaml, mapping_lines, node_line, read_source
 from benchrun.spec_tools import (
     CASE_TOOL_FIELDS,
     MAX_MAX_STEPS,
@@ -990,12 +991,12 @@ def _csv_case(path: Path, line: int, row: dict[str, str]) -> dict[str, Any]:
     return case
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Load a dataset from YAML, JSON Lines or CSV."""
+def load_dataset(path: str | Path, text: str | None = None) -> Dataset:
+    """Load a dataset from YAML, JSON Lines or CSV (``text``: the file's content, already read)."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        data, node = load_yaml(p)
+        data, node = load_yaml(p, text)
         if not isinstance(data, dict):
             raise BadInput(p, 1, "the dataset must be a mapping with name, version, description and cases")
         raw_cases = data.get("cases")
@@ -1007,13 +1008,13 @@ def load_dataset(path: str | Path) -> Dataset:
         lines: list[int | None] = list(mapping_lines(node, "cases"))
         return _build_dataset(p, header, raw_cases, lines)
     if suffix == ".jsonl":
-        rows = load_jsonl(p)
+        rows = load_jsonl(p, text)
         first_line, first = rows[0]
         if not isinstance(first, dict) or "id" in first or "name" not in first:
             raise BadInput(p, first_line, "the first line must be the header {\"name\", \"version\", \"description\"}")
         return _build_dataset(p, first, [r for _, r in rows[1:]], [ln for ln, _ in rows[1:]])
     if suffix == ".csv":
-        header_cols, rows_csv, comments = load_csv(p)
+        header_cols, rows_csv, comments = load_csv(p, text)
         header: dict[str, Any] = {}
         for c in comments:
             if ":" in c:
@@ -1027,10 +1028,10 @@ def load_dataset(path: str | Path) -> Dataset:
     raise BadInput(p, None, f"unknown dataset format '{suffix}'; use .yaml, .jsonl or .csv")
 
 
-def _load_yaml_model(path: str | Path, cls: type[Any], what: str) -> Any:
+def _load_yaml_model(path: str | Path, cls: type[Any], what: str, text: str | None = None) -> Any:
     """A YAML file validated as ``cls``; a problem is `BadInput` naming the file and line."""
     p = Path(path)
-    data, node = load_yaml(p)
+    data, node = load_yaml(p, text)
     if not isinstance(data, dict):
         raise BadInput(p, 1, f"the {what}")
     try:
@@ -1040,13 +1041,49 @@ def _load_yaml_model(path: str | Path, cls: type[Any], what: str) -> Any:
         raise BadInput(p, node_line(node, loc), msg) from None
 
 
-def load_rubric(path: str | Path) -> Rubric:
-    return _load_yaml_model(path, Rubric, "rubric must be a mapping (name, version, criteria, scale, ...)")
+def load_rubric(path: str | Path, text: str | None = None) -> Rubric:
+    return _load_yaml_model(path, Rubric, "rubric must be a mapping (name, version, criteria, scale, ...)", text)
 
 
 def load_prompt(path: str | Path) -> Prompt:
     """A prompt file (``version``, ``system``, ``template``), as `benchrun sweep --vary prompt=FILE` reads it."""
     return _load_yaml_model(path, Prompt, "prompt file must be a mapping (version, system, template)")
+
+
+_SOURCE_KINDS = ("spec", "dataset", "rubric", "fewshot_dataset")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """What `load_run_spec` read: the SHA-256 of each file's bytes, beside what was parsed from those bytes.
+
+    A run made from this load records each digest with the hash its file gave (`LoadedSpec.source_record`,
+    the snapshot's ``source_files``), so `benchrun.reproduce.check_files` can tell a byte-identical file
+    without parsing it again (a 2,000-case dataset takes a quarter of a second to load).
+    """
+
+    spec_sha256: str
+    spec_dump_hash: str  # `content_hash` of the spec as loaded: a spec changed after loading records nothing
+    dataset_sha256: str
+    dataset: Dataset
+    rubric_sha256: str | None = None
+    rubric: Rubric | None = None
+    fewshot_sha256: str | None = None
+    fewshot: Dataset | None = None
+
+
+def valid_source_record(rec: Any) -> dict[str, dict[str, str]] | None:
+    """A snapshot's ``source_files`` if it has the shape `LoadedSpec.source_record` writes, else None (a ledger
+    row is untrusted: a malformed record is ignored, and the files are then parsed and hashed as before)."""
+    if not isinstance(rec, dict) or "spec" not in rec or "dataset" not in rec or not set(rec) <= set(_SOURCE_KINDS):
+        return None
+    for entry in rec.values():
+        if (not isinstance(entry, dict) or set(entry) != {"sha256", "hash"} or not isinstance(entry["sha256"], str)
+                or not _SHA256_HEX.fullmatch(entry["sha256"]) or not isinstance(entry["hash"], str)
+                or not 0 < len(entry["hash"]) <= 128):
+            return None
+    return rec
 
 
 class LoadedSpec(BaseModel):
@@ -1061,6 +1098,9 @@ class LoadedSpec(BaseModel):
     fewshot_dataset: Dataset | None = None  # fewshot.from a file: that dataset (None for from: same)
     # `benchrun sweep`: {"id", "factors", "setup"} of the sweep this run belongs to (kept in the snapshot only)
     sweep: dict[str, Any] | None = None
+    # the files this was loaded from (`load_run_spec`), or the ``source_files`` record of the snapshot it came
+    # from (`from_snapshot`): see `source_record`
+    source_files: SourceFiles | dict[str, dict[str, str]] | None = None
     # candidate messages rendered for this spec (`runner.candidate_messages`): not part of the model's data
     _rendered: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
@@ -1099,9 +1139,33 @@ class LoadedSpec(BaseModel):
             return list(self.dataset.cases)
         return self.spec.select.apply(self.dataset.cases)
 
-    def snapshot(self, dataset_dump: dict[str, Any] | None = None) -> dict[str, Any]:
+    def source_record(self, spec_hash: str, dataset_hash: str) -> dict[str, dict[str, str]] | None:
+        """``{kind: {"sha256", "hash"}}`` for a run made from this spec (its snapshot's ``source_files``): the
+        digest of each file's bytes and the hash those bytes gave (``spec_hash``, ``dataset_hash``: this spec's,
+        already worked out). None when this was not loaded from files, or was changed after loading (a sweep's
+        setup, a batch override): the files would not give this run's hashes, and nothing is claimed.
+
+        A record carried from a snapshot is returned as it is: it states what given bytes hash to, which holds
+        whatever run it is copied into (`benchrun.reproduce.check_files` compares those hashes with the run's).
+        """
+        sf = self.source_files
+        if sf is None or isinstance(sf, dict):
+            return sf
+        if (self.dataset is not sf.dataset or self.rubric is not sf.rubric or self.fewshot_dataset is not sf.fewshot
+                or content_hash(self.spec.model_dump(mode="json", by_alias=True)) != sf.spec_dump_hash):
+            return None
+        rec = {"spec": {"sha256": sf.spec_sha256, "hash": spec_hash},
+               "dataset": {"sha256": sf.dataset_sha256, "hash": dataset_hash}}
+        if sf.rubric is not None and sf.rubric_sha256 is not None:
+            rec["rubric"] = {"sha256": sf.rubric_sha256, "hash": sf.rubric.hash}
+        if sf.fewshot is not None and sf.fewshot_sha256 is not None:
+            rec["fewshot_dataset"] = {"sha256": sf.fewshot_sha256, "hash": sf.fewshot.hash}
+        return rec
+
+    def snapshot(self, dataset_dump: dict[str, Any] | None = None,
+                 source_files: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
         """Everything needed to re-run without any file on disk. ``dataset_dump``: ``self.dataset.dump()``,
-        when the caller already has it."""
+        when the caller already has it; ``source_files``: `source_record`, kept when given."""
         snap = {
             "spec": self.spec.model_dump(mode="json", by_alias=True),
             "dataset": dataset_dump if dataset_dump is not None else self.dataset.dump(),
@@ -1111,6 +1175,8 @@ class LoadedSpec(BaseModel):
             snap["fewshot_dataset"] = self.fewshot_dataset.dump()
         if self.sweep is not None:  # the sweep tag, only on runs of a sweep (not part of the spec hash)
             snap["sweep"] = self.sweep
+        if source_files is not None:  # not part of the spec hash either
+            snap["source_files"] = source_files
         return snap
 
     @property
@@ -1140,6 +1206,7 @@ class LoadedSpec(BaseModel):
             dataset=Dataset.model_validate(snap["dataset"]),
             rubric=Rubric.model_validate(rubric) if rubric is not None else None,
             fewshot_dataset=Dataset.model_validate(fs) if fs is not None else None,
+            source_files=valid_source_record(snap.get("source_files")),
         )
 
 
@@ -1172,7 +1239,8 @@ def choice_order(case: Case, index: int, k: int) -> list[int]:
 def load_run_spec(path: str | Path) -> LoadedSpec:
     """Load a run spec and the dataset and rubric it names (paths relative to the spec)."""
     p = Path(path)
-    data, node = load_yaml(p)
+    spec_text, spec_sha = read_source(p)
+    data, node = load_yaml(p, spec_text)
     if not isinstance(data, dict):
         raise BadInput(p, 1, "the run spec must be a mapping (name, dataset, candidates, optional rubric and judge, ...)")
     try:
@@ -1186,16 +1254,25 @@ def load_run_spec(path: str | Path) -> LoadedSpec:
     for field, fp in (("dataset", ds_path), ("rubric", rb_path)):
         if fp is not None and not fp.exists():
             raise BadInput(p, key_line(node, field), f"{field} file '{fp}' not found; paths are relative to the spec file")
-    fs_dataset = None
+    fs_dataset, fs_sha = None, None
     if spec.fewshot is not None and spec.fewshot.from_ != "same":
         fs_path = resolve_path(base, spec.fewshot.from_)
         if not fs_path.is_file():
             raise BadInput(p, key_line(node, "fewshot"), f"fewshot.from file '{fs_path}' not found; give 'same' or a "
                            "dataset file (relative to the spec file)")
-        fs_dataset = load_dataset(fs_path)
-    loaded = LoadedSpec(spec=spec, dataset=load_dataset(ds_path),
-                        rubric=load_rubric(rb_path) if rb_path is not None else None, path=str(p),
-                        fewshot_dataset=fs_dataset)
+        fs_text, fs_sha = read_source(fs_path)
+        fs_dataset = load_dataset(fs_path, fs_text)
+    ds_text, ds_sha = read_source(ds_path)
+    dataset = load_dataset(ds_path, ds_text)
+    rubric, rb_sha = None, None
+    if rb_path is not None:
+        rb_text, rb_sha = read_source(rb_path)
+        rubric = load_rubric(rb_path, rb_text)
+    sources = SourceFiles(spec_sha256=spec_sha, spec_dump_hash=content_hash(spec.model_dump(mode="json", by_alias=True)),
+                          dataset_sha256=ds_sha, dataset=dataset, rubric_sha256=rb_sha, rubric=rubric,
+                          fewshot_sha256=fs_sha, fewshot=fs_dataset)
+    loaded = LoadedSpec(spec=spec, dataset=dataset, rubric=rubric, path=str(p), fewshot_dataset=fs_dataset,
+                        source_files=sources)
     if spec.select is not None:
         if spec.select.ids:
             known = {c.id for c in loaded.dataset.cases}
