@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from benchrun.scoring.prompts import template
+from benchrun.scoring.prompts import render
 from benchrun.scoring.rules import MAX_JSON_DEPTH, JsonScan, iter_json
 from benchrun.spec import Case, Rubric
 
@@ -130,8 +130,9 @@ def injection_signs(answer: str, *templates: str) -> str | None:
 
 def judge_messages(rubric: Rubric, case: Case, response: str) -> list[dict[str, str]]:
     """The exact messages sent to the judge for one answer (no model names; the answer fenced)."""
-    prompt = template(rubric.judge_prompt).render(
-        input=case_input_text(case), ideal=case.ideal, response=fence_answer(response), **_context(rubric)
+    prompt = render(
+        rubric.judge_prompt, input=case_input_text(case), ideal=case.ideal, response=fence_answer(response),
+        **_context(rubric),
     )
     return [{"role": "system", "content": rubric.judge_system}, {"role": "user", "content": prompt}]
 

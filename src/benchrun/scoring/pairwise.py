@@ -26,7 +26,7 @@ from benchrun import providers
 from benchrun.hashing import content_hash
 from benchrun.providers import CallResult, Endpoint
 from benchrun.scoring.judge import JudgeFormatError, case_input_text, fence_answer, last_valid, reask_with_schema
-from benchrun.scoring.prompts import template
+from benchrun.scoring.prompts import render
 from benchrun.spec import Case, ModelRef, Retries, Rubric
 
 if TYPE_CHECKING:  # the analysis (and its statistics) only when a pair is judged: `benchrun run` renders
@@ -82,7 +82,8 @@ def pairwise_prompt_hash(rubric: Rubric) -> str:
 
 def pairwise_messages(rubric: Rubric, case: Case, first: str, second: str) -> list[dict[str, str]]:
     """The messages sent to the judge with ``first`` shown as answer A and ``second`` as answer B."""
-    prompt = template(pairwise_prompt_source(rubric)).render(
+    prompt = render(
+        pairwise_prompt_source(rubric),
         input=case_input_text(case),
         ideal=case.ideal,
         response_a=fence_answer(first),
