@@ -61,7 +61,7 @@ def test_a_variable_named_like_a_global_shadows_it_as_in_jinja() -> None:
 def _outcome(f: Any) -> tuple[type[BaseException], str, int | None]:
     try:
         f()
-    except Exception as e:  # noqa: BLE001 - compared, type and all
+    except Exception as e:  # compared, type and all
         return type(e), str(e), prompts._error_line(e) if isinstance(e, TemplateError) else _line_of(e)
     raise AssertionError("expected an error")
 
