@@ -349,8 +349,16 @@ def test_refusal_judge_check_joins_the_holistic_row(project: Any, server: Any) -
     r, d = project.cli_json("refusals", run_id, "--judge", "openai/refjudge", "--api-base", project.url)
     assert r.returncode == 0, r.stderr
     assert (d["n"], d["compared"], d["agreed_with_rules"], len(d["errors"])) == (36, 30, 30, 6)
-    calls = server.stats()["by_model"]["refjudge"]
-    assert calls == 36
+    # one call per distinct question + answer: the two samples of a case that answered alike make the same call,
+    # asked once (before, that was a race between the second's cache read and the first's cache write)
+    import sqlite3
+
+    con = sqlite3.connect(project.ledger)
+    distinct = con.execute("SELECT COUNT(*) FROM (SELECT DISTINCT case_id, response_text FROM result WHERE run_id = ? "
+                           "AND response_text IS NOT NULL AND status != 'error')", (run_id,)).fetchone()[0]
+    con.close()
+    assert 18 <= distinct < 36  # good and refuser answer every sample alike: 6 + 6, plus flaky's 6 to 12
+    assert server.stats()["by_model"]["refjudge"] == distinct
     r, s2 = project.cli_json("runs", "show", run_id)
     h = {m["model_key"]: m for m in s2["holistic"]["models"]}
     assert (h["refuser"]["refusal_judge"]["hits"], h["refuser"]["refusal_judge"]["n"]) == (12, 12)
@@ -362,7 +370,7 @@ def test_refusal_judge_check_joins_the_holistic_row(project: Any, server: Any) -
     assert "refusal rate, judge check" in r.stdout and "benchrun refusals" in r.stdout
     # again: every verdict comes from the cache
     r, _ = project.cli_json("refusals", run_id, "--judge", "openai/refjudge", "--api-base", project.url)
-    assert r.returncode == 0 and server.stats()["by_model"]["refjudge"] == calls
+    assert r.returncode == 0 and server.stats()["by_model"]["refjudge"] == distinct
 
 
 def test_parse_refusal_is_bounded_and_strict() -> None:

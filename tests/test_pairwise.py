@@ -104,3 +104,24 @@ def test_malformed_reply_gets_one_reask_then_error(tmp_path: Path) -> None:
         assert bad.verdict is None and len(bad.errors) == 2
         assert all("invalid after one re-ask" in e for e in bad.errors)
         assert sum(1 for q in srv.requests() if q.model == "hopeless") == 4  # 2 orders x (ask + re-ask)
+
+
+def test_the_same_call_asked_twice_at_once_is_made_once(tmp_path: Path) -> None:
+    """Two samples with the same answer make the same judge call: with the cache on, the second waits for
+    the first's answer instead of paying for it again, whatever the timing (the server holds each call 200 ms,
+    so both are under way together); with the cache off, both are asked."""
+    msgs = [{"role": "user", "content": "Is this a refusal? I can't help with that."}]
+    with FakeServer({"latency_ms": 200, "rules": [{"model": "judge", "reply": WIN_A}]}) as srv:
+        call = caller(srv, tmp_path)
+
+        async def twice(c: CachedCaller) -> list[Any]:
+            return list(await asyncio.gather(c(msgs, "refusal"), c(msgs, "refusal"), c(msgs, "other role")))
+
+        a, b, other = _run(twice(call))
+        assert a.ok and b.ok and a.text == b.text == WIN_A and other.ok
+        assert srv.stats()["by_model"]["judge"] == 2  # the shared call, and the other role's own key
+        assert (call.calls, call.cached, call.failed) == (3, 1, 0)
+        again = caller(srv, tmp_path)
+        again.use_cache = False
+        _run(twice(again))
+        assert srv.stats()["by_model"]["judge"] == 5  # cache off: every call asked

@@ -144,7 +144,10 @@ class CachedCaller:
 
     The cache key is `benchrun.runner.cache_key` (model, api_base, messages, params,
     sample, role), so a judgement the runner already made is served from the cache.
-    Keeps count of calls, cache hits, fresh cost and failures.
+    With the cache on, a call whose key is already being asked waits for that answer instead of
+    asking again (two samples with the same answer make the same judge call): what the cache
+    would have served had the first answer landed first, whatever the timing.
+    Keeps count of calls, cache hits (those shared answers included), fresh cost and failures.
     """
 
     ref: ModelRef
@@ -161,12 +164,25 @@ class CachedCaller:
     cost_usd: float = 0.0  # fresh (not cached) spend in this process
     cost_unknown: bool = False
     _sem: asyncio.Semaphore | None = field(default=None, repr=False)
+    _asking: dict[str, asyncio.Future[CallResult]] = field(default_factory=dict, repr=False)
 
     async def __call__(self, messages: list[dict[str, Any]], role: str, sample: int = 0) -> CallResult:
         from benchrun.hashing import cache_key
 
         key = cache_key(self.ref, messages, self.params, sample, role)
         self.calls += 1
+        if not self.use_cache:
+            return await self._ask(key, messages)
+        pending = self._asking.get(key)
+        if pending is not None:  # the same call is under way: its answer, once (shielded: one caller cancelled
+            self.cached += 1     # does not cancel it for the others)
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._ask(key, messages))
+        self._asking[key] = task
+        task.add_done_callback(lambda _: self._asking.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _ask(self, key: str, messages: list[dict[str, Any]]) -> CallResult:
         if self.use_cache:
             hit = await asyncio.to_thread(self.cache.cache_get, key)
             if hit is not None:
