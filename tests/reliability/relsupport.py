@@ -123,6 +123,25 @@ def make_result(run_id: str, case: str, sample: int = 0, status: str = "passed",
 # --------------------------------------------------------------------------- reading a ledger directly
 
 
+def runs_in(ledger: Path) -> int:
+    """Runs recorded in a SQLite ledger file (read with sqlite3, independent of benchrun's code)."""
+    import sqlite3
+
+    con = sqlite3.connect(ledger)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM run").fetchone()[0])
+    finally:
+        con.close()
+
+
+def one_line_exit_2(r: Any) -> str:
+    """The stderr of a CLI result that failed as bad input: exit code 2, one line, no traceback."""
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stdout[-1500:]} {r.stderr[-1500:]}"
+    msg = r.stderr.strip()
+    assert msg and "\n" not in msg and "Traceback" not in msg and "internal error" not in msg, msg
+    return str(msg)
+
+
 def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
     """Rows of a SQL query against a ledger URL of either backend (independent of benchrun's code)."""
     from sqlalchemy import create_engine, text

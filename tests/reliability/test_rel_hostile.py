@@ -18,6 +18,7 @@ import pytest
 
 from conftest import GOOD, JUDGE_FAIL, JUDGE_PASS, RUBRIC, Project, fake_config, make_cases
 from fakeserver import FakeServer
+from reliability.relsupport import one_line_exit_2, runs_in
 
 
 def rows(project: Project, run_id: str) -> list[dict[str, Any]]:
@@ -27,13 +28,6 @@ def rows(project: Project, run_id: str) -> list[dict[str, Any]]:
                                         (run_id,))]
     con.close()
     return out
-
-
-def one_line_exit_2(r: Any) -> str:
-    assert r.returncode == 2, f"exit {r.returncode}: {r.stdout[-1500:]} {r.stderr[-1500:]}"
-    msg = r.stderr.strip()
-    assert msg and "\n" not in msg and "Traceback" not in msg and "internal error" not in msg, msg
-    return msg
 
 
 def payloads(marker: Path) -> list[str]:
@@ -95,14 +89,7 @@ def test_run_refuses_a_payload_and_runs_nothing(project: Project, tmp_path: Path
         if where != "template":
             assert one_line_exit_2(project.cli("rubric", "validate", str(project.root / "rubrics" / "mini.yaml")))
         assert not marker.exists(), src
-    assert not project.ledger.exists() or _runs(project) == 0
-
-
-def _runs(project: Project) -> int:
-    con = sqlite3.connect(project.ledger)
-    n = con.execute("SELECT COUNT(*) FROM run").fetchone()[0]
-    con.close()
-    return int(n)
+    assert not project.ledger.exists() or runs_in(project.ledger) == 0
 
 
 def _edit_snapshot(project: Project, run_id: str, judge_prompt: str) -> None:
@@ -137,7 +124,7 @@ def test_a_stored_snapshot_cannot_run_code(project: Project, tmp_path: Path) -> 
         c = project.cli("ledger", "copy", "--from", str(project.ledger), "--to", str(dest))
         assert c.returncode == 0, c.stderr
         assert not marker.exists(), src
-    assert _runs(project) == 1  # nothing half-written by the refused reproductions
+    assert runs_in(project.ledger) == 1  # nothing half-written by the refused reproductions
 
 
 def test_ledger_copy_renders_no_template(project: Project, tmp_path: Path) -> None:

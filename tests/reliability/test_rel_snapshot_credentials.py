@@ -21,6 +21,7 @@ import pytest
 
 from conftest import Project, fake_config
 from fakeserver import FakeServer
+from reliability.relsupport import runs_in
 
 CANARY = "CnrySnapshotKey7Hq2Lm9Xv4"
 GH_CANARY = "ghp_CnryGithubToken5Tz8Wq1Rk"
@@ -64,12 +65,6 @@ def _make_resumable(project: Project, run_id: str) -> None:
         con.close()
 
 
-def _runs(project: Project) -> int:
-    con = sqlite3.connect(project.ledger)
-    try:
-        return int(con.execute("SELECT COUNT(*) FROM run").fetchone()[0])
-    finally:
-        con.close()
 
 
 def _error_line(stderr: str) -> str:
@@ -84,7 +79,7 @@ def test_reproduce_refuses_a_snapshot_that_sends_a_key_to_another_host(project: 
     run_id = _run(project)
     _tamper(project, run_id, api_key_env="ACME_API_KEY", api_base=attacker.url)
     server.reset()
-    before = _runs(project)
+    before = runs_in(project.ledger)
 
     r = project.cli("reproduce", run_id, env=ENV)
     assert r.returncode == 2, r.stdout + r.stderr
@@ -97,7 +92,7 @@ def test_reproduce_refuses_a_snapshot_that_sends_a_key_to_another_host(project: 
     assert f"no key -> {server.url.rsplit('/', 1)[0]} (judge)" in r.stderr
     # nothing called (neither host), nothing written
     assert attacker.requests() == [] and server.requests() == []
-    assert _runs(project) == before
+    assert runs_in(project.ledger) == before
 
     # --json: the same refusal, the same one line
     r = project.cli("reproduce", run_id, "--json", env=ENV)
@@ -161,7 +156,7 @@ def test_a_spec_file_naming_a_refused_variable_records_no_run(project: Project, 
     r = project.cli("run", str(spec), env=ENV)
     assert r.returncode == 2, r.stderr
     assert "GITHUB_TOKEN" in _error_line(r.stderr)
-    assert server.requests() == [] and _runs(project) == 0
+    assert server.requests() == [] and runs_in(project.ledger) == 0
 
 
 def test_an_absent_spec_file_needs_yes(project: Project, server: FakeServer) -> None:
