@@ -131,6 +131,13 @@ def _join_size(seq: list[Any] | tuple[Any, ...], sep: str = "") -> int:
     return n
 
 
+def _replace_size(text: str, old: str, new: str) -> int:
+    """An upper bound on the characters of ``text.replace(old, new)`` (an empty ``old`` matches between
+    every two characters)."""
+    hits = len(text) + 1 if old == "" else text.count(old)
+    return len(text) + hits * len(new)
+
+
 def _str_method_budget(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """Refuse a string method call whose result would be over `MAX_CHARS`, before it runs; the arguments to call
     it with (an iterable given to ``join`` is read once, into a list, to be counted)."""
@@ -145,9 +152,8 @@ def _str_method_budget(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     if name == "expandtabs" and a and owner.count("\t") * _count(a[0]) > MAX_CHARS:
         raise _too_big(owner.count("\t") * _count(a[0]))
     if name == "replace" and len(a) >= 2 and isinstance(a[0], str) and isinstance(a[1], str):
-        hits = len(owner) + 1 if a[0] == "" else owner.count(a[0])
-        if len(owner) + hits * len(a[1]) > MAX_CHARS:
-            raise _too_big(len(owner) + hits * len(a[1]))
+        if (n := _replace_size(owner, a[0], a[1])) > MAX_CHARS:
+            raise _too_big(n)
     if name == "join" and a and isinstance(a[0], (list, tuple)) and _join_size(a[0], owner) > MAX_CHARS:
         raise _too_big(_join_size(a[0], owner))
     return args
@@ -175,9 +181,8 @@ def _guarded_filter(name: str, f: Any) -> Any:
             if len(text) * (1 + len(wrap)) > MAX_CHARS:
                 raise _too_big(len(text) * (1 + len(wrap)))
         if name == "replace" and len(opt) >= 2 and isinstance(opt[0], str) and isinstance(opt[1], str):
-            hits = len(text) + 1 if opt[0] == "" else text.count(opt[0])
-            if len(text) + hits * len(opt[1]) > MAX_CHARS:
-                raise _too_big(len(text) + hits * len(opt[1]))
+            if (n := _replace_size(text, opt[0], opt[1])) > MAX_CHARS:
+                raise _too_big(n)
         if name == "join" and value is not None and not isinstance(value, str):
             sep = opt[0] if opt and isinstance(opt[0], str) else ""
             value = list(value)  # once: an iterator would be spent by the count
