@@ -7,6 +7,7 @@ import ast
 import importlib
 import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +168,38 @@ def test_top_level_help_loads_no_command_module() -> None:
     first, second = _probe([[], ["run"]])
     assert first["cli_modules"] == ["benchrun.cli.app", "benchrun.cli.common"]
     assert second["cli_modules"] == ["benchrun.cli.app", "benchrun.cli.common", "benchrun.cli.run"]
+
+
+# typer's own rendering of a group equal to ours (same help, same commands and help lines, same --help option)
+_TYPER_PAGE = """
+from typer.core import TyperCommand
+from benchrun.cli.app import COMMANDS, HELP
+from benchrun.cli.common import Group
+ref = Group(name="benchrun", help=HELP, no_args_is_help=True,
+            commands={n: TyperCommand(name=n, help=e.help, callback=None) for n, e in COMMANDS.items()})
+ref.main(args=["--help"], prog_name="benchrun")
+"""
+
+
+def test_top_level_help_is_typers_page_byte_for_byte() -> None:
+    """`benchrun --help` is drawn by app._print_top_help, not typer.rich_utils (0.1 s of imports, issue 15):
+    the page must be the one typer draws for the same group, plain and coloured, at several widths."""
+    for columns in ("50", "80", "132", "200"):
+        for colour in ({}, {"FORCE_COLOR": "1"}):
+            env = {"PATH": "", "COLUMNS": columns, **colour}
+            ours = subprocess.run([sys.executable, "-m", "benchrun.cli", "--help"], capture_output=True, env=env,
+                                  timeout=60, check=False)
+            ref = subprocess.run([sys.executable, "-c", _TYPER_PAGE], capture_output=True, env=env, timeout=60,
+                                 check=False)
+            assert ours.returncode == 0 and ref.returncode == 0, (ours.stderr, ref.stderr)
+            text = re.sub(rb"\x1b\[[0-9;]*m", b"", ref.stdout)
+            assert b"Commands" in text and b"reproduce" in text and b"--help" in text
+            assert (b"\x1b[" in ref.stdout) == bool(colour)
+            assert ours.stdout == ref.stdout, (columns, colour)
+    probe = ("import sys\nfrom benchrun.cli import main\nmain(['--help'])\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('typer.rich_utils', 'rich.markdown', 'rich.syntax'))))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_probe_sees_heavy_imports() -> None:

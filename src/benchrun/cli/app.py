@@ -16,10 +16,10 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperOption
 
 from benchrun.cli.common import Group
 from benchrun.errors import BenchrunError
@@ -127,6 +127,12 @@ class LazyGroup(Group):
             return None
         return TyperCommand(name=cmd_name, help=entry.help, callback=None)
 
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.rich_markup_mode != "rich":  # TYPER_USE_RICH=0: typer's plain click layout
+            super().format_help(ctx, formatter)
+            return
+        _print_top_help(self, ctx)
+
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] in self.lazy and args[0] not in self.commands:
             self.commands[args[0]] = load_command(args[0])
@@ -144,6 +150,64 @@ class LazyGroup(Group):
 
 
 app = LazyGroup(name="benchrun", lazy=COMMANDS, help=HELP, no_args_is_help=True)
+
+
+def _print_top_help(group: LazyGroup, ctx: click.Context) -> None:
+    """`benchrun --help` drawn as typer draws a group's help (same panels, styles and widths), from rich's parts.
+
+    typer's own renderer, ``typer.rich_utils``, imports rich's Markdown, Syntax, Traceback and Pretty for
+    features this page never uses: about 0.1 s of a 0.3 s start-up on a 2-core machine (issue 15's
+    target is 0.25 s). Command pages (`benchrun run --help`) still use typer's renderer.
+    tests/test_cli_structure.py checks this page against ``typer.rich_utils.rich_format_help``, byte for
+    byte, plain and coloured, at several widths; it covers what this group has: options without
+    arguments or panels of their own, commands without deprecation.
+    """
+    from rich.columns import Columns
+    from rich.console import Console
+    from rich.highlighter import RegexHighlighter
+    from rich.padding import Padding
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+    from rich.theme import Theme
+
+    class _Options(RegexHighlighter):  # typer.rich_utils.OptionHighlighter
+        highlights: ClassVar[list[str]] = [r"(^|\W)(?P<switch>\-\w+)(?![a-zA-Z0-9])", r"(^|\W)(?P<option>\-\-[\w\-]+)(?![a-zA-Z0-9])",
+                      r"(?P<types>\<[^\>]+\>)", r"(?P<usage>Usage: )"]
+
+    env = os.environ.get
+    width = env("TERMINAL_WIDTH")
+    force = True if env("GITHUB_ACTIONS") or env("FORCE_COLOR") or env("PY_COLORS") else None
+    console = Console(
+        theme=Theme({"option": "bold cyan", "switch": "bold green", "negative_option": "bold magenta",
+                     "negative_switch": "bold red", "types": "bold yellow", "types_sep": "dim", "usage": "yellow"}),
+        highlighter=_Options(), color_system="auto", width=int(width) if width else None,
+        force_terminal=False if env("_TYPER_FORCE_DISABLE_TERMINAL") else force)
+    hl = _Options()
+    console.print(Padding(hl(group.get_usage(ctx)), 1), style="bold")
+    first = (group.help or "").split("\n\n")[0].replace("\n", " ").strip()
+    console.print(Padding(hl(Text.from_markup(first)), (0, 1, 1, 1)))
+
+    options = Table(highlight=True, show_header=False, expand=True, box=None, show_lines=False, leading=0,
+                    pad_edge=False, padding=(0, 1))
+    for param in group.get_params(ctx):
+        if isinstance(param, TyperOption) and not param.hidden:
+            longs = ",".join(o for o in param.opts if "--" in o)
+            shorts = ",".join(o for o in param.opts if "--" not in o)
+            options.add_row(hl(longs), hl(shorts), Text(""), Text(""), Text(style="bold yellow", overflow="fold"),
+                            Columns([hl(Text.from_markup(" ".join(param.help.split())))] if param.help else []))
+    if options.row_count:
+        console.print(Panel(options, border_style="dim", title="Options", title_align="left"))
+
+    commands = [c for n in group.list_commands(ctx) if (c := group.get_command(ctx, n)) is not None and not c.hidden]
+    table = Table(highlight=False, show_header=False, expand=True, box=None, show_lines=False, leading=0,
+                  pad_edge=False, padding=(0, 1))
+    table.add_column(style="bold cyan", no_wrap=True, width=max((len(c.name or "") for c in commands), default=0))
+    table.add_column("Description", justify="left", no_wrap=False, ratio=10)
+    for c in commands:
+        table.add_row(Text(c.name or ""), hl(Text.from_markup((c.short_help or c.help or "").split("\n\n")[0].strip())))
+    if table.row_count:
+        console.print(Panel(table, border_style="dim", title="Commands", title_align="left"))
 
 
 # ----------------------------------------------------------------------------- entry point
