@@ -202,6 +202,14 @@ def test_top_level_help_is_typers_page_byte_for_byte() -> None:
     assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_bare_benchrun_prints_the_help_and_no_empty_error() -> None:
+    for argv in ([], ["runs"]):
+        r = subprocess.run([sys.executable, "-m", "benchrun.cli", *argv], capture_output=True, text=True,
+                           env={"PATH": "", "COLUMNS": "100"}, timeout=60, check=False)
+        assert r.returncode == 2 and "Usage: benchrun" in r.stdout and "Commands" in r.stdout, (argv, r)
+        assert r.stderr == "", (argv, r.stderr)
+
+
 def test_probe_sees_heavy_imports() -> None:
     """The probe is able to fail: a command that does load the spec module shows up."""
     r = subprocess.run([sys.executable, "-c", "import sys, benchrun.spec; "

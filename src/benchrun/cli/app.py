@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         _err().print("aborted")
         return 3
     except click_errors as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `benchrun` (or a bare group): the help is the message
+            return 2
         fmt = getattr(e, "format_message", None)
         _err().print(f"error: {fmt() if fmt else e}", markup=False)
         ctx = getattr(e, "ctx", None)
