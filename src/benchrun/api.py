@@ -437,7 +437,7 @@ def prepare_resume(run_id: str, *, ledger: str | Path | Ledger | None = None,
         raise UsageError(f"run {prior.id} is already complete; nothing to resume")
     loaded = LoadedSpec.from_snapshot(json.loads(prior.spec_snapshot))
     loaded.path = prior.spec_path
-    check = credentials.assess(prior, loaded)
+    check = credentials.assess(prior, loaded.spec)
     if on_credentials is not None:
         on_credentials(check.lines())
     credentials.require(check, confirmed, f"benchrun run --resume {prior.id}")

@@ -24,7 +24,7 @@ from benchrun.errors import BadInput, UsageError
 
 if TYPE_CHECKING:
     from benchrun.ledger.tables import Run
-    from benchrun.spec import LoadedSpec, ModelRef, RunSpec
+    from benchrun.spec import ModelRef, RunSpec
 
 ALLOW_ENV = "BENCHRUN_ALLOW_KEY_ENV"
 # A model key's variable ends in _API_KEY, _KEY or _TOKEN (OPENAI_API_KEY, ANTHROPIC_API_KEY, HF_TOKEN, ...).
@@ -141,7 +141,7 @@ class Assessment:
         return out
 
 
-def assess(run: Run, loaded: LoadedSpec) -> Assessment:
+def assess(run: Run, spec: RunSpec) -> Assessment:
     """Compare the snapshot's routes with those of the spec file on disk (see the module docstring).
 
     Raises `BadInput` when the snapshot names a refused ``api_key_env`` (see `key_env_problem`).
@@ -151,9 +151,9 @@ def assess(run: Run, loaded: LoadedSpec) -> Assessment:
     from benchrun.spec import RunSpec
 
     where = f"run {run.id} (stored snapshot)"
-    for ref, label in [*((c, c.key) for c in loaded.spec.candidates), *([(loaded.spec.judge, "judge")] if loaded.spec.judge else [])]:
+    for ref, label in [*((c, c.key) for c in spec.candidates), *([(spec.judge, "judge")] if spec.judge else [])]:
         check_key_env_name(ref, where, label)
-    snap = routes(loaded.spec)
+    snap = routes(spec)
     path = run.spec_path
     reason: str | None = None
     new: list[Route] = []

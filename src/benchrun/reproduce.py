@@ -412,7 +412,7 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
                          "(ledger edited, or written by an incompatible benchrun version); cannot reproduce it exactly")
     runner.check_templates(loaded, f"run {original.id} (stored snapshot)")  # before the cache check renders them
     # before anything is called or written: the snapshot is a ledger row, which anyone with write access can edit
-    credentials.require(credentials.assess(original, loaded), confirmed, f"benchrun reproduce {original.id}")
+    credentials.require(credentials.assess(original, loaded.spec), confirmed, f"benchrun reproduce {original.id}")
     exec_loaded = loaded
     entries: dict[str, dict[str, Any]] | None = None
     judged: dict[tuple[int, str], JudgedAhead] | None = None

@@ -96,13 +96,13 @@ def show_credentials(run: Any, from_cache: bool = False) -> None:
     import json
 
     from benchrun.credentials import assess
-    from benchrun.spec import LoadedSpec
+    from benchrun.spec import RunSpec
 
-    try:
-        loaded = LoadedSpec.from_snapshot(json.loads(run.spec_snapshot))
-    except ValueError:
+    try:  # the spec part only: the routes are the candidates' and the judge's (a dataset can be thousands of cases)
+        spec = RunSpec.model_validate(json.loads(run.spec_snapshot)["spec"])
+    except (ValueError, KeyError, TypeError):
         return  # an unreadable snapshot: the command itself reports it
-    for line in assess(run, loaded).lines(from_cache):
+    for line in assess(run, spec).lines(from_cache):
         err().print(line, markup=False)
 
 
