@@ -281,6 +281,45 @@ def _owner_dead(owner: str) -> bool:
     return False
 
 
+class _CompiledInserts:
+    """`Ledger.write_batch`'s two inserts as SQL text and positional parameters, for ``exec_driver_sql``.
+
+    ``conn.execute(table.insert(), rows)`` looks the compiled statement up in SQLAlchemy's cache and runs
+    every value through its execution context each time. Here the statements are compiled once, by SQLAlchemy
+    for this dialect, and each value goes through its column type's own bind processor
+    (``TypeEngine.bind_processor``, what SQLAlchemy applies itself), so the driver receives the same values
+    and the rows are the same. tests/test_ledger_writes.py compares the two paths row for row.
+    `benchmarks/ledger_throughput.py --rows 2000 --writers 1 --backends sqlite`, before -> after, one writer:
+    ``add_result`` 3,829 -> 4,718 rows/s, a result with its two cache entries 3,600 -> 5,039 results/s.
+    """
+
+    def __init__(self, dialect: Any, cache_insert: Any) -> None:
+        result = Result.__table__  # type: ignore[attr-defined]
+        self.result_cols = [c for c in _RESULT_FIELDS if c != "id"]
+        self.cache_cols = ["key", "model", "response", "created_at"]
+        self.result_sql, self.result_procs = self._compile(dialect, result.insert(), result, self.result_cols)
+        self.cache_sql, self.cache_procs = self._compile(dialect, cache_insert, _CACHE_TABLE, self.cache_cols)
+
+    @staticmethod
+    def _compile(dialect: Any, stmt: Any, table: Any, cols: list[str]) -> tuple[str, list[Any]]:
+        compiled = stmt.compile(dialect=dialect, column_keys=cols)
+        order = list(compiled.positiontup or [])
+        if order != cols:  # a dialect that orders parameters otherwise: not this path's
+            raise AssertionError(f"unexpected parameter order {order}")
+        procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
+        return str(compiled), procs
+
+    @staticmethod
+    def _params(row: dict[str, Any], cols: list[str], procs: list[Any]) -> tuple[Any, ...]:
+        return tuple(v if (p := procs[i]) is None else p(v) for i, v in enumerate(row[c] for c in cols))
+
+    def result_params(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return self._params(row, self.result_cols, self.result_procs)
+
+    def cache_params(self, entry: dict[str, Any]) -> tuple[Any, ...]:
+        return self._params(entry, self.cache_cols, self.cache_procs)
+
+
 class Ledger:
     """A ledger opened for writing (the schema is created or upgraded), or with ``read_only`` for reading commands.
 
@@ -507,10 +546,16 @@ class Ledger:
         replaced = [r for r, replace in results if replace]
         now = utcnow()
         entries = [{"key": k, "model": m, "response": json.dumps(resp), "created_at": now} for k, m, resp in cache]
+        fast = self._insert_sql() if self.engine.dialect.name == "sqlite" else None
+        if fast is not None:  # SQLite: the same statements, compiled once, with the values as the driver gets them
+            cache_args = [fast.cache_params(e) for e in entries]
+            row_args = [fast.result_params(r) for r in rows]
 
         def go() -> None:
             with self.engine.begin() as conn:
-                if entries:
+                if entries and fast is not None:
+                    conn.exec_driver_sql(fast.cache_sql, cache_args)
+                elif entries:
                     conn.execute(self._cache_insert(), entries)
                 for result in replaced:
                     conn.execute(
@@ -521,7 +566,9 @@ class Ledger:
                             Result.sample_index == result.sample_index,  # type: ignore[arg-type]
                         )
                     )
-                if rows:
+                if rows and fast is not None:
+                    conn.exec_driver_sql(fast.result_sql, row_args)
+                elif rows:
                     conn.execute(table.insert(), rows)
 
         self._retrying(go)
@@ -617,6 +664,13 @@ class Ledger:
             for k, text in self._retrying(go):
                 out[k] = json.loads(text)
         return out
+
+    def _insert_sql(self) -> _CompiledInserts:
+        """The cache and result inserts of `write_batch` compiled once for this engine's dialect (SQLite)."""
+        compiled = self.__dict__.get("_compiled_inserts")
+        if compiled is None:
+            compiled = self.__dict__["_compiled_inserts"] = _CompiledInserts(self.engine.dialect, self._cache_insert())
+        return compiled
 
     def _cache_insert(self) -> Any:
         """Insert-or-ignore into the cache (another writer may have cached the same call first)."""
