@@ -57,8 +57,11 @@ class FileCheck:
 
 
 def check_files(run: Run) -> list[FileCheck]:
-    """Hash the spec, dataset and rubric files on disk and compare them with the run's recorded hashes.
+    """Compare the spec, dataset and rubric files on disk with the run's recorded hashes.
 
+    When the run recorded its files' byte digests (``source_files``) and every file on disk still has those
+    bytes, the recorded hashes are the answer and nothing is parsed (`_checks_by_digest`, all or nothing);
+    otherwise each file is loaded and its content hash computed, as the run computed it.
     Paths: the spec path as recorded (relative paths are relative to the current directory, as
     when the run was made), and the dataset / rubric paths from the stored spec, relative to it.
     """
