@@ -181,7 +181,7 @@ def _print_top_help(group: LazyGroup, ctx: click.Context) -> None:
     console = Console(
         theme=Theme({"option": "bold cyan", "switch": "bold green", "negative_option": "bold magenta",
                      "negative_switch": "bold red", "types": "bold yellow", "types_sep": "dim", "usage": "yellow"}),
-        highlighter=_Options(), color_system="auto", width=int(width) if width else None,
+        highlighter=_Options(), color_system="auto", width=int(width) if width and width.isdigit() else None,
         force_terminal=False if env("_TYPER_FORCE_DISABLE_TERMINAL") else force)
     hl = _Options()
     console.print(Padding(hl(group.get_usage(ctx)), 1), style="bold")
