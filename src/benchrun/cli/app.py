@@ -163,13 +163,14 @@ def _print_top_help(group: LazyGroup, ctx: click.Context) -> None:
     arguments or panels of their own, commands without deprecation.
     """
     from rich.columns import Columns
-    from rich.console import Console
     from rich.highlighter import RegexHighlighter
     from rich.padding import Padding
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
     from rich.theme import Theme
+
+    from benchrun.report.escape import SafeConsole
 
     class _Options(RegexHighlighter):  # typer.rich_utils.OptionHighlighter
         highlights: ClassVar[list[str]] = [r"(^|\W)(?P<switch>\-\w+)(?![a-zA-Z0-9])", r"(^|\W)(?P<option>\-\-[\w\-]+)(?![a-zA-Z0-9])",
@@ -178,7 +179,7 @@ def _print_top_help(group: LazyGroup, ctx: click.Context) -> None:
     env = os.environ.get
     width = env("TERMINAL_WIDTH")
     force = True if env("GITHUB_ACTIONS") or env("FORCE_COLOR") or env("PY_COLORS") else None
-    console = Console(
+    console = SafeConsole(
         theme=Theme({"option": "bold cyan", "switch": "bold green", "negative_option": "bold magenta",
                      "negative_switch": "bold red", "types": "bold yellow", "types_sep": "dim", "usage": "yellow"}),
         highlighter=_Options(), color_system="auto", width=int(width) if width and width.isdigit() else None,
