@@ -1,5 +1,7 @@
 """`python -m benchrun.cli ARGS` = `benchrun ARGS`."""
 
-from benchrun.cli.app import console
+import sys
 
-console()
+from benchrun.cli.app import main
+
+sys.exit(main())
