@@ -179,12 +179,12 @@ def _print_top_help(group: LazyGroup, ctx: click.Context) -> None:
     env = os.environ.get
     width = env("TERMINAL_WIDTH")
     force = True if env("GITHUB_ACTIONS") or env("FORCE_COLOR") or env("PY_COLORS") else None
+    hl = _Options()
     console = SafeConsole(
         theme=Theme({"option": "bold cyan", "switch": "bold green", "negative_option": "bold magenta",
                      "negative_switch": "bold red", "types": "bold yellow", "types_sep": "dim", "usage": "yellow"}),
-        highlighter=_Options(), color_system="auto", width=int(width) if width and width.isdigit() else None,
+        highlighter=hl, color_system="auto", width=int(width) if width and width.isdigit() else None,
         force_terminal=False if env("_TYPER_FORCE_DISABLE_TERMINAL") else force)
-    hl = _Options()
     console.print(Padding(hl(group.get_usage(ctx)), 1), style="bold")
     first = (group.help or "").split("\n\n")[0].replace("\n", " ").strip()
     console.print(Padding(hl(Text.from_markup(first)), (0, 1, 1, 1)))

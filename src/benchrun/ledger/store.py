@@ -538,16 +538,16 @@ class Ledger:
         none; SQLite and PostgreSQL commits are atomic). The runner's writer thread hands over what arrived
         while it was writing (group commit), so one commit serves many results under load."""
         self._check_space()
-        # a Core insert with the rows as parameters: the ORM unit of work costs ~1 ms a row, and building
-        # ``insert().values(**row)`` per call ~0.8 ms (coercing and cache-keying every value); this form is
-        # compiled once and cached (see benchmarks/ledger_throughput.py)
+        # SQLite: `_CompiledInserts`. Elsewhere a Core insert with the rows as parameters: the ORM unit of work
+        # costs ~1 ms a row, and building ``insert().values(**row)`` per call ~0.8 ms (coercing and cache-keying
+        # every value); this form is compiled once and cached (see benchmarks/ledger_throughput.py)
         table = Result.__table__  # type: ignore[attr-defined]
         rows = [r.model_dump(exclude={"id"}) for r, _ in results]
         replaced = [r for r, replace in results if replace]
         now = utcnow()
         entries = [{"key": k, "model": m, "response": json.dumps(resp), "created_at": now} for k, m, resp in cache]
-        fast = self._insert_sql() if self.engine.dialect.name == "sqlite" else None
-        if fast is not None:  # SQLite: the same statements, compiled once, with the values as the driver gets them
+        fast = self._insert_sql() if self._sqlite_dir is not None else None
+        if fast is not None:  # the same statements, compiled once, with the values as the driver gets them
             cache_args = [fast.cache_params(e) for e in entries]
             row_args = [fast.result_params(r) for r in rows]
 
