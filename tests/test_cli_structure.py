@@ -231,3 +231,29 @@ def test_only_the_provider_gateway_calls_models() -> None:
                  for n, line in enumerate(p.read_text().splitlines(), 1) if calls.search(line)]
     assert offenders == []
     assert calls.search((SRC / "benchrun" / "providers.py").read_text())  # the pattern does find the gateway's calls
+
+
+def test_console_exit_keeps_exit_handlers_output_and_codes(tmp_path: Path) -> None:
+    """`cli.app.console` ends the process without the interpreter's teardown: exit handlers still run, output
+    is flushed, the exit code is main's, and the ledger's SQLite connections are closed (a WAL ledger keeps no
+    ``-wal`` / ``-shm`` file, as after a normal exit); with another thread alive the exit is the normal one."""
+    prog = ("import atexit, sys, threading, time\n"
+            "atexit.register(lambda: print('EXIT-HANDLER-RAN', flush=True))\n"
+            "if sys.argv[1] == 'thread':\n"
+            "    threading.Thread(target=lambda: (time.sleep(0.5), print('THREAD-DONE', flush=True))).start()\n"
+            "sys.argv = ['benchrun', *sys.argv[2:]]\n"
+            "print('unflushed', end='')\n"
+            "from benchrun.cli.app import console\n"
+            "console()\n")
+    for mode in ("alone", "thread"):
+        (tmp_path / mode).mkdir()
+        ledger = tmp_path / mode / "l.sqlite"  # a new ledger: this listing creates it, in WAL mode
+        ok = subprocess.run([sys.executable, "-c", prog, mode, "runs", "list", "--ledger", str(ledger), "--json"],
+                            capture_output=True, text=True, timeout=60, check=False)
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.startswith("unflushed") and "EXIT-HANDLER-RAN" in ok.stdout, ok.stdout
+        assert ("THREAD-DONE" in ok.stdout) == (mode == "thread")
+        assert sorted(p.name for p in ledger.parent.iterdir()) == ["l.sqlite"]  # created, then closed
+        bad = subprocess.run([sys.executable, "-c", prog, mode, "runs", "show", "no-such-run", "--ledger", str(ledger)],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "EXIT-HANDLER-RAN" in bad.stdout, bad

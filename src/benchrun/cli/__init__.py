@@ -7,6 +7,6 @@ One module per command group (`run`, `runs`, `dataset`, `judge`, `compare`, `cov
 
 from __future__ import annotations
 
-from benchrun.cli.app import app, main
+from benchrun.cli.app import app, console, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "console", "main"]

@@ -1,7 +1,5 @@
 """`python -m benchrun.cli ARGS` = `benchrun ARGS`."""
 
-import sys
+from benchrun.cli.app import console
 
-from benchrun.cli.app import main
-
-sys.exit(main())
+console()

@@ -16,6 +16,7 @@ import os
 import random
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,18 +181,56 @@ def _sqlite_uri(path: str, *params: str) -> str:
     return f"file:{quote(path, safe='/')}" + (f"?{'&'.join(params)}" if params else "")
 
 
+# Every ledger and every SQLite connection this process opened and still holds, weakly: `close_all` closes them
+# when the console script ends the process without the interpreter's teardown (`benchrun.cli.app.console`).
+_OPEN_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
+_OPEN_SQLITE: weakref.WeakSet[Any] = weakref.WeakSet()
+_sqlite_factory: Any = None
+
+
+def _tracked_connection_class() -> Any:
+    """`sqlite3.Connection` cannot be weakly referenced; a subclass of it can, and is otherwise the same."""
+    global _sqlite_factory
+    if _sqlite_factory is None:
+        import sqlite3
+
+        class _TrackedConnection(sqlite3.Connection):
+            pass
+
+        _sqlite_factory = _TrackedConnection
+    return _sqlite_factory
+
+
 def _connect_sqlite(path: str, read_only: bool) -> Any:
     import sqlite3
 
+    tracked = _tracked_connection_class()
     if not read_only:
-        return sqlite3.connect(_sqlite_uri(path), uri=True, timeout=30, check_same_thread=False)
-    con = sqlite3.connect(_sqlite_uri(path, "mode=ro"), uri=True, timeout=30, check_same_thread=False)
-    try:  # a WAL ledger on a read-only medium cannot create its -shm file: read it as immutable then
-        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return con
-    except sqlite3.OperationalError:
-        con.close()
-        return sqlite3.connect(_sqlite_uri(path, "mode=ro", "immutable=1"), uri=True, check_same_thread=False)
+        con = sqlite3.connect(_sqlite_uri(path), uri=True, timeout=30, check_same_thread=False, factory=tracked)
+    else:
+        con = sqlite3.connect(_sqlite_uri(path, "mode=ro"), uri=True, timeout=30, check_same_thread=False,
+                              factory=tracked)
+        try:  # a WAL ledger on a read-only medium cannot create its -shm file: read it as immutable then
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            con.close()
+            con = sqlite3.connect(_sqlite_uri(path, "mode=ro", "immutable=1"), uri=True, check_same_thread=False,
+                                  factory=tracked)
+    _OPEN_SQLITE.add(con)
+    return con
+
+
+def close_all() -> None:
+    """Close every ledger connection this process still holds: each ledger's pool, then any SQLite connection
+    still checked out of one. What the interpreter's teardown would do when it frees them: SQLite then
+    checkpoints a WAL ledger and removes its ``-wal`` / ``-shm`` files, and a server sees its connections
+    end cleanly. Committed transactions are durable either way; an open one is rolled back, as at teardown."""
+    for led in list(_OPEN_LEDGERS):
+        with contextlib.suppress(Exception):
+            led.engine.dispose()
+    for con in list(_OPEN_SQLITE):
+        with contextlib.suppress(Exception):
+            con.close()
 
 
 def _check_sqlite_file(path: str, shown: str) -> None:
@@ -353,6 +392,7 @@ class Ledger:
             self.engine: Engine = create_engine("sqlite://" if sqlite else self.url, **kwargs)
         except Exception as e:  # bad URL, missing driver
             raise UsageError(f"cannot open ledger {redact_url(self.url)}: {type(e).__name__}: {e}") from None
+        _OPEN_LEDGERS.add(self)
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas_read_only if read_only else _sqlite_pragmas)
         _register_password(self.url)
