@@ -284,12 +284,13 @@ def console() -> None:
 
     After `main` returns, a normal interpreter exit frees every module and object one by one (SQLAlchemy's,
     pydantic's, the run's results): 0.2-0.5 s after a 1-case run or a replay of 4,000 results on a 2-core
-    machine (docs/performance.md, eighth pass), spent on nothing a user needs. So, when no other thread is alive, what a normal exit does that matters is
-    done here: the handlers registered with `atexit` run (logging, multiprocessing's children, temporary
-    directories, the local model server), the ledger closes its connections (`benchrun.ledger.store.close_all`:
-    SQLite checkpoints and removes a WAL ledger's ``-wal`` / ``-shm`` files), output is flushed, and the process
-    ends (``os._exit``). With another thread alive, or under ``BENCHRUN_DEBUG``, the exit is the normal one.
-    `main` itself (called in-process by tests and the Python API) never exits.
+    machine (docs/performance.md, eighth pass), spent on nothing a user needs. So, when no other thread is
+    alive, what a normal exit does that matters is done here: the handlers registered with `atexit` run
+    (logging, multiprocessing's children, temporary directories, the local model server), the ledger closes its
+    connections (`benchrun.ledger.store.close_all`: SQLite checkpoints and removes a WAL ledger's ``-wal`` /
+    ``-shm`` files), output is flushed, and the process ends (``os._exit``). With another thread alive, or
+    under ``BENCHRUN_DEBUG``, the exit is the normal one. `main` itself (called in-process by tests and the
+    Python API) never exits.
     """
     code = main()
     import threading

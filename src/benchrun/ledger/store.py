@@ -11,6 +11,7 @@ transaction, retried when the database reports a transient conflict (SQLite
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -185,20 +186,17 @@ def _sqlite_uri(path: str, *params: str) -> str:
 # when the console script ends the process without the interpreter's teardown (`benchrun.cli.app.console`).
 _OPEN_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
 _OPEN_SQLITE: weakref.WeakSet[Any] = weakref.WeakSet()
-_sqlite_factory: Any = None
 
 
+@functools.cache
 def _tracked_connection_class() -> Any:
     """`sqlite3.Connection` cannot be weakly referenced; a subclass of it can, and is otherwise the same."""
-    global _sqlite_factory
-    if _sqlite_factory is None:
-        import sqlite3
+    import sqlite3
 
-        class _TrackedConnection(sqlite3.Connection):
-            pass
+    class _TrackedConnection(sqlite3.Connection):
+        pass
 
-        _sqlite_factory = _TrackedConnection
-    return _sqlite_factory
+    return _TrackedConnection
 
 
 def _connect_sqlite(path: str, read_only: bool) -> Any:
@@ -227,7 +225,7 @@ def close_all() -> None:
     end cleanly. Committed transactions are durable either way; an open one is rolled back, as at teardown."""
     for led in list(_OPEN_LEDGERS):
         with contextlib.suppress(Exception):
-            led.engine.dispose()
+            led.close()
     for con in list(_OPEN_SQLITE):
         with contextlib.suppress(Exception):
             con.close()
