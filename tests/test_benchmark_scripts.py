@@ -48,3 +48,13 @@ def test_ledger_throughput_runs() -> None:
     out = bench("ledger_throughput.py", "--rows", "20", "--writers", "1", "--backends", "sqlite")
     for path in ("bare 1 txn/row", "add_result", "runner thread", "runner +2 cache"):
         assert re.search(rf"sqlite +1 +{re.escape(path)} +\d+", out), (path, out)
+
+
+def test_peers_runs_benchrun_alone_when_no_peer_is_installed() -> None:
+    out = bench("peers.py", "--inspect", "", "--promptfoo", "", "--repeat", "1", "--cases", "12", "--latency-ms", "5",
+                "--concurrency", "4")
+    assert "inspect_ai: not found" in out and "promptfoo: not found" in out, out
+    assert re.search(r"benchrun +min +\d+\.\d{3} s +median", out), out
+    for work in ("rules only, one call per case", "answer + judge per case"):  # each checked by the server's counts
+        assert re.search(rf"12 cases, {re.escape(work)}, 5 ms, 4 in flight: ideal 0\.\d\d s[^\n]*\n +benchrun +\d+\.\d\d s +\d+\.\d\dx",
+                         out), (work, out)
