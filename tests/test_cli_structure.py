@@ -257,3 +257,28 @@ def test_console_exit_keeps_exit_handlers_output_and_codes(tmp_path: Path) -> No
         bad = subprocess.run([sys.executable, "-c", prog, mode, "runs", "show", "no-such-run", "--ledger", str(ledger)],
                              capture_output=True, text=True, timeout=60, check=False)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "EXIT-HANDLER-RAN" in bad.stdout, bad
+
+
+def test_console_raises_the_collectors_first_threshold_and_main_leaves_it(capsys: object) -> None:
+    """The `benchrun` process runs with the cyclic collector's first threshold at `GC_THRESHOLD_0` (fewer full
+    collections over a command's long-lived objects); a threshold the caller set is kept, and `main` (called
+    in-process by tests and the Python API) does not touch the caller's collector."""
+    import gc
+
+    from benchrun.cli.app import GC_THRESHOLD_0, main
+
+    prog = ("import atexit, gc, sys\n"
+            "if sys.argv[1] == 'tuned':\n"
+            "    gc.set_threshold(500, 5, 5)\n"
+            "atexit.register(lambda: print('GC', gc.get_threshold(), flush=True))\n"
+            "sys.argv = ['benchrun', '--help']\n"
+            "from benchrun.cli.app import console\n"
+            "console()\n")
+    for mode, want in (("default", (GC_THRESHOLD_0, 10, 10)), ("tuned", (500, 5, 5))):
+        r = subprocess.run([sys.executable, "-c", prog, mode], capture_output=True, text=True, timeout=60, check=False)
+        assert r.returncode == 0, r.stderr
+        assert f"GC {want}" in r.stdout, (mode, r.stdout[-500:])
+    assert GC_THRESHOLD_0 > 700
+    before = gc.get_threshold()
+    assert main(["--help"]) == 0
+    assert gc.get_threshold() == before
