@@ -144,6 +144,37 @@ def test_a_cached_rerun_reads_answers_and_verdicts_in_bulk(project: Project, ser
     led.close()
 
 
+def test_a_replay_reads_each_runs_results_once(project: Project, server: FakeServer) -> None:
+    """`reproduce --from-cache` reads the reproduction's result rows once (to record its totals) and hands them to
+    the report (`RunOutcome.rows`), which equals the rows read afterwards; the report is the same as one built
+    from a fresh read."""
+    from sqlalchemy import event
+
+    from benchrun.ledger import Ledger
+    from benchrun.reproduce import reproduce, reproduction_diff
+
+    spec = project.setup()
+    _r, first = project.cli_json("run", str(spec))
+    run_id = first["conditions"]["run_id"]
+    led = Ledger(str(project.ledger))
+    full_reads: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        s = " ".join(statement.split())
+        if s.startswith("SELECT result.id,") and s.endswith("FROM result WHERE result.run_id = ? ORDER BY result.id"):
+            full_reads.append(s)  # `Ledger.result_rows`: every column of a run's results
+
+    event.listen(led.engine, "before_cursor_execute", seen)
+    diff = reproduce(led, run_id, from_cache=True)
+    event.remove(led.engine, "before_cursor_execute", seen)
+    assert diff["reproduced"], diff["verdict"]
+    assert len(full_reads) == 2, full_reads  # the reproduction's (its totals) and the original's (the report)
+    new_id = diff["reproduction_run"]
+    again = reproduction_diff(led, led.get_run(run_id), led.get_run(new_id), from_cache=True)
+    assert again == {k: v for k, v in diff.items() if k in again}
+    led.close()
+
+
 def test_samples_are_independent_in_cache(project: Project, server: FakeServer) -> None:
     spec = project.setup(samples=3)
     r, summary = project.cli_json("run", str(spec))

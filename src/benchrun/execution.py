@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 import threading
 from collections.abc import Callable
@@ -155,8 +156,6 @@ def execute_run(
 
                     def tick(done: int, total: int, errors: int, cost: float) -> None:  # pairs count as cells
                         if on_progress is not None:
-                            import dataclasses
-
                             on_progress(dataclasses.replace(base, total=base.total + total, done=base.done + done,
                                                             errors=base.errors + errors,
                                                             cost_usd=base.cost_usd + cost))
@@ -195,7 +194,7 @@ def execute_run(
             if pairwise is not None:
                 tot["pairwise"] = pairwise.to_dict()
             ledger.finish_run(run_id, outcome.status, tot, outcome.message)
-            return outcome
+            return dataclasses.replace(outcome, rows=results)
         finally:
             if heartbeat is not None:
                 heartbeat.stop()

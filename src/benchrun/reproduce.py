@@ -246,7 +246,8 @@ def _delta(new: float | None, old: float | None) -> float | None:
 
 
 def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cache: bool = False,
-                      level: float = 0.95, n_boot: int = 10000) -> dict[str, Any]:
+                      level: float = 0.95, n_boot: int = 10000,
+                      reproduction_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Compare a reproduction run with its original: per-model paired statistics, flips, cost,
     latency and model-version changes, and a verdict.
 
@@ -258,6 +259,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     several tests: their p-values are Holm-adjusted together (``p_adjusted``), so a run that
     reproduced is called "NOT reproduced" by chance at most 1 - level of the time. Flips inside the noise are listed
     but do not fail the verdict: at temperature > 0 a few flips are expected.
+    ``reproduction_rows``: the reproduction's result rows when the caller already has them (`RunOutcome.rows`).
     """
     from benchrun.analysis.breakdown import summarize
     from benchrun.analysis.compare import flips, paired_compare
@@ -266,7 +268,7 @@ def reproduction_diff(ledger: Ledger, original: Run, reproduction: Run, from_cac
     from benchrun.report.plain import jsonable
 
     rows_o = ledger.result_rows(original.id)
-    rows_n = ledger.result_rows(reproduction.id)
+    rows_n = reproduction_rows if reproduction_rows is not None else ledger.result_rows(reproduction.id)
     order = [m["key"] for m in json.loads(original.models)]
     sum_o = {s.model_key: s for s in summarize(rows_o, order)}
     sum_n = {s.model_key: s for s in summarize(rows_n, order)}
@@ -439,7 +441,8 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     if outcome.status != "completed":
         raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
                          f"Resume with: benchrun run --resume {new_id}")
-    diff = reproduction_diff(ledger, original, ledger.get_run(new_id), from_cache=from_cache, n_boot=n_boot)
+    diff = reproduction_diff(ledger, original, ledger.get_run(new_id), from_cache=from_cache, n_boot=n_boot,
+                             reproduction_rows=outcome.rows)  # as the run's totals read them: not read again
     diff["file_checks"] = [{"kind": c.kind, "path": c.path, "status": c.status, "recorded_hash": c.recorded_hash,
                             "disk_hash": c.disk_hash, "detail": c.detail, "message": c.sentence()} for c in checks]
     diff["ran_from"] = ("stored snapshot (files on disk unchanged)" if all(c.status == "same" for c in checks)

@@ -395,6 +395,9 @@ class RunOutcome:
     status: str
     message: str | None
     progress: Progress
+    # the run's result rows (`Ledger.result_rows`) as `execution.execute_run` read them to record its totals, once
+    # the run is completed and recorded: a caller reporting on them (reproduce) need not read them again
+    rows: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -1106,8 +1106,13 @@ class LoadedSpec(BaseModel):
 
     @property
     def rendered(self) -> dict[Any, Any]:
-        """Messages `runner.candidate_messages` rendered for this spec (a cache, kept with the spec it is for)."""
-        return self._rendered
+        """Messages `runner.candidate_messages` rendered for this spec (a cache, kept with the spec it is for).
+
+        Read from pydantic's private storage directly: ``self._rendered`` goes through `BaseModel.__getattr__`
+        (two AttributeErrors raised and caught), ~1.9 us against ~0.07 us, and a replay asks 12,000 times."""
+        private = self.__pydantic_private__
+        assert private is not None  # a model with a private attribute always has its storage
+        return private["_rendered"]  # type: ignore[no-any-return]
 
     def judged(self, case: Case) -> bool:
         """Whether the judge scores this case (see `RunSpec.judge_when`)."""
