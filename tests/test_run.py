@@ -172,6 +172,17 @@ def test_a_replay_reads_each_runs_results_once(project: Project, server: FakeSer
     new_id = diff["reproduction_run"]
     again = reproduction_diff(led, led.get_run(run_id), led.get_run(new_id), from_cache=True)
     assert again == {k: v for k, v in diff.items() if k in again}
+    # the rows are kept only when asked for: a plain run does not hold a big run's rows after its totals
+    from benchrun import runner
+    from benchrun.execution import execute_run
+    from benchrun.spec import load_run_spec
+
+    loaded = load_run_spec(spec)
+    plain = execute_run(loaded, led, runner.create_run(loaded, led))
+    kept_id = runner.create_run(loaded, led)
+    kept = execute_run(loaded, led, kept_id, keep_rows=True)
+    assert plain.status == kept.status == "completed" and plain.rows is None
+    assert kept.rows == led.result_rows(kept_id) and len(kept.rows) == len(led.result_rows(run_id))
     led.close()
 
 

@@ -94,6 +94,7 @@ def execute_run(
     shard: Shard | None = None,
     cache_entries: dict[str, dict[str, Any]] | None = None,
     judged_ahead: dict[tuple[int, str], JudgedAhead] | None = None,
+    keep_rows: bool = False,
 ) -> RunOutcome:
     """Run every pending cell of ``run_id`` and record how the run ended (see the module docstring).
 
@@ -104,7 +105,9 @@ def execute_run(
     before anything is called or marked. With ``shard`` only that shard's cells run, under the shard's own
     lease, and its end is recorded by `benchrun.shards.settle` (which completes the run once every cell is in).
     ``cache_entries`` are cache entries already read (`reproduce.cache_misses`), served by the runner first;
-    ``judged_ahead`` the judge calls that check worked out (`runner.JudgedAhead`).
+    ``judged_ahead`` the judge calls that check worked out (`runner.JudgedAhead`). With ``keep_rows`` a completed
+    run's outcome carries the result rows read for its totals (`RunOutcome.rows`), for a caller that reports on
+    them next (reproduce); off by default, so a big run's rows are not held after its totals are recorded.
     """
     from benchrun import runner
     from benchrun.ledger.store import lease_owner
@@ -194,7 +197,7 @@ def execute_run(
             if pairwise is not None:
                 tot["pairwise"] = pairwise.to_dict()
             ledger.finish_run(run_id, outcome.status, tot, outcome.message)
-            return dataclasses.replace(outcome, rows=results)
+            return dataclasses.replace(outcome, rows=results) if keep_rows else outcome
         finally:
             if heartbeat is not None:
                 heartbeat.stop()

@@ -437,7 +437,7 @@ def reproduce(ledger: Ledger, run_id: str, from_cache: bool = False, n_boot: int
     workers = 0 if from_cache else runner.call_workers_for(exec_loaded, "auto")  # replays make no calls
     outcome = execute_run(exec_loaded, ledger, new_id, use_cache=from_cache, call_workers=workers,
                           unsafe_exec=unsafe_exec, on_progress=on_progress, on_start=on_start, interrupt_guard=interrupt_guard,
-                          cache_entries=entries, judged_ahead=judged)
+                          cache_entries=entries, judged_ahead=judged, keep_rows=True)
     if outcome.status != "completed":
         raise RunAborted(f"reproduction run {new_id} of {original.id} stopped: {outcome.message}. "
                          f"Resume with: benchrun run --resume {new_id}")

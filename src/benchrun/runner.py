@@ -396,7 +396,7 @@ class RunOutcome:
     message: str | None
     progress: Progress
     # the run's result rows (`Ledger.result_rows`) as `execution.execute_run` read them to record its totals, once
-    # the run is completed and recorded: a caller reporting on them (reproduce) need not read them again
+    # the run is completed and recorded, when its caller asked (``keep_rows``: reproduce, which reports on them)
     rows: list[dict[str, Any]] | None = None
 
 

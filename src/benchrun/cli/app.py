@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # the collector's first threshold in the `benchrun` process (see `console`): 700 by default; 10,000 / 20,000 /
-# 50,000 gave 0.90x / 0.88x / 0.88x the wall time of a 4,000-result replay here, so the middle one
+# 50,000 gave 0.90x / 0.88x / 0.88x the wall time of a 4,000-result replay here (set by a wrapper script before
+# `console`), so the middle one
 GC_THRESHOLD_0 = 20_000
 
 
@@ -300,9 +301,9 @@ def console() -> None:
     Before `main`, the cyclic garbage collector's first threshold goes from Python's 700 to `GC_THRESHOLD_0`
     (the other two stay 10, 10): a command allocates hundreds of thousands of long-lived objects (its imports,
     a dataset, a run's results), and with the default a full collection walks them all over and over. Memory
-    is still reclaimed as before (reference counting; cycles at the next, rarer collection). Measured: a replay
-    of 4,000 results 0.88x the wall time, a 1-case run 0.97x (docs/performance.md, ninth pass). A process
-    policy, so here and not in `main`: the Python API leaves the caller's collector alone.
+    is still reclaimed as before (reference counting; cycles at the next, rarer collection). Measured, A/B wall
+    medians: a replay of 4,000 results 0.91x, a 1-case run 0.96x, `--help` 0.96x (docs/performance.md, ninth
+    pass). A process policy, so here and not in `main`: the Python API leaves the caller's collector alone.
     """
     import gc
 
