@@ -50,11 +50,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHRUN = str(Path(sys.executable).parent / "benchrun")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
+from runner_overhead import ANSWER, JUDGE, start_server  # noqa: E402
+
 from fakeserver import http_json  # noqa: E402
 
-VERDICT_JSON = '{"score": 5, "pass": true, "reason": "ok", "failure_mode": "none"}'  # benchrun's and promptfoo's
+VERDICT_JSON = JUDGE  # the verdict format benchrun's judge and promptfoo's llm-rubric parse
 VERDICT_INSPECT = "The answer is helpful.\n\nGRADE: C"  # inspect_ai's model_graded_qa
-ANSWER = "Please open a ticket with the billing team."
+RULES = [{"model": "^judge$", "reply": VERDICT_JSON}, {"model": "^grader$", "reply": VERDICT_INSPECT}]
 RULE_TEXT = "I have refunded"  # every tool checks that the answer does not contain this
 
 
@@ -66,28 +68,11 @@ class Server:
     """The test server as its own process; its config is replaced per workload (POST /config)."""
 
     def __init__(self, tmp: Path) -> None:
-        cfg = tmp / "server.json"
-        cfg.write_text(json.dumps(self.config(0)))
-        port_file = tmp / "port"
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0",
-                                      "--config", str(cfg), "--port-file", str(port_file)],
-                                     stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            time.sleep(0.05)
-        else:
-            raise SystemExit("the test server did not start")
-        self.base = f"http://127.0.0.1:{port_file.read_text().strip()}"
-        self.url = self.base + "/v1"
-
-    @staticmethod
-    def config(latency_ms: float) -> dict[str, object]:
-        return {"latency_ms": latency_ms, "default_reply": ANSWER,
-                "rules": [{"model": "^judge$", "reply": VERDICT_JSON}, {"model": "^grader$", "reply": VERDICT_INSPECT}]}
+        self.proc, self.url = start_server(tmp, 0, RULES)  # runner_overhead.py's, with a rule per judge format
+        self.base = self.url.removesuffix("/v1")
 
     def set_latency(self, latency_ms: float) -> None:
-        http_json(self.base + "/config", self.config(latency_ms))
+        http_json(self.base + "/config", {"latency_ms": latency_ms, "default_reply": ANSWER, "rules": RULES})
 
     def reset(self) -> None:
         http_json(self.base + "/reset", {})

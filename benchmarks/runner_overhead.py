@@ -47,9 +47,13 @@ os.environ.setdefault("LITELLM_LOG", "ERROR")
 JUDGE = '{"score": 5, "pass": true, "reason": "ok", "failure_mode": "none"}'
 
 
-def start_server(tmp: Path, latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
-    cfg = {"latency_ms": latency_ms, "rules": [{"model": "judge", "reply": JUDGE}],
-           "default_reply": "Please open a ticket with the billing team."}
+ANSWER = "Please open a ticket with the billing team."
+
+
+def start_server(tmp: Path, latency_ms: float, rules: list[dict[str, str]] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """The test server as its own process: every answer `ANSWER`, the judge's `JUDGE` (or ``rules``)."""
+    cfg = {"latency_ms": latency_ms, "rules": rules if rules is not None else [{"model": "judge", "reply": JUDGE}],
+           "default_reply": ANSWER}
     (tmp / "cfg.json").write_text(json.dumps(cfg))
     port_file = tmp / "port"
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py"), "--port", "0", "--config",
